@@ -1,0 +1,194 @@
+"""The `neurometry` command line: parses arguments, calls the library, prints.
+
+User errors (:class:`NeurometryError`) print one line and exit 2; Ctrl-C exits 130 and says how to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from neurometry.errors import NeurometryError
+
+
+def _print_table(headers: list[str], rows: list[list[object]]) -> None:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _emit_json(document: object) -> None:
+    print(json.dumps(document, indent=2, default=str))
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    from neurometry.models import zoo
+
+    entries = zoo()
+    if args.json:
+        _emit_json({"models": [e.__dict__ if hasattr(e, "__dict__") else dict(e) for e in entries]})
+        return
+    rows = [[e.name, "yes" if e.installed else "no", e.description, "" if e.installed else e.install] for e in entries]
+    _print_table(["model", "installed", "what", "install with"], rows)
+    print("\nMODEL may also be a local Hugging Face folder or module:attribute returning a torch.nn.Module.")
+
+
+def cmd_points(args: argparse.Namespace) -> None:
+    from neurometry.models import describe_points, load_model
+
+    points = describe_points(load_model(args.model))
+    if args.json:
+        _emit_json({"model": args.model, "points": points})
+        return
+    _print_table(["point", "kind", "shape", "module"], [[p["point"], p["kind"], p["shape"], p["module_path"]] for p in points])
+    print(f"\n{len(points)} points; any module path works too, and globs select several (resid.*).")
+
+
+def cmd_record(args: argparse.Namespace) -> None:
+    from neurometry.record import record
+
+    result = record(
+        args.model, args.data, args.points, args.out, reduce=args.reduce, dtype=args.dtype,
+        batch_size=args.batch_size, max_tokens=args.max_tokens, run=args.run, overwrite=args.overwrite,
+        progress=not args.quiet, chunk_rows=args.chunk_rows,
+    )
+    if args.json:
+        _emit_json(result.__dict__)
+        return
+    if result.already_complete:
+        print(f"run {result.run_id!r} is already complete in {result.store}; nothing to do")
+    else:
+        resumed = f" (resumed at input {result.resumed_at})" if result.resumed_at else ""
+        print(f"recorded {len(result.points)} points x {result.n_rows} rows from {result.n_inputs} inputs"
+              f" into {result.store}, run {result.run_id!r}{resumed}")
+    print(f"next: neurometry ls {result.store}")
+
+
+def cmd_ls(args: argparse.Namespace) -> None:
+    from neurometry.store import open_store
+
+    store = open_store(args.store)
+    runs = store.runs()
+    points = store.points()
+    if args.json:
+        _emit_json({
+            "runs": [{k: v for k, v in r.__dict__.items()} for r in runs],
+            "points": [p.__dict__ for p in points],
+        })
+        return
+    if not runs:
+        print(f"{store.path}: empty store")
+        return
+    _print_table(
+        ["run", "model", "reduce", "dtype", "rows", "inputs", "status"],
+        [[r.run_id, r.model, r.reduce, r.dtype, f"{r.committed_rows}/{r.n_rows}", f"{r.committed_inputs}/{r.n_inputs}",
+          r.status] for r in runs],
+    )
+    print()
+    _print_table(["run", "point", "kind", "shape", "dtype", "rows"],
+                 [[p.run_id, p.point, p.kind, " x ".join(map(str, p.shape)), p.dtype, p.n_rows] for p in points])
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from neurometry.store import open_store
+    from neurometry.store.export import export_point
+
+    store = open_store(args.store)
+    written = export_point(store, args.point, args.out, run=args.run, meta_format=args.meta)
+    if args.json:
+        _emit_json({"files": [str(p) for p in written]})
+        return
+    for path in written:
+        print(f"wrote {path}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from neurometry.demo import run_demo
+
+    run_demo(args.out, quick=args.quick)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neurometry", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("models", help="built-in models and how to install each")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("points", help="the hook points of a model, with shapes")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_points)
+
+    p = sub.add_parser("record", help="record hook points of a model over a dataset into a store")
+    p.add_argument("model", help="zoo name, local Hugging Face folder, or module:attribute")
+    p.add_argument("data", help=".jsonl, .csv or .parquet with a text (or image) column")
+    p.add_argument("--points", nargs="+", required=True, help="aliases, module paths or globs (resid.*)")
+    p.add_argument("--out", required=True, help="store folder (created if missing)")
+    p.add_argument("--reduce", default=None, help="text: tokens|mean|first|last (default mean); image: mean|none")
+    p.add_argument("--dtype", default="float32", help="float32|float16|bfloat16 on disk")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-tokens", type=int, default=128, help="truncate inputs to this many tokens")
+    p.add_argument("--run", default=None, help="run name (default: from the model name)")
+    p.add_argument("--overwrite", action="store_true", help="replace a complete run recorded with other settings")
+    p.add_argument("--chunk-rows", type=int, default=None, help="rows per on-disk chunk and commit (default ~8 MiB)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("ls", help="runs, points, shapes and row counts of a store")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("export", help="write one point to .npy, with its row metadata beside it")
+    p.add_argument("store")
+    p.add_argument("--point", required=True)
+    p.add_argument("--run", default=None)
+    p.add_argument("--out", required=True, help="FILE.npy")
+    p.add_argument("--meta", choices=["parquet", "csv"], default="parquet", help="format of the metadata file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="the main job on built-in models and data")
+    p.add_argument("--out", default="neurometry-demo", help="folder for the demo's store and figures")
+    p.add_argument("--quick", action="store_true", help="fewer stages, for a fast look")
+    p.set_defaults(func=cmd_demo)
+
+    _add_later_commands(sub)
+    return parser
+
+
+def _add_later_commands(sub: argparse._SubParsersAction) -> None:
+    """Commands whose modules are optional at import time (kept apart so `--help` stays fast)."""
+    try:
+        from neurometry.measures.cli import add_measure_command
+    except ImportError:
+        return
+    add_measure_command(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except NeurometryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; everything committed so far is kept: rerun the same command to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

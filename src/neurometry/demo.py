@@ -1,0 +1,64 @@
+"""`neurometry demo`: the main job on built-in models and data, stage by stage.
+
+Each stage skips work whose results are already in the store, so a second run is quick.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+from neurometry.record import record
+from neurometry.store import open_store
+
+
+def bundled_data(name: str = "sentences.jsonl") -> Path:
+    """Path of a dataset shipped in the package (templated sentences labelled by topic and sentiment)."""
+    return Path(str(resources.files("neurometry.data") / name))
+
+
+def _stage(title: str) -> None:
+    print(f"\n== {title}", file=sys.stderr, flush=True)
+
+
+def run_demo(out: str | Path = "neurometry-demo", quick: bool = False) -> None:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store_path = out / "store"
+    data = bundled_data()
+
+    _stage("record: MiniLM over 432 labelled sentences (every layer, mean over tokens and per token)")
+    record("minilm", data, ["embed", "resid.*"], store_path, reduce="mean", run="minilm-mean")
+    if not quick:
+        record("minilm", data, ["resid.*", "mlp_act.*", "attn_pattern.*"], store_path, reduce="tokens",
+               dtype="float16", run="minilm-tokens")
+
+    store = open_store(store_path)
+    print(f"\nstore: {store_path}")
+    for run in store.runs():
+        points = [p for p in store.points(run.run_id)]
+        shapes = ", ".join(sorted({" x ".join(map(str, p.shape)) for p in points}))
+        print(f"  run {run.run_id:14s} {run.model:8s} reduce={run.reduce:6s} {len(points):2d} points "
+              f"x {run.committed_rows} rows ({shapes}), {run.status}")
+    meta = store.metadata("minilm-mean")
+    print(f"  row metadata columns: {', '.join(meta.columns)}")
+
+    _run_measures(store, out)
+
+    print("\nwhere to look next:")
+    print(f"  neurometry ls {store_path}")
+    print(f"  neurometry export {store_path} --point resid.5 --run minilm-mean --out resid5.npy")
+    print("  python -c \"import neurometry; s = neurometry.open_store('"
+          f"{store_path}'); print(s.activations('resid.5', run='minilm-mean').shape)\"")
+
+
+def _run_measures(store, out: Path) -> None:
+    """Measure every MiniLM layer (filled in by the measures stage when it is installed)."""
+    try:
+        from neurometry.measures.cli import measure_store
+    except ImportError:
+        return
+    _stage("measure: geometry and neural collapse by topic, per layer")
+    measure_store(store, run="minilm-mean", points=["embed", "resid.*"], measures=None, label="topic",
+                  plot=out / "measures.png")

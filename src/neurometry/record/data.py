@@ -1,0 +1,64 @@
+"""Reading the DATA a model is recorded on: JSONL, CSV or Parquet with a `text` or `image` column."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from neurometry.errors import NeurometryError
+
+READERS = {
+    ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
+    ".json": lambda p: pd.read_json(p, dtype=False),
+    ".csv": lambda p: pd.read_csv(p, keep_default_na=False),
+    ".parquet": pd.read_parquet,
+}
+
+
+def load_table(path: str | os.PathLike, modality: str) -> pd.DataFrame:
+    """Read DATA and check it has what a ``modality`` ("text" or "image") model needs.
+
+    Returns the table with every column kept as row metadata. Image paths are made absolute,
+    relative to the data file's folder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NeurometryError(f"data file {path} does not exist; give a .jsonl, .csv or .parquet file")
+    reader = READERS.get(path.suffix.lower())
+    if reader is None:
+        raise NeurometryError(f"cannot read {path.name}: DATA must end in .jsonl, .json, .csv or .parquet")
+    try:
+        table = reader(path)
+    except ValueError as exc:
+        raise NeurometryError(f"cannot parse {path}: {str(exc).splitlines()[0]}; check the file format") from None
+    if len(table) == 0:
+        raise NeurometryError(f"data file {path} has no rows; give at least one row")
+    column = "text" if modality == "text" else "image"
+    if column not in table.columns:
+        raise NeurometryError(
+            f"{path} has no {column!r} column (columns: {', '.join(map(str, table.columns))}); "
+            f"a {modality} model reads the {column!r} column"
+        )
+    values = table[column]
+    bad = [i for i, v in enumerate(values) if not isinstance(v, str) or not v.strip()]
+    if bad:
+        raise NeurometryError(f"{path}: row {bad[0]} has an empty or non-string {column!r}; fix or drop that row")
+    if modality == "image":
+        table = table.copy()
+        table[column] = [str((path.parent / v).resolve()) for v in values]
+        missing = [v for v in table[column] if not Path(v).is_file()]
+        if missing:
+            raise NeurometryError(f"image {missing[0]} does not exist ({len(missing)} missing); fix the paths in {path}")
+    return table
+
+
+def dataset_id(path: str | os.PathLike) -> str:
+    """A content hash of the data file, so runs on the same data join on row ids."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

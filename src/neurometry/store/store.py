@@ -1,0 +1,312 @@
+"""Reading a store: runs, points, activations (whole or streamed) and row metadata.
+
+Layout of a store folder::
+
+    STORE/
+      neurometry.json          format stamp
+      catalog.sqlite           datasets, inputs, runs, points, tokens, commits, results
+      arrays/RUN/POINT/        one Zarr v3 array per (run, point): rows x feature shape
+      locks/RUN.lock           held by the one process recording RUN
+
+Only committed rows are visible: a run that is still recording (or was killed) shows the rows of
+its last commit, so readers and a concurrent ``record`` never see a half-written chunk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from neurometry.errors import NeurometryError, did_you_mean
+from neurometry.store import catalog
+
+CATALOG_FILE = "catalog.sqlite"
+STAMP_FILE = "neurometry.json"
+
+
+@dataclass(frozen=True)
+class PointInfo:
+    """One stored point of one run."""
+
+    run_id: str
+    point: str
+    module_path: str
+    kind: str
+    shape: tuple[int, ...]  # per-row feature shape
+    dtype: str  # on-disk dtype; 'bfloat16' is kept as uint16 and widened to float32 on read
+    n_rows: int  # committed rows
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One recording: a model over a dataset with fixed settings."""
+
+    run_id: str
+    model: str
+    dataset_id: str
+    reduce: str
+    dtype: str
+    n_inputs: int
+    n_rows: int  # rows when complete
+    chunk_rows: int
+    status: str
+    committed_inputs: int
+    committed_rows: int
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+
+def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    """Widen bfloat16 values stored as their uint16 bit patterns to float32 (exact)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+class Store:
+    """An opened store. Use :func:`open_store` to get one."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self._conn = conn
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r}, runs={[r.run_id for r in self.runs()]})"
+
+    # -- catalog queries -------------------------------------------------------------------
+    def runs(self) -> list[RunInfo]:
+        """Every run in the store, oldest first."""
+        rows = self._conn.execute(
+            "SELECT r.run_id, r.model, r.dataset_id, r.reduce, r.dtype, r.n_inputs, r.n_rows, r.chunk_rows,"
+            " r.status, COALESCE(c.input_end, 0), COALESCE(c.row_end, 0), r.settings"
+            " FROM runs r LEFT JOIN commits c ON c.run_id = r.run_id ORDER BY r.created, r.run_id"
+        ).fetchall()
+        return [RunInfo(*row[:11], settings=json.loads(row[11])) for row in rows]
+
+    def run_info(self, run: str) -> RunInfo:
+        for info in self.runs():
+            if info.run_id == run:
+                return info
+        names = [r.run_id for r in self.runs()]
+        raise NeurometryError(
+            f"no run {run!r} in {self.path}{did_you_mean(run, names)}; runs here: {', '.join(names) or 'none'}"
+        )
+
+    def points(self, run: str | None = None) -> list[PointInfo]:
+        """Stored points, in depth order, of one run or of all runs."""
+        runs = {r.run_id: r for r in self.runs()}
+        query = "SELECT run_id, point, module_path, kind, shape, dtype FROM points"
+        args: tuple = ()
+        if run is not None:
+            self.run_info(run)
+            query += " WHERE run_id = ?"
+            args = (run,)
+        rows = self._conn.execute(query + " ORDER BY run_id, position", args).fetchall()
+        return [
+            PointInfo(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], runs[r[0]].committed_rows)
+            for r in rows
+        ]
+
+    def point_info(self, point: str, run: str | None = None) -> PointInfo:
+        """Find one point; ``run`` may be omitted when only one run holds it."""
+        candidates = [p for p in self.points(run) if p.point == point]
+        if not candidates:
+            names = sorted({p.point for p in self.points(run)})
+            where = f"run {run!r} of {self.path}" if run else str(self.path)
+            raise NeurometryError(
+                f"no point {point!r} in {where}{did_you_mean(point, names)}; `neurometry ls {self.path}` lists them"
+            )
+        if len(candidates) > 1:
+            runs = ", ".join(p.run_id for p in candidates)
+            raise NeurometryError(f"point {point!r} is in several runs ({runs}); name one with --run")
+        return candidates[0]
+
+    # -- arrays ----------------------------------------------------------------------------
+    def _array(self, info: PointInfo) -> zarr.Array:
+        return zarr.open_array(str(self.path / "arrays" / info.run_id / info.point), mode="r")
+
+    def _decode(self, info: PointInfo, block: np.ndarray) -> np.ndarray:
+        return bfloat16_bits_to_float32(block) if info.dtype == "bfloat16" else block
+
+    def activations(self, point: str, run: str | None = None) -> np.ndarray:
+        """All committed rows of a point as one array, shape (rows, *feature shape).
+
+        float16 stays float16; bfloat16 is widened to float32.
+        """
+        info = self.point_info(point, run)
+        return self._decode(info, self._array(info)[: info.n_rows])
+
+    def iter_chunks(
+        self,
+        point: str,
+        run: str | None = None,
+        chunk_rows: int | None = None,
+        start: int = 0,
+        stop: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Yield committed rows ``[start, stop)`` of a point in consecutive blocks of ``chunk_rows``.
+
+        Memory stays bounded by one block, so later stages can stream over points larger than RAM.
+        The default block is the on-disk chunk, which reads each chunk file exactly once.
+        """
+        info = self.point_info(point, run)
+        array = self._array(info)
+        stop = info.n_rows if stop is None else min(stop, info.n_rows)
+        step = chunk_rows or array.chunks[0]
+        for begin in range(start, stop, step):
+            yield self._decode(info, array[begin : min(begin + step, stop)])
+
+    # -- metadata --------------------------------------------------------------------------
+    def metadata(self, run: str | None = None) -> pd.DataFrame:
+        """One row per committed stored row: ``row``, ``input_row`` (row of the data file), for
+        ``reduce=tokens`` also ``position``, ``token_id``, ``token``; then every column of the data."""
+        if run is None:
+            runs = self.runs()
+            if len(runs) != 1:
+                raise NeurometryError(f"{self.path} holds {len(runs)} runs; name one with --run")
+            run = runs[0].run_id
+        info = self.run_info(run)
+        inputs = self.inputs(info.dataset_id)
+        if info.reduce == "tokens":
+            frame = pd.read_sql_query(
+                "SELECT row, input_row, position, token_id, token FROM tokens WHERE run_id = ? AND row < ?"
+                " ORDER BY row",
+                self._conn,
+                params=(run, info.committed_rows),
+            )
+        else:
+            frame = pd.DataFrame({"row": np.arange(info.committed_rows), "input_row": np.arange(info.committed_rows)})
+        joined = inputs.iloc[frame["input_row"].to_numpy()].reset_index(drop=True)
+        joined = joined.drop(columns=[c for c in joined.columns if c in frame.columns])
+        return pd.concat([frame.reset_index(drop=True), joined], axis=1)
+
+    def inputs(self, dataset_id: str) -> pd.DataFrame:
+        """The data rows of a dataset, in file order, with every original column."""
+        rows = self._conn.execute(
+            "SELECT meta FROM inputs WHERE dataset_id = ? ORDER BY row_id", (dataset_id,)
+        ).fetchall()
+        return pd.DataFrame([json.loads(r[0]) for r in rows])
+
+    # -- results ---------------------------------------------------------------------------
+    def save_results(self, kind: str, records: list[dict], run: str) -> None:
+        """Store analysis results (one transaction). Each record has point, name, params, value, extra."""
+        now = pd.Timestamp.now("UTC").isoformat()
+        with self.transaction() as conn:
+            for rec in records:
+                conn.execute(
+                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run,
+                        rec["point"],
+                        kind,
+                        rec["name"],
+                        catalog.dumps(rec.get("params", {})),
+                        None if rec.get("value") is None else float(rec["value"]),
+                        catalog.dumps(rec.get("extra", {})),
+                        now,
+                    ),
+                )
+
+    def results(self, kind: str | None = None, run: str | None = None) -> pd.DataFrame:
+        """Saved analysis results as a table (run_id, point, kind, name, params, value, extra)."""
+        query = "SELECT run_id, point, kind, name, params, value, extra FROM results WHERE 1=1"
+        args: list = []
+        if kind:
+            query += " AND kind = ?"
+            args.append(kind)
+        if run:
+            query += " AND run_id = ?"
+            args.append(run)
+        return pd.read_sql_query(query + " ORDER BY run_id, point, name", self._conn, params=args)
+
+    # -- plumbing for the writer -----------------------------------------------------------
+    def transaction(self):
+        return _Transaction(self._conn)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def is_store(path: Path) -> bool:
+    return (path / CATALOG_FILE).is_file() and (path / STAMP_FILE).is_file()
+
+
+def open_store(path: str | os.PathLike, create: bool = False) -> Store:
+    """Open the store at ``path``; with ``create=True`` make it if it does not exist.
+
+    A new store is built in a temporary folder beside ``path`` and renamed into place, so an
+    interrupted creation never leaves a half-made store behind.
+    """
+    path = Path(path)
+    if not path.exists():
+        if not create:
+            raise NeurometryError(f"no store at {path}; record one with `neurometry record MODEL DATA --out {path}`")
+        _create(path)
+    elif not path.is_dir() or not is_store(path):
+        raise NeurometryError(
+            f"{path} exists but is not a neurometry store; choose another --out folder"
+        )
+    conn = catalog.connect(path / CATALOG_FILE)
+    name, version = catalog.read_format(conn)
+    if name != catalog.FORMAT_NAME:
+        conn.close()
+        raise NeurometryError(f"{path} is not a neurometry store (catalog format {name!r}); choose another folder")
+    if version != catalog.FORMAT_VERSION:
+        conn.close()
+        raise NeurometryError(
+            f"{path} was written in store format version {version}; this neurometry reads version "
+            f"{catalog.FORMAT_VERSION}: record it again, or use the neurometry release that wrote it"
+        )
+    return Store(path, conn)
+
+
+def _create(path: Path) -> None:
+    parent = path.parent.resolve()
+    if not parent.exists():
+        raise NeurometryError(f"folder {parent} does not exist; create it first or choose another --out")
+    if not os.access(parent, os.W_OK):
+        raise NeurometryError(f"cannot write in {parent}; choose an --out folder you can write to")
+    tmp = parent / f".{path.name}.creating-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        (tmp / "arrays").mkdir(parents=True)
+        (tmp / "locks").mkdir()
+        conn = catalog.connect(tmp / CATALOG_FILE)
+        catalog.initialise(conn)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        stamp = {"format": catalog.FORMAT_NAME, "version": catalog.FORMAT_VERSION}
+        (tmp / STAMP_FILE).write_text(json.dumps(stamp) + "\n")
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
