@@ -28,7 +28,7 @@ def main() -> None:
     rows = []
     for topic, subjects in TOPICS.items():
         for sentiment, phrases in (("positive", POSITIVE), ("negative", NEGATIVE)):
-            for i in range(36):
+            for _ in range(36):
                 opener = rng.choice(OPENERS)
                 subject = rng.choice(subjects)
                 text = f"{opener}{subject} {rng.choice(phrases)}{rng.choice(CLOSERS)}"

@@ -9,6 +9,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from neurometry.models import load_model
 from neurometry.record import record
 from neurometry.store import open_store
 
@@ -29,9 +30,10 @@ def run_demo(out: str | Path = "neurometry-demo", quick: bool = False) -> None:
     data = bundled_data()
 
     _stage("record: MiniLM over 432 labelled sentences (every layer, mean over tokens and per token)")
-    record("minilm", data, ["embed", "resid.*"], store_path, reduce="mean", run="minilm-mean")
+    minilm = load_model("minilm")
+    record(minilm, data, ["embed", "resid.*"], store_path, reduce="mean", run="minilm-mean")
     if not quick:
-        record("minilm", data, ["resid.*", "mlp_act.*", "attn_pattern.*"], store_path, reduce="tokens",
+        record(minilm, data, ["resid.*", "mlp_act.*", "attn_pattern.*"], store_path, reduce="tokens",
                dtype="float16", run="minilm-tokens")
 
     store = open_store(store_path)

@@ -1,0 +1,115 @@
+"""Hugging Face models: load a local folder, or wrap an in-memory ``PreTrainedModel``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from neurometry.errors import NeurometryError
+from neurometry.models.layouts import layout_for_model_type, layout_points
+from neurometry.models.loaded import LoadedModel
+from neurometry.models.points import HookPoint
+
+
+def prepare_tokenizer(tokenizer: Any) -> Any:
+    """Set a pad token when missing (eos, else unk) and pad on the right; returns the tokenizer."""
+    if getattr(tokenizer, "pad_token", None) is None:
+        for candidate in ("eos_token", "unk_token", "bos_token"):
+            tok = getattr(tokenizer, candidate, None)
+            if tok is not None:
+                tokenizer.pad_token = tok
+                break
+        else:
+            raise NeurometryError("the tokenizer has no pad, eos or unk token; set tokenizer.pad_token first")
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def _generic_points(model: nn.Module) -> dict[str, HookPoint]:
+    """Aliases for an HF model of an unknown family: ``resid.i`` on its layer list, ``logits``."""
+    points: dict[str, HookPoint] = {}
+    n = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if n:
+        for path, mod in model.named_modules():
+            if isinstance(mod, nn.ModuleList) and len(mod) == n:
+                for i in range(n):
+                    points[f"resid.{i}"] = HookPoint(f"resid.{i}", f"{path}.{i}", "tokens", index=None)
+                break
+    if isinstance(getattr(model, "lm_head", None), nn.Module):
+        points["logits"] = HookPoint("logits", "lm_head", "tokens")
+    return points
+
+
+def wrap_hf(model: nn.Module, tokenizer: Any, name: str, info: dict[str, Any] | None = None) -> LoadedModel:
+    """A ``LoadedModel`` around a text ``PreTrainedModel`` (set to eval, float32, CPU)."""
+    if tokenizer is None:
+        raise NeurometryError(
+            f"no tokenizer for {name!r}; set `model.tokenizer = AutoTokenizer.from_pretrained(...)` "
+            "or save the tokenizer in the model folder"
+        )
+    model = model.to(device="cpu", dtype=torch.float32).eval()
+    layout = layout_for_model_type(getattr(model.config, "model_type", None))
+    points = layout_points(model, layout) if layout else _generic_points(model)
+    return LoadedModel(
+        name=name,
+        module=model,
+        modality="text",
+        tokenizer=prepare_tokenizer(tokenizer),
+        preprocess=None,
+        points=points,
+        family=layout.family if layout else None,
+        info=dict(info or {}),
+    )
+
+
+def _auto_class(config: Any) -> Any:
+    import transformers
+
+    archs = getattr(config, "architectures", None) or []
+    if any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs):
+        return transformers.AutoModelForCausalLM
+    return transformers.AutoModel
+
+
+def load_hf_folder(folder: str | Path, name: str | None = None) -> LoadedModel:
+    """Load a local Hugging Face folder (``config.json``, weights, tokenizer) as a ``LoadedModel``.
+
+    Causal-LM architectures load with their LM head (so ``logits`` is a point); others load
+    as the bare ``AutoModel``.
+    """
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise NeurometryError(f"{str(folder)!r} has no config.json; give a Hugging Face model folder")
+    import transformers
+
+    t0 = time.perf_counter()
+    try:
+        config = transformers.AutoConfig.from_pretrained(folder)
+        model = _auto_class(config).from_pretrained(folder, dtype=torch.float32)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NeurometryError(f"cannot load Hugging Face folder {str(folder)!r}: {first}") from exc
+    info = {"source": str(folder), "load_seconds": round(time.perf_counter() - t0, 2)}
+    return wrap_hf(model, tokenizer, name or str(folder), info)
+
+
+def tokenizer_for(model: nn.Module) -> Any | None:
+    """The tokenizer of an in-memory HF model: its ``.tokenizer`` attribute, else its folder's."""
+    tok = getattr(model, "tokenizer", None)
+    if tok is not None:
+        return tok
+    folder = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+    if folder and Path(folder).is_dir():
+        import transformers
+
+        try:
+            return transformers.AutoTokenizer.from_pretrained(folder)
+        except (OSError, ValueError):
+            return None
+    return None

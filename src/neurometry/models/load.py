@@ -1,0 +1,125 @@
+"""``load_model``: one entry point for zoo names, local HF folders and ``module:attribute``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from neurometry.errors import NeurometryError, did_you_mean
+from neurometry.models.loaded import LoadedModel, _is_hf
+from neurometry.models.points import HookPoint
+from neurometry.models.registry import ZOO_NAMES, load_zoo_model
+
+
+def _quiet_transformers() -> None:
+    """Our own progress bars are the ones users read; transformers' per-load bars are noise."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def load_model(spec: str) -> LoadedModel:
+    """Load ``spec``: a zoo name (``minilm``), a local Hugging Face folder, or ``module:attribute``.
+
+    The module is returned in eval mode, float32, on CPU. Every user mistake raises
+    ``NeurometryError`` with a one-line fix.
+    """
+    if isinstance(spec, LoadedModel):
+        return spec
+    _quiet_transformers()
+    spec = str(spec)
+    if spec in ZOO_NAMES:
+        return load_zoo_model(spec)
+    if Path(spec).is_dir():
+        from neurometry.models.hf import load_hf_folder
+
+        return load_hf_folder(spec)
+    if ":" in spec and not Path(spec).exists():
+        return load_callable(spec)
+    if os.sep in spec or spec.startswith("."):
+        raise NeurometryError(
+            f"no such model folder {spec!r}; give an existing Hugging Face folder or a zoo name"
+        )
+    raise NeurometryError(
+        f"unknown model {spec!r}{did_you_mean(spec, ZOO_NAMES)}; choose one of {', '.join(ZOO_NAMES)} "
+        "(see `neurometry models`) or give a local Hugging Face folder or module:attribute"
+    )
+
+
+def load_callable(spec: str) -> LoadedModel:
+    """Import ``pkg.mod:attr`` (the current folder first on ``sys.path``) and wrap what it gives.
+
+    A callable attribute is called with no arguments. The result may be a ``LoadedModel``
+    (used as is), a HF ``PreTrainedModel`` (layout from its config; tokenizer from its
+    ``.tokenizer`` or its ``config._name_or_path`` folder), or any ``nn.Module`` carrying
+    ``.tokenizer`` (text) or ``.preprocess`` (image).
+    """
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise NeurometryError(f"bad model spec {spec!r}; write it as package.module:attribute")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise NeurometryError(
+            f"cannot import {mod_name!r} for {spec!r} ({exc}); check the module name and run from its folder"
+        ) from exc
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            choices = [n for n in dir(obj) if not n.startswith("_")]
+            raise NeurometryError(
+                f"{mod_name!r} has no attribute {attr!r}{did_you_mean(part, choices)}; fix {spec!r}"
+            )
+        obj = getattr(obj, part)
+    if callable(obj) and not isinstance(obj, nn.Module):
+        obj = obj()
+    if isinstance(obj, LoadedModel):
+        return obj
+    if not isinstance(obj, nn.Module):
+        raise NeurometryError(
+            f"{spec!r} gave a {type(obj).__name__}, not a torch.nn.Module; return the model"
+        )
+    if _is_hf(obj):
+        from neurometry.models.hf import tokenizer_for, wrap_hf
+
+        return wrap_hf(obj, tokenizer_for(obj), spec, {"source": spec})
+    return wrap_module(obj, spec)
+
+
+def wrap_module(module: nn.Module, name: str) -> LoadedModel:
+    """A ``LoadedModel`` around a plain ``nn.Module`` that carries ``.tokenizer`` or ``.preprocess``.
+
+    Its only alias is ``output`` (the root module's output); any module path is a point too.
+    """
+    tokenizer = getattr(module, "tokenizer", None)
+    preprocess = getattr(module, "preprocess", None)
+    if tokenizer is None and preprocess is None:
+        raise NeurometryError(
+            f"model {name!r} is a plain nn.Module; give it a `.tokenizer` (text) or `.preprocess` "
+            "(image paths -> batch) attribute, or return a LoadedModel"
+        )
+    if tokenizer is not None:
+        from neurometry.models.hf import prepare_tokenizer
+
+        tokenizer = prepare_tokenizer(tokenizer)
+    module = module.float().eval()
+    loaded = LoadedModel(
+        name=name,
+        module=module,
+        modality="text" if tokenizer is not None else "image",
+        tokenizer=tokenizer,
+        preprocess=preprocess if tokenizer is None else None,
+        points={},
+        info={"source": name},
+    )
+    root = loaded.module_point("")
+    loaded.points = {"output": HookPoint("output", "", root.kind, "output", root.index)}
+    return loaded
