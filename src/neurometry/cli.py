@@ -166,12 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_later_commands(sub: argparse._SubParsersAction) -> None:
-    """Commands whose modules are optional at import time (kept apart so `--help` stays fast)."""
-    try:
-        from neurometry.measures.cli import add_measure_command
-    except ImportError:
-        return
-    add_measure_command(sub)
+    """Commands that live in their own modules under neurometry.commands."""
+    from neurometry.commands import measure
+
+    measure.add_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,11 +56,11 @@ def run_demo(out: str | Path = "neurometry-demo", quick: bool = False) -> None:
 
 
 def _run_measures(store, out: Path) -> None:
-    """Measure every MiniLM layer (filled in by the measures stage when it is installed)."""
-    try:
-        from neurometry.measures.cli import measure_store
-    except ImportError:
-        return
+    """Measure every MiniLM layer, with neural collapse by topic."""
+    from neurometry.commands.measure import measure_store, print_table
+
     _stage("measure: geometry and neural collapse by topic, per layer")
-    measure_store(store, run="minilm-mean", points=["embed", "resid.*"], measures=None, label="topic",
-                  plot=out / "measures.png")
+    records = measure_store(store, run="minilm-mean", points=["embed", "resid.*"], measures=None, label="topic",
+                            plot=out / "measures.png")
+    print_table(records)
+    print(f"plot: {out / 'measures.png'}")

@@ -1,0 +1,1 @@
+"""CLI commands that need more than a few lines each."""
