@@ -77,8 +77,9 @@ def cmd_ls(args: argparse.Namespace) -> None:
     points = store.points()
     if args.json:
         _emit_json({
-            "runs": [{k: v for k, v in r.__dict__.items()} for r in runs],
+            "runs": [dict(r.__dict__) for r in runs],
             "points": [p.__dict__ for p in points],
+            "results": store.results().to_dict(orient="records"),
         })
         return
     if not runs:
@@ -92,6 +93,12 @@ def cmd_ls(args: argparse.Namespace) -> None:
     print()
     _print_table(["run", "point", "kind", "shape", "dtype", "rows"],
                  [[p.run_id, p.point, p.kind, " x ".join(map(str, p.shape)), p.dtype, p.n_rows] for p in points])
+    results = store.results()
+    if len(results):
+        print()
+        counts = results.groupby(["run_id", "kind"]).agg(points=("point", "nunique"), names=("name", "nunique"))
+        _print_table(["run", "results", "points", "names"],
+                     [[run, kind, row.points, row.names] for (run, kind), row in counts.iterrows()])
 
 
 def cmd_export(args: argparse.Namespace) -> None:
