@@ -1,8 +1,11 @@
 """twonn and mle_id vs scikit-dimension on 20,000 x 384 planted-subspace data, side by side.
 
 Both run in this process with 2 threads (torch, BLAS, OpenMP); each timing is the median of
---repeats runs. skdim's TwoNN sorts whole distance rows (d > 25); ours takes blocked float32 top-k
-candidates and recomputes their distances in float64, so the values agree to rounding.
+--repeats runs. skdim's TwoNN sorts whole distance rows (d > 25); ours screens candidates with a
+blocked bfloat16 (AMX) or float32 matmul, recomputes their distances in float64 and certifies each row
+with a rigorous rounding bound (rows that fail go to a float32 screen, then a full float64 search), so
+the values agree to rounding. The last lines give how many rows each stage took and the BLAS in use
+(numpy's OpenBLAS reads OPENBLAS_CORETYPE, which this machine may set; see the env README).
 
     .venv/bin/python benchmarks/intrinsic_dimension.py [--n 20000] [--d 384] [--k 10] [--repeats 3]
 """
@@ -23,14 +26,15 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 import skdim  # noqa: E402
 import torch  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
-from neurometry.measures import mle_id, twonn  # noqa: E402
+from neurometry.measures import intrinsic_dimension, mle_id, twonn  # noqa: E402
 
 torch.set_num_threads(THREADS)
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
+    fn()  # warm-up (first-use detection, kernel JIT) outside the timing
     times, value = [], None
     for _ in range(repeats):
         t = time.perf_counter()
@@ -63,6 +67,7 @@ def main() -> None:
     print(
         f"{'measure':<12} {'ours':>18} {'skdim':>18} {'rel diff':>9} {'ours s':>8} {'skdim s':>8} {'speed-up':>8}"
     )
+    stats = []
     with threadpool_limits(THREADS), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, ours, ref in rows:
@@ -72,6 +77,13 @@ def main() -> None:
             print(
                 f"{name:<12} {v_ours:>18.12f} {v_ref:>18.12f} {rel:>9.1e} {t_ours:>8.2f} {t_ref:>8.2f} {t_ref / t_ours:>7.1f}x"
             )
+            stats.append(dict(intrinsic_dimension.KNN_STATS))
+        blas = [(i["internal_api"], i.get("architecture"), i["num_threads"]) for i in threadpool_info()]
+    print(f"bf16 screen fast here: {intrinsic_dimension._bf16_fast()}")
+    for (name, _, _), st in zip(rows, stats, strict=True):
+        print(f"knn rows per stage, {name}: {st}")
+    coretype = {v: os.environ.get(v, "-") for v in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    print(f"BLAS (api, kernel, threads): {blas}; {coretype}; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

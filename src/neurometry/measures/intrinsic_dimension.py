@@ -8,7 +8,10 @@ rounding on the same data and parameters.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,17 +23,241 @@ from neurometry.measures.registry import MeasureResult, register, result
 from neurometry.measures.streaming import run_one
 
 BLOCK_BYTES = 64 << 20
-"""Memory for one block of float32 squared distances (block rows x n)."""
+"""Memory for one block of float64 distances in the full search (block rows x n)."""
+
+BRUTE_MAX_ROWS = 1024
+"""Up to this many rows the kNN is a plain float64 brute-force search; above, it is screened."""
+
+SCREEN_COLS = 128
+"""Query rows per screening matmul: its (n, SCREEN_COLS) low-precision output stays in cache."""
+
+GROUP = 32
+"""Rows per group in the two-level candidate selection (group minima, then members)."""
+
+FEW_ROWS = 64
+"""Rows that fail a screen go straight to the full float64 search when there are at most this many."""
+
+KNN_STATS: dict[str, Any] = {}
+"""How the last :func:`knn` call went: rows per stage (``screened_bf16``, ``failed_bf16``, ...)."""
+
+_U_ACC = 2.0**-24  # unit roundoff of the float32 accumulation
+_UNDERFLOW = 2.0**-124  # per-term slack for products the matmul may flush to zero (denormals)
+_LOWP = {  # dtype -> (unit roundoff of the matmul output, int dtype of the same width)
+    "bf16": (torch.bfloat16, 2.0**-8, torch.int16),
+    "f32": (torch.float32, 0.0, torch.int32),
+}
+_FAST_BF16: bool | None = None
+
+
+def _accumulates_in_f32(a: torch.Tensor, b: torch.Tensor, u_out: float) -> bool:
+    """Whether ``torch.mm(a, b.T)`` stays within the float32-accumulation bound used by :func:`knn`."""
+    a64, b64 = a.double(), b.double()
+    exact = a64 @ b64.T
+    gam = a.shape[1] * _U_ACC / (1 - a.shape[1] * _U_ACC)
+    bound = gam * (a64.abs() @ b64.abs().T)
+    err = (torch.mm(a, b.T).double() - exact).abs()
+    return bool((err <= u_out * (exact.abs() + bound) * (1 + 1e-6) + bound).all())
+
+
+def _f32_ok() -> bool:
+    """float32 matmuls are IEEE float32 (not bf16/tf32 reduced precision set by the user)."""
+    if torch.get_float32_matmul_precision() != "highest":
+        return False
+    mk = getattr(getattr(torch.backends, "mkldnn", None), "matmul", None)
+    prec = getattr(mk, "fp32_precision", "none") if mk is not None else "none"
+    return prec in ("none", "ieee")
+
+
+def _bf16_fast() -> bool:
+    """Once per process: is a bf16 matmul here much faster than float32 (AMX), and f32-accumulated?
+
+    AMX tiles (as torch reports them) decide at once; otherwise a small bf16 and float32 matmul of the
+    screening shape are timed (best of 5) and bf16 must be at least twice as fast.
+    """
+    global _FAST_BF16
+    if _FAST_BF16 is None:
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(4096, 416, generator=g)
+        b = torch.randn(SCREEN_COLS, 416, generator=g)
+        amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        fast = bool(amx is not None and amx())
+        if not fast:
+            times = {}
+            for dt in (torch.float32, torch.bfloat16):
+                aa, bb = a.to(dt), b.to(dt)
+                torch.mm(aa, bb.T)
+                best = float("inf")
+                for _ in range(5):
+                    t = time.perf_counter()
+                    torch.mm(aa, bb.T)
+                    best = min(best, time.perf_counter() - t)
+                times[dt] = best
+            fast = times[torch.bfloat16] * 2 < times[torch.float32]
+        _FAST_BF16 = fast and _accumulates_in_f32(a[:256].bfloat16(), b.bfloat16(), 2.0**-8)
+    return _FAST_BF16
+
+
+class _Screen:
+    """Low-precision screening matrix of the scaled, centred data and the per-row error terms.
+
+    Row j of ``a`` is [z_j, 1, 1, 1, s_j1, s_j2, s_j3] and the query vector of row i is
+    [-2 z_i, s_i1, s_i2, s_i3, 1, 1, 1], with z the rows rounded to the low precision and s_j1 + s_j2 + s_j3
+    the low-precision split of ||z_j||^2, so one matmul gives ||z_i - z_j||^2 directly (small for
+    near pairs, so its output rounding is relative to the distance itself).
+    """
+
+    def __init__(self, xc: torch.Tensor, mode: str, outliers: torch.Tensor, top: float):
+        dt, self.u_out, self.idt = _LOWP[mode]
+        n, d = xc.shape
+        # top >= max |xc|: scale by a power of two (exact) to max |z| < 1 unless already moderate
+        self.e = 0 if 2.0**-30 <= top <= 2.0**30 else int(np.frexp(top)[1])
+        tiny = torch.finfo(dt).tiny  # denormals the matmul may flush to zero: < tiny per element
+        low = partial(torch.Tensor.to, dtype=dt)
+        z = low(xc * 2.0**-self.e if self.e else xc)
+        z64 = z.double()
+        # input rounding: ||x~_i - (x_i - c)||, in data units (plus any flushed denormals)
+        self.eps = (torch.linalg.vector_norm(z64 - xc if self.e == 0 else z64 * 2.0**self.e - xc, dim=1)) * (
+            1 + 1e-9
+        ) + d**0.5 * tiny * 2.0**self.e
+        s = (z64 * z64).sum(1)
+        p1 = low(s)
+        r1 = s - p1.double()
+        p2 = low(r1)
+        r2 = r1 - p2.double()
+        p3 = low(r2)
+        rho = (r2 - p3.double()).abs() + d * 2.0**-52 * s + 3 * tiny  # split remainder, f64 rounding of s
+        absp = p1.double().abs() + p2.double().abs() + p3.double().abs()
+        norm = s.sqrt() * (1 + 1e-12)
+        kk = -(-(d + 6) // 32) * 32  # contraction length padded to the AMX tile
+        npad = -(-n // GROUP) * GROUP
+        a = torch.zeros(npad, kk, dtype=dt)
+        a[:n, :d] = z
+        a[:n, d : d + 3] = 1
+        a[:n, d + 3], a[:n, d + 4], a[:n, d + 5] = p1, p2, p3
+        dummy = torch.cat([outliers, torch.arange(n, npad)])  # rows never screened: +inf everywhere
+        a[dummy] = 0
+        a[dummy, d + 3] = float("inf")
+        q = torch.zeros(n, kk, dtype=dt)
+        q[:, :d] = -2 * z
+        q[:, d], q[:, d + 1], q[:, d + 2] = p1, p2, p3
+        q[:, d + 3 : d + 6] = 1
+        self.a, self.q, self.n, self.npad = a, q, n, npad
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[outliers] = False
+        nu = (d + 6) * _U_ACC
+        gam = nu / (1 - nu) if nu < 1 else float("inf")
+        nm, am, rm, self.em = (float(v[keep].max()) for v in (norm, absp, rho, self.eps))
+        # |computed sum - ||z_i - z_j||^2| <= bound_i for every screened j (scaled units)
+        self.bound = gam * (2 * norm * nm + absp + am) + rho + rm + (d + 6) * _UNDERFLOW
+
+    def lower(self, t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Lower bound on the true distance of ``rows`` to every point whose screened value >= t."""
+        tf = t.view(self.a.dtype).double()
+        tf = torch.where(t < 0, -torch.inf, tf)  # negative int: a negative or -0 float threshold
+        sq = tf / (1 + self.u_out) - self.bound[rows]
+        return sq.clamp_min(0).sqrt() * (2.0**self.e * (1 - 1e-12)) - self.eps[rows] - self.em
+
+    def candidates(self, rows: torch.Tensor, kc: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(kc candidates per row (b, kc), lower bound (b,) on every other screened point's distance)."""
+        b = len(rows)
+        out = torch.mm(self.a, self.q[rows].T)  # (npad, b): ||z_j - z_i||^2, rounded
+        out[rows, torch.arange(b)] = float("inf")
+        iv = out.view(self.idt)  # non-negative floats order as their bit patterns
+        per = self.npad // GROUP
+        g = kc + 1  # g groups hold >= g finite values
+        gm = iv.view(GROUP, per, b).amin(0)  # group p = rows {p, p + per, p + 2 per, ...}
+        gv, gi = torch.topk(gm, g + 1, dim=0, largest=False, sorted=True)
+        members = (gi[:g, None, :] + per * torch.arange(GROUP)[None, :, None]).reshape(g * GROUP, b)
+        mv, mi = torch.topk(iv.gather(0, members), kc + 1, dim=0, largest=False, sorted=True)
+        cand = members.gather(0, mi[:kc]).T
+        return cand, self.lower(torch.minimum(gv[g], mv[kc]), rows)
+
+
+def _distances(x64: torch.Tensor, rows: torch.Tensor, cand: torch.Tensor, out: torch.Tensor) -> None:
+    """out[r, c] = ||x_cand[r, c] - x_rows[r]|| in float64 from the differences (no matmul shortcut)."""
+    step = max(1, (1 << 20) // (8 * cand.shape[1] * x64.shape[1]))  # differences stay in L2
+    for a in range(0, len(rows), step):
+        diff = torch.index_select(x64, 0, cand[a : a + step].reshape(-1)).view(
+            -1, cand.shape[1], x64.shape[1]
+        )
+        diff -= x64[rows[a : a + step], None, :]
+        torch.linalg.vector_norm(diff, dim=2, out=out[a : a + step])
+
+
+def _exact(x64: torch.Tensor, rows: torch.Tensor, cand: torch.Tensor, k: int):
+    """Exact float64 distances of ``rows`` to ``cand`` (b, c): the k nearest, ties by index."""
+    cand = torch.sort(cand, dim=1).values
+    dist = torch.empty(cand.shape, dtype=torch.float64)
+    _distances(x64, rows, cand, dist)
+    dist.masked_fill_(cand == rows[:, None], float("inf"))  # an outlier row among its own candidates
+    srt = torch.sort(dist, dim=1, stable=True)
+    return srt.values[:, :k], torch.gather(cand, 1, srt.indices[:, :k])
+
+
+def _brute(x64: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact float64 k nearest of ``rows`` among all rows (full rows, in blocks of BLOCK_BYTES)."""
+    n = len(x64)
+    dist = torch.empty(len(rows), k, dtype=torch.float64)
+    idx = torch.empty(len(rows), k, dtype=torch.int64)
+    step = max(1, BLOCK_BYTES // (8 * n))
+    for lo in range(0, len(rows), step):
+        r = rows[lo : lo + step]
+        full = torch.cdist(x64[r], x64, compute_mode="donot_use_mm_for_euclid_dist")  # from differences
+        full[torch.arange(len(r)), r] = float("inf")
+        srt = torch.sort(full, dim=1, stable=True)
+        dist[lo : lo + step], idx[lo : lo + step] = srt.values[:, :k], srt.indices[:, :k]
+    return dist, idx
+
+
+def _each_block(fn: Callable[[torch.Tensor], torch.Tensor], blocks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``[fn(b) for b in blocks]`` on torch's thread count of Python threads, one intra-op thread each.
+
+    The blocks are independent and small (a dozen short ops each); threads that never wait for each
+    other keep a 2-core machine shared with other processes from stalling at every op's OpenMP barrier
+    (10x slower there). torch's thread count is restored afterwards.
+    """
+    threads = torch.get_num_threads()
+    if threads <= 1 or len(blocks) < 2:
+        return [fn(b) for b in blocks]
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(fn, blocks))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours of every row of X (n, d) among the other rows (Euclidean).
 
-    Candidates come from float32 squared distances of the centred data (torch matmul in row blocks of
-    at most ``BLOCK_BYTES``, then ``topk`` of k + 8 per row, never an n x n matrix), and the
-    candidates' distances are recomputed in float64 from the differences (``torch.cdist`` without
-    the matmul shortcut) and sorted, so the
-    returned distances are float64-exact.
+    Distances are float64 (the norm of the differences, no matmul shortcut) and ties are
+    broken by the lower index, as a stable sort of the full float64 distance rows would. Up to
+    ``BRUTE_MAX_ROWS`` rows that full search is what runs. Above, candidates are screened and then
+    certified:
+
+    1. Screen. The rows less c (a coordinate-wise median of <= 1024 rows), times 2^-e (a power of two,
+       e = 0 unless they are far from 1), are rounded to bfloat16 where a bf16 matmul is fast (AMX, or
+       timed at least twice as fast as float32, once per process), else to float32: z~. One matmul
+       per block of ``SCREEN_COLS`` query rows against all rows gives c_ij ~ ||z~_i - z~_j||^2
+       (augmented vectors, see ``_Screen``, so the output is the squared distance itself); a row's
+       candidates are its k + m smallest c_ij (m = max(6, k // 2)), picked by group minima and then
+       group members, never an n x n matrix; every other point j has c_ij >= t_i (the next value).
+    2. Bound. Products summed in float32 in any order (N = d + 6 terms, gamma = N u / (1 - N u),
+       u = 2^-24) and rounded once to the output (u_out = 2^-8 for bf16, 0 for float32; the float32
+       accumulation is checked once per process on a test product) give, for every screened pair,
+       |c_ij / (1 +- u_out) - ||z~_i - z~_j||^2| <= B_i
+         = gamma (2 |z~_i| max|z~| + a_i + max a) + rho_i + max rho + N 2^-124,
+       a_i the sum of the |pieces| that ||z~_i||^2 is split into, rho_i the remainder of that split
+       (plus its float64 rounding), 2^-124 per term for flushed denormals. The rounding of the inputs
+       moves a distance by at most eps_i + eps_j, eps_i = ||2^e z~_i - (x_i - c)|| computed per row
+       (about 2^-9 |x_i - c| in bf16). So every non-candidate j has a true distance
+       ||x_i - x_j|| >= L_i = 2^e sqrt(max(0, t_i / (1 + u_out) - B_i)) - eps_i - max eps.
+       The max terms run over all rows except the (at most 32) rows with a norm above twice the 33rd
+       largest, which are not screened but added to every row's candidates.
+    3. Certify. The candidates' exact distances are sorted; if the k-th is <= L_i (less 1e-12
+       relative), the row's k nearest are certain. Other rows go through the float32 screen (or, when
+       at most ``FEW_ROWS``, straight on) to the full float64 search. ``KNN_STATS`` counts the rows
+       at each stage: on 20,000 x 384 planted-subspace data 0 (k = 2) and 1 (k = 20) fail in bf16.
 
     Returns:
         (distances, indices), both (n, k), sorted by distance, the row itself excluded.
@@ -41,30 +268,50 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         raise NeurometryError(
             f"{k} neighbours need at least {k + 1} rows, got {n}; use fewer neighbours or more rows"
         )
-    kc = min(n - 1, k + 8)
+    if not np.isfinite(x64).all():
+        raise NeurometryError("knn: the data contain NaN or Inf; remove or fill those rows")
     t64 = torch.from_numpy(x64)
-    t32 = (t64 - t64.mean(0)).to(torch.float32)
-    sq = (t32 * t32).sum(1)
-    rows = max(1, min(n, BLOCK_BYTES // (4 * n)))
-    dist = np.empty((n, k))
-    idx = np.empty((n, k), dtype=np.int64)
-    fix_rows = max(1, (32 << 20) // (8 * kc * x64.shape[1] + 1))
-    for lo in range(0, n, rows):
-        hi = min(n, lo + rows)
-        # ||x_j||^2 - 2 x_i.x_j: the squared distance less ||x_i||^2, which does not change a row's ranking
-        d2 = torch.addmm(sq[None, :], t32[lo:hi], t32.T, alpha=-2)
-        d2[torch.arange(hi - lo), torch.arange(lo, hi)] = float("inf")
-        cand = torch.topk(d2, kc, dim=1, largest=False, sorted=False).indices
-        del d2
-        for a in range(lo, hi, fix_rows):
-            b = min(hi, a + fix_rows)
-            c = cand[a - lo : b - lo]
-            near = torch.index_select(t64, 0, c.reshape(-1)).view(b - a, kc, -1)
-            exact = torch.cdist(t64[a:b, None, :], near, compute_mode="donot_use_mm_for_euclid_dist")[:, 0]
-            srt = torch.sort(exact, dim=1, stable=True)
-            dist[a:b] = srt.values[:, :k].numpy()
-            idx[a:b] = torch.gather(c, 1, srt.indices[:, :k]).numpy()
-    return dist, idx
+    # centre on the coordinate-wise median of at most 1024 evenly spaced rows: any fixed vector would do,
+    # a robust one keeps a far outlier from inflating every row's norm (and so the rounding bound)
+    xc = t64 - t64[:: max(1, n // 1024)].median(0).values
+    norms = torch.linalg.vector_norm(xc, dim=1)
+    top = float(norms.max())
+    kc = k + max(6, k // 2)
+    KNN_STATS.clear()
+    KNN_STATS.update({"rows": n, "k": k, "candidates": kc})
+    todo = torch.arange(n)
+    if n <= max(BRUTE_MAX_ROWS, GROUP * (kc + 2)) or not 1e-150 < top < 1e150:
+        dist, idx = _brute(t64, todo, k)
+        KNN_STATS["brute"] = n
+        return dist.numpy(), idx.numpy()
+    dist = torch.empty(n, k, dtype=torch.float64)
+    idx = torch.empty(n, k, dtype=torch.int64)
+    ref = torch.topk(norms, 33).values[-1]
+    outliers = torch.nonzero(norms > 2 * ref).flatten()
+    KNN_STATS["outliers"] = len(outliers)
+    modes = (["bf16"] if _bf16_fast() else []) + (["f32"] if _f32_ok() else [])
+    for mode in modes:
+        if len(todo) <= FEW_ROWS:  # cheaper straight to the full search than another screen
+            break
+        scr = _Screen(xc, mode, outliers, float(norms.max()))
+
+        def block(rows: torch.Tensor, scr: _Screen = scr) -> torch.Tensor:
+            cand, low = scr.candidates(rows, kc)
+            if len(outliers):
+                cand = torch.cat([cand, outliers.expand(len(rows), -1)], 1)
+            dd, ii = _exact(t64, rows, cand, k)
+            ok = dd[:, -1] * (1 + 1e-12) <= low
+            dist[rows[ok]], idx[rows[ok]] = dd[ok], ii[ok]
+            return rows[~ok]
+
+        failed = _each_block(block, list(torch.split(todo, SCREEN_COLS)))
+        KNN_STATS[f"screened_{mode}"] = len(todo)
+        todo = torch.cat(failed)
+        KNN_STATS[f"failed_{mode}"] = len(todo)
+    if len(todo):
+        dist[todo], idx[todo] = _brute(t64, todo, k)
+        KNN_STATS["brute"] = len(todo)
+    return dist.numpy(), idx.numpy()
 
 
 def _neighbour_rows(states: Mapping[str, Any], k: int, name: str) -> tuple[SubsampleState, np.ndarray]:
