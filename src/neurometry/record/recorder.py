@@ -7,6 +7,7 @@ import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from neurometry.record.data import dataset_id, load_table
 from neurometry.record.reduce import (
     IMAGE_REDUCTIONS,
     TEXT_REDUCTIONS,
+    TokenMask,
     attention_as_tokens,
     reduce_spatial,
     reduce_tokens,
@@ -39,7 +41,6 @@ from neurometry.store.writer import (
 )
 
 DTYPES = ("float32", "float16", "bfloat16")
-FLOAT16_MAX = 65504.0
 
 
 @dataclass(frozen=True)
@@ -82,43 +83,52 @@ def _check_out(out: Path) -> None:
 
 
 def to_disk(values: torch.Tensor, dtype: str, point: str, first_input: int) -> np.ndarray:
-    """Convert rows to the on-disk dtype, refusing NaN/Inf and float16 overflow."""
-    if not torch.isfinite(values).all():
-        raise NeurometryError(
-            f"point {point} is NaN or Inf in the batch starting at input row {first_input}; "
-            "check that input, or record in float32 with a model that runs in float32"
-        )
-    if dtype == "float32":
-        return values.float().numpy()
-    if dtype == "float16":
-        if values.numel() and values.abs().max() > FLOAT16_MAX:
+    """Convert rows to the on-disk dtype, refusing NaN/Inf and float16 overflow.
+
+    One float64 sum of the converted rows is finite exactly when every value is (float16 overflow
+    turns into inf on conversion), so the common case costs a single reduction.
+    """
+    converted = {"float32": values.float, "float16": values.half, "bfloat16": values.bfloat16}[dtype]()
+    if not torch.isfinite(converted.sum(dtype=torch.float64)):
+        if not torch.isfinite(values).all():
             raise NeurometryError(
-                f"point {point} exceeds the float16 range (|a| > 65504) near input row {first_input}; "
-                "record with --dtype bfloat16 or float32"
+                f"point {point} is NaN or Inf in the batch starting at input row {first_input}; "
+                "check that input, or record in float32 with a model that runs in float32"
             )
-        return values.half().numpy()
-    return values.bfloat16().view(torch.int16).numpy().view(np.uint16)
+        raise NeurometryError(
+            f"point {point} exceeds the {dtype} range near input row {first_input}; record with --dtype float32"
+            + (" or bfloat16" if dtype == "float16" else "")
+        )
+    if dtype == "bfloat16":
+        return converted.view(torch.int16).numpy().view(np.uint16)
+    return converted.numpy()
 
 
 class _Batches:
     """Model inputs for data rows ``[start, stop)``, and how many stored rows each input yields."""
+
+    TOKENIZE_ROWS = 2048  # texts tokenised at a time when only lengths or token rows are needed
 
     def __init__(self, model: LoadedModel, table: pd.DataFrame, max_tokens: int, reduce: str):
         self.model = model
         self.table = table
         self.max_tokens = max_tokens
         if model.modality == "text":
-            texts = table["text"].tolist()
-            encoded = model.tokenizer(texts, truncation=True, max_length=max_tokens)["input_ids"]
-            self.token_ids = encoded
-            self.lengths = np.array([len(ids) for ids in encoded], dtype=np.int64)
+            # Only the lengths are kept, so memory does not grow with the data.
+            self.lengths = np.concatenate([
+                np.fromiter((len(ids) for ids in self._token_ids(lo)), dtype=np.int32)
+                for lo in range(0, len(table), self.TOKENIZE_ROWS)
+            ])
             self.key_width = int(self.lengths.max())
         else:
-            self.token_ids = None
-            self.lengths = np.ones(len(table), dtype=np.int64)
+            self.lengths = np.ones(len(table), dtype=np.int32)
             self.key_width = 0
-        rows_per_input = self.lengths if reduce == "tokens" else np.ones(len(table), dtype=np.int64)
-        self.input_row_ends = np.cumsum(rows_per_input)
+        rows_per_input = self.lengths if reduce == "tokens" else np.ones(len(table), dtype=np.int32)
+        self.input_row_ends = np.cumsum(rows_per_input, dtype=np.int64)
+
+    def _token_ids(self, lo: int) -> list[list[int]]:
+        texts = self.table["text"].iloc[lo : lo + self.TOKENIZE_ROWS].tolist()
+        return self.model.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
 
     def inputs(self, start: int, stop: int) -> tuple[object, torch.Tensor | None]:
         if self.model.modality == "text":
@@ -132,23 +142,22 @@ class _Batches:
             return batch, batch["attention_mask"].bool()
         return self.model.preprocess(self.table["image"].iloc[start:stop].tolist()), None
 
-    def token_rows(self) -> list[tuple[int, int, int, int, str]]:
-        """(row, input_row, position, token_id, token) for every token row."""
-        rows = []
+    def token_rows(self) -> Iterator[tuple[int, int, int, int, str]]:
+        """(row, input_row, position, token_id, token) for every token row, generated lazily."""
         row = 0
-        for input_row, ids in enumerate(self.token_ids):
-            tokens = self.model.tokenizer.convert_ids_to_tokens(ids)
-            for position, (token_id, token) in enumerate(zip(ids, tokens, strict=True)):
-                rows.append((row, input_row, position, int(token_id), str(token)))
-                row += 1
-        return rows
+        for lo in range(0, len(self.table), self.TOKENIZE_ROWS):
+            for offset, ids in enumerate(self._token_ids(lo)):
+                tokens = self.model.tokenizer.convert_ids_to_tokens(ids)
+                for position, (token_id, token) in enumerate(zip(ids, tokens, strict=True)):
+                    yield row, lo + offset, position, int(token_id), str(token)
+                    row += 1
 
 
-def _reduce(point: HookPoint, value: torch.Tensor, mask: torch.Tensor | None, reduce: str, key_width: int):
+def _reduce(point: HookPoint, value: torch.Tensor, mask: TokenMask | None, reduce: str, key_width: int):
     if point.kind == "attention":
         return reduce_tokens(attention_as_tokens(value, key_width), mask, reduce)
     if point.kind == "tokens":
-        if value.dim() < 3 or mask is None or value.shape[:2] != mask.shape:
+        if value.dim() < 3 or mask is None or value.shape[:2] != mask.mask.shape:
             raise NeurometryError(f"point {point.name} is not (batch, seq, ...) shaped; record another point")
         return reduce_tokens(value, mask, reduce)
     if point.kind == "spatial":
@@ -204,7 +213,8 @@ def record(
     n_inputs = len(table)
 
     def rows_of(start: int, stop: int) -> dict[str, np.ndarray]:
-        inputs, mask = batches.inputs(start, stop)
+        inputs, real = batches.inputs(start, stop)
+        mask = TokenMask(real) if real is not None else None
         captured = capture.run(lambda: loaded.forward(inputs))
         return {
             p.name: to_disk(_reduce(p, captured[p.name], mask, reduce, batches.key_width), dtype, p.name, start)

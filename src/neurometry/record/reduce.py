@@ -20,14 +20,26 @@ def attention_as_tokens(probs: torch.Tensor, key_width: int) -> torch.Tensor:
     return torch.nn.functional.pad(rows, (0, pad)) if pad > 0 else rows[..., :key_width]
 
 
-def reduce_tokens(values: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
-    """Reduce (batch, seq, *feat) over real tokens only.
+class TokenMask:
+    """The (batch, seq) mask of real tokens, with the flat index of real positions computed once per
+    batch and shared by every point."""
+
+    def __init__(self, mask: torch.Tensor):
+        self.mask = mask
+        self.flat_index = mask.reshape(-1).nonzero().squeeze(1)
+
+
+def reduce_tokens(values: torch.Tensor, mask: TokenMask | torch.Tensor, how: str) -> torch.Tensor:
+    """Reduce (batch, seq, *feat) over real tokens only; ``mask`` is (batch, seq), True at real tokens.
 
     ``tokens``: every real token, batch-major then position order -> (n_real, *feat).
     ``mean``: masked mean -> (batch, *feat). ``first``: position 0. ``last``: last real token.
     """
+    if not isinstance(mask, TokenMask):
+        mask = TokenMask(mask)
     if how == "tokens":
-        return values[mask]
+        return values.flatten(0, 1).index_select(0, mask.flat_index)
+    mask = mask.mask
     if how == "first":
         return values[:, 0]
     lengths = mask.sum(dim=1)

@@ -71,11 +71,12 @@ def ensure_dataset(store: Store, dataset_id: str, source: str, table: pd.DataFra
     conn = store.connection
     if conn.execute("SELECT 1 FROM datasets WHERE dataset_id = ?", (dataset_id,)).fetchone():
         return
-    records = table.to_dict(orient="records")
+    columns = [str(c) for c in table.columns]
+    records = (dict(zip(columns, row, strict=True)) for row in table.itertuples(index=False, name=None))
     with store.transaction() as tx:
         tx.execute(
             "INSERT INTO datasets VALUES (?, ?, ?, ?)",
-            (dataset_id, source, len(table), catalog.dumps([str(c) for c in table.columns])),
+            (dataset_id, source, len(table), catalog.dumps(columns)),
         )
         tx.executemany(
             "INSERT INTO inputs VALUES (?, ?, ?)",
@@ -89,6 +90,29 @@ def delete_run(store: Store, run_id: str) -> None:
         for table in ("runs", "points", "commits", "tokens", "results"):
             tx.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
     shutil.rmtree(store.path / "arrays" / run_id, ignore_errors=True)
+
+
+class _RowBuffer:
+    """Rows waiting for a whole chunk: one growable array per point, so a flush copies nothing extra."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: str, capacity: int):
+        self.data = np.empty((capacity, *shape), dtype=ON_DISK_DTYPE[dtype])
+        self.size = 0
+
+    def append(self, block: np.ndarray) -> None:
+        end = self.size + len(block)
+        if end > len(self.data):
+            grown = np.empty((max(end, 2 * len(self.data)), *self.data.shape[1:]), dtype=self.data.dtype)
+            grown[: self.size] = self.data[: self.size]
+            self.data = grown
+        self.data[self.size : end] = block
+        self.size = end
+
+    def drop_front(self, count: int) -> None:
+        rest = self.size - count
+        if rest:
+            self.data[:rest] = self.data[count : self.size].copy()
+        self.size = rest
 
 
 class RunWriter:
@@ -117,7 +141,7 @@ class RunWriter:
         self.next_row = int(input_row_ends[first_input - 1]) if first_input > 0 else 0
         root = store.path / "arrays" / run_id
         self.arrays = {s.point: zarr.open_array(str(root / s.point), mode="r+") for s in specs}
-        self.buffers: dict[str, list[np.ndarray]] = {s.point: [] for s in specs}
+        self.buffers = {s.point: _RowBuffer(s.shape, dtype, 2 * chunk_rows) for s in specs}
         self.buffered = 0
 
     def add(self, rows: dict[str, np.ndarray]) -> None:
@@ -131,7 +155,7 @@ class RunWriter:
         if skip >= count:
             return
         for point, block in rows.items():
-            self.buffers[point].append(block[skip:])
+            self.buffers[point].append(block[skip:] if skip else block)
         self.buffered += count - skip
         if self.buffered >= self.chunk_rows:
             self._flush(self.buffered - self.buffered % self.chunk_rows)
@@ -142,12 +166,10 @@ class RunWriter:
 
     def _flush(self, count: int, final: bool = False) -> None:
         start = self.committed_rows
-        for point, blocks in self.buffers.items():
-            if not count:
-                continue
-            data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-            self.arrays[point][start : start + count] = data[:count]
-            self.buffers[point] = [data[count:]] if count < len(data) else []
+        for point, buffer in self.buffers.items():
+            if count:
+                self.arrays[point][start : start + count] = buffer.data[:count]
+                buffer.drop_front(count)
         self.buffered -= count
         self.committed_rows += count
         input_end = int(np.searchsorted(self.input_row_ends, self.committed_rows, side="right"))
