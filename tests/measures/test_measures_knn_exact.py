@@ -71,6 +71,8 @@ def test_planted_subspace_equals_brute_force_and_rarely_fails(mode):
         st = idm.KNN_STATS
         assert st[f"screened_{mode}"] == len(x)
         assert st.get(f"failed_{mode}", 0) <= 0.01 * len(x), st
+        # pruning by per-pair intervals leaves fewer exact distances than candidates (k + m + 2 a row)
+        assert st[f"exact_pairs_{mode}"] < (st["candidates"] + 2) * len(x), st
 
 
 def test_every_row_failing_still_exact(monkeypatch):

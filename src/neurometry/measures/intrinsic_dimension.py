@@ -113,13 +113,20 @@ class _Screen:
         self.e = 0 if 2.0**-30 <= top <= 2.0**30 else int(np.frexp(top)[1])
         tiny = torch.finfo(dt).tiny  # denormals the matmul may flush to zero: < tiny per element
         low = partial(torch.Tensor.to, dtype=dt)
-        z = low(xc * 2.0**-self.e if self.e else xc)
-        z64 = z.double()
+        kk = -(-(d + 6) // 32) * 32  # contraction length padded to the AMX tile
+        npad = -(-n // GROUP) * GROUP
+        a = torch.zeros(npad, kk, dtype=dt)
+        z = a[:n, :d]
+        z.copy_(xc * 2.0**-self.e if self.e else xc)  # rounded to nearest, as .to(dt)
         # input rounding: ||x~_i - (x_i - c)||, in data units (plus any flushed denormals)
-        self.eps = (torch.linalg.vector_norm(z64 - xc if self.e == 0 else z64 * 2.0**self.e - xc, dim=1)) * (
-            1 + 1e-9
-        ) + d**0.5 * tiny * 2.0**self.e
-        s = (z64 * z64).sum(1)
+        self.eps = torch.empty(n, dtype=torch.float64)
+        s = torch.empty(n, dtype=torch.float64)
+        for lo in range(0, n, 2048):  # in slices that stay in cache
+            z64 = z[lo : lo + 2048].double()
+            back = z64 * 2.0**self.e if self.e else z64
+            torch.linalg.vector_norm(back - xc[lo : lo + 2048], dim=1, out=self.eps[lo : lo + 2048])
+            torch.linalg.vecdot(z64, z64, out=s[lo : lo + 2048])
+        self.eps = self.eps * (1 + 1e-9) + d**0.5 * tiny * 2.0**self.e
         p1 = low(s)
         r1 = s - p1.double()
         p2 = low(r1)
@@ -128,19 +135,15 @@ class _Screen:
         rho = (r2 - p3.double()).abs() + d * 2.0**-52 * s + 3 * tiny  # split remainder, f64 rounding of s
         absp = p1.double().abs() + p2.double().abs() + p3.double().abs()
         norm = s.sqrt() * (1 + 1e-12)
-        kk = -(-(d + 6) // 32) * 32  # contraction length padded to the AMX tile
-        npad = -(-n // GROUP) * GROUP
-        a = torch.zeros(npad, kk, dtype=dt)
-        a[:n, :d] = z
         a[:n, d : d + 3] = 1
         a[:n, d + 3], a[:n, d + 4], a[:n, d + 5] = p1, p2, p3
+        q = torch.zeros(n, kk, dtype=dt)
+        q[:, :d].copy_(z).mul_(-2)  # exact (before the dummy rows of a, z among them, are cleared)
+        q[:, d], q[:, d + 1], q[:, d + 2] = p1, p2, p3
+        q[:, d + 3 : d + 6] = 1
         dummy = torch.cat([outliers, torch.arange(n, npad)])  # rows never screened: +inf everywhere
         a[dummy] = 0
         a[dummy, d + 3] = float("inf")
-        q = torch.zeros(n, kk, dtype=dt)
-        q[:, :d] = -2 * z
-        q[:, d], q[:, d + 1], q[:, d + 2] = p1, p2, p3
-        q[:, d + 3 : d + 6] = 1
         self.a, self.q, self.n, self.npad = a, q, n, npad
         keep = torch.ones(n, dtype=torch.bool)
         keep[outliers] = False
@@ -157,41 +160,71 @@ class _Screen:
         sq = tf / (1 + self.u_out) - self.bound[rows]
         return sq.clamp_min(0).sqrt() * (2.0**self.e * (1 - 1e-12)) - self.eps[rows] - self.em
 
-    def candidates(self, rows: torch.Tensor, kc: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(kc candidates per row (b, kc), lower bound (b,) on every other screened point's distance)."""
+    def candidates(self, rows: torch.Tensor, kc: int) -> tuple[torch.Tensor, ...]:
+        """Candidate pairs of ``rows`` by a threshold on the screened values, all below it.
+
+        The kc + 2 groups with the smallest minima are found (unsorted); t_i is the largest of those
+        minima, so every point outside them has c_ij >= t_i, and the candidates are their members with
+        c_ij < t_i (each of those groups gives its minimum unless tied at t_i: about kc + 2 per row).
+        Returns (col, j, c, lower): flat pairs (position in ``rows``, point, screened value as float64)
+        and the lower bound (b,) on the distance of every point that is not a candidate.
+        """
         b = len(rows)
         out = torch.mm(self.a, self.q[rows].T)  # (npad, b): ||z_j - z_i||^2, rounded
         out[rows, torch.arange(b)] = float("inf")
         iv = out.view(self.idt)  # non-negative floats order as their bit patterns
         per = self.npad // GROUP
-        g = kc + 1  # g groups hold >= g finite values
         gm = iv.view(GROUP, per, b).amin(0)  # group p = rows {p, p + per, p + 2 per, ...}
-        gv, gi = torch.topk(gm, g + 1, dim=0, largest=False, sorted=True)
-        members = (gi[:g, None, :] + per * torch.arange(GROUP)[None, :, None]).reshape(g * GROUP, b)
-        mv, mi = torch.topk(iv.gather(0, members), kc + 1, dim=0, largest=False, sorted=True)
-        cand = members.gather(0, mi[:kc]).T
-        return cand, self.lower(torch.minimum(gv[g], mv[kc]), rows)
+        gv, gi = torch.topk(gm, kc + 2, dim=0, largest=False, sorted=False)
+        t = gv.amax(0)
+        g = gi.shape[0]
+        mem = iv.view(GROUP, per * b).index_select(1, (gi * b + torch.arange(b)).view(-1)).view(GROUP, g, b)
+        r, gg, col = (mem < t).nonzero(as_tuple=True)
+        j = gi[gg, col] + per * r
+        c = mem[r, gg, col].view(self.a.dtype).double()
+        return col, j, c, self.lower(t, rows)
+
+    def interval(self, rows: torch.Tensor, col: torch.Tensor, j: torch.Tensor, c: torch.Tensor):
+        """(lower, upper) bounds on the true distance ||x_i - x_j|| of pairs with screened value c."""
+        bnd = self.bound[rows][col]
+        sc = 2.0**self.e
+        lo = (c / (1 + self.u_out) - bnd).clamp_min(0).sqrt() * (sc * (1 - 1e-12))
+        hi = (torch.where(c > 0, c / (1 - self.u_out), c * (1 + self.u_out)) + bnd).clamp_min(0).sqrt()
+        ee = self.eps[rows][col] + self.eps[j]
+        return lo - ee, hi * (sc * (1 + 1e-12)) + ee
 
 
-def _distances(x64: torch.Tensor, rows: torch.Tensor, cand: torch.Tensor, out: torch.Tensor) -> None:
-    """out[r, c] = ||x_cand[r, c] - x_rows[r]|| in float64 from the differences (no matmul shortcut)."""
-    step = max(1, (1 << 20) // (8 * cand.shape[1] * x64.shape[1]))  # differences stay in L2
-    for a in range(0, len(rows), step):
-        diff = torch.index_select(x64, 0, cand[a : a + step].reshape(-1)).view(
-            -1, cand.shape[1], x64.shape[1]
-        )
-        diff -= x64[rows[a : a + step], None, :]
-        torch.linalg.vector_norm(diff, dim=2, out=out[a : a + step])
+EXACT_PAIRS = 256
+"""Pairs per chunk of the float64 distance step: their differences (about EXACT_PAIRS x d) stay in L2."""
 
 
-def _exact(x64: torch.Tensor, rows: torch.Tensor, cand: torch.Tensor, k: int):
-    """Exact float64 distances of ``rows`` to ``cand`` (b, c): the k nearest, ties by index."""
-    cand = torch.sort(cand, dim=1).values
-    dist = torch.empty(cand.shape, dtype=torch.float64)
-    _distances(x64, rows, cand, dist)
-    dist.masked_fill_(cand == rows[:, None], float("inf"))  # an outlier row among its own candidates
-    srt = torch.sort(dist, dim=1, stable=True)
-    return srt.values[:, :k], torch.gather(cand, 1, srt.indices[:, :k])
+def _exact_pairs(
+    x64: torch.Tensor, rows: torch.Tensor, col: torch.Tensor, j: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """k nearest of each of ``rows`` among its pairs (col, j), sorted by (col, j): exact.
+
+    Distances are float64 norms of the differences; ties are broken by the lower index (the pairs of a
+    row are in index order and the sort is stable). A row with fewer than k pairs gets +inf.
+    """
+    b = len(rows)
+    counts = torch.bincount(col, minlength=b)
+    width = max(k, int(counts.max())) if len(col) else k
+    pos = torch.arange(len(col)) - (torch.cumsum(counts, 0) - counts)[col]
+    ii = rows[:, None].repeat(1, width)  # padding: the row itself, masked below
+    ii[col, pos] = j
+    dd = torch.empty((b, width), dtype=torch.float64)
+    xr = x64[rows]
+    # chunks of consecutive rows, each padded to its own widest row
+    per_row = max(1, EXACT_PAIRS // max(1, len(col) // max(1, b)))
+    wide = counts.view(-1)
+    for a in range(0, b, per_row):
+        w = max(1, int(wide[a : a + per_row].max()))
+        diff = torch.index_select(x64, 0, ii[a : a + per_row, :w].reshape(-1)).view(-1, w, x64.shape[1])
+        diff -= xr[a : a + per_row, None, :]
+        torch.linalg.vector_norm(diff, dim=2, out=dd[a : a + per_row, :w])
+    dd.masked_fill_(torch.arange(width)[None, :] >= counts[:, None], float("inf"))
+    srt = torch.sort(dd, dim=1, stable=True)
+    return srt.values[:, :k], torch.gather(ii, 1, srt.indices[:, :k])
 
 
 def _brute(x64: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,8 +273,9 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
        timed at least twice as fast as float32, once per process), else to float32: z~. One matmul
        per block of ``SCREEN_COLS`` query rows against all rows gives c_ij ~ ||z~_i - z~_j||^2
        (augmented vectors, see ``_Screen``, so the output is the squared distance itself); a row's
-       candidates are its k + m smallest c_ij (m = max(6, k // 2)), picked by group minima and then
-       group members, never an n x n matrix; every other point j has c_ij >= t_i (the next value).
+       candidates are the points with c_ij < t_i, t_i the largest of its k + m + 2 smallest group
+       minima (m = max(6, k // 2); groups of ``GROUP`` rows), found among those groups' members, never
+       an n x n matrix: about k + m + 2 per row, and every other point j has c_ij >= t_i.
     2. Bound. Products summed in float32 in any order (N = d + 6 terms, gamma = N u / (1 - N u),
        u = 2^-24) and rounded once to the output (u_out = 2^-8 for bf16, 0 for float32; the float32
        accumulation is checked once per process on a test product) give, for every screened pair,
@@ -254,8 +288,11 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
        ||x_i - x_j|| >= L_i = 2^e sqrt(max(0, t_i / (1 + u_out) - B_i)) - eps_i - max eps.
        The max terms run over all rows except the (at most 32) rows with a norm above twice the 33rd
        largest, which are not screened but added to every row's candidates.
-    3. Certify. The candidates' exact distances are sorted; if the k-th is <= L_i (less 1e-12
-       relative), the row's k nearest are certain. Other rows go through the float32 screen (or, when
+    3. Prune. The same bound per pair (eps_j in place of max eps) puts each candidate's true distance
+       in [lo_ij, hi_ij]; a candidate with lo_ij above the k-th smallest hi_ij of its row is strictly
+       farther than k others and is dropped (about 23 of 32 remain for k = 20 on the data below).
+    4. Certify. The remaining candidates' exact distances are sorted (stable, in index order); if the
+       k-th is <= L_i (less 1e-12 relative), the row's k nearest are certain. Other rows go through the float32 screen (or, when
        at most ``FEW_ROWS``, straight on) to the full float64 search. ``KNN_STATS`` counts the rows
        at each stage: on 20,000 x 384 planted-subspace data 0 (k = 2) and 1 (k = 20) fail in bf16.
 
@@ -295,17 +332,41 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
             break
         scr = _Screen(xc, mode, outliers, float(norms.max()))
 
-        def block(rows: torch.Tensor, scr: _Screen = scr) -> torch.Tensor:
-            cand, low = scr.candidates(rows, kc)
-            if len(outliers):
-                cand = torch.cat([cand, outliers.expand(len(rows), -1)], 1)
-            dd, ii = _exact(t64, rows, cand, k)
-            ok = dd[:, -1] * (1 + 1e-12) <= low
+        pairs: list[int] = []
+
+        def block(rows: torch.Tensor, scr: _Screen = scr, pairs: list[int] = pairs) -> torch.Tensor:
+            b = len(rows)
+            col, j, c, low = scr.candidates(rows, kc)
+            lo, hi = scr.interval(rows, col, j, c)
+            # prune: a pair whose lower bound exceeds the k-th smallest upper bound of its row is
+            # strictly farther than k candidates, so never among the k nearest
+            order = torch.argsort(col * scr.npad + j)
+            col, j, lo, hi = col[order], j[order], lo[order], hi[order]
+            counts = torch.bincount(col, minlength=b)
+            width = max(k, int(counts.max()))
+            pos = torch.arange(len(col)) - (torch.cumsum(counts, 0) - counts)[col]
+            his = torch.full((b, width), float("inf"), dtype=torch.float64)
+            his[col, pos] = hi
+            uk = torch.kthvalue(his, k, dim=1).values
+            keep = lo <= uk[col]
+            col, j = col[keep], j[keep]
+            if len(outliers):  # never screened: every row's candidates, merged in index order
+                oc = torch.arange(b).repeat_interleave(len(outliers))
+                oj = outliers.repeat(b)
+                col, j = torch.cat([col, oc]), torch.cat([j, oj])
+                own = j == rows[col]
+                col, j = col[~own], j[~own]
+                order = torch.argsort(col * scr.npad + j)
+                col, j = col[order], j[order]
+            pairs.append(len(j))  # list.append: safe from the block threads
+            dd, ii = _exact_pairs(t64, rows, col, j, k)
+            ok = torch.isfinite(dd[:, -1]) & (dd[:, -1] * (1 + 1e-12) <= low)
             dist[rows[ok]], idx[rows[ok]] = dd[ok], ii[ok]
             return rows[~ok]
 
         failed = _each_block(block, list(torch.split(todo, SCREEN_COLS)))
         KNN_STATS[f"screened_{mode}"] = len(todo)
+        KNN_STATS[f"exact_pairs_{mode}"] = sum(pairs)
         todo = torch.cat(failed)
         KNN_STATS[f"failed_{mode}"] = len(todo)
     if len(todo):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sqlite3
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from neurometry.store.writer import (
     chunk_rows_for,
     create_run_arrays,
     delete_run,
-    ensure_dataset,
+    insert_dataset,
 )
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -237,15 +238,14 @@ def record(
     store = open_store(out, create=True)
     lock = RunLock(store, run_id)
     try:
-        first_input, committed_rows, done = _prepare_run(
-            store, run_id, settings, specs, batches, table, data, overwrite, chunk_rows
-        )
+        plan = _prepare_run(store, run_id, settings, specs, batches, table, data, overwrite, chunk_rows)
         n_rows = int(batches.input_row_ends[-1])
-        if done:
+        if plan.done:
             return RecordResult(out, run_id, [s.point for s in specs], n_inputs, n_rows, n_inputs, True)
+        first_input = plan.first_input
         writer = RunWriter(
-            store, run_id, specs, dtype, batches.input_row_ends, store.run_info(run_id).chunk_rows,
-            committed_rows=committed_rows, first_input=first_input,
+            store, run_id, specs, dtype, batches.input_row_ends, plan.chunk_rows,
+            committed_rows=plan.committed_rows, first_input=first_input, register=plan.register,
         )
         bar = tqdm(
             total=n_inputs, initial=first_input, unit="row", desc=f"record {run_id}",
@@ -258,6 +258,7 @@ def record(
                 bar.update(stop - start)
             writer.finish()
         except NeurometryError:
+            writer.close()
             # Bad values mid-run: remove the run (or the store this call made) rather than leave it half-written.
             delete_run(store, run_id)
             if created:
@@ -266,10 +267,20 @@ def record(
             raise
         finally:
             bar.close()
+            writer.close()
         return RecordResult(out, run_id, [s.point for s in specs], n_inputs, n_rows, first_input, False)
     finally:
         lock.release()
         store.close()
+
+
+@dataclass(frozen=True)
+class _RunPlan:
+    first_input: int  # first input to record
+    committed_rows: int
+    done: bool  # already complete with the same settings
+    chunk_rows: int
+    register: Callable[[sqlite3.Connection], None] | None = None  # catalog rows of a new run
 
 
 def _prepare_run(
@@ -282,14 +293,17 @@ def _prepare_run(
     data: Path,
     overwrite: bool,
     chunk_rows: int | None,
-) -> tuple[int, int, bool]:
-    """Create, resume or replace the run. Returns (first input to record, committed rows, already complete)."""
+) -> _RunPlan:
+    """Resume, skip or replace an existing run, or create the arrays of a new one.
+
+    A new run's catalog rows are inserted later, in one transaction, by ``register``: until then the
+    run does not exist for readers, and a kill leaves only arrays that the next call replaces.
+    """
     existing = {r.run_id: r for r in store.runs()}.get(run_id)
     if existing is not None:
         if existing.settings == settings and not overwrite:
-            if existing.complete:
-                return existing.n_inputs, existing.committed_rows, True
-            return existing.committed_inputs, existing.committed_rows, False
+            return _RunPlan(existing.committed_inputs, existing.committed_rows, existing.complete,
+                            existing.chunk_rows)
         if existing.complete and not overwrite:
             raise NeurometryError(
                 f"run {run_id!r} in {store.path} was recorded with other settings; "
@@ -300,25 +314,27 @@ def _prepare_run(
                   file=sys.stderr)
         delete_run(store, run_id)
 
-    ensure_dataset(store, settings["dataset_id"], str(data.resolve()), table)
     n_rows = int(batches.input_row_ends[-1])
     chunk_rows = min(chunk_rows, n_rows) if chunk_rows else chunk_rows_for(specs, settings["dtype"], n_rows)
     create_run_arrays(store, run_id, specs, settings["dtype"], n_rows, chunk_rows)
-    with store.transaction() as tx:
-        tx.execute(
+
+    def register(conn: sqlite3.Connection) -> None:
+        insert_dataset(conn, settings["dataset_id"], str(data.resolve()), table)
+        conn.execute(
             "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'recording', ?, NULL)",
             (
                 run_id, settings["model"], settings["dataset_id"], settings["reduce"], settings["dtype"],
                 catalog.dumps(settings), len(table), n_rows, chunk_rows, pd.Timestamp.now("UTC").isoformat(),
             ),
         )
-        tx.executemany(
+        conn.executemany(
             "INSERT INTO points VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(run_id, s.point, i, s.module_path, s.kind, catalog.dumps(list(s.shape)), settings["dtype"])
              for i, s in enumerate(specs)],
         )
-        tx.execute("INSERT INTO commits VALUES (?, 0, 0)", (run_id,))
+        conn.execute("INSERT INTO commits VALUES (?, 0, 0)", (run_id,))
         if settings["reduce"] == "tokens":
-            tx.executemany("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
-                           ((run_id, *row) for row in batches.token_rows()))
-    return 0, 0, False
+            conn.executemany("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
+                             ((run_id, *row) for row in batches.token_rows()))
+
+    return _RunPlan(0, 0, False, chunk_rows, register)

@@ -231,7 +231,8 @@ class Store:
 
     # -- plumbing for the writer -----------------------------------------------------------
     def transaction(self):
-        return _Transaction(self._conn)
+        """A write transaction on the catalog: ``with store.transaction() as conn: ...``."""
+        return catalog.transaction(self._conn)
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -239,21 +240,6 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
-
-
-class _Transaction:
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
 
 
 def is_store(path: Path) -> bool:

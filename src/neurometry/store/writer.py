@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import fcntl
 import shutil
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +26,7 @@ import zarr.codecs
 
 from neurometry.errors import NeurometryError
 from neurometry.store import catalog
-from neurometry.store.store import Store
+from neurometry.store.store import CATALOG_FILE, Store
 
 TARGET_CHUNK_BYTES = 8 * 2**20
 ON_DISK_DTYPE = {"float32": "float32", "float16": "float16", "bfloat16": "uint16"}
@@ -66,22 +69,16 @@ class RunLock:
         self._file.close()
 
 
-def ensure_dataset(store: Store, dataset_id: str, source: str, table: pd.DataFrame) -> None:
-    """Insert the data rows once per dataset (all or nothing); later runs on the same data share them."""
-    conn = store.connection
+def insert_dataset(conn: sqlite3.Connection, dataset_id: str, source: str, table: pd.DataFrame) -> None:
+    """Insert the data rows once per dataset (call inside a transaction); later runs on the same data share them."""
     if conn.execute("SELECT 1 FROM datasets WHERE dataset_id = ?", (dataset_id,)).fetchone():
         return
     columns = [str(c) for c in table.columns]
     records = (dict(zip(columns, row, strict=True)) for row in table.itertuples(index=False, name=None))
-    with store.transaction() as tx:
-        tx.execute(
-            "INSERT INTO datasets VALUES (?, ?, ?, ?)",
-            (dataset_id, source, len(table), catalog.dumps(columns)),
-        )
-        tx.executemany(
-            "INSERT INTO inputs VALUES (?, ?, ?)",
-            ((dataset_id, i, catalog.dumps(rec)) for i, rec in enumerate(records)),
-        )
+    conn.execute("INSERT INTO datasets VALUES (?, ?, ?, ?)", (dataset_id, source, len(table), catalog.dumps(columns)))
+    conn.executemany(
+        "INSERT INTO inputs VALUES (?, ?, ?)", ((dataset_id, i, catalog.dumps(rec)) for i, rec in enumerate(records))
+    )
 
 
 def delete_run(store: Store, run_id: str) -> None:
@@ -97,6 +94,7 @@ class _RowBuffer:
 
     def __init__(self, shape: tuple[int, ...], dtype: str, capacity: int):
         self.data = np.empty((capacity, *shape), dtype=ON_DISK_DTYPE[dtype])
+        self.spare = np.empty_like(self.data)  # the array handed to the writer last time, reused
         self.size = 0
 
     def append(self, block: np.ndarray) -> None:
@@ -108,15 +106,26 @@ class _RowBuffer:
         self.data[self.size : end] = block
         self.size = end
 
-    def drop_front(self, count: int) -> None:
-        rest = self.size - count
-        if rest:
-            self.data[:rest] = self.data[count : self.size].copy()
+    def take(self, count: int) -> np.ndarray:
+        """Hand over the first ``count`` rows (no copy); the rest moves to the spare array.
+
+        The caller must be done with the rows handed over last time (one write in flight at most).
+        """
+        full, rest = self.data, self.size - count
+        if self.spare.shape != full.shape:
+            self.spare = np.empty_like(full)
+        self.data, self.spare = self.spare, full
+        self.data[:rest] = full[count : self.size]
         self.size = rest
+        return full[:count]
 
 
 class RunWriter:
-    """Appends the rows of one run in order and commits them in whole chunks."""
+    """Appends the rows of one run in order and commits them in whole chunks.
+
+    Chunk files are written by one background thread while the model computes the next batches;
+    a chunk is committed in the catalog (from this thread) only after its write has finished.
+    """
 
     def __init__(
         self,
@@ -128,6 +137,7 @@ class RunWriter:
         chunk_rows: int,
         committed_rows: int = 0,
         first_input: int = 0,
+        register: Callable[[sqlite3.Connection], None] | None = None,
     ):
         self.store = store
         self.run_id = run_id
@@ -138,11 +148,18 @@ class RunWriter:
         self.input_row_ends = input_row_ends
         self.n_rows = int(input_row_ends[-1]) if len(input_row_ends) else 0
         self.committed_rows = committed_rows
+        self.flushed_rows = committed_rows  # rows handed to the writer thread
         self.next_row = int(input_row_ends[first_input - 1]) if first_input > 0 else 0
         root = store.path / "arrays" / run_id
         self.arrays = {s.point: zarr.open_array(str(root / s.point), mode="r+") for s in specs}
         self.buffers = {s.point: _RowBuffer(s.shape, dtype, 2 * chunk_rows) for s in specs}
         self.buffered = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurometry-writer")
+        self._pending: Future | None = None
+        self._pending_rows = committed_rows
+        # Catalog rows of a new run (dataset, run, points, token rows) are inserted by the writer
+        # thread, in one transaction of its own, while the first batches are computed.
+        self._registered = self._pool.submit(self._register, register) if register else None
 
     def add(self, rows: dict[str, np.ndarray]) -> None:
         """Append the next rows (same count for every point, in row order, already in on-disk dtype)."""
@@ -150,7 +167,7 @@ class RunWriter:
         if len(counts) != 1:
             raise RuntimeError(f"points disagree on the number of rows: {counts}")
         count = counts.pop()
-        skip = max(0, self.committed_rows + self.buffered - self.next_row)
+        skip = max(0, self.flushed_rows + self.buffered - self.next_row)
         self.next_row += count
         if skip >= count:
             return
@@ -162,26 +179,57 @@ class RunWriter:
 
     def finish(self) -> None:
         """Write what is left and mark the run complete, in one commit."""
-        self._flush(self.buffered, final=True)
+        self._flush(self.buffered)
+        self._wait_and_commit()
+        self._commit(self.flushed_rows, final=True)
+        self.close()
 
-    def _flush(self, count: int, final: bool = False) -> None:
-        start = self.committed_rows
-        for point, buffer in self.buffers.items():
-            if count:
-                self.arrays[point][start : start + count] = buffer.data[:count]
-                buffer.drop_front(count)
+    def close(self) -> None:
+        """Stop the writer thread (a write in flight finishes; it is committed only by ``finish``)."""
+        self._pool.shutdown(wait=True)
+
+    def _register(self, register: Callable[[sqlite3.Connection], None]) -> None:
+        conn = catalog.connect(self.store.path / CATALOG_FILE)
+        try:
+            with catalog.transaction(conn):
+                register(conn)
+        finally:
+            conn.close()
+
+    def _flush(self, count: int) -> None:
+        if not count:
+            return
+        self._wait_and_commit()  # at most one write in flight: memory stays bounded, buffers can swap
+        blocks = {point: buffer.take(count) for point, buffer in self.buffers.items()}
+        start = self.flushed_rows
+        self.flushed_rows += count
         self.buffered -= count
-        self.committed_rows += count
-        input_end = int(np.searchsorted(self.input_row_ends, self.committed_rows, side="right"))
+        self._pending = self._pool.submit(self._write, start, blocks)
+        self._pending_rows = self.flushed_rows
+
+    def _write(self, start: int, blocks: dict[str, np.ndarray]) -> None:
+        for point, data in blocks.items():
+            self.arrays[point][start : start + len(data)] = data
+
+    def _wait_and_commit(self) -> None:
+        if self._pending is not None:
+            self._pending.result()  # a failed write raises here, before anything is committed
+            self._pending = None
+            self._commit(self._pending_rows)
+
+    def _commit(self, rows: int, final: bool = False) -> None:
+        if self._registered is not None:
+            self._registered.result()
+            self._registered = None
+        input_end = int(np.searchsorted(self.input_row_ends, rows, side="right"))
         with self.store.transaction() as tx:
-            tx.execute(
-                "INSERT OR REPLACE INTO commits VALUES (?, ?, ?)", (self.run_id, input_end, self.committed_rows)
-            )
+            tx.execute("INSERT OR REPLACE INTO commits VALUES (?, ?, ?)", (self.run_id, input_end, rows))
             if final:
                 tx.execute(
                     "UPDATE runs SET status = 'complete', finished = ? WHERE run_id = ?",
                     (pd.Timestamp.now("UTC").isoformat(), self.run_id),
                 )
+        self.committed_rows = rows
 
 
 def create_run_arrays(store: Store, run_id: str, specs: list[PointSpec], dtype: str, n_rows: int, chunk_rows: int) -> None:
