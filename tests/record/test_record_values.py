@@ -116,3 +116,18 @@ def test_float16_overflow_is_refused_and_nothing_is_written(sentences_file, tmp_
     with pytest.raises(NeurometryError, match="float16"):
         record(model, sentences_file, ["embed"], tmp_path / "s", dtype="float16", progress=False)
     assert not (tmp_path / "s").exists()
+
+
+def test_left_padding_tokenizer_matches_the_model_on_left_padded_batches(sentences_file, tmp_path):
+    """Left padding shifts positions (the model's outputs change with it), so compare with HF's own
+    forward on the tokenizer's left-padded batch: rows and the last real token must still line up."""
+    model = tiny_llama()
+    model.tokenizer.padding_side = "left"
+    for reduce in ("tokens", "last"):
+        record(model, sentences_file, ["resid.0"], tmp_path / "s", reduce=reduce, run=reduce,
+               batch_size=len(SENTENCES), progress=False)
+    store = open_store(tmp_path / "s")
+    states, mask = hidden_states(model, SENTENCES)
+    assert not mask[:, -1].logical_not().any()  # really left-padded: every row ends with a real token
+    np.testing.assert_allclose(store.activations("resid.0", run="tokens"), states[1][mask].numpy(), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(store.activations("resid.0", run="last"), states[1][:, -1].numpy(), atol=1e-5, rtol=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -106,52 +107,64 @@ def to_disk(values: torch.Tensor, dtype: str, point: str, first_input: int) -> n
 
 
 class _Batches:
-    """Model inputs for data rows ``[start, stop)``, and how many stored rows each input yields."""
+    """Model inputs for data rows ``[start, stop)``, and how many stored rows each input yields.
 
-    TOKENIZE_ROWS = 2048  # texts tokenised at a time when only lengths or token rows are needed
+    Text is tokenised once, up front, into one flat int32 array of token ids (4 bytes a token, so
+    memory stays small); batches are padded from it, which is what the tokenizer would return.
+    """
+
+    TOKENIZE_ROWS = 2048
 
     def __init__(self, model: LoadedModel, table: pd.DataFrame, max_tokens: int, reduce: str):
         self.model = model
         self.table = table
-        self.max_tokens = max_tokens
         if model.modality == "text":
-            # Only the lengths are kept, so memory does not grow with the data.
-            self.lengths = np.concatenate([
-                np.fromiter((len(ids) for ids in self._token_ids(lo)), dtype=np.int32)
-                for lo in range(0, len(table), self.TOKENIZE_ROWS)
-            ])
+            tokenizer = model.tokenizer
+            texts = table["text"]
+            ids, lengths = [], []
+            for lo in range(0, len(table), self.TOKENIZE_ROWS):
+                encoded = tokenizer(texts.iloc[lo : lo + self.TOKENIZE_ROWS].tolist(), truncation=True,
+                                    max_length=max_tokens)["input_ids"]
+                lengths.append(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+                ids.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32))
+            self.token_ids = np.concatenate(ids)
+            self.lengths = np.concatenate(lengths)
+            self.offsets = np.concatenate([[0], np.cumsum(self.lengths)])
             self.key_width = int(self.lengths.max())
+            self.left_padding = getattr(tokenizer, "padding_side", "right") == "left"
+            self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            self.with_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
         else:
-            self.lengths = np.ones(len(table), dtype=np.int32)
+            self.lengths = np.ones(len(table), dtype=np.int64)
             self.key_width = 0
-        rows_per_input = self.lengths if reduce == "tokens" else np.ones(len(table), dtype=np.int32)
-        self.input_row_ends = np.cumsum(rows_per_input, dtype=np.int64)
-
-    def _token_ids(self, lo: int) -> list[list[int]]:
-        texts = self.table["text"].iloc[lo : lo + self.TOKENIZE_ROWS].tolist()
-        return self.model.tokenizer(texts, truncation=True, max_length=self.max_tokens)["input_ids"]
+        rows_per_input = self.lengths if reduce == "tokens" else np.ones(len(table), dtype=np.int64)
+        self.input_row_ends = np.cumsum(rows_per_input)
 
     def inputs(self, start: int, stop: int) -> tuple[object, torch.Tensor | None]:
-        if self.model.modality == "text":
-            batch = self.model.tokenizer(
-                self.table["text"].iloc[start:stop].tolist(),
-                padding=True,
-                truncation=True,
-                max_length=self.max_tokens,
-                return_tensors="pt",
-            )
-            return batch, batch["attention_mask"].bool()
-        return self.model.preprocess(self.table["image"].iloc[start:stop].tolist()), None
+        if self.model.modality != "text":
+            return self.model.preprocess(self.table["image"].iloc[start:stop].tolist()), None
+        lengths = self.lengths[start:stop]
+        width = int(lengths.max())
+        positions = np.arange(width)
+        if self.left_padding:
+            mask = positions >= (width - lengths)[:, None]
+        else:
+            mask = positions < lengths[:, None]
+        ids = np.full(mask.shape, self.pad_id, dtype=np.int64)
+        ids[mask] = self.token_ids[self.offsets[start] : self.offsets[stop]]  # batch-major, like the mask
+        batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
+        if self.with_token_types:
+            batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
+        return batch, torch.from_numpy(mask)
 
     def token_rows(self) -> Iterator[tuple[int, int, int, int, str]]:
         """(row, input_row, position, token_id, token) for every token row, generated lazily."""
-        row = 0
-        for lo in range(0, len(self.table), self.TOKENIZE_ROWS):
-            for offset, ids in enumerate(self._token_ids(lo)):
-                tokens = self.model.tokenizer.convert_ids_to_tokens(ids)
-                for position, (token_id, token) in enumerate(zip(ids, tokens, strict=True)):
-                    yield row, lo + offset, position, int(token_id), str(token)
-                    row += 1
+        convert = self.model.tokenizer.convert_ids_to_tokens
+        for input_row in range(len(self.table)):
+            begin, end = int(self.offsets[input_row]), int(self.offsets[input_row + 1])
+            ids = self.token_ids[begin:end].tolist()
+            for position, (token_id, token) in enumerate(zip(ids, convert(ids), strict=True)):
+                yield begin + position, input_row, position, token_id, str(token)
 
 
 def _reduce(point: HookPoint, value: torch.Tensor, mask: TokenMask | None, reduce: str, key_width: int):

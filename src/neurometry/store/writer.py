@@ -13,11 +13,14 @@ The protocol:
 from __future__ import annotations
 
 import fcntl
+import math
+import os
 import shutil
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,7 +31,8 @@ from neurometry.errors import NeurometryError
 from neurometry.store import catalog
 from neurometry.store.store import CATALOG_FILE, Store
 
-TARGET_CHUNK_BYTES = 8 * 2**20
+TARGET_CHUNK_BYTES = 2 * 2**20
+DIRECT_ALIGN = 4096  # O_DIRECT wants buffers, offsets and sizes in multiples of the logical block
 ON_DISK_DTYPE = {"float32": "float32", "float16": "float16", "bfloat16": "uint16"}
 
 
@@ -45,9 +49,45 @@ class PointSpec:
 def chunk_rows_for(specs: list[PointSpec], dtype: str, n_rows: int) -> int:
     """Rows per chunk: about 8 MiB for the widest point, one chunk size for the whole run."""
     itemsize = np.dtype(ON_DISK_DTYPE[dtype]).itemsize
-    widest = max(int(np.prod(s.shape)) for s in specs) * itemsize
-    rows = max(16, TARGET_CHUNK_BYTES // max(widest, 1))
-    return int(max(1, min(rows, 65536, n_rows)))
+    row_bytes = [int(np.prod(s.shape)) * itemsize for s in specs]
+    rows = max(16, TARGET_CHUNK_BYTES // max(max(row_bytes), 1))
+    # Whole chunks of every point in multiples of 4 KiB, so they can be written with O_DIRECT.
+    step = math.lcm(*(DIRECT_ALIGN // math.gcd(b, DIRECT_ALIGN) for b in row_bytes))
+    rows = max(step, rows - rows % step)
+    return int(max(1, min(rows, n_rows)))
+
+
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray:
+    """An uninitialised array whose data starts on a 4 KiB boundary (for O_DIRECT writes)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + DIRECT_ALIGN, dtype=np.uint8)
+    offset = -raw.ctypes.data % DIRECT_ALIGN
+    return raw[offset : offset + nbytes].view(dtype).reshape(shape)
+
+
+def write_chunk_file(path: Path, data: np.ndarray) -> None:
+    """Write one whole chunk file, bypassing the page cache when the buffer allows it.
+
+    On these VMs, filling fresh page-cache pages costs about 2.8 ms per MiB of CPU in the kernel,
+    as much as the data's share of the forward pass; O_DIRECT writes cost almost no CPU and overlap
+    with the model. Written to a temporary name and renamed, so a chunk file is never half there.
+    """
+    view = memoryview(np.ascontiguousarray(data)).cast("B")
+    tmp = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    direct = getattr(os, "O_DIRECT", 0) if (view.nbytes % DIRECT_ALIGN == 0
+                                            and data.ctypes.data % DIRECT_ALIGN == 0) else 0
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | direct, 0o644)
+    except OSError:  # a file system without O_DIRECT
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        written = 0
+        while written < view.nbytes:
+            written += os.write(fd, view[written:])
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 class RunLock:
@@ -93,14 +133,14 @@ class _RowBuffer:
     """Rows waiting for a whole chunk: one growable array per point, so a flush copies nothing extra."""
 
     def __init__(self, shape: tuple[int, ...], dtype: str, capacity: int):
-        self.data = np.empty((capacity, *shape), dtype=ON_DISK_DTYPE[dtype])
-        self.spare = np.empty_like(self.data)  # the array handed to the writer last time, reused
+        self.data = aligned_empty((capacity, *shape), ON_DISK_DTYPE[dtype])
+        self.spare = aligned_empty(self.data.shape, self.data.dtype)  # handed to the writer last time, reused
         self.size = 0
 
     def append(self, block: np.ndarray) -> None:
         end = self.size + len(block)
         if end > len(self.data):
-            grown = np.empty((max(end, 2 * len(self.data)), *self.data.shape[1:]), dtype=self.data.dtype)
+            grown = aligned_empty((max(end, 2 * len(self.data)), *self.data.shape[1:]), self.data.dtype)
             grown[: self.size] = self.data[: self.size]
             self.data = grown
         self.data[self.size : end] = block
@@ -113,7 +153,7 @@ class _RowBuffer:
         """
         full, rest = self.data, self.size - count
         if self.spare.shape != full.shape:
-            self.spare = np.empty_like(full)
+            self.spare = aligned_empty(full.shape, full.dtype)
         self.data, self.spare = self.spare, full
         self.data[:rest] = full[count : self.size]
         self.size = rest
@@ -150,8 +190,8 @@ class RunWriter:
         self.committed_rows = committed_rows
         self.flushed_rows = committed_rows  # rows handed to the writer thread
         self.next_row = int(input_row_ends[first_input - 1]) if first_input > 0 else 0
-        root = store.path / "arrays" / run_id
-        self.arrays = {s.point: zarr.open_array(str(root / s.point), mode="r+") for s in specs}
+        self.root = store.path / "arrays" / run_id
+        self.arrays = {s.point: zarr.open_array(str(self.root / s.point), mode="r+") for s in specs}
         self.buffers = {s.point: _RowBuffer(s.shape, dtype, 2 * chunk_rows) for s in specs}
         self.buffered = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurometry-writer")
@@ -209,7 +249,22 @@ class RunWriter:
 
     def _write(self, start: int, blocks: dict[str, np.ndarray]) -> None:
         for point, data in blocks.items():
-            self.arrays[point][start : start + len(data)] = data
+            array = self.arrays[point]
+            if array.compressors or array.filters:
+                array[start : start + len(data)] = data
+                continue
+            # Uncompressed chunks are the raw little-endian bytes of the full chunk shape (Zarr v3
+            # pads edge chunks), so whole chunks go straight to their files.
+            size = self.chunk_rows
+            for lo in range(0, len(data), size):
+                block = data[lo : lo + size]
+                if len(block) < size:
+                    padded = aligned_empty((size, *block.shape[1:]), block.dtype)
+                    padded[: len(block)] = block
+                    padded[len(block) :] = 0
+                    block = padded
+                key = array.metadata.encode_chunk_key(((start + lo) // size,) + (0,) * (block.ndim - 1))
+                write_chunk_file(self.root.joinpath(point, *key.split("/")), block)
 
     def _wait_and_commit(self) -> None:
         if self._pending is not None:
