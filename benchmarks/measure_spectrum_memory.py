@@ -1,8 +1,10 @@
-"""The spectrum family over a 1,000,000 x 384 float16 array: streamed in chunks vs plain NumPy in memory.
+"""The spectrum family over a 1,000,000 x 384 float16 store point: streamed vs plain NumPy in memory.
 
-Each side runs in its own subprocess (so their peak resident memories do not mix); the chunks come
-from a seeded generator (chunk i is a function of the seed and i only), and the in-memory side builds
-the same full array. Prints both values of every measure, their relative difference, each side's
+The rows come from a seeded generator (chunk i is a function of the seed and i only). They are first
+written into a temporary store as a point (``neurometry.store.import_array``); the streamed side then
+reads that point with ``store.iter_chunks`` into ``run_measures``, and the in-memory side builds the
+same full array and uses NumPy. Each side runs in its own subprocess (so their peak resident
+memories do not mix). Prints both values of every measure, their relative difference, each side's
 peak RSS (resource.getrusage ru_maxrss) and wall time, and the ratios.
 
     .venv/bin/python benchmarks/measure_spectrum_memory.py [--rows 1000000] [--d 384] [--chunk 20000]
@@ -20,6 +22,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -63,7 +66,7 @@ def numpy_in_memory(x: np.ndarray) -> dict[str, float]:
     }
 
 
-def worker(mode: str, n: int, d: int, size: int) -> None:
+def worker(mode: str, n: int, d: int, size: int, store_path: str) -> None:
     import resource
     import time
 
@@ -71,10 +74,18 @@ def worker(mode: str, n: int, d: int, size: int) -> None:
 
     torch.set_num_threads(THREADS)
     t = time.perf_counter()
+    if mode == "write":
+        from neurometry.store import import_array, open_store
+
+        import_array(open_store(store_path, create=True), "bench", "point", chunks(n, d, size), n)
+        print(json.dumps({"values": {}, "peak_mib": 0, "wall_s": time.perf_counter() - t}))
+        return
     if mode == "stream":
         from neurometry.measures import run_measures
+        from neurometry.store import open_store
 
-        res = run_measures(lambda: chunks(n, d, size), NAMES)
+        store = open_store(store_path)
+        res = run_measures(lambda: store.iter_chunks("point", run="bench", chunk_rows=size), NAMES)
         values = {k: v.value for k, v in res.items()}
     else:
         values = numpy_in_memory(np.concatenate(list(chunks(n, d, size))))
@@ -88,13 +99,16 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--d", type=int, default=384)
     ap.add_argument("--chunk", type=int, default=20000)
-    ap.add_argument("--worker", choices=["stream", "numpy"])
+    ap.add_argument("--worker", choices=["write", "stream", "numpy"])
+    ap.add_argument("--store", default=None)
     args = ap.parse_args()
     if args.worker:
-        worker(args.worker, args.rows, args.d, args.chunk)
+        worker(args.worker, args.rows, args.d, args.chunk, args.store)
         return
+    tmp = tempfile.TemporaryDirectory(prefix="nm-spectrum-")
+    store_path = os.path.join(tmp.name, "store")
     out = {}
-    for mode in ("stream", "numpy"):
+    for mode in ("write", "stream", "numpy"):
         cmd = [
             sys.executable,
             __file__,
@@ -106,12 +120,16 @@ def main() -> None:
             str(args.d),
             "--chunk",
             str(args.chunk),
+            "--store",
+            store_path,
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    tmp.cleanup()
     s, m = out["stream"], out["numpy"]
     print(
-        f"{args.rows} x {args.d} float16 ({args.rows * args.d * 2 / 2**20:.0f} MiB), chunks of {args.chunk}, threads {THREADS}"
+        f"{args.rows} x {args.d} float16 store point ({args.rows * args.d * 2 / 2**20:.0f} MiB, written in "
+        f"{out['write']['wall_s']:.1f} s), read in chunks of {args.chunk}, threads {THREADS}"
     )
     print(f"{'measure':<22} {'streamed':>20} {'numpy in memory':>20} {'rel diff':>9}")
     for name in NAMES:

@@ -13,11 +13,12 @@ The protocol:
 from __future__ import annotations
 
 import fcntl
+import itertools
 import math
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,3 +304,66 @@ def create_run_arrays(store: Store, run_id: str, specs: list[PointSpec], dtype: 
             compressors=compressors,
             fill_value=0,
         )
+
+
+def import_array(
+    store: Store,
+    run_id: str,
+    point: str,
+    chunks: Iterable[np.ndarray],
+    n_rows: int,
+    metadata: pd.DataFrame | None = None,
+    source: str = "array",
+) -> None:
+    """Store rows from elsewhere (brain recordings, another toolkit's activations) as a point of a new run.
+
+    ``chunks`` yields consecutive blocks of rows (rows, *feat) in float32 or float16, ``n_rows`` in all;
+    ``metadata`` (one row per stored row) becomes the run's data rows. All or nothing: the run
+    appears in the catalog only once every row is written.
+    """
+    if any(r.run_id == run_id for r in store.runs()):
+        raise NeurometryError(f"run {run_id!r} already exists in {store.path}; choose another name")
+    iterator = iter(chunks)
+    first = np.asarray(next(iterator))
+    dtype = {"float32": "float32", "float16": "float16"}.get(first.dtype.name)
+    if dtype is None:
+        raise NeurometryError(f"import float32 or float16 rows, not {first.dtype}; convert with .astype(np.float32)")
+    meta = metadata if metadata is not None else pd.DataFrame({"row_id": np.arange(n_rows)})
+    if len(meta) != n_rows:
+        raise NeurometryError(f"metadata has {len(meta)} rows for {n_rows} array rows; give one per row")
+    spec = PointSpec(point, "", "vector", tuple(first.shape[1:]))
+    chunk_rows = chunk_rows_for([spec], dtype, n_rows)
+    create_run_arrays(store, run_id, [spec], dtype, n_rows, chunk_rows)
+    dataset = f"import-{run_id}"
+    settings = {"model": source, "dataset_id": dataset, "points": [[point, "", list(spec.shape)]],
+                "reduce": "none", "dtype": dtype, "max_tokens": 0}
+
+    def register(conn: sqlite3.Connection) -> None:
+        insert_dataset(conn, dataset, source, meta)
+        conn.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, 'none', ?, ?, ?, ?, ?, 'recording', ?, NULL)",
+            (run_id, source, dataset, dtype, catalog.dumps(settings), n_rows, n_rows, chunk_rows,
+             pd.Timestamp.now("UTC").isoformat()),
+        )
+        conn.execute("INSERT INTO points VALUES (?, ?, 0, '', 'vector', ?, ?)",
+                     (run_id, point, catalog.dumps(list(spec.shape)), dtype))
+        conn.execute("INSERT INTO commits VALUES (?, 0, 0)", (run_id,))
+
+    writer = RunWriter(store, run_id, [spec], dtype, np.arange(1, n_rows + 1), chunk_rows, register=register)
+    try:
+        seen = 0
+        for block in itertools.chain([first], iterator):
+            block = np.asarray(block, dtype=ON_DISK_DTYPE[dtype])
+            if block.shape[1:] != spec.shape or not np.isfinite(block).all():
+                raise NeurometryError(f"rows {seen}..{seen + len(block)} are not finite rows of shape {spec.shape}")
+            seen += len(block)
+            if seen > n_rows:
+                raise NeurometryError(f"more than n_rows={n_rows} rows were given")
+            writer.add({point: block})
+        if seen != n_rows:
+            raise NeurometryError(f"{seen} rows were given for n_rows={n_rows}")
+        writer.finish()
+    except BaseException:
+        writer.close()
+        delete_run(store, run_id)
+        raise
