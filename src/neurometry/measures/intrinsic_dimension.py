@@ -8,6 +8,7 @@ rounding on the same data and parameters.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +48,24 @@ _LOWP = {  # dtype -> (unit roundoff of the matmul output, int dtype of the same
     "f32": (torch.float32, 0.0, torch.int32),
 }
 _FAST_BF16: bool | None = None
+
+
+def _scratch(store: threading.local | None, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor of ``shape``, reused across calls from ``store`` (one per thread).
+
+    Large temporaries allocated afresh in every block are page-faulted in every time; reusing one
+    buffer per thread (``store`` lives for one :func:`knn` call) avoids that.
+    """
+    numel = 1
+    for s in shape:
+        numel *= s
+    if store is None:
+        return torch.empty(shape, dtype=dtype)
+    buf = getattr(store, name, None)
+    if buf is None or buf.numel() < numel or buf.dtype != dtype:
+        buf = torch.empty(numel, dtype=dtype)
+        setattr(store, name, buf)
+    return buf[:numel].view(shape)
 
 
 def _accumulates_in_f32(a: torch.Tensor, b: torch.Tensor, u_out: float) -> bool:
@@ -160,7 +179,9 @@ class _Screen:
         sq = tf / (1 + self.u_out) - self.bound[rows]
         return sq.clamp_min(0).sqrt() * (2.0**self.e * (1 - 1e-12)) - self.eps[rows] - self.em
 
-    def candidates(self, rows: torch.Tensor, kc: int) -> tuple[torch.Tensor, ...]:
+    def candidates(
+        self, rows: torch.Tensor, kc: int, store: threading.local | None = None
+    ) -> tuple[torch.Tensor, ...]:
         """Candidate pairs of ``rows`` by a threshold on the screened values, all below it.
 
         The kc + 2 groups with the smallest minima are found (unsorted); t_i is the largest of those
@@ -170,7 +191,8 @@ class _Screen:
         and the lower bound (b,) on the distance of every point that is not a candidate.
         """
         b = len(rows)
-        out = torch.mm(self.a, self.q[rows].T)  # (npad, b): ||z_j - z_i||^2, rounded
+        out = _scratch(store, "screen", (self.npad, b), self.a.dtype)
+        torch.mm(self.a, self.q[rows].T, out=out)  # (npad, b): ||z_j - z_i||^2, rounded
         out[rows, torch.arange(b)] = float("inf")
         iv = out.view(self.idt)  # non-negative floats order as their bit patterns
         per = self.npad // GROUP
@@ -199,7 +221,12 @@ EXACT_PAIRS = 256
 
 
 def _exact_pairs(
-    x64: torch.Tensor, rows: torch.Tensor, col: torch.Tensor, j: torch.Tensor, k: int
+    x64: torch.Tensor,
+    rows: torch.Tensor,
+    col: torch.Tensor,
+    j: torch.Tensor,
+    k: int,
+    store: threading.local | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """k nearest of each of ``rows`` among its pairs (col, j), sorted by (col, j): exact.
 
@@ -219,7 +246,10 @@ def _exact_pairs(
     wide = counts.view(-1)
     for a in range(0, b, per_row):
         w = max(1, int(wide[a : a + per_row].max()))
-        diff = torch.index_select(x64, 0, ii[a : a + per_row, :w].reshape(-1)).view(-1, w, x64.shape[1])
+        sel = ii[a : a + per_row, :w].reshape(-1)
+        diff = _scratch(store, "diff", (len(sel), x64.shape[1]), x64.dtype)
+        torch.index_select(x64, 0, sel, out=diff)
+        diff = diff.view(-1, w, x64.shape[1])
         diff -= xr[a : a + per_row, None, :]
         torch.linalg.vector_norm(diff, dim=2, out=dd[a : a + per_row, :w])
     dd.masked_fill_(torch.arange(width)[None, :] >= counts[:, None], float("inf"))
@@ -333,10 +363,13 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scr = _Screen(xc, mode, outliers, float(norms.max()))
 
         pairs: list[int] = []
+        store = threading.local()  # per-thread scratch buffers, for this screen only
 
-        def block(rows: torch.Tensor, scr: _Screen = scr, pairs: list[int] = pairs) -> torch.Tensor:
+        def block(
+            rows: torch.Tensor, scr: _Screen = scr, pairs: list[int] = pairs, store: threading.local = store
+        ) -> torch.Tensor:
             b = len(rows)
-            col, j, c, low = scr.candidates(rows, kc)
+            col, j, c, low = scr.candidates(rows, kc, store)
             lo, hi = scr.interval(rows, col, j, c)
             # prune: a pair whose lower bound exceeds the k-th smallest upper bound of its row is
             # strictly farther than k candidates, so never among the k nearest
@@ -359,7 +392,7 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
                 order = torch.argsort(col * scr.npad + j)
                 col, j = col[order], j[order]
             pairs.append(len(j))  # list.append: safe from the block threads
-            dd, ii = _exact_pairs(t64, rows, col, j, k)
+            dd, ii = _exact_pairs(t64, rows, col, j, k, store)
             ok = torch.isfinite(dd[:, -1]) & (dd[:, -1] * (1 + 1e-12) <= low)
             dist[rows[ok]], idx[rows[ok]] = dd[ok], ii[ok]
             return rows[~ok]
