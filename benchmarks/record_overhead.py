@@ -27,7 +27,7 @@ Targets (the recording issue): ours/plain <= 1.15; ours/nnsight <= 1.05 (and our
 
 Run::
 
-    pip install -e .[bench]            # nnsight and psutil; transformer-lens: pip install transformer-lens
+    pip install -e .[bench]            # nnsight, psutil, transformer-lens
     python benchmarks/record_overhead.py                 # n = 2,000, 3 repetitions, memory at 2k and 20k
     python benchmarks/record_overhead.py --quick         # smoke run (n = 128, 1 repetition)
 
