@@ -131,3 +131,23 @@ def test_left_padding_tokenizer_matches_the_model_on_left_padded_batches(sentenc
     assert not mask[:, -1].logical_not().any()  # really left-padded: every row ends with a real token
     np.testing.assert_allclose(store.activations("resid.0", run="tokens"), states[1][mask].numpy(), atol=1e-5, rtol=0)
     np.testing.assert_allclose(store.activations("resid.0", run="last"), states[1][:, -1].numpy(), atol=1e-5, rtol=0)
+
+
+def test_file_system_without_o_direct(sentences_file, tmp_path):
+    """Chunks of 32 rows x 32 float32 are 4 KiB, so O_DIRECT is tried; where tmpfs refuses it, the
+    chunk files go through the page cache with the same bytes."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("no tmpfs at /dev/shm")
+    shm = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        model = tiny_bert()
+        for where in (tmp_path, shm):
+            record(model, sentences_file, ["resid.*"], where / "s", reduce="tokens", chunk_rows=32, progress=False)
+        np.testing.assert_array_equal(open_store(shm / "s").activations("resid.1"),
+                                      open_store(tmp_path / "s").activations("resid.1"))
+    finally:
+        shutil.rmtree(shm, ignore_errors=True)

@@ -66,6 +66,16 @@ def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | str) -> np.ndarray:
     return raw[offset : offset + nbytes].view(dtype).reshape(shape)
 
 
+def _write_file(path: Path, view: memoryview, flags: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | flags, 0o644)
+    try:
+        written = 0
+        while written < view.nbytes:
+            written += os.write(fd, view[written:])
+    finally:
+        os.close(fd)
+
+
 def write_chunk_file(path: Path, data: np.ndarray) -> None:
     """Write one whole chunk file, bypassing the page cache when the buffer allows it.
 
@@ -79,15 +89,11 @@ def write_chunk_file(path: Path, data: np.ndarray) -> None:
     direct = getattr(os, "O_DIRECT", 0) if (view.nbytes % DIRECT_ALIGN == 0
                                             and data.ctypes.data % DIRECT_ALIGN == 0) else 0
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | direct, 0o644)
-    except OSError:  # a file system without O_DIRECT
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        written = 0
-        while written < view.nbytes:
-            written += os.write(fd, view[written:])
-    finally:
-        os.close(fd)
+        _write_file(tmp, view, direct)
+    except OSError:
+        if not direct:
+            raise
+        _write_file(tmp, view, 0)  # a file system that accepts O_DIRECT on open but not on write
     os.replace(tmp, path)
 
 
