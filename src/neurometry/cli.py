@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=128, help="truncate inputs to this many tokens")
     p.add_argument("--run", default=None, help="run name (default: from the model name)")
     p.add_argument("--overwrite", action="store_true", help="replace a complete run recorded with other settings")
-    p.add_argument("--chunk-rows", type=int, default=None, help="rows per on-disk chunk and commit (default ~8 MiB)")
+    p.add_argument("--chunk-rows", type=int, default=None, help="rows per on-disk chunk and commit (default ~2 MiB)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_record)

@@ -198,9 +198,9 @@ def record(
 
     ``reduce``: text models ``tokens`` (one row per real token), ``mean``, ``first`` or ``last``
     (one row per input; default ``mean``); image models ``mean`` (spatial average, default) or
-    ``none`` (whole maps). ``chunk_rows`` overrides the rows per on-disk chunk (about 8 MiB by
-    default), which is also the unit of commit. Rerunning the same call resumes an interrupted run; a complete run with
-    the same settings is left as it is.
+    ``none`` (whole maps). ``chunk_rows`` overrides the rows per on-disk chunk (about 2 MiB by
+    default), which is also the unit of commit. Rerunning the same call resumes an interrupted run;
+    a complete run with the same settings is left as it is.
     """
     out = Path(out)
     data = Path(data)

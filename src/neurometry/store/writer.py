@@ -48,7 +48,7 @@ class PointSpec:
 
 
 def chunk_rows_for(specs: list[PointSpec], dtype: str, n_rows: int) -> int:
-    """Rows per chunk: about 8 MiB for the widest point, one chunk size for the whole run."""
+    """Rows per chunk: about 2 MiB for the widest point, one chunk size for the whole run."""
     itemsize = np.dtype(ON_DISK_DTYPE[dtype]).itemsize
     row_bytes = [int(np.prod(s.shape)) * itemsize for s in specs]
     rows = max(16, TARGET_CHUNK_BYTES // max(max(row_bytes), 1))
