@@ -2,12 +2,15 @@
 
 The protocol:
 
-1. ``begin_run`` knows every row the run will have (token counts come from tokenising first), so each
-   array is created once with its final shape and its metadata never changes afterwards.
-2. Rows are buffered per point and written only in whole chunks, each chunk file written once.
-3. After the chunk files are written, one catalog transaction moves the commit mark forward.
+1. The recorder knows every row the run will have (it tokenises first), so ``create_run_arrays``
+   makes each array once at its final shape, and its metadata never changes afterwards.
+2. Rows are buffered per point and written only in whole chunks, each chunk file once, by a writer
+   thread (with O_DIRECT where the file system allows), while the model computes the next batches.
+3. After a chunk's files are written, one catalog transaction moves the commit mark forward.
    Readers see rows below the mark only. A resumed run continues from the mark; rows it
    recomputes below the mark are dropped, so every row is stored exactly once.
+4. A new run's catalog rows (dataset, run, points, token rows) appear in one transaction, before
+   the first commit; a kill before then leaves only arrays that the next call replaces.
 """
 
 from __future__ import annotations
