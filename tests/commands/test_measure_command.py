@@ -99,3 +99,18 @@ def test_nan_in_npy_is_refused(tmp_path, capsys):
     np.save(tmp_path / "bad.npy", x)
     code, _, err = run(capsys, "measure", str(tmp_path / "bad.npy"), "--measures", "mean_norm")
     assert code == 2 and "row 3" in err
+
+
+def test_bad_label_and_classifier_files_are_user_errors(tmp_path, store_path, capsys):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(50, 4)))
+    np.save(tmp_path / "labels2d.npy", np.zeros((50, 2)))
+    cases = [
+        ([str(tmp_path / "x.npy"), "--measures", "nc1", "--labels", str(tmp_path / "missing.npy")], "cannot read labels"),
+        ([str(tmp_path / "x.npy"), "--measures", "nc1", "--labels", str(tmp_path / "labels2d.npy")], "1-D"),
+        ([str(tmp_path / "x.npy"), "--measures", "nc3", "--classifier", str(tmp_path / "nope.safetensors")],
+         "does not exist"),
+        ([str(store_path), "--labels", str(tmp_path / "labels2d.npy")], "--label"),
+    ]
+    for args, fragment in cases:
+        code, _, err = run(capsys, "measure", *args)
+        assert code == 2 and fragment in err and "Traceback" not in err, (args, err)

@@ -106,10 +106,18 @@ def _npy_source(path: Path) -> Source:
     return Source(path.stem, kind, tuple(array.shape[1:]), chunks)
 
 
-def _labels(src: Source, label: str | None, labels_file: Path | None) -> np.ndarray | None:
-    if labels_file is not None:
-        values = np.load(labels_file, allow_pickle=False)
-        return values
+def _labels_file(path: Path) -> np.ndarray:
+    """One label per row from a .npy file (for a .npy SOURCE, which has no metadata columns)."""
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise NeurometryError(f"cannot read labels from {path} ({exc}); save one label per row with numpy.save") from None
+    if labels.ndim != 1:
+        raise NeurometryError(f"labels in {path} have shape {labels.shape}; give one label per row (a 1-D array)")
+    return labels
+
+
+def _labels(src: Source, label: str | None) -> np.ndarray | None:
     if label is None:
         return None
     if src.metadata is None:
@@ -260,7 +268,7 @@ def measure_store(
     """Measure points of one run of a store; results are saved in the catalog (kind 'measure')."""
     run, sources = _store_sources(store, run, points)
     meta = sources[0].metadata if sources else None
-    label_values = _labels(sources[0], label, None) if sources and label else None
+    label_values = _labels(sources[0], label) if sources else None
     input_ids = meta["input_row"].to_numpy() if meta is not None and "position" in meta.columns else None
     records = measure_sources(sources, measures, label_values=label_values, classifier=_classifier(classifier),
                               input_ids=input_ids, seed=seed, max_rows=max_rows, progress=progress)
@@ -285,16 +293,16 @@ def cmd_measure(args: argparse.Namespace) -> None:
         if not source.is_file():
             raise NeurometryError(f"no file {source}; give a store folder or a .npy array (rows x features)")
         src = _npy_source(source)
-        labels = None
-        if args.labels:
-            labels = np.load(args.labels, allow_pickle=False)
-        elif args.label:
+        labels = _labels_file(Path(args.labels)) if args.labels else None
+        if args.label:
             raise NeurometryError("--label names a store metadata column; for a .npy source give --labels FILE.npy")
-        records = measure_sources([src], measures, label_values=labels, classifier=_classifier(args.classifier),
+        records = measure_sources([src], measures, label_values=labels, classifier=_classifier(Path(args.classifier) if args.classifier else None),
                                   seed=args.seed, max_rows=args.max_rows, progress=not args.json)
         if args.plot:
             plot_profiles(records, Path(args.plot), source.name)
     else:
+        if args.labels:
+            raise NeurometryError("--labels FILE.npy is for a .npy SOURCE; for a store, name a metadata column with --label")
         store = open_store(source)
         records = measure_store(store, args.run, args.points, measures, args.label,
                                 Path(args.plot) if args.plot else None,
