@@ -10,16 +10,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from neurometry.commands.table import print_table
 from neurometry.errors import NeurometryError
-
-
-def _print_table(headers: list[str], rows: list[list[object]]) -> None:
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _emit_json(document: object) -> None:
@@ -34,7 +26,7 @@ def cmd_models(args: argparse.Namespace) -> None:
         _emit_json({"models": [e.__dict__ if hasattr(e, "__dict__") else dict(e) for e in entries]})
         return
     rows = [[e.name, "yes" if e.installed else "no", e.description, "" if e.installed else e.install] for e in entries]
-    _print_table(["model", "installed", "what", "install with"], rows)
+    print_table(["model", "installed", "what", "install with"], rows)
     print("\nMODEL may also be a local Hugging Face folder or module:attribute returning a torch.nn.Module.")
 
 
@@ -45,7 +37,7 @@ def cmd_points(args: argparse.Namespace) -> None:
     if args.json:
         _emit_json({"model": args.model, "points": points})
         return
-    _print_table(["point", "kind", "shape", "module"], [[p["point"], p["kind"], p["shape"], p["module_path"]] for p in points])
+    print_table(["point", "kind", "shape", "module"], [[p["point"], p["kind"], p["shape"], p["module_path"]] for p in points])
     print(f"\n{len(points)} points; any module path works too, and globs select several (resid.*).")
 
 
@@ -85,19 +77,19 @@ def cmd_ls(args: argparse.Namespace) -> None:
     if not runs:
         print(f"{store.path}: empty store")
         return
-    _print_table(
+    print_table(
         ["run", "model", "reduce", "dtype", "rows", "inputs", "status"],
         [[r.run_id, r.model, r.reduce, r.dtype, f"{r.committed_rows}/{r.n_rows}", f"{r.committed_inputs}/{r.n_inputs}",
           r.status] for r in runs],
     )
     print()
-    _print_table(["run", "point", "kind", "shape", "dtype", "rows"],
+    print_table(["run", "point", "kind", "shape", "dtype", "rows"],
                  [[p.run_id, p.point, p.kind, " x ".join(map(str, p.shape)), p.dtype, p.n_rows] for p in points])
     results = store.results()
     if len(results):
         print()
         counts = results.groupby(["run_id", "kind"]).agg(points=("point", "nunique"), names=("name", "nunique"))
-        _print_table(["run", "results", "points", "names"],
+        print_table(["run", "results", "points", "names"],
                      [[run, kind, row.points, row.names] for (run, kind), row in counts.iterrows()])
 
 

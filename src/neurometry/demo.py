@@ -57,10 +57,10 @@ def run_demo(out: str | Path = "neurometry-demo", quick: bool = False) -> None:
 
 def _run_measures(store, out: Path) -> None:
     """Measure every MiniLM layer, with neural collapse by topic."""
-    from neurometry.commands.measure import measure_store, print_table
+    from neurometry.commands.measure import measure_store, print_results
 
     _stage("measure: geometry and neural collapse by topic, per layer")
     records = measure_store(store, run="minilm-mean", points=["embed", "resid.*"], measures=None, label="topic",
                             plot=out / "measures.png")
-    print_table(records)
+    print_results(records)
     print(f"plot: {out / 'measures.png'}")

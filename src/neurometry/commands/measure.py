@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from neurometry.commands.table import print_table
 from neurometry.errors import NeurometryError
 from neurometry.measures import MEASURES, MeasureResult, get_measure, run_measures
 from neurometry.store import Store, open_store
@@ -195,7 +196,8 @@ def _record(src: Source, res: MeasureResult, prior: Source | None) -> dict:
             "n_rows": doc["n_rows"], **extra}
 
 
-def print_table(records: list[dict]) -> None:
+def print_results(records: list[dict]) -> None:
+    """Points x measures (transposed when there are more measures than points), then any notes."""
     points = list(dict.fromkeys(r["point"] for r in records))
     names = list(dict.fromkeys(r["measure"] for r in records))
     values = {(r["point"], r["measure"]): r["value"] for r in records}
@@ -208,12 +210,7 @@ def print_table(records: list[dict]) -> None:
     transpose = len(names) > len(points)
     rows, cols = (names, points) if transpose else (points, names)
     head = "measure" if transpose else "point"
-    cells = [[r] + [fmt(values.get((c, r) if transpose else (r, c))) for c in cols] for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip([head] + cols, *cells, strict=True)]
-    print("  ".join(str(x).ljust(w) for x, w in zip([head] + cols, widths, strict=True)).rstrip())
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
+    print_table([head] + cols, [[r] + [fmt(values.get((c, r) if transpose else (r, c))) for c in cols] for r in rows])
     notes = {r["note"] for r in records if r.get("note")}
     for note in sorted(notes):
         print(f"note: {note}")
@@ -314,7 +311,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
     if not records:
         print("no measure applies to the chosen points; see `neurometry measure --list`")
         return
-    print_table(records)
+    print_results(records)
     if args.plot:
         print(f"plot: {args.plot}")
 
