@@ -107,11 +107,28 @@ class RowReservoir:
         self.index = np.empty(0, dtype=np.int64)
         self.data: np.ndarray | None = None
         self.seen = 0
+        self.filled = 0  # rows of ``data`` in use while nothing has been evicted (rows in order)
+        self.evicted = False
 
     def update(self, x: np.ndarray, start: int) -> None:
         keys = row_keys(start, len(x), self.seed)
         index = np.arange(start, start + len(x), dtype=np.int64)
         self.seen += len(x)
+        if not self.evicted and self.filled + len(x) <= self.capacity:
+            # every row so far is kept: fill one buffer in order, no concatenation or reordering
+            need = self.filled + len(x)
+            if self.data is None or len(self.data) < need:  # grow geometrically, up to the capacity
+                grown = np.empty((min(self.capacity, max(need, 2 * self.filled)), *x.shape[1:]), dtype=x.dtype)
+                if self.data is not None:
+                    grown[: self.filled] = self.data[: self.filled]
+                self.data = grown
+            self.data[self.filled : self.filled + len(x)] = x
+            self.filled += len(x)
+            self.keys, self.index = np.concatenate([self.keys, keys]), np.concatenate([self.index, index])
+            return
+        if self.data is not None and not self.evicted:
+            self.data = self.data[: self.filled]
+        self.evicted = True
         if len(self.keys) >= self.capacity:
             keep = keys < self.keys.max()
             if not keep.any():
@@ -126,8 +143,10 @@ class RowReservoir:
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(global row indices in increasing order, their rows)."""
-        order = np.argsort(self.index, kind="stable")
         assert self.data is not None
+        if not self.evicted:
+            return self.index, self.data[: self.filled]
+        order = np.argsort(self.index, kind="stable")
         return self.index[order], self.data[order]
 
 
