@@ -1,0 +1,372 @@
+"""Nearest-neighbour alignment: mutual kNN, cycle kNN and CKNNA.
+
+Huh, Cheung, Wang & Isola (2024), "The Platonic Representation Hypothesis", ICML; conventions follow
+their code (github.com/minyoungg/platonic-rep, ``metrics.py``, ``AlignmentMetrics``):
+
+- Rows are L2-normalised (their ``measure_alignment.compute_score`` does ``F.normalize`` before every
+  metric) and neighbours are ranked by inner product, i.e. cosine similarity. A row's own entry is
+  excluded, so every row has ``k`` neighbours among the other ``n - 1``. An all-zero row stays zero
+  (as ``F.normalize`` leaves it): its similarity to every row is 0.
+- Ties are broken deterministically: equal similarities go to the lower original row index (the
+  reference's ``argsort``/``topk`` leave ties unspecified). Ranking by original index, not by position,
+  keeps the neighbour sets of a row-shuffled representation the shuffled sets.
+- Their pipeline's outlier clipping (``remove_outliers``, a feature-preparation step, not part of the
+  metrics) is not applied.
+
+Everything is built from per-row neighbour lists (n, k) found in blocks of rows, so no n x n matrix is
+held: n = 20,000 stimuli are fine (time O(n^2 d), memory O(n k + block x n)). CKNNA needs the kernel
+only on the neighbour pairs, so it uses the same lists and scales the same way (the reference forms
+n x n masked kernels; the sums below are the same sums over their non-zero entries).
+
+Bootstrap resamples (``take`` with repeated rows): two copies of the same original stimulus would be
+each other's nearest neighbours (similarity 1) and inflate every score. The state carries each row's
+original index and copies of one original row are excluded from each other's neighbour lists, just
+like the row itself; a row's other neighbours may include several copies of one other stimulus.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurometry.compare.inputs import as_rows, check_same_rows
+from neurometry.compare.registry import Metric, register
+from neurometry.errors import NeurometryError
+
+BLOCK_BYTES = 32 << 20
+"""Memory for one block of float64 similarities (block rows x n) in the neighbour search."""
+
+
+@dataclass(frozen=True)
+class NeighbourState:
+    """One representation's neighbour lists.
+
+    Attributes:
+        rows: (n, d) float64 features as given (normalised on the fly; kept for re-preparing).
+        inv_norm: (n,) 1 / L2 norm of each row (0 for an all-zero row).
+        ids: (n,) original row index of each row (repeats after a bootstrap ``take``).
+        neighbours: (n, k) int64 positions of each row's k nearest other rows, nearest first.
+        similarity: (n, k) float64 cosine similarity to each of those neighbours.
+    """
+
+    rows: np.ndarray
+    inv_norm: np.ndarray
+    ids: np.ndarray
+    neighbours: np.ndarray
+    similarity: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return self.neighbours.shape[1]
+
+
+def _check_k(k: Any, n: int, name: str, least: int = 1) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise NeurometryError(f"{name}: k must be a whole number of neighbours, got {k!r}")
+    k = int(k)
+    if k < least:
+        raise NeurometryError(f"{name} needs k >= {least} neighbours, got k={k}")
+    if k >= n:
+        raise NeurometryError(
+            f"{name} with k={k} neighbours needs more than k stimuli, got {n}; use k <= {n - 1} or more stimuli"
+        )
+    return k
+
+
+def _inverse_norms(rows: np.ndarray) -> np.ndarray:
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+    inv = np.zeros_like(norms)
+    np.divide(1.0, norms, out=inv, where=norms > 0)
+    return inv
+
+
+def _nearest(
+    rows: np.ndarray, inv_norm: np.ndarray, ids: np.ndarray, k: int, name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k most cosine-similar rows of each row, excluding rows with the same original id.
+
+    Returns positions (n, k) int64 and similarities (n, k) float64, ordered by decreasing similarity,
+    then increasing original id, then increasing position.
+    """
+    n = len(rows)
+    _, first, stimulus = np.unique(ids, return_index=True, return_inverse=True)
+    stimulus = stimulus.reshape(-1)
+    copies = np.bincount(stimulus)
+    if k > n - copies.max():
+        raise NeurometryError(
+            f"{name} with k={k} neighbours: with copies of its own stimulus left out a row has only "
+            f"{n - copies.max()} other rows (a resample with too few distinct stimuli); use a smaller k"
+        )
+    repeats = len(first) < n
+    # Similarities are computed once per distinct stimulus and copied to its repeats, so copies tie
+    # exactly and the tie rule, not rounding, decides between them.
+    base, base_inv_norm = (rows[first], inv_norm[first]) if repeats else (rows, inv_norm)
+    m = len(base)
+    # tie-break rank: original id first, position second
+    tie_rank = np.empty(n, dtype=np.int64)
+    tie_rank[np.lexsort((np.arange(n), ids))] = np.arange(n)
+
+    with warnings.catch_warnings():  # torch warns about read-only arrays; we never write to them
+        warnings.simplefilter("ignore")
+        all_base = torch.from_numpy(base)
+    block = max(1, BLOCK_BYTES // (8 * n))
+    neighbours = np.empty((m, k), dtype=np.int64)
+    similarity = np.empty((m, k), dtype=np.float64)
+    for start in range(0, m, block):
+        stop = min(start + block, m)
+        b = stop - start
+        # cosine similarity: scale the inner products rather than copy a normalised matrix
+        sim = torch.mm(all_base[start:stop], all_base.T).numpy()
+        sim *= base_inv_norm[start:stop, None] * base_inv_norm[None, :]
+        sim[np.arange(b), np.arange(start, stop)] = -np.inf  # the stimulus itself
+        if repeats:
+            sim = sim[:, stimulus]  # one column per row, copies of the stimulus included (all -inf)
+        kth = np.partition(sim, n - k, axis=1)[:, n - k]
+        # every row has at least k candidates (>= its k-th largest); more only when there are ties
+        cand_row, cand_col = np.nonzero(sim >= kth[:, None])
+        cand_sim = sim[cand_row, cand_col]
+        order = np.lexsort((tie_rank[cand_col], -cand_sim, cand_row))
+        counts = np.bincount(cand_row, minlength=b)
+        first_candidate = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        pick = order[first_candidate[:, None] + np.arange(k)]
+        neighbours[start:stop] = cand_col[pick]
+        similarity[start:stop] = cand_sim[pick]
+    if repeats:
+        return neighbours[stimulus], similarity[stimulus]
+    return neighbours, similarity
+
+
+def _prepare(x: Any, k: int, name: str, least_k: int = 1) -> NeighbourState:
+    rows = as_rows(x, name="x")
+    k = _check_k(k, len(rows), name, least_k)
+    ids = np.arange(len(rows), dtype=np.int64)
+    inv_norm = _inverse_norms(rows)
+    neighbours, similarity = _nearest(rows, inv_norm, ids, k, name)
+    return NeighbourState(rows, inv_norm, ids, neighbours, similarity)
+
+
+def _take(state: NeighbourState, rows: np.ndarray, name: str, least_k: int = 1) -> NeighbourState:
+    rows = np.asarray(rows, dtype=np.int64)
+    n = len(state.rows)
+    if len(rows) == n and np.array_equal(np.sort(rows), np.arange(n)):
+        # a permutation: the neighbour sets are the old ones relabelled (ties go by original id, which
+        # moves with the rows, so this equals re-preparing the shuffled rows)
+        new_position = np.empty(n, dtype=np.int64)
+        new_position[rows] = np.arange(n)
+        return NeighbourState(
+            state.rows[rows],
+            state.inv_norm[rows],
+            state.ids[rows],
+            new_position[state.neighbours[rows]],
+            state.similarity[rows],
+        )
+    # a subset or a resample: neighbours depend on which stimuli are present, so search again
+    kept = state.rows[rows]
+    k = _check_k(state.k, len(kept), name, least_k)
+    ids = state.ids[rows]
+    inv_norm = state.inv_norm[rows]
+    neighbours, similarity = _nearest(kept, inv_norm, ids, k, name)
+    return NeighbourState(kept, inv_norm, ids, neighbours, similarity)
+
+
+def _pair_keys(neighbours: np.ndarray) -> np.ndarray:
+    """Each (row i, neighbour j) as the integer i * n + j, shape (n, k)."""
+    n = len(neighbours)
+    return np.arange(n, dtype=np.int64)[:, None] * n + neighbours
+
+
+def _check_pair(a: NeighbourState, b: NeighbourState, name: str) -> None:
+    check_same_rows(a.rows, b.rows)
+    if a.k != b.k:
+        raise NeurometryError(
+            f"{name}: the two states have k={a.k} and k={b.k}; prepare both with the same k"
+        )
+
+
+def _mutual_knn_score(a: NeighbourState, b: NeighbourState) -> float:
+    _check_pair(a, b, "mutual_knn")
+    shared = np.isin(_pair_keys(a.neighbours), _pair_keys(b.neighbours))
+    return float(np.mean(shared.sum(axis=1) / a.k))
+
+
+def _cycle_knn_score(a: NeighbourState, b: NeighbourState) -> float:
+    _check_pair(a, b, "cycle_knn")
+    n = len(a.neighbours)
+    # row i returns when some j among its neighbours in b has i among its neighbours in a
+    back = b.neighbours * n + np.arange(n, dtype=np.int64)[:, None]
+    returned = np.isin(back, _pair_keys(a.neighbours)).any(axis=1)
+    return float(returned.mean())
+
+
+def _masked_kernel(state: NeighbourState, unbiased: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-zero entries (row, col, value) of the kernel masked to each row's k nearest rows.
+
+    Unbiased: the k nearest other rows. Biased: the row itself plus its k - 1 nearest others, as the
+    reference's top-k on the kernel with its diagonal (self-similarity 1 is the largest; for an all-zero
+    row, whose self-similarity is 0, we still count the row itself first).
+    """
+    n, k = state.neighbours.shape
+    row = np.repeat(np.arange(n, dtype=np.int64), k)
+    if unbiased:
+        return row, state.neighbours.ravel(), state.similarity.ravel()
+    self_similarity = (state.inv_norm > 0).astype(np.float64)
+    col = np.concatenate((np.arange(n)[:, None], state.neighbours[:, : k - 1]), axis=1)
+    value = np.concatenate((self_similarity[:, None], state.similarity[:, : k - 1]), axis=1)
+    return row, col.ravel(), value.ravel()
+
+
+def _sparse_hsic(
+    row: np.ndarray, col: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, unbiased: bool
+) -> float:
+    """HSIC of two n x n matrices A, B with the same non-zero pattern (row, col), values a and b.
+
+    Unbiased: Song et al. (2012) eq. 5 as in the reference's ``hsic_unbiased`` (diagonals zeroed):
+    [sum(A o B^T) + sum(A) sum(B) / ((n-1)(n-2)) - 2 sum(A B) / (n-2)] / (n (n-3)).
+    Biased: trace(A H B H) with H = I - 11^T / n, the reference's ``hsic_biased``.
+    Each term is a sum over the non-zero entries, so nothing n x n is formed.
+    """
+    if unbiased:
+        off_diagonal = row != col
+        row, col, a, b = row[off_diagonal], col[off_diagonal], a[off_diagonal], b[off_diagonal]
+    key = row * n + col
+    order = np.argsort(key)
+    key_sorted = key[order]
+    transposed = col * n + row
+    at = np.minimum(np.searchsorted(key_sorted, transposed), len(key_sorted) - 1)
+    found = key_sorted[at] == transposed
+    trace_ab = float(np.sum(a[found] * b[order[at[found]]]))  # sum_ij A_ij B_ji
+    sum_a, sum_b = float(a.sum()), float(b.sum())
+    col_sum_a, row_sum_a = np.bincount(col, a, minlength=n), np.bincount(row, a, minlength=n)
+    col_sum_b, row_sum_b = np.bincount(col, b, minlength=n), np.bincount(row, b, minlength=n)
+    sum_ab = float(col_sum_a @ row_sum_b)  # 1^T A B 1
+    if unbiased:
+        return (trace_ab + sum_a * sum_b / ((n - 1) * (n - 2)) - 2.0 * sum_ab / (n - 2)) / (n * (n - 3))
+    sum_ba = float(col_sum_b @ row_sum_a)  # 1^T B A 1
+    return trace_ab - (sum_ab + sum_ba) / n + sum_a * sum_b / n**2
+
+
+def _cknna_score(a: NeighbourState, b: NeighbourState, unbiased: Any) -> float:
+    _check_pair(a, b, "cknna")
+    if not isinstance(unbiased, (bool, np.bool_)):
+        raise NeurometryError(f"cknna: unbiased must be true or false, got {unbiased!r}")
+    n = len(a.rows)
+    if unbiased and n < 4:
+        raise NeurometryError(f"cknna with the unbiased HSIC needs at least 4 stimuli, got {n}")
+    row_a, col_a, val_a = _masked_kernel(a, unbiased)
+    row_b, col_b, val_b = _masked_kernel(b, unbiased)
+    self_a = _sparse_hsic(row_a, col_a, val_a, val_a, n, unbiased)
+    self_b = _sparse_hsic(row_b, col_b, val_b, val_b, n, unbiased)
+    if not (self_a > 0 and self_b > 0):
+        raise NeurometryError(
+            "cknna is undefined: the neighbour kernel of one representation has no centred variance "
+            f"(HSIC with itself {min(self_a, self_b):.3g}); check for constant or degenerate rows"
+        )
+    # joint mask: pairs (i, j) with j among i's neighbours in both representations
+    key_a, key_b = row_a * n + col_a, row_b * n + col_b
+    order_b = np.argsort(key_b)
+    at = np.minimum(np.searchsorted(key_b[order_b], key_a), len(key_b) - 1)
+    both = key_b[order_b[at]] == key_a
+    cross = _sparse_hsic(row_a[both], col_a[both], val_a[both], val_b[order_b[at[both]]], n, unbiased)
+    return cross / np.sqrt(self_a * self_b)
+
+
+def mutual_knn(x: Any, y: Any, k: int = 10) -> float:
+    """Mutual k-nearest-neighbour alignment (Huh et al. 2024, "The Platonic Representation Hypothesis").
+
+    mean over stimuli i of |N_x(i) & N_y(i)| / k, where N_x(i) are the k rows most cosine-similar to
+    row i of ``x`` (the row itself excluded; ties to the lower row index). 1 when both representations
+    give every stimulus the same neighbours; about k / (n - 1) for unrelated ones.
+
+    Args:
+        x: (n_stimuli, n_features_x) responses.
+        y: (n_stimuli, n_features_y) responses to the same stimuli, same order.
+        k: neighbours per stimulus, 1 <= k < n_stimuli.
+    """
+    x, y = as_rows(x, "x"), as_rows(y, "y")
+    check_same_rows(x, y)
+    return _mutual_knn_score(_prepare(x, k, "mutual_knn"), _prepare(y, k, "mutual_knn"))
+
+
+def cycle_knn(x: Any, y: Any, k: int = 10) -> float:
+    """Cycle k-nearest-neighbour accuracy (Huh et al. 2024; reference ``AlignmentMetrics.cycle_knn``).
+
+    Fraction of stimuli i for which some j in N_y(i) has i in N_x(j): step to a neighbour in ``y``,
+    step back through the neighbours in ``x``, and count whether the cycle returns to i (the
+    reference's ``compute_knn_accuracy(knn_A[knn_B])`` with A = x, B = y). Not symmetric in x and y.
+    Neighbours as in :func:`mutual_knn`.
+
+    Args:
+        x: (n_stimuli, n_features_x) responses.
+        y: (n_stimuli, n_features_y) responses to the same stimuli, same order.
+        k: neighbours per stimulus, 1 <= k < n_stimuli.
+    """
+    x, y = as_rows(x, "x"), as_rows(y, "y")
+    check_same_rows(x, y)
+    return _cycle_knn_score(_prepare(x, k, "cycle_knn"), _prepare(y, k, "cycle_knn"))
+
+
+def cknna(x: Any, y: Any, k: int = 10, unbiased: bool = True) -> float:
+    """Centred kernel nearest-neighbour alignment, CKNNA (Huh et al. 2024, eq. in section 2).
+
+    CKA restricted to neighbour pairs: with K = X X^T and L = Y Y^T on L2-normalised rows, M_K(i, j) = 1
+    when j is among the k nearest rows of i by K (likewise M_L),
+
+        CKNNA = HSIC(M_K M_L K, M_K M_L L) / sqrt(HSIC(M_K K, M_K K) HSIC(M_L L, M_L L))
+
+    (products elementwise). ``unbiased=True`` (the reference's default) uses the unbiased HSIC of
+    Song et al. (2012) and neighbours exclude the row itself; ``unbiased=False`` uses the biased HSIC
+    trace(K H L H) and top-k on the kernel with its diagonal, i.e. the row itself and its k - 1 nearest
+    others. The reference adds 1e-6 to the denominator; we do not, so the value is exactly the ratio
+    (that epsilon changes the reference's values by a relative ~1e-6 / denominator). A non-positive
+    denominator is an error, not NaN. Computed from the (n, k) neighbour lists, so n = 20,000 is fine.
+
+    Args:
+        x: (n_stimuli, n_features_x) responses.
+        y: (n_stimuli, n_features_y) responses to the same stimuli, same order.
+        k: neighbours per stimulus, 2 <= k < n_stimuli (the reference requires k >= 2).
+        unbiased: unbiased HSIC (needs >= 4 stimuli) or the biased one.
+    """
+    x, y = as_rows(x, "x"), as_rows(y, "y")
+    check_same_rows(x, y)
+    return _cknna_score(_prepare(x, k, "cknna", 2), _prepare(y, k, "cknna", 2), unbiased)
+
+
+register(
+    Metric(
+        name="mutual_knn",
+        summary="mutual k-nearest-neighbour overlap (Huh et al. 2024, Platonic Representation Hypothesis)",
+        prepare=lambda x, p: _prepare(x, p["k"], "mutual_knn"),
+        score=lambda a, b, p: _mutual_knn_score(a, b),
+        take=lambda s, rows, p: _take(s, rows, "mutual_knn"),
+        params={"k": 10},
+        min_rows=2,
+    )
+)
+
+register(
+    Metric(
+        name="cycle_knn",
+        summary="cycle kNN accuracy: to a neighbour in b and back through neighbours in a (Huh et al. 2024)",
+        prepare=lambda x, p: _prepare(x, p["k"], "cycle_knn"),
+        score=lambda a, b, p: _cycle_knn_score(a, b),
+        take=lambda s, rows, p: _take(s, rows, "cycle_knn"),
+        params={"k": 10},
+        min_rows=2,
+    )
+)
+
+register(
+    Metric(
+        name="cknna",
+        summary="centred kernel nearest-neighbour alignment, CKA on mutual kNN pairs (Huh et al. 2024)",
+        prepare=lambda x, p: _prepare(x, p["k"], "cknna", 2),
+        score=lambda a, b, p: _cknna_score(a, b, p["unbiased"]),
+        take=lambda s, rows, p: _take(s, rows, "cknna", 2),
+        params={"k": 10, "unbiased": True},
+        min_rows=4,
+    )
+)

@@ -1,0 +1,346 @@
+"""Linear predictivity: cross-validated ridge R^2 of one representation predicted from another.
+
+The encoding-model score of Yamins et al. (2014, PNAS) and Brain-Score (Schrimpf et al. 2018), with
+ridge regression in place of their PLS and R^2 in place of their per-unit correlation:
+
+- K-fold cross-validation over stimuli, folds from a seeded shuffle (row ``j`` of the shuffle goes to
+  fold ``j % folds``).
+- On each training fold: features and targets standardised with the training fold's mean and standard
+  deviation (ddof 0; a column constant on the training fold is only centred, as scikit-learn's
+  ``StandardScaler``), then ridge with an unpenalised intercept. The penalty is chosen from ``alphas``
+  by efficient leave-one-out (generalised) cross-validation on the training fold, one penalty shared by
+  all targets, the one with the lowest mean squared leave-one-out error over rows and (standardised)
+  targets, the first in ``alphas`` on a tie: scikit-learn's ``RidgeCV(alphas, fit_intercept=True)``
+  on the same standardised data. Standardising the targets makes each target weigh the same in that
+  choice, matching the uniform average of R^2 below.
+- One eigendecomposition of the training fold's X^T X (or X X^T when features outnumber rows) gives
+  the leave-one-out errors and the coefficients for every penalty. Cost per fold and direction about
+  (n_alphas + 2) x n_train x min(n_train, p) x n_targets plus the eigendecomposition.
+- Held-out predictions, back in the targets' units, are pooled over the folds; R^2 is computed per
+  target column over all stimuli (``1 - SS_res / SS_tot`` about the column mean) and combined as
+  scikit-learn's ``r2_score(..., multioutput=...)``: ``"uniform_average"`` (default, the mean over
+  columns) or ``"variance_weighted"``.
+- Target columns constant over all stimuli have no R^2 and are left out (a constant neuron is
+  unpredictable by definition, not badly predicted); all-constant targets are an error.
+
+Bootstrap resamples repeat stimuli; a copy of a held-out row in the training fold would leak it. Rows
+carrying the same original stimulus (in either representation) are kept in one fold (``groups``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from neurometry.compare.inputs import as_rows, check_same_rows
+from neurometry.compare.registry import Metric, Params, register
+from neurometry.errors import NeurometryError
+
+DEFAULT_ALPHAS: tuple[float, ...] = tuple(10.0**e for e in range(-3, 4))
+"""Ridge penalties tried by default: 1e-3, 1e-2, ..., 1e3 (on standardised features)."""
+
+MULTIOUTPUT = ("uniform_average", "variance_weighted")
+DIRECTIONS = ("a_to_b", "b_to_a", "mean")
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    # torch's float64 matmul: numpy's bundled OpenBLAS can crash on large X @ X.T
+    with warnings.catch_warnings():  # torch warns about read-only arrays; we never write to them
+        warnings.simplefilter("ignore")
+        return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+
+
+def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # torch's LAPACK eigh: several times faster than numpy's bundled one here
+    values, vectors = torch.linalg.eigh(torch.from_numpy(a))
+    return values.numpy(), vectors.numpy()
+
+
+def _check_alphas(alphas: Any) -> np.ndarray:
+    try:
+        grid = np.asarray(alphas, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise NeurometryError(f"alphas must be positive numbers, got {alphas!r}") from None
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
+        raise NeurometryError(f"alphas must be one or more positive finite numbers, got {alphas!r}")
+    return grid
+
+
+def _check_folds(folds: Any, n: int) -> int:
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise NeurometryError(f"folds must be a whole number >= 2, got {folds!r}")
+    folds = int(folds)
+    if n < 2 * folds:
+        raise NeurometryError(
+            f"{folds}-fold cross-validation needs at least {2 * folds} stimuli, got {n}; use fewer folds or more stimuli"
+        )
+    return folds
+
+
+def fold_assignment(n: int, folds: int = 5, seed: int = 0, groups: Any = None) -> np.ndarray:
+    """The fold (0 .. folds-1) of each of ``n`` rows: a seeded shuffle dealt round-robin.
+
+    ``groups`` (n,) labels keep rows with one label in one fold (the labels are shuffled and dealt,
+    not the rows). Raises NeurometryError when a fold would be empty or leave fewer than 2 training rows.
+    """
+    folds = _check_folds(folds, n)
+    labels = (
+        np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
+    )
+    if len(labels) != n:
+        raise NeurometryError(f"groups has {len(labels)} labels for {n} rows; give one label per row")
+    n_labels = int(labels.max()) + 1
+    fold_of_label = np.empty(n_labels, dtype=np.int64)
+    fold_of_label[np.random.default_rng(seed).permutation(n_labels)] = np.arange(n_labels) % folds
+    fold = fold_of_label[labels]
+    sizes = np.bincount(fold, minlength=folds)
+    if sizes.min() == 0 or n - sizes.max() < 2:
+        raise NeurometryError(
+            f"{folds}-fold cross-validation needs more distinct stimuli than {n_labels} "
+            f"(repeats of a stimulus stay in one fold); use fewer folds or more stimuli"
+        )
+    return fold
+
+
+def _standardise(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column mean and scale of ``train`` (ddof 0); a (near-)constant column gets scale 1."""
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    # scikit-learn's rule for a constant feature: the variance is within rounding of zero
+    n = len(train)
+    eps = np.finfo(np.float64).eps
+    constant = std**2 <= n * eps * std**2 + (n * mean * eps) ** 2
+    return mean, np.where(constant, 1.0, std)
+
+
+@dataclass
+class _RidgeFold:
+    """Ridge on one standardised, centred training fold, for every penalty at once.
+
+    Centred features X (n, p), centred targets Y, w(alpha) = 1 / (eig + alpha) per component.
+
+    Primal (p <= n), X^T X = V diag(eig) V^T and L = X V: fitted values L diag(w) L^T Y, leverage
+    (L*L) w + 1/n (the 1/n is the unpenalised intercept), coefficients V diag(w) L^T Y.
+
+    Dual (p > n), X X^T = Q diag(eig) Q^T and L = Q with its columns centred (the centring projector
+    applied; it drops the intercept's direction, the constant vector, exactly): the residual is
+    alpha L diag(w) L^T Y and 1 - leverage is alpha (L*L) w, so the leave-one-out residual is their
+    ratio with alpha cancelled. This avoids 1 - leverage by subtraction, which loses digits when the
+    fit nearly interpolates (small alpha, more features than rows). Coefficients X^T L diag(w) L^T Y.
+    """
+
+    left: np.ndarray  # L (n, r)
+    right: np.ndarray  # L^T Y (r, t)
+    back: np.ndarray  # (p, r): V (primal) or X^T L (dual)
+    eig: np.ndarray  # (r,) squared singular values of X
+    primal: bool
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray) -> _RidgeFold:
+        n, p = x.shape
+        primal = p <= n
+        if primal:
+            eig, back = _eigh(_mm(np.ascontiguousarray(x.T), x))
+            left = _mm(x, back)  # X V = U diag(s)
+        else:
+            eig, q = _eigh(_mm(x, np.ascontiguousarray(x.T)))
+            left = q - q.mean(axis=0)
+            back = _mm(np.ascontiguousarray(x.T), left)
+        right = _mm(np.ascontiguousarray(left.T), y)
+        return cls(left, right, back, np.clip(eig, 0.0, None), primal)
+
+    def loo_mse(self, y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+        """Mean squared leave-one-out error of each penalty, over rows and target columns."""
+        n = len(y)
+        weights = 1.0 / (self.eig[:, None] + alphas[None, :])  # (r, n_alphas)
+        spread = _mm(self.left**2, weights)  # (n, n_alphas)
+        mse = np.empty(len(alphas))
+        for i in range(len(alphas)):
+            smoothed = _mm(self.left, weights[:, i, None] * self.right)
+            if self.primal:
+                loo = (y - smoothed) / (1.0 - 1.0 / n - spread[:, i, None])
+            else:
+                loo = smoothed / spread[:, i, None]
+            mse[i] = np.mean(loo**2)
+        return mse
+
+    def coef(self, alpha: float) -> np.ndarray:
+        return _mm(self.back, (1.0 / (self.eig + alpha))[:, None] * self.right)
+
+
+def cross_validated_predictions(
+    x: Any, y: Any, alphas: Any = DEFAULT_ALPHAS, folds: int = 5, seed: int = 0, groups: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out ridge predictions of ``y`` from ``x``, pooled over folds (see the module docstring).
+
+    Args:
+        x: (n_stimuli, n_features) predictors.
+        y: (n_stimuli, n_targets) targets.
+        alphas: ridge penalties to choose from on each training fold.
+        folds: number of folds; needs n_stimuli >= 2 * folds.
+        seed: seed of the fold shuffle (:func:`fold_assignment`).
+        groups: optional (n_stimuli,) labels; rows sharing a label stay in one fold.
+
+    Returns:
+        predictions (n_stimuli, n_targets), each row predicted by the model that did not see it, and
+        the penalty chosen on each fold (folds,).
+    """
+    x, y = as_rows(x, "x"), as_rows(y, "y")
+    check_same_rows(x, y)
+    grid = _check_alphas(alphas)
+    fold = fold_assignment(len(x), folds, seed, groups)
+    predictions = np.empty_like(y)
+    chosen = np.empty(int(fold.max()) + 1)
+    for f in range(len(chosen)):
+        test, train = fold == f, fold != f
+        x_mean, x_scale = _standardise(x[train])
+        y_mean, y_scale = _standardise(y[train])
+        x_train = (x[train] - x_mean) / x_scale
+        y_train = (y[train] - y_mean) / y_scale
+        # ridge with an intercept = ridge on centred data; recentre against rounding
+        x_offset, y_offset = x_train.mean(axis=0), y_train.mean(axis=0)
+        ridge = _RidgeFold.fit(x_train - x_offset, y_train - y_offset)
+        mse = ridge.loo_mse(y_train - y_offset, grid)
+        chosen[f] = grid[int(np.argmin(mse))]  # argmin returns the first of equal minima
+        coef = ridge.coef(chosen[f])
+        intercept = y_offset - x_offset @ coef
+        standardised = _mm((x[test] - x_mean) / x_scale, coef) + intercept
+        predictions[test] = y_mean + y_scale * standardised
+    return predictions, chosen
+
+
+def _varying_columns(y: np.ndarray) -> np.ndarray:
+    """Columns whose values are not all equal (to rounding)."""
+    spread = np.ptp(y, axis=0)
+    return spread > 1e-12 * np.abs(y).max(axis=0)
+
+
+def linear_predictivity(
+    x: Any,
+    y: Any,
+    alphas: Any = DEFAULT_ALPHAS,
+    folds: int = 5,
+    seed: int = 0,
+    multioutput: str = "uniform_average",
+    groups: Any = None,
+) -> float:
+    """Cross-validated ridge R^2 of predicting ``y`` from ``x`` (Yamins et al. 2014; Schrimpf et al. 2018).
+
+    K-fold (seeded shuffle), features and targets standardised on each training fold, ridge penalty
+    chosen from ``alphas`` by leave-one-out on the training fold (as ``RidgeCV``), R^2 per target
+    column over the pooled held-out predictions, combined as ``r2_score``'s ``multioutput``. 1 is a
+    perfect linear prediction, about 0 (slightly below) an unrelated ``y``. Target columns constant
+    over all stimuli are left out. Details in the module docstring.
+
+    Args:
+        x: (n_stimuli, n_features) predictors.
+        y: (n_stimuli, n_targets) responses to the same stimuli, same order.
+        alphas: ridge penalties to choose from, on standardised features.
+        folds: number of folds; needs n_stimuli >= 2 * folds.
+        seed: seed of the fold shuffle.
+        multioutput: ``"uniform_average"`` (mean R^2 over target columns) or ``"variance_weighted"``.
+        groups: optional (n_stimuli,) labels; rows sharing a label (repeats of one stimulus) stay in one fold.
+    """
+    x, y = as_rows(x, "x"), as_rows(y, "y")
+    check_same_rows(x, y)
+    if multioutput not in MULTIOUTPUT:
+        raise NeurometryError(f"multioutput must be one of {', '.join(MULTIOUTPUT)}, got {multioutput!r}")
+    varying = _varying_columns(y)
+    if not varying.any():
+        raise NeurometryError(
+            "every target column is constant over the stimuli, so R^2 is undefined; predict a representation that varies"
+        )
+    y = np.ascontiguousarray(y[:, varying])
+    predictions, _ = cross_validated_predictions(x, y, alphas, folds, seed, groups)
+    residual = np.sum((y - predictions) ** 2, axis=0)
+    total = np.sum((y - y.mean(axis=0)) ** 2, axis=0)
+    if multioutput == "variance_weighted":
+        return float(1.0 - residual.sum() / total.sum())
+    return float(np.mean(1.0 - residual / total))
+
+
+def predictivity_both(
+    x: Any,
+    y: Any,
+    alphas: Any = DEFAULT_ALPHAS,
+    folds: int = 5,
+    seed: int = 0,
+    multioutput: str = "uniform_average",
+    groups: Any = None,
+) -> tuple[float, float]:
+    """(R^2 of y from x, R^2 of x from y), each as :func:`linear_predictivity`, same folds."""
+    forward = linear_predictivity(x, y, alphas, folds, seed, multioutput, groups)
+    backward = linear_predictivity(y, x, alphas, folds, seed, multioutput, groups)
+    return forward, backward
+
+
+@dataclass(frozen=True)
+class PredictivityState:
+    """Rows of one representation and the original stimulus index of each row."""
+
+    rows: np.ndarray
+    ids: np.ndarray
+
+
+def _prepare(x: Any, params: Params) -> PredictivityState:
+    rows = as_rows(x, "x")
+    return PredictivityState(rows, np.arange(len(rows), dtype=np.int64))
+
+
+def _take(state: PredictivityState, rows: np.ndarray, params: Params) -> PredictivityState:
+    rows = np.asarray(rows, dtype=np.int64)
+    return PredictivityState(state.rows[rows], state.ids[rows])
+
+
+def _row_groups(ids_a: np.ndarray, ids_b: np.ndarray) -> np.ndarray | None:
+    """Fold groups: rows linked by sharing an original stimulus on either side; None when all distinct."""
+    if len(np.unique(ids_a)) == len(ids_a) and len(np.unique(ids_b)) == len(ids_b):
+        return None
+    if np.array_equal(ids_a, ids_b):
+        return ids_a
+    _, node_a = np.unique(ids_a, return_inverse=True)
+    _, node_b = np.unique(ids_b, return_inverse=True)
+    n_a = int(node_a.max()) + 1
+    size = n_a + int(node_b.max()) + 1
+    links = coo_matrix((np.ones(len(ids_a)), (node_a, n_a + node_b)), shape=(size, size))
+    _, component = connected_components(links, directed=False)
+    return component[node_a]
+
+
+def _score(a: PredictivityState, b: PredictivityState, params: Params) -> float:
+    check_same_rows(a.rows, b.rows)
+    direction = params["direction"]
+    if direction not in DIRECTIONS:
+        raise NeurometryError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    groups = _row_groups(a.ids, b.ids)
+    options = (params["alphas"], params["folds"], params["seed"], params["multioutput"], groups)
+    if direction == "a_to_b":
+        return linear_predictivity(a.rows, b.rows, *options)
+    if direction == "b_to_a":
+        return linear_predictivity(b.rows, a.rows, *options)
+    return float(np.mean(predictivity_both(a.rows, b.rows, *options)))
+
+
+register(
+    Metric(
+        name="linear_predictivity",
+        summary="cross-validated ridge R^2, a -> b, b -> a or their mean (Yamins et al. 2014; Brain-Score)",
+        prepare=_prepare,
+        score=_score,
+        take=_take,
+        params={
+            "alphas": DEFAULT_ALPHAS,
+            "folds": 5,
+            "seed": 0,
+            "direction": "mean",
+            "multioutput": "uniform_average",
+        },
+        min_rows=4,
+    )
+)
