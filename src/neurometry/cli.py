@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from neurometry.commands.table import print_table
-from neurometry.errors import NeurometryError
+from neurometry.errors import NeurometryError, did_you_mean
 
 
 def _emit_json(document: object) -> None:
@@ -106,6 +106,20 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def cmd_dataset(args: argparse.Namespace) -> None:
+    from neurometry.datasets import DATASETS, KRIEGESKORTE_RDM_KEY, kriegeskorte_mat
+
+    if args.name not in DATASETS:
+        raise NeurometryError(f"unknown dataset {args.name!r}{did_you_mean(args.name, DATASETS)}; known: {', '.join(DATASETS)}")
+    path = DATASETS[args.name](args.out)
+    if args.json:
+        _emit_json({"data": str(path)})
+        return
+    print(f"wrote {path}")
+    if args.name == "kriegeskorte92":
+        print(f"brain RDMs: {kriegeskorte_mat()} --rdm-key {KRIEGESKORTE_RDM_KEY}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from neurometry.demo import run_demo
 
@@ -155,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("dataset", help="write a built-in dataset (kriegeskorte92) as files to record")
+    p.add_argument("name", help="kriegeskorte92: 92 object images with monkey and human IT RDMs")
+    p.add_argument("--out", required=True, help="folder for the files")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_dataset)
+
     p = sub.add_parser("demo", help="the main job on built-in models and data")
     p.add_argument("--out", default="neurometry-demo", help="folder for the demo's store and figures")
     p.add_argument("--quick", action="store_true", help="fewer stages, for a fast look")
@@ -166,9 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_later_commands(sub: argparse._SubParsersAction) -> None:
     """Commands that live in their own modules under neurometry.commands."""
-    from neurometry.commands import measure
+    from neurometry.commands import compare, measure
 
     measure.add_parser(sub)
+    compare.add_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
