@@ -47,6 +47,9 @@ def run_demo(out: str | Path = "neurometry-demo", quick: bool = False) -> None:
     print(f"  row metadata columns: {', '.join(meta.columns)}")
 
     _run_measures(store, out)
+    _run_compare(store_path, out)
+    if not quick:
+        _run_brain(store_path, out)
 
     print("\nwhere to look next:")
     print(f"  neurometry ls {store_path}")
@@ -64,3 +67,36 @@ def _run_measures(store, out: Path) -> None:
                             plot=out / "measures.png")
     print_results(records)
     print(f"plot: {out / 'measures.png'}")
+
+
+def _run_compare(store_path: Path, out: Path) -> None:
+    """CKA between every pair of MiniLM layers: how fast the representation changes with depth."""
+    from neurometry.commands.compare import plot_results, print_results, run_compare
+
+    _stage("compare: linear CKA between every pair of MiniLM layers")
+    document = run_compare(str(store_path), None, "cka", run_a="minilm-mean", progress=False)
+    print_results(document)
+    plot_results(document, out / "cka.png", "MiniLM layers, linear CKA (432 sentences, mean over tokens)")
+    print(f"plot: {out / 'cka.png'}")
+
+
+def _run_brain(store_path: Path, out: Path) -> None:
+    """EfficientNet-Lite0 blocks against monkey and human IT (Kriegeskorte et al. 2008), by RSA."""
+    from neurometry.commands.compare import plot_results, print_results, run_compare
+    from neurometry.datasets import KRIEGESKORTE_RDM_KEY, export_kriegeskorte92, kriegeskorte_mat
+    from neurometry.errors import NeurometryError
+
+    try:
+        mat = kriegeskorte_mat()
+    except NeurometryError as exc:
+        print(f"\nskipping the brain comparison: {exc}", file=sys.stderr)
+        return
+    _stage("record: EfficientNet-Lite0 over the 92 images of Kriegeskorte et al. 2008 (every block, spatial mean)")
+    stimuli = export_kriegeskorte92(out / "kriegeskorte92")
+    record("efficientnet-lite0", stimuli, ["block.*"], store_path, reduce="mean", run="efficientnet-k92")
+    _stage("compare: RSA of every block with monkey IT and human IT (200 permutations, 200 bootstrap resamples)")
+    document = run_compare(str(store_path), str(mat), "rsa", run_a="efficientnet-k92", rdm_key=KRIEGESKORTE_RDM_KEY,
+                           permutations=200, bootstrap=200, progress=False)
+    print_results(document)
+    plot_results(document, out / "brain-rsa.png", "EfficientNet-Lite0 blocks vs IT (correlation RDMs, Spearman)")
+    print(f"plot: {out / 'brain-rsa.png'}")

@@ -240,7 +240,7 @@ def plot_results(document: dict[str, Any], path: Path, title: str) -> None:
     records = document["results"]
     rows_a = list(dict.fromkeys(r["point_a"] for r in records))
     cols_b = list(dict.fromkeys(r["point_b"] for r in records))
-    metric = records[0]["metric"]
+    metric = _describe(records[0])
     if min(len(rows_a), len(cols_b)) > 4:
         grid = np.array(
             [
@@ -292,6 +292,18 @@ def plot_results(document: dict[str, Any], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
+
+
+def _describe(record: dict[str, Any]) -> str:
+    """The metric with the parameters that change its meaning, for axis labels."""
+    params = record["params"]
+    if record["metric"] == "rsa":
+        return f"rsa ({params['rdm']} RDMs, {params['compare']})"
+    if record["metric"] == "cka":
+        return f"cka ({params['kernel']}, {params['estimator']})"
+    if record["metric"] == "procrustes":
+        return f"procrustes distance (alpha {params['alpha']})"
+    return record["metric"]
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from neurometry.compare.inputs import as_rows, check_same_rows
+from neurometry.compare.linalg import cross_product
 from neurometry.compare.registry import Metric, register
 from neurometry.errors import NeurometryError, did_you_mean
 
@@ -69,6 +70,8 @@ _BLOCK_ELEMENTS = 1 << 22
 _TILE = 256
 # Largest n for which a Gram matrix is kept in memory (8192^2 float64 = 512 MiB); above it, streamed.
 _GRAM_STORE_MAX_ROWS = 8192
+# Rows per block when the plain cka() streams in-memory arrays through LinearCKAAccumulator.
+_STREAM_BLOCK_ROWS = 4096
 # Up to this n the median distance is taken with np.median over the full n x n matrix.
 _EXACT_MEDIAN_MAX_ROWS = 2048
 # Pairs sampled to bracket the median before the exact selection pass (larger n).
@@ -211,7 +214,7 @@ class _FeatureKernel:
     @cached_property
     def kc_sq(self) -> float:
         """<Kc, Kc> = ||Xc' Xc||_F^2."""
-        gram = self.xc.T @ self.xc
+        gram = cross_product(self.xc, self.xc)
         return float(np.vdot(gram, gram))
 
     @cached_property
@@ -384,7 +387,7 @@ def _cross(a: _Part, b: _Part) -> float:
     """<Kc_a, Kc_b>: in feature space when both sides are features; else over upper-triangle tiles,
     centring only one side (<Kc, L> = <Kc, Lc> because Kc 1 = 0), preferably one already centred."""
     if isinstance(a, _FeatureKernel) and isinstance(b, _FeatureKernel):
-        m = a.xc.T @ b.xc
+        m = cross_product(a.xc, b.xc)
         return float(np.vdot(m, m))
     if isinstance(a, _StoredGram) and isinstance(b, _StoredGram):
         return _stored_inner(a, b)
@@ -427,11 +430,17 @@ def _check_self_hsic(value: float, scale: float, estimator: str, name: str) -> f
     return value
 
 
-def _build_part(x: np.ndarray, kernel: str, gamma: float) -> _Part:
-    """The cheapest exact form: features for a linear kernel with d <= n, else a (stored) Gram."""
+def _varies(x: np.ndarray, block: int = 4096) -> bool:
+    """Whether any row differs from the first: exact, and usually settled by the first block."""
+    return any(bool((x[lo : lo + block] != x[0]).any()) for lo in range(0, len(x), block))
+
+
+def _build_part(x: np.ndarray, kernel: str, gamma: float, centred: bool = False) -> _Part:
+    """The cheapest exact form: features for a linear kernel with d <= n, else a (stored) Gram.
+    ``centred``: x's columns already have mean 0 (features are then kept as they are, not copied)."""
     n, d = x.shape
     if kernel == "linear" and d <= n:
-        return _FeatureKernel.build(x)
+        return _FeatureKernel(x) if centred else _FeatureKernel.build(x)
     if n <= _GRAM_STORE_MAX_ROWS:
         return _StoredGram.build(x, kernel, gamma)
     return _StreamedGram.build(x, kernel, gamma)
@@ -518,7 +527,7 @@ def _prepare_rows(
         raise NeurometryError(
             f"{name} has {n} stimuli; the {estimator} CKA estimator needs at least {_MIN_ROWS[estimator]}"
         )
-    if not np.any(np.ptp(x, axis=0) > 0):
+    if not _varies(x):
         raise NeurometryError(
             f"{name} is the same for every stimulus, so CKA is 0/0; drop this representation"
         )
@@ -534,7 +543,7 @@ def _prepare_rows(
                 )
             gamma = 1.0 / (2.0 * bandwidth**2 * median_sq)
     if estimator != "minibatch":
-        part = _build_part(x, kernel, gamma)
+        part = _build_part(x, kernel, gamma, centred=True)
         return CKAState(n, estimator, kernel, gamma, _self_hsic(part, estimator, name), part=part)
     if batch_size > n:
         raise NeurometryError(
@@ -642,6 +651,14 @@ def cka(
     xr = as_rows(x, "x", min_rows=_MIN_ROWS[estimator])
     yr = as_rows(y, "y", min_rows=_MIN_ROWS[estimator])
     check_same_rows(xr, yr)
+    n = len(xr)
+    if kernel == "linear" and estimator != "minibatch" and max(xr.shape[1], yr.shape[1]) <= n:
+        # one pass over row blocks that stay in cache: the three d x d products read x and y once
+        # and no centred copy of either is made (the centring is exact, see LinearCKAAccumulator)
+        accumulator = LinearCKAAccumulator(xr.shape[1], yr.shape[1])
+        for lo in range(0, n, _STREAM_BLOCK_ROWS):
+            accumulator.update(xr[lo : lo + _STREAM_BLOCK_ROWS], yr[lo : lo + _STREAM_BLOCK_ROWS])
+        return accumulator.result(estimator)
     state_x = _prepare_rows(xr, kernel, estimator, None, bandwidth, batch_size, seed, "x")
     state_y = _prepare_rows(yr, kernel, estimator, None, bandwidth, batch_size, seed, "y")
     return score(state_x, state_y, {})

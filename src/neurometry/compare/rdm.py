@@ -278,16 +278,20 @@ def compute_rdm(
     rows = as_rows(x, label, min_rows=MIN_CONDITIONS)
     n, d = rows.shape
     if method in ("correlation", "cosine"):
+        squares = np.einsum("ij,ij->i", rows, rows) if method == "cosine" else None
         if method == "correlation":
             # row means as a matrix-vector product: several times faster than a reduction over axis 1
-            unit = rows - (rows @ np.full(d, 1.0 / d))[:, None]
+            means = rows @ np.full(d, 1.0 / d)
+            unit = rows - means[:, None]
+            centred_squares = np.einsum("ij,ij->i", unit, unit)
+            squares = centred_squares + d * means**2  # ||x||^2 = ||x - m||^2 + d m^2: no second pass
         else:
             unit = rows.copy()
-        norms = np.sqrt(np.einsum("ij,ij->i", unit, unit))
+            centred_squares = squares
+        norms = np.sqrt(centred_squares)
         # an exactly constant row (zero row for cosine) has no direction: the distance is undefined.
         # Centring a constant row can leave rounding noise, so rows with a tiny norm get an exact test.
-        row_norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-        for i in np.flatnonzero(norms <= 1e-8 * row_norms):
+        for i in np.flatnonzero(norms <= 1e-8 * np.sqrt(squares)):
             if np.ptp(rows[i]) == 0 if method == "correlation" else not rows[i].any():
                 what = "constant" if method == "correlation" else "all zeros"
                 raise NeurometryError(
@@ -295,7 +299,7 @@ def compute_rdm(
                     "use method='euclidean'"
                 )
         unit *= (1.0 / norms)[:, None]
-        values = _blocked_condensed(unit, unit, lambda gram, lo, hi: 1.0 - gram)
+        values = _blocked_condensed(unit, unit, lambda gram, lo, hi: np.subtract(1.0, gram, out=gram), elementwise=True)
         return RDM(values, n, name)
 
     # distances are translation invariant: centring the features first keeps the Gram entries small,
@@ -337,7 +341,10 @@ def _upper_mask(n: int) -> np.ndarray:
 
 
 def _blocked_condensed(
-    left: np.ndarray, right: np.ndarray, finish: Callable[[np.ndarray, int, int], np.ndarray]
+    left: np.ndarray,
+    right: np.ndarray,
+    finish: Callable[[np.ndarray, int, int], np.ndarray],
+    elementwise: bool = False,
 ) -> np.ndarray:
     """Condensed upper triangle of ``finish(left @ right.T)``.
 
@@ -345,7 +352,8 @@ def _blocked_condensed(
     (shape (hi - lo, n - lo)) into dissimilarities; only the part right of the diagonal is kept.
     A symmetric Gram (``left is right``) of up to _SYRK_MAX_N rows is one BLAS syrk call (half the
     flops of a general product); otherwise blocks of rows are multiplied against the columns to their
-    right only, which also bounds the memory for large n.
+    right only, which also bounds the memory for large n. ``elementwise``: ``finish`` acts on each entry
+    alone (it may then work in place on the condensed values, skipping the lower triangle).
     """
     n = len(left)
     out = np.empty(n_pairs(n))
@@ -353,6 +361,8 @@ def _blocked_condensed(
         # syrk of left' (a free transposed view of the C-ordered rows) fills the lower triangle of a
         # Fortran-ordered result, i.e. the upper triangle of its C-ordered transpose
         gram = scipy.linalg.blas.dsyrk(1.0, left.T, trans=1, lower=1).T
+        if elementwise:
+            return finish(gram[: n - 1][_upper_mask(n)], 0, n - 1)
         out[:] = finish(gram[: n - 1], 0, n - 1)[_upper_mask(n)]
         return out
     # a contiguous transposed copy: numpy's OpenBLAS crashes on X @ X.T views for large n on this machine

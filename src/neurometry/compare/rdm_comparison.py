@@ -179,10 +179,9 @@ def _whitened(values: np.ndarray, valid: np.ndarray | None, n: int) -> np.ndarra
 
 def _unit_vector(method: str, values: np.ndarray, valid: np.ndarray | None, n: int, what: str) -> np.ndarray:
     """The unit vector whose dot products give ``method`` (finite ``values`` of the kept pairs)."""
-    _constant_error(values, what, method)
     if method == "spearman":
-        ranks = average_ranks(values)
-        return _unit(ranks - ranks.mean(), what)
+        return _spearman_unit(values, what)
+    _constant_error(values, what, method)
     if method == "pearson":
         return _unit(values - values.mean(), what)
     if method == "cosine":
@@ -190,6 +189,23 @@ def _unit_vector(method: str, values: np.ndarray, valid: np.ndarray | None, n: i
     if method == "corr_cov":
         return _unit(_whitened(values - values.mean(), valid, n), what)
     raise AssertionError(method)
+
+
+def _spearman_unit(values: np.ndarray, what: str) -> np.ndarray:
+    """Centred, normalised average ranks of ``values``. Without ties the ranks are a permutation of
+    1..m, whose mean (m + 1) / 2 and squared norm about it m (m^2 - 1) / 12 are known in closed form."""
+    m = len(values)
+    order, new_value = _sorted_groups(values)
+    if new_value.all():
+        unit = np.empty(m)
+        unit[order] = (np.arange(1.0, m + 1.0) - (m + 1) / 2.0) / np.sqrt(m * (m * m - 1.0) / 12.0)
+        return unit
+    if not new_value[1:].any():
+        raise NeurometryError(
+            f"{what} is constant (all dissimilarities equal); a comparison needs dissimilarities that vary"
+        )
+    ranks = average_ranks(values)
+    return _unit(ranks - ranks.mean(), what)
 
 
 def _kendall_tau_a(a: np.ndarray, b: np.ndarray) -> float:
