@@ -98,5 +98,9 @@ def _run_brain(store_path: Path, out: Path) -> None:
     document = run_compare(str(store_path), str(mat), "rsa", run_a="efficientnet-k92", rdm_key=KRIEGESKORTE_RDM_KEY,
                            permutations=200, bootstrap=200, progress=False)
     print_results(document)
-    plot_results(document, out / "brain-rsa.png", "EfficientNet-Lite0 blocks vs IT (correlation RDMs, Spearman)")
+    monkey_human = run_compare(str(mat), None, "rsa", rdm_key=KRIEGESKORTE_RDM_KEY, points_a=["mIT*"],
+                               points_b=["hIT*"], progress=False)["results"][0]["value"]
+    print(f"reference level: monkey IT vs human IT = {monkey_human:.4f}")
+    plot_results(document, out / "brain-rsa.png", "EfficientNet-Lite0 blocks vs IT (correlation RDMs, Spearman)",
+                 reference=("monkey IT vs human IT", monkey_human))
     print(f"plot: {out / 'brain-rsa.png'}")

@@ -204,6 +204,14 @@ def print_results(document: dict[str, Any]) -> None:
             [f"{metric}: A \\ B", *cols_b],
             [[pa, *(f"{value[pa, pb]:.4f}" for pb in cols_b)] for pa in rows_a],
         )
+    elif has_stats and len(rows_a) > 1 and 1 < len(cols_b) <= 4:
+        # a profile against a few targets (e.g. brain regions): one column per target, statistics inline
+        by_pair = {(r["point_a"], r["point_b"]): r for r in records}
+        print_table(
+            [f"{metric}: A \\ B", *cols_b],
+            [[pa, *(_cell(by_pair[pa, pb]) for pb in cols_b)] for pa in rows_a],
+        )
+        print("cells: value [bootstrap interval] p (permutation test); * p < 0.05")
     else:
         headers = ["point A", "point B", metric]
         if any(r["p_value"] is not None for r in records):
@@ -230,8 +238,20 @@ def print_results(document: dict[str, Any]) -> None:
         print(f"note: {note}")
 
 
-def plot_results(document: dict[str, Any], path: Path, title: str) -> None:
-    """Heatmap for a layer x layer matrix; a profile across depth (with CI bands) when one side is short."""
+def _cell(r: dict[str, Any]) -> str:
+    text = f"{r['value']:.4f}"
+    if r["ci_low"] is not None:
+        text += f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+    if r["p_value"] is not None:
+        text += f" p={r['p_value']:.3g}{'*' if r['p_value'] < 0.05 else ''}"
+    return text
+
+
+def plot_results(
+    document: dict[str, Any], path: Path, title: str, reference: tuple[str, float] | None = None
+) -> None:
+    """Heatmap for a layer x layer matrix; a profile across depth (with CI bands) when one side is short.
+    ``reference``: (label, value) drawn as a dashed line on a profile, e.g. the agreement of two brains."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,8 +271,13 @@ def plot_results(document: dict[str, Any], path: Path, title: str) -> None:
                 for pa in rows_a
             ]
         )
-        fig, ax = plt.subplots(figsize=(1.5 + 0.28 * len(cols_b), 1.2 + 0.28 * len(rows_a)))
+        fig, ax = plt.subplots(figsize=(max(6.0, 2.0 + 0.3 * len(cols_b)), max(5.0, 1.5 + 0.3 * len(rows_a))))
         image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+        if grid.size <= 144:  # small enough to read the numbers
+            middle = (np.nanmax(grid) + np.nanmin(grid)) / 2
+            for (i, j), v in np.ndenumerate(grid):
+                color = "black" if v > middle else "white"
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color=color)
         ax.set_xticks(range(len(cols_b)), cols_b, rotation=90, fontsize=7)
         ax.set_yticks(range(len(rows_a)), rows_a, fontsize=7)
         ax.set_xlabel("B")
@@ -281,6 +306,8 @@ def plot_results(document: dict[str, Any], path: Path, title: str) -> None:
             if all(sel[p]["p_value"] is not None for p in long_side):
                 sig = np.array([sel[p]["p_value"] < 0.05 for p in long_side])
                 ax.plot(x[sig], ys[sig], "*", color=line.get_color(), markersize=10)
+        if reference is not None:
+            ax.axhline(reference[1], color="grey", linestyle="--", label=reference[0])
         ceiling = document.get("noise_ceiling")
         if ceiling:
             ax.axhspan(ceiling["lower"], ceiling["upper"], color="grey", alpha=0.25, label="noise ceiling")
