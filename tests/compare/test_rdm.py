@@ -292,3 +292,27 @@ def test_load_rdms_kriegeskorte_2008() -> None:
         np.testing.assert_array_equal(rdm.dissimilarities, element.RDM)
     with pytest.raises(NeurometryError, match="RDMs_mIT_hIT_fig1"):
         load_rdms(KRIEGESKORTE_MAT, "missing_key")
+
+
+@pytest.mark.parametrize("offset", [0.0, 3.0, 30.0])
+@pytest.mark.parametrize("method", ["correlation", "cosine"])
+def test_few_conditions_gram_path_equals_centred_rows(method, offset, monkeypatch) -> None:
+    # (n - 1) / 2 <= d takes the Gram-normalising path; offset 30 makes the row means large next to their
+    # spread (mean^2 * d / spread^2 ~ 900), so correlation must fall back to centring the rows
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 64)) + offset * rng.uniform(0.5, 1.5, size=(40, 1))
+    fast = compute_rdm(x, method).dissimilarities
+    expected = pdist(x, method)
+    np.testing.assert_allclose(fast, expected, rtol=0, atol=1e-12)
+    used = []
+    original = rdm_module._few_conditions_rdm
+    monkeypatch.setattr(
+        rdm_module, "_few_conditions_rdm", lambda r, m: used.append(original(r, m)) or used[-1]
+    )
+    compute_rdm(x, method)
+    took_fast_path = used[0] is not None
+    assert took_fast_path == (method == "cosine" or offset < 30.0)
+    x[7] = 5.0  # a constant row: no correlation distance, whichever path runs
+    if method == "correlation":
+        with pytest.raises(NeurometryError, match="row 7 is constant"):
+            compute_rdm(x, method)

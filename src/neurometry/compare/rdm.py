@@ -277,6 +277,10 @@ def compute_rdm(
     label = name or "x"
     rows = as_rows(x, label, min_rows=MIN_CONDITIONS)
     n, d = rows.shape
+    if method in ("correlation", "cosine") and (n - 1) // 2 <= d:
+        values = _few_conditions_rdm(rows, method)
+        if values is not None:
+            return RDM(values, n, name)
     if method in ("correlation", "cosine"):
         squares = np.einsum("ij,ij->i", rows, rows) if method == "cosine" else None
         if method == "correlation":
@@ -330,6 +334,41 @@ def compute_rdm(
         return squared * scale
 
     return RDM(_blocked_condensed(left, centred, finish), n, name)
+
+
+_MAX_MEAN_TO_SPREAD = 100.0
+"""The few-conditions correlation path centres the Gram matrix, not the rows: it is used while every
+row's d * mean^2 / centred norm^2 stays below this, so the cancellation costs at most ~2 digits."""
+
+
+def _few_conditions_rdm(rows: np.ndarray, method: str) -> np.ndarray | None:
+    """Correlation or cosine RDM from the Gram matrix of the raw rows, normalised pair by pair.
+
+    With fewer pairs than row entries ((n - 1) / 2 <= d) scaling the n(n-1)/2 pairs is cheaper than
+    centring and scaling the n x d rows (what dominates at ~100 conditions):
+    r_ij = (g_ij - d m_i m_j) / sqrt(c_i c_j), c_i = g_ii - d m_i^2. Returns None (the caller then centres
+    the rows) when a row has (almost) no spread or its mean is large next to its spread.
+    """
+    n, d = rows.shape
+    gram = scipy.linalg.blas.dsyrk(1.0, rows.T, trans=1, lower=1).T
+    squares = np.diagonal(gram)
+    i, j = pair_indices(n)
+    values = gram[: n - 1][_upper_mask(n)]
+    if method == "correlation":
+        means = rows @ np.full(d, 1.0 / d)
+        mean_part = d * means * means
+        spread = squares - mean_part
+        if not (spread > mean_part / _MAX_MEAN_TO_SPREAD).all() or not (spread > 1e-16 * squares).all():
+            return None
+        values -= (d * means)[i] * means[j]
+    else:
+        spread = squares
+        if not (spread > 0).all():
+            return None
+    inverse = 1.0 / np.sqrt(spread)
+    values *= inverse[i]
+    values *= inverse[j]
+    return np.subtract(1.0, values, out=values)
 
 
 @functools.lru_cache(maxsize=2)
