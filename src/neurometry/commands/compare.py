@@ -126,10 +126,12 @@ def run_compare(
     m = get_metric(metric)
     a = load_side(source_a, points_a, run_a, rdm_key, "A")
     source_b = source_b or source_a
+    if run_b is None and Path(source_b).resolve() == Path(source_a).resolve():
+        run_b = a.run  # the same store: the same run unless told otherwise
     same = (
         Path(source_b).resolve() == Path(source_a).resolve()
         and points_b in (None, points_a)
-        and run_b in (None, run_a)
+        and run_b in (None, run_a, a.run)
     )
     b = a if same else load_side(source_b, points_b, run_b, rdm_key, "B")
     ceiling = None

@@ -66,6 +66,7 @@ def prepare_all(
         unit="point",
         file=sys.stderr,
         disable=not progress or len(reps) < 2,
+        delay=1.0,
     ):
         if isinstance(x, RDM):
             if not metric.accepts_rdm:
@@ -132,7 +133,12 @@ def compare_matrix(
     results = []
     pairs = [(na, nb) for na in a for nb in b]
     for na, nb in tqdm(
-        pairs, desc=f"{metric}", unit="pair", file=sys.stderr, disable=not progress or len(pairs) < 2
+        pairs,
+        desc=f"{metric}",
+        unit="pair",
+        file=sys.stderr,
+        disable=not progress or len(pairs) < 2,
+        delay=1.0,
     ):
         value = float(m.score(states_a[na], states_b[nb], p))
         if not math.isfinite(value):
