@@ -127,9 +127,9 @@ def test_constant_target_columns_are_left_out():
 
 def test_errors():
     x, y = planted(30, 4, 2, 9)
-    with pytest.raises(NeurometryError, match="at least 10 stimuli"):
+    with pytest.raises(NeurometryError, match="at least 10 rows"):
         linear_predictivity(x[:9], y[:9])
-    with pytest.raises(NeurometryError, match="at least 20 stimuli"):
+    with pytest.raises(NeurometryError, match="at least 20 rows"):
         linear_predictivity(x[:19], y[:19], folds=10)
     bad = x.copy()
     bad[3, 0] = np.nan
@@ -149,5 +149,5 @@ def test_errors():
         metric.score(a, a, metric.resolve({"direction": "both"}))
     # a resample with too few distinct stimuli for the folds
     few = metric.take(a, np.repeat(np.arange(3), 10), metric.resolve({}))
-    with pytest.raises(NeurometryError, match="distinct stimuli"):
+    with pytest.raises(NeurometryError, match="distinct groups"):
         metric.score(few, few, metric.resolve({}))

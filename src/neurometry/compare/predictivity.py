@@ -41,6 +41,7 @@ from scipy.sparse.csgraph import connected_components
 from neurometry.compare.inputs import as_rows, check_same_rows
 from neurometry.compare.registry import Metric, Params, register
 from neurometry.errors import NeurometryError
+from neurometry.folds import fold_assignment
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(10.0**e for e in range(-3, 4))
 """Ridge penalties tried by default: 1e-3, 1e-2, ..., 1e3 (on standardised features)."""
@@ -70,42 +71,6 @@ def _check_alphas(alphas: Any) -> np.ndarray:
     if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
         raise NeurometryError(f"alphas must be one or more positive finite numbers, got {alphas!r}")
     return grid
-
-
-def _check_folds(folds: Any, n: int) -> int:
-    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
-        raise NeurometryError(f"folds must be a whole number >= 2, got {folds!r}")
-    folds = int(folds)
-    if n < 2 * folds:
-        raise NeurometryError(
-            f"{folds}-fold cross-validation needs at least {2 * folds} stimuli, got {n}; use fewer folds or more stimuli"
-        )
-    return folds
-
-
-def fold_assignment(n: int, folds: int = 5, seed: int = 0, groups: Any = None) -> np.ndarray:
-    """The fold (0 .. folds-1) of each of ``n`` rows: a seeded shuffle dealt round-robin.
-
-    ``groups`` (n,) labels keep rows with one label in one fold (the labels are shuffled and dealt,
-    not the rows). Raises NeurometryError when a fold would be empty or leave fewer than 2 training rows.
-    """
-    folds = _check_folds(folds, n)
-    labels = (
-        np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].reshape(-1)
-    )
-    if len(labels) != n:
-        raise NeurometryError(f"groups has {len(labels)} labels for {n} rows; give one label per row")
-    n_labels = int(labels.max()) + 1
-    fold_of_label = np.empty(n_labels, dtype=np.int64)
-    fold_of_label[np.random.default_rng(seed).permutation(n_labels)] = np.arange(n_labels) % folds
-    fold = fold_of_label[labels]
-    sizes = np.bincount(fold, minlength=folds)
-    if sizes.min() == 0 or n - sizes.max() < 2:
-        raise NeurometryError(
-            f"{folds}-fold cross-validation needs more distinct stimuli than {n_labels} "
-            f"(repeats of a stimulus stay in one fold); use fewer folds or more stimuli"
-        )
-    return fold
 
 
 def _standardise(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
