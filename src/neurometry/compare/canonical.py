@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from neurometry.compare.inputs import as_rows, check_same_rows
-from neurometry.compare.linalg import cross_product, thin_svd
+from neurometry.arrays import as_rows, check_same_rows
 from neurometry.compare.registry import Metric, Params, register
 from neurometry.errors import NeurometryError
+from neurometry.linalg import cross_product, thin_svd
 
 
 @dataclass(frozen=True)

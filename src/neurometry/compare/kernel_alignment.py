@@ -46,10 +46,10 @@ from typing import Any
 
 import numpy as np
 
-from neurometry.compare.inputs import as_rows, check_same_rows
-from neurometry.compare.linalg import cross_product
+from neurometry.arrays import as_rows, check_same_rows
 from neurometry.compare.registry import Metric, register
 from neurometry.errors import NeurometryError, did_you_mean
+from neurometry.linalg import cross_product
 
 KERNELS = ("linear", "rbf")
 ESTIMATORS = ("biased", "unbiased", "minibatch")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from neurometry.compare.inputs import as_rows
+from neurometry.arrays import as_rows
 from neurometry.compare.rdm import RDM
 from neurometry.compare.registry import Metric, get_metric
 from neurometry.compare.stats import bootstrap_draws, bootstrap_interval, permutation_orders, permutation_test

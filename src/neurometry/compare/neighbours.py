@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurometry.compare.inputs import as_rows, check_same_rows
+from neurometry.arrays import as_rows, check_same_rows
 from neurometry.compare.registry import Metric, register
 from neurometry.errors import NeurometryError
 

@@ -38,10 +38,11 @@ import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from neurometry.compare.inputs import as_rows, check_same_rows
+from neurometry.arrays import as_rows, check_same_rows
 from neurometry.compare.registry import Metric, Params, register
 from neurometry.errors import NeurometryError
 from neurometry.folds import fold_assignment
+from neurometry.ridge import check_alphas, standardise
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(10.0**e for e in range(-3, 4))
 """Ridge penalties tried by default: 1e-3, 1e-2, ..., 1e3 (on standardised features)."""
@@ -61,27 +62,6 @@ def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # torch's LAPACK eigh: several times faster than numpy's bundled one here
     values, vectors = torch.linalg.eigh(torch.from_numpy(a))
     return values.numpy(), vectors.numpy()
-
-
-def _check_alphas(alphas: Any) -> np.ndarray:
-    try:
-        grid = np.asarray(alphas, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise NeurometryError(f"alphas must be positive numbers, got {alphas!r}") from None
-    if grid.size == 0 or not np.all(np.isfinite(grid)) or np.any(grid <= 0):
-        raise NeurometryError(f"alphas must be one or more positive finite numbers, got {alphas!r}")
-    return grid
-
-
-def _standardise(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column mean and scale of ``train`` (ddof 0); a (near-)constant column gets scale 1."""
-    mean = train.mean(axis=0)
-    std = train.std(axis=0)
-    # scikit-learn's rule for a constant feature: the variance is within rounding of zero
-    n = len(train)
-    eps = np.finfo(np.float64).eps
-    constant = std**2 <= n * eps * std**2 + (n * mean * eps) ** 2
-    return mean, np.where(constant, 1.0, std)
 
 
 @dataclass
@@ -158,14 +138,14 @@ def cross_validated_predictions(
     """
     x, y = as_rows(x, "x"), as_rows(y, "y")
     check_same_rows(x, y)
-    grid = _check_alphas(alphas)
+    grid = check_alphas(alphas)
     fold = fold_assignment(len(x), folds, seed, groups)
     predictions = np.empty_like(y)
     chosen = np.empty(int(fold.max()) + 1)
     for f in range(len(chosen)):
         test, train = fold == f, fold != f
-        x_mean, x_scale = _standardise(x[train])
-        y_mean, y_scale = _standardise(y[train])
+        x_mean, x_scale = standardise(x[train])
+        y_mean, y_scale = standardise(y[train])
         x_train = (x[train] - x_mean) / x_scale
         y_train = (y[train] - y_mean) / y_scale
         # ridge with an intercept = ridge on centred data; recentre against rounding

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.linalg
 import scipy.linalg.blas
 
-from neurometry.compare.inputs import as_rows
+from neurometry.arrays import as_rows
 from neurometry.errors import NeurometryError, did_you_mean
 
 RDM_METHODS = ("correlation", "cosine", "euclidean", "sqeuclidean", "mahalanobis", "crossnobis")

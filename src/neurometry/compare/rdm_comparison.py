@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from neurometry.compare.inputs import check_same_rows
+from neurometry.arrays import check_same_rows
 from neurometry.compare.rdm import RDM, compute_rdm, index_rows, pair_indices, take_index
 from neurometry.compare.registry import Metric, Params, register
 from neurometry.errors import NeurometryError, did_you_mean

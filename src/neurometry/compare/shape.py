@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from neurometry.compare.inputs import as_rows, check_same_rows
-from neurometry.compare.linalg import as_tensor, cross_product, thin_svd
+from neurometry.arrays import as_rows, check_same_rows
 from neurometry.compare.registry import Metric, Params, register
 from neurometry.errors import NeurometryError
+from neurometry.linalg import as_tensor, cross_product, thin_svd
 
 REFINE_BELOW_RAD = 1e-2
 """Below this angle the distance is recomputed from the aligned residual, not arccos of a cosine.

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from neurometry.compare.inputs import as_rows
+from neurometry.arrays import as_rows
 from neurometry.errors import NeurometryError
 from neurometry.probe.linear import (
     ProbeResult,

@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurometry.compare.inputs import as_rows, check_same_rows
-from neurometry.compare.linalg import as_tensor
+from neurometry.arrays import as_rows, check_same_rows
 from neurometry.errors import NeurometryError, did_you_mean
+from neurometry.linalg import as_tensor
 
 METHODS = ("mean_difference", "lda", "probe")
 FORMAT = "neurometry.direction"

@@ -41,11 +41,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from neurometry.compare.inputs import as_rows, check_same_rows
-from neurometry.compare.linalg import as_tensor
-from neurometry.compare.predictivity import _check_alphas, _standardise
+from neurometry.arrays import as_rows, check_same_rows
 from neurometry.errors import NeurometryError
 from neurometry.folds import check_folds, fold_assignment
+from neurometry.linalg import as_tensor
+from neurometry.ridge import check_alphas, standardise
 
 DEFAULT_ALPHAS: tuple[float, ...] = tuple(10.0**e for e in range(-1, 6))
 """Ridge penalties tried by default: 0.1, 1, 10, ..., 1e5 (on standardised features)."""
@@ -101,7 +101,7 @@ class _Fold:
 
     @classmethod
     def fit(cls, x_train: np.ndarray, x_test: np.ndarray) -> _Fold:
-        mean, scale = _standardise(x_train)
+        mean, scale = standardise(x_train)
         train = as_tensor((x_train - mean) / scale)
         # recentre against rounding: ridge with an intercept is ridge on exactly centred data
         train -= train.mean(dim=0)
@@ -179,7 +179,7 @@ def select_alphas(
     x = as_rows(x, "x")
     y = _check_targets(y)
     check_same_rows(x, y, "arrays (x and y)")
-    grid = _check_alphas(alphas)
+    grid = check_alphas(alphas)
     fold = fold_assignment(len(x), folds, seed, groups)
     mse = _held_out_sse(x, y, fold, grid) / len(x)
     return grid[_pick(mse, grid)], mse
@@ -231,7 +231,7 @@ def held_out_predictions(
     x = as_rows(x, "x")
     y = _check_targets(targets)
     check_same_rows(x, y, "arrays (x and targets)")
-    return _nested(x, y, _check_alphas(alphas), folds, seed, groups, inner_folds)
+    return _nested(x, y, check_alphas(alphas), folds, seed, groups, inner_folds)
 
 
 def _nested(
@@ -370,7 +370,7 @@ def encode(
             )
         if not np.all(np.isfinite(bound)):
             raise NeurometryError("ceiling contains NaN or Inf; give a finite noise ceiling per target")
-    grid = _check_alphas(alphas)
+    grid = check_alphas(alphas)
     predictions, chosen = _nested(x, y, grid, folds, seed, groups, inner_folds)
     r = pearson_columns(y, predictions)
     alpha = np.sort(chosen, axis=0)[(len(chosen) - 1) // 2]

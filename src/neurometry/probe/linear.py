@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
-from neurometry.compare.inputs import as_rows
+from neurometry.arrays import as_rows
 from neurometry.errors import NeurometryError, did_you_mean
 from neurometry.folds import check_folds, fold_assignment
 
