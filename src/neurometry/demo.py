@@ -50,6 +50,11 @@ def run_demo(out: str | Path = "neurometry-demo", quick: bool = False) -> None:
     _run_compare(store_path, out)
     if not quick:
         _run_brain(store_path, out)
+        _stage("probe: sentiment, tense, number and magnitude from the last token, layer by layer (5-fold)")
+        records = probe_tasks(["minilm", "smollm2-135m"], store_path, progress=True)
+        print_probe_tasks(records)
+        plot_probe_tasks(records, out / "probes.png")
+        print(f"plot: {out / 'probes.png'}")
 
     print("\nwhere to look next:")
     print(f"  neurometry ls {store_path}")
@@ -104,3 +109,81 @@ def _run_brain(store_path: Path, out: Path) -> None:
     plot_results(document, out / "brain-rsa.png", "EfficientNet-Lite0 blocks vs IT (correlation RDMs, Spearman)",
                  reference=("monkey IT vs human IT", monkey_human))
     print(f"plot: {out / 'brain-rsa.png'}")
+
+
+PROBE_TASKS = {  # task: (bundled file, label column, probe kind)
+    "sentiment": ("probe_sentiment.jsonl", "sentiment", "logistic"),
+    "tense": ("probe_tense.jsonl", "tense", "logistic"),
+    "number": ("probe_number.jsonl", "number", "logistic"),
+    "magnitude": ("probe_magnitude.jsonl", "log10_value", "ridge"),
+}
+
+
+def probe_tasks(models: list[str], store_path: Path, progress: bool = False) -> list[dict]:
+    """Record ``embed`` and every ``resid`` point of each model over each bundled probing set and probe
+    every point; one record per (model, task, point). The representation is the last token's ([SEP] for
+    BERT-style models, the final "." for decoders): at the embeddings it carries nothing of the sentence,
+    so the profile shows where the information is gathered (a mean over tokens would give it away at once
+    through the words themselves)."""
+    from neurometry.commands.probe import run_probe
+
+    records = []
+    for name in models:
+        model = load_model(name)
+        for task, (file, column, kind) in PROBE_TASKS.items():
+            run = f"{name}-{task}"
+            record(model, bundled_data(file), ["embed", "resid.*"], store_path, reduce="last", run=run,
+                   progress=progress)
+            document = run_probe(str(store_path), label=column, run=run, kind=kind, progress=False)
+            records += [{"model": name, "task": task, **r} for r in document["results"]]
+    return records
+
+
+def print_probe_tasks(records: list[dict]) -> None:
+    """Per model and task: held-out score at the embeddings, at the best point, at the last point."""
+    from neurometry.commands.table import print_table
+
+    rows = []
+    for (model, task), group in _by_model_task(records).items():
+        best = max(group, key=lambda r: r["score"])
+        rows.append([model, task, group[0]["kind"], f"{group[0]['baseline']:.3f}", f"{group[0]['score']:.3f}",
+                     f"{best['score']:.3f} ({best['point']})", f"{group[-1]['score']:.3f}"])
+    print_table(["model", "task", "probe", "baseline", "embed", "best (point)", "last"], rows)
+    print("scores: held-out accuracy (logistic) or R^2 of log10 value (ridge), mean over 5 folds")
+
+
+def plot_probe_tasks(records: list[dict], path: Path) -> None:
+    """One panel per task: score against relative depth for each model, with its fold interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _by_model_task(records)
+    tasks = list(dict.fromkeys(task for _, task in groups))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for (model, t), group in groups.items():
+            if t != task:
+                continue
+            depth = [i / (len(group) - 1) for i in range(len(group))]
+            (line,) = ax.plot(depth, [r["score"] for r in group], marker="o", ms=2.5, label=model)
+            ax.fill_between(depth, [r["ci_low"] for r in group], [r["ci_high"] for r in group],
+                            color=line.get_color(), alpha=0.2)
+            ax.axhline(group[0]["baseline"], color=line.get_color(), linestyle=":", linewidth=0.8)
+        kind = next(g[0]["kind"] for (m, t), g in groups.items() if t == task)
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("relative depth (embeddings = 0)", fontsize=8)
+        ax.set_ylabel("held-out accuracy" if kind == "logistic" else "held-out R^2", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def _by_model_task(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["model"], r["task"]), []).append(r)
+    return groups
