@@ -4,6 +4,7 @@ CLI, one JSON document, results saved in the store, token runs kept whole per in
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from neurometry import open_store, record
 from neurometry.cli import main
 from neurometry.models.tiny import tiny_bert
+
+PACKAGE_SENTENCES = Path(__file__).resolve().parents[2] / "src" / "neurometry" / "data" / "sentences.jsonl"
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -112,3 +115,67 @@ def test_user_errors_exit_2_in_one_line(planted, capsys, args, fragment):
     code, out, err = run(capsys, *[a.format(**files) for a in args])
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err
+
+
+def test_control_task_and_directions_on_a_token_run(sentences_file, tmp_path, capsys):
+    out = tmp_path / "s"
+    record(tiny_bert(), sentences_file, ["resid.1"], out, reduce="tokens", progress=False)
+    code, text, _ = run(
+        capsys,
+        "probe",
+        str(out),
+        "--label",
+        "label",
+        "--folds",
+        "2",
+        "--control",
+        "--save-directions",
+        str(tmp_path / "dirs"),
+        "--json",
+    )
+    assert code == 0
+    (r,) = json.loads(text)["results"]
+    assert r["selectivity"] == pytest.approx(r["score"] - r["control_score"], abs=1e-12)
+    from neurometry.probe import direction, load_direction
+
+    vector, meta = load_direction(r["direction_file"])
+    assert meta["point"] == "resid.1" and meta["method"] == "mean_difference" and meta["model"] == "tiny-bert"
+    store = open_store(out)
+    expected = direction(store.activations("resid.1"), store.metadata()["label"].to_numpy())
+    np.testing.assert_allclose(vector, expected, atol=1e-6)  # stored as float32
+
+
+def test_encode_aligns_a_table_by_id_and_normalises_by_reliability(tmp_path, capsys):
+    import pandas as pd
+
+    out = tmp_path / "s"
+    record(tiny_bert(), PACKAGE_SENTENCES, ["resid.*"], out, reduce="mean", progress=False)
+    store = open_store(out)
+    ids = store.metadata()["id"].to_numpy()
+    x = store.activations("resid.1")
+    rng = np.random.default_rng(1)
+    signal = x @ rng.normal(size=(x.shape[1], 3))
+    table = pd.DataFrame({"id": ids[::-1], **{f"unit{i}": signal[::-1, i] for i in range(3)}})  # other order
+    table.to_parquet(tmp_path / "targets.parquet")
+    repeats = np.stack([signal + 0.1 * rng.normal(size=signal.shape) for _ in range(4)])
+    np.save(tmp_path / "repeats.npy", repeats)
+    code, text, err = run(
+        capsys,
+        "encode",
+        str(out),
+        "--targets",
+        str(tmp_path / "targets.parquet"),
+        "--id-column",
+        "id",
+        "--points",
+        "resid.1",
+        "--reliability",
+        str(tmp_path / "repeats.npy"),
+        "--json",
+    )
+    assert code == 0, err
+    doc = json.loads(text)
+    (r,) = doc["results"]
+    assert doc["targets"] == ["unit0", "unit1", "unit2"]
+    # targets that are an exact linear map of the point (aligned back by id) are predicted almost perfectly
+    assert min(r["target_scores"]) > 0.9 and len(r["normalized_r"]) == 3

@@ -249,7 +249,7 @@ def run_encode(
     for src in tqdm(sources, desc="encode", unit="point", file=sys.stderr, disable=not progress, delay=1.0):
         x = np.concatenate([np.asarray(c) for c in src.chunks()])
         x = x.reshape(len(x), -1)
-        result = encode(x, y, folds=folds, seed=seed, groups=_groups(src), ceiling=ceiling)
+        result = encode(x, y, folds=folds, inner_folds=folds, seed=seed, groups=_groups(src), ceiling=ceiling)
         results[src.name] = result
         doc = result.to_dict()
         records.append(
