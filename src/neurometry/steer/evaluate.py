@@ -1,0 +1,189 @@
+"""Judge a steering vector without a human: sweep its strength and measure what it does.
+
+For each alpha (with the vector added at every position of ``point``, :func:`~neurometry.steer.apply`):
+
+- ``target_logprob_shift``: on held-out contrastive prompts (both sides of each pair), the change in
+  log p(target) - log p(opposite) of the next token against the unsteered model (alpha = 0 gives 0);
+  positive when the vector pushes towards the target continuation.
+- ``kl``: KL(p_unsteered || p_steered) of the next-token distributions on neutral text, averaged over
+  every position of every text: how much the vector disturbs the model where it should not matter.
+- ``perplexity``: the steered model's perplexity on the same neutral text (teacher forcing).
+
+``generations`` gives a side-by-side table of unsteered and steered greedy continuations.
+Comparable to the evaluations of Turner et al. 2023 (ActAdd) and Rimsky et al. 2024 (CAA).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurometry.errors import NeurometryError
+from neurometry.models.loaded import LoadedModel
+from neurometry.steer.interventions import apply
+
+STEERING_SETS = ("sentiment", "formality", "english_french")
+
+
+def steering_pairs(name: str) -> list[dict[str, str]]:
+    """A contrastive set shipped in the package: rows with positive, negative, target, opposite."""
+    if name not in STEERING_SETS:
+        raise NeurometryError(f"no built-in steering set {name!r}; built-in: {', '.join(STEERING_SETS)}")
+    path = Path(str(resources.files("neurometry.data") / f"steer_{name}.jsonl"))
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def neutral_texts(count: int = 40) -> list[str]:
+    """Plain declarative sentences without sentiment or register (the package's tense and number sets)."""
+    texts = []
+    for name in ("probe_tense.jsonl", "probe_number.jsonl"):
+        path = Path(str(resources.files("neurometry.data") / name))
+        texts += [json.loads(line)["text"] for line in path.read_text().splitlines()[: count // 2]]
+    return texts
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    alpha: float
+    target_logprob_shift: float
+    kl: float
+    perplexity: float
+
+
+def _token_id(model: LoadedModel, text: str) -> int:
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1:
+        raise NeurometryError(f"continuation {text!r} is {len(ids)} tokens; give single-token continuations")
+    return int(ids[0])
+
+
+def _next_token_logprobs(model: LoadedModel, prompts: Sequence[str]) -> torch.Tensor:
+    """(n, vocab) log-probabilities of the token after each prompt (prompts run one by one: no padding)."""
+    rows = []
+    with torch.inference_mode():
+        for prompt in prompts:
+            batch = model.tokenizer(prompt, return_tensors="pt")
+            logits = model.module(**batch).logits[0, -1].double()
+            rows.append(torch.log_softmax(logits, dim=-1))
+    return torch.stack(rows)
+
+
+def _text_logprobs(model: LoadedModel, texts: Sequence[str]) -> list[torch.Tensor]:
+    """Per text, (length - 1, vocab) log-probabilities of each next token."""
+    out = []
+    with torch.inference_mode():
+        for text in texts:
+            batch = model.tokenizer(text, return_tensors="pt")
+            logits = model.module(**batch).logits[0, :-1].double()
+            out.append((torch.log_softmax(logits, dim=-1), batch["input_ids"][0, 1:]))
+    return out
+
+
+def sweep(
+    model: LoadedModel,
+    vector: Any,
+    point: str,
+    alphas: Sequence[float],
+    pairs: Sequence[dict[str, str]],
+    neutral: Sequence[str] | None = None,
+) -> list[SweepRow]:
+    """One :class:`SweepRow` per alpha. ``pairs``: held-out rows with positive, negative, target, opposite
+    (not the ones the vector was built from); ``neutral``: texts for KL and perplexity (default
+    :func:`neutral_texts`)."""
+    if not pairs:
+        raise NeurometryError("no held-out pairs to evaluate on; give pairs the vector was not built from")
+    neutral = list(neutral) if neutral is not None else neutral_texts()
+    prompts = [p[side] for p in pairs for side in ("positive", "negative")]
+    target = torch.tensor([_token_id(model, p["target"]) for p in pairs for _ in range(2)])
+    opposite = torch.tensor([_token_id(model, p["opposite"]) for p in pairs for _ in range(2)])
+    rows_index = torch.arange(len(prompts))
+
+    def preference(logprobs: torch.Tensor) -> torch.Tensor:
+        return logprobs[rows_index, target] - logprobs[rows_index, opposite]
+
+    base_preference = preference(_next_token_logprobs(model, prompts))
+    base_text = _text_logprobs(model, neutral)
+    rows = []
+    for alpha in alphas:
+        with apply(model, vector, point, float(alpha)):
+            shift = float((preference(_next_token_logprobs(model, prompts)) - base_preference).mean())
+            steered_text = _text_logprobs(model, neutral)
+        kl_terms, nll, count = [], 0.0, 0
+        for (base, ids), (steered, _) in zip(base_text, steered_text, strict=True):
+            kl_terms.append((base.exp() * (base - steered)).sum(-1))
+            nll -= float(steered[torch.arange(len(ids)), ids].sum())
+            count += len(ids)
+        kl = float(torch.cat(kl_terms).mean())
+        rows.append(SweepRow(float(alpha), shift, max(kl, 0.0), float(np.exp(nll / count))))
+    return rows
+
+
+def generations(
+    model: LoadedModel,
+    vector: Any,
+    point: str,
+    alpha: float,
+    prompts: Sequence[str],
+    max_new_tokens: int = 20,
+) -> list[dict[str, str]]:
+    """Greedy continuations of each prompt, unsteered and steered: ``[{prompt, unsteered, steered}]``."""
+    table = []
+    for prompt in prompts:
+        batch = model.tokenizer(prompt, return_tensors="pt")
+        kwargs = dict(
+            max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=model.tokenizer.eos_token_id
+        )
+        with torch.inference_mode():
+            plain = model.module.generate(**batch, **kwargs)
+            with apply(model, vector, point, alpha):
+                steered = model.module.generate(**batch, **kwargs)
+        n = batch["input_ids"].shape[1]
+        decode = model.tokenizer.decode
+        table.append(
+            {
+                "prompt": prompt,
+                "unsteered": decode(plain[0, n:], skip_special_tokens=True),
+                "steered": decode(steered[0, n:], skip_special_tokens=True),
+            }
+        )
+    return table
+
+
+def plot_sweep(rows: Sequence[SweepRow], path: str | Path, title: str) -> None:
+    """The three measures against alpha, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    alphas = [r.alpha for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for ax, (key, label) in zip(
+        axes,
+        (
+            ("target_logprob_shift", "log p(target) - log p(opposite), shift"),
+            ("kl", "KL from unsteered (neutral text)"),
+            ("perplexity", "perplexity (neutral text)"),
+        ),
+        strict=True,
+    ):
+        ax.plot(alphas, [getattr(r, key) for r in rows], marker="o")
+        ax.set_xlabel("alpha")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def sweep_document(rows: Sequence[SweepRow]) -> dict[str, Any]:
+    """``{"results": [{"alpha", "target_logprob_shift", "kl", "perplexity"}, ...]}``."""
+    return {"results": [asdict(r) for r in rows]}
