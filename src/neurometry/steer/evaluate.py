@@ -137,6 +137,7 @@ def generations(
     table = []
     for prompt in prompts:
         batch = model.tokenizer(prompt, return_tensors="pt")
+        batch.pop("token_type_ids", None)  # BERT-style tokenizers add them; causal LMs' generate refuses them
         kwargs = dict(
             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=model.tokenizer.eos_token_id
         )

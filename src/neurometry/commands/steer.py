@@ -1,0 +1,293 @@
+"""`neurometry steer build|eval|generate`, `neurometry lens` and `neurometry patch`: the I/O side of
+:mod:`neurometry.steer` (contrastive pairs from files or the built-in sets, vectors as safetensors +
+JSON, tables, plots and one JSON document)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from neurometry.commands.table import print_table
+from neurometry.errors import NeurometryError
+
+
+def _emit(document: dict[str, Any]) -> None:
+    json.dump(document, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def load_pairs(source: str) -> tuple[list[dict[str, str]], str]:
+    """Contrastive pairs from a built-in set name or a JSONL file with positive / negative (and target /
+    opposite for evaluation); returns (pairs, the name to record)."""
+    from neurometry.steer import steering_pairs
+    from neurometry.steer.evaluate import STEERING_SETS
+
+    if source in STEERING_SETS:
+        return steering_pairs(source), source
+    path = Path(source)
+    if not path.is_file():
+        raise NeurometryError(
+            f"{source} is neither a built-in set ({', '.join(STEERING_SETS)}) nor a file; give a JSONL of pairs"
+        )
+    try:
+        pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise NeurometryError(f"{path} is not JSONL ({exc}); one JSON object per line") from None
+    missing = [i for i, p in enumerate(pairs) if not {"positive", "negative"} <= set(p)]
+    if missing:
+        raise NeurometryError(
+            f"{len(missing)} rows of {path} lack 'positive' or 'negative' (first: row {missing[0]})"
+        )
+    return pairs, str(path.resolve())
+
+
+def cmd_steer_build(args: argparse.Namespace) -> None:
+    from neurometry.models import load_model
+    from neurometry.steer import build_vector, save_vector
+
+    pairs, source = load_pairs(args.pairs)
+    train = args.train if args.train is not None else max(2, (len(pairs) * 2) // 3)
+    if not 2 <= train <= len(pairs):
+        raise NeurometryError(f"--train must be between 2 and {len(pairs)} pairs, got {train}")
+    model = load_model(args.model)
+    position: int | str = int(args.position) if args.position.lstrip("-").isdigit() else args.position
+    used = pairs[:train]
+    vector = build_vector(
+        model,
+        [p["positive"] for p in used],
+        [p["negative"] for p in used],
+        args.point,
+        method=args.method,
+        position=position,
+    )
+    path = save_vector(
+        args.out,
+        vector,
+        model=args.model,
+        point=args.point,
+        method=args.method,
+        position=position,
+        pairs=source,
+        train_pairs=train,
+    )
+    document = {
+        "vector": str(path),
+        "model": args.model,
+        "point": args.point,
+        "method": args.method,
+        "norm": float((vector**2).sum() ** 0.5),
+        "train_pairs": train,
+        "held_out_pairs": len(pairs) - train,
+    }
+    if args.json:
+        _emit(document)
+        return
+    print(
+        f"wrote {path} (norm {document['norm']:.3f}; built from {train} pairs, {len(pairs) - train} held out)"
+    )
+
+
+def _load_vector(args: argparse.Namespace) -> tuple[Any, dict]:
+    from neurometry.steer import load_vector
+
+    vector, meta = load_vector(args.vector)
+    if meta.get("model") and meta["model"] != args.model:
+        raise NeurometryError(f"{args.vector} was built on {meta['model']}, not {args.model}; use that model")
+    return vector, meta
+
+
+def cmd_steer_eval(args: argparse.Namespace) -> None:
+    from neurometry.models import load_model
+    from neurometry.steer import plot_sweep, sweep
+    from neurometry.steer.evaluate import sweep_document
+
+    vector, meta = _load_vector(args)
+    source = args.pairs or meta.get("pairs")
+    if not source:
+        raise NeurometryError(f"{args.vector} records no pairs; give --pairs FILE or a built-in set name")
+    pairs, _ = load_pairs(source)
+    held_out = pairs[int(meta.get("train_pairs", 0)) :] if args.pairs is None else pairs
+    held_out = [p for p in held_out if "target" in p and "opposite" in p]
+    if not held_out:
+        raise NeurometryError("no held-out pairs with 'target' and 'opposite' continuations to evaluate on")
+    alphas = [float(a) for a in args.alphas.split(",")]
+    model = load_model(args.model)
+    rows = sweep(model, vector, meta["point"], alphas, held_out[: args.max_pairs])
+    document = sweep_document(rows)
+    if args.plot:
+        plot_sweep(
+            rows,
+            args.plot,
+            f"{args.model} {meta['point']} {meta.get('method', '')}: {len(held_out[: args.max_pairs])} held-out pairs",
+        )
+    if args.json:
+        _emit(document)
+        return
+    print_table(
+        ["alpha", "target logprob shift", "KL (neutral)", "perplexity (neutral)"],
+        [
+            [f"{r.alpha:g}", f"{r.target_logprob_shift:+.3f}", f"{r.kl:.4f}", f"{r.perplexity:.2f}"]
+            for r in rows
+        ],
+    )
+    if args.plot:
+        print(f"wrote {args.plot}")
+
+
+def cmd_steer_generate(args: argparse.Namespace) -> None:
+    from neurometry.models import load_model
+    from neurometry.steer import generations
+
+    vector, meta = _load_vector(args)
+    model = load_model(args.model)
+    table = generations(model, vector, meta["point"], args.alpha, args.prompt, args.max_new_tokens)
+    if args.json:
+        _emit({"alpha": args.alpha, "point": meta["point"], "generations": table})
+        return
+    for row in table:
+        print(f"prompt:    {row['prompt']}\nunsteered: {row['unsteered']!r}\nsteered:   {row['steered']!r}\n")
+
+
+def cmd_lens(args: argparse.Namespace) -> None:
+    from neurometry.models import load_model
+    from neurometry.steer import logit_lens
+
+    model = load_model(args.model)
+    result = logit_lens(
+        model, args.prompt, points=args.points, position=args.position, top_k=args.top_k, target=args.target
+    )
+    document = result.to_dict()
+    if args.json:
+        _emit(document)
+        return
+    headers = ["point", "top tokens"] + (["target rank", "target p"] if args.target else [])
+    rows = []
+    for r in document["points"]:
+        tops = ", ".join(f"{t!r} {p:.2f}" for t, p in zip(r["top_tokens"], r["top_probs"], strict=True))
+        rows.append(
+            [r["point"], tops] + ([str(r["target_rank"]), f"{r['target_prob']:.3f}"] if args.target else [])
+        )
+    print_table(headers, rows)
+
+
+def cmd_patch(args: argparse.Namespace) -> None:
+    from neurometry.models import load_model
+    from neurometry.steer import factual_pairs, patch_residual, plot_patching
+
+    if args.example is not None:
+        examples = factual_pairs()
+        if not 0 <= args.example < len(examples):
+            raise NeurometryError(f"--example must be 0..{len(examples) - 1} (the shipped factual pairs)")
+        pair = examples[args.example]
+    else:
+        pair = {
+            "clean": args.clean,
+            "corrupted": args.corrupted,
+            "correct": args.correct,
+            "wrong": args.wrong,
+        }
+        if None in pair.values():
+            raise NeurometryError("give --clean, --corrupted, --correct and --wrong, or --example N")
+    model = load_model(args.model)
+    result = patch_residual(
+        model,
+        pair["clean"],
+        pair["corrupted"],
+        pair["correct"],
+        pair["wrong"],
+        points=args.points,
+        heads=not args.no_heads,
+    )
+    if args.plot:
+        plot_patching(result, args.plot)
+    if args.json:
+        _emit(result.to_dict())
+        return
+    print(f"clean:     {pair['clean']!r} -> {pair['correct']!r} (logit difference {result.clean_ld:+.3f})")
+    print(
+        f"corrupted: {pair['corrupted']!r} -> {pair['wrong']!r} (logit difference {result.corrupted_ld:+.3f})"
+    )
+    print("restored share of the clean logit difference (0 = corrupted, 1 = clean), point x position:")
+    tokens = [t.strip() or repr(t) for t in result.tokens]
+    print_table(
+        ["point", *tokens],
+        [[p, *(f"{v:.2f}" for v in row)] for p, row in zip(result.points, result.scores, strict=True)],
+    )
+    if args.plot:
+        print(f"wrote {args.plot}")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    steer = sub.add_parser("steer", help="build, evaluate and apply steering vectors")
+    steer_sub = steer.add_subparsers(dest="steer_command", required=True)
+
+    p = steer_sub.add_parser("build", help="a steering vector from contrastive pairs")
+    p.add_argument("model")
+    p.add_argument(
+        "pairs",
+        help="JSONL with positive/negative prompts, or a built-in set: sentiment, formality, english_french",
+    )
+    p.add_argument("--point", required=True, help="e.g. resid.12")
+    p.add_argument("--method", default="mean_diff", choices=["mean_diff", "pca", "logistic"])
+    p.add_argument(
+        "--position", default="-1", help="token index (default -1: the last), or first, last, mean"
+    )
+    p.add_argument(
+        "--train",
+        type=int,
+        help="pairs to build from (the first N; default two thirds); the rest are held out for steer eval",
+    )
+    p.add_argument("--out", required=True, help="V.safetensors (a V.json with the metadata goes beside it)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_steer_build)
+
+    p = steer_sub.add_parser(
+        "eval", help="sweep alpha: target log-prob shift, KL and perplexity on neutral text"
+    )
+    p.add_argument("model")
+    p.add_argument("vector", help="V.safetensors from steer build")
+    p.add_argument("--alphas", default="-2,0,1,2,4,8")
+    p.add_argument(
+        "--pairs", help="pairs with target/opposite (default: the held-out pairs of the vector's set)"
+    )
+    p.add_argument("--max-pairs", type=int, default=20, help="held-out pairs used (default 20)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png")
+    p.set_defaults(func=cmd_steer_eval)
+
+    p = steer_sub.add_parser("generate", help="unsteered and steered greedy continuations, side by side")
+    p.add_argument("model")
+    p.add_argument("vector")
+    p.add_argument("--alpha", type=float, required=True)
+    p.add_argument("--prompt", action="append", required=True, help="repeat for several prompts")
+    p.add_argument("--max-new-tokens", type=int, default=30)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_steer_generate)
+
+    p = sub.add_parser("lens", help="logit lens: each layer's residual read through the unembedding")
+    p.add_argument("model")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--target", help="a single-token continuation whose rank to follow, e.g. ' Paris'")
+    p.add_argument("--points", nargs="+", help="default: embed and every resid point")
+    p.add_argument("--position", type=int, default=-1)
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lens)
+
+    p = sub.add_parser(
+        "patch", help="activation patching of the residual stream (and heads), clean into corrupted"
+    )
+    p.add_argument("model")
+    p.add_argument("--example", type=int, help="one of the shipped factual pairs (0..)")
+    p.add_argument("--clean")
+    p.add_argument("--corrupted")
+    p.add_argument("--correct", help="the clean answer (one token, e.g. ' Paris')")
+    p.add_argument("--wrong", help="the corrupted answer (one token)")
+    p.add_argument("--points", nargs="+", help="default: every resid point")
+    p.add_argument("--no-heads", action="store_true", help="skip per-head patching")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png", help="layer x position heatmap")
+    p.set_defaults(func=cmd_patch)

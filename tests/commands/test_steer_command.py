@@ -1,0 +1,141 @@
+"""`neurometry steer build|eval|generate`, `lens` and `patch` through the CLI on a tiny seeded Llama:
+files written and read back, one JSON document, alpha 0 changes nothing, user errors exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from neurometry.cli import main
+from neurometry.steer import load_vector
+
+TINY = "neurometry.models.tiny:tiny_llama"
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def pairs(tmp_path):
+    words = ["cat", "dog", "house", "tree", "car", "bird", "river", "book"]
+    rows = [
+        {"positive": f"the {w} is good", "negative": f"the {w} is bad", "target": " good", "opposite": " bad"}
+        for w in words
+    ]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_build_eval_generate_round_trip(pairs, tmp_path, capsys):
+    out = tmp_path / "v.safetensors"
+    code, text, err = run(
+        capsys,
+        "steer",
+        "build",
+        TINY,
+        str(pairs),
+        "--point",
+        "resid.1",
+        "--train",
+        "5",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert code == 0, err
+    doc = json.loads(text)
+    vector, meta = load_vector(out)
+    assert meta["point"] == "resid.1" and meta["train_pairs"] == 5 and doc["held_out_pairs"] == 3
+    assert float(np.linalg.norm(vector)) == pytest.approx(doc["norm"], rel=1e-6)
+    code, text, err = run(capsys, "steer", "eval", TINY, str(out), "--alphas", "0,2", "--json")
+    assert code == 0, err
+    rows = json.loads(text)["results"]
+    assert [r["alpha"] for r in rows] == [0.0, 2.0]
+    assert rows[0]["target_logprob_shift"] == 0.0 and rows[0]["kl"] == 0.0 and rows[1]["kl"] > 0
+    code, text, err = run(
+        capsys,
+        "steer",
+        "generate",
+        TINY,
+        str(out),
+        "--alpha",
+        "0",
+        "--prompt",
+        "the cat",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    )
+    assert code == 0, err
+    (row,) = json.loads(text)["generations"]
+    assert row["steered"] == row["unsteered"]  # alpha 0 is the unsteered model
+
+
+def test_lens_and_patch_json(capsys, tmp_path):
+    code, text, err = run(capsys, "lens", TINY, "--prompt", "the cat sat on", "--json", "--top-k", "3")
+    assert code == 0, err
+    doc = json.loads(text)
+    assert doc["points"][0]["point"] == "embed" and len(doc["points"][0]["top_tokens"]) == 3
+    plot = tmp_path / "patch.png"
+    code, text, err = run(
+        capsys,
+        "patch",
+        TINY,
+        "--clean",
+        "the cat sat on",
+        "--corrupted",
+        "the dog sat on",
+        "--correct",
+        " mat",
+        "--wrong",
+        " rug",
+        "--json",
+        "--plot",
+        str(plot),
+        "--no-heads",
+    )
+    if code == 2 and "almost the same logit difference" in err:
+        pytest.skip("the random tiny model does not separate the two answers for this pair")
+    assert code == 0, err and plot.stat().st_size > 5_000
+    result = json.loads(text)
+    scores = np.array(result["scores"])
+    assert scores[-1, -1] == pytest.approx(1.0)  # the last block at the last position restores the clean run
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ["steer", "build", TINY, "nosuchset", "--point", "resid.1", "--out", "{tmp}/v.safetensors"],
+            "built-in set",
+        ),
+        (
+            [
+                "steer",
+                "build",
+                TINY,
+                "{pairs}",
+                "--point",
+                "resid.1",
+                "--train",
+                "99",
+                "--out",
+                "{tmp}/v.safetensors",
+            ],
+            "--train must be",
+        ),
+        (["steer", "eval", TINY, "{tmp}/missing.safetensors"], "missing"),
+        (["patch", TINY, "--clean", "the cat"], "give --clean"),
+        (["patch", TINY, "--example", "999"], "--example must be"),
+    ],
+)
+def test_user_errors_exit_2_in_one_line(pairs, tmp_path, capsys, args, fragment):
+    code, out, err = run(capsys, *[a.format(tmp=tmp_path, pairs=pairs) for a in args])
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err
