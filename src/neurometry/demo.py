@@ -55,6 +55,7 @@ def run_demo(out: str | Path = "neurometry-demo", quick: bool = False) -> None:
         print_probe_tasks(records)
         plot_probe_tasks(records, out / "probes.png")
         print(f"plot: {out / 'probes.png'}")
+        _run_steering(out)
 
     print("\nwhere to look next:")
     print(f"  neurometry ls {store_path}")
@@ -187,3 +188,45 @@ def _by_model_task(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
     for r in records:
         groups.setdefault((r["model"], r["task"]), []).append(r)
     return groups
+
+
+def _run_steering(out: Path) -> None:
+    """SmolLM2: a sentiment vector swept over alpha on held-out pairs, steered generations, and the
+    causal trace of a factual recall."""
+    from neurometry.commands.table import print_table
+    from neurometry.steer import (
+        build_vector,
+        factual_pairs,
+        generations,
+        patch_residual,
+        plot_patching,
+        plot_sweep,
+        save_vector,
+        steering_pairs,
+        sweep,
+    )
+
+    _stage("steer: a sentiment vector at SmolLM2 resid.12 (53 pairs), swept on 20 held-out pairs")
+    model = load_model("smollm2-135m")
+    pairs = steering_pairs("sentiment")
+    train, held_out = pairs[:53], pairs[53:73]
+    vector = build_vector(model, [p["positive"] for p in train], [p["negative"] for p in train], "resid.12")
+    save_vector(out / "sentiment.safetensors", vector, model="smollm2-135m", point="resid.12", method="mean_diff",
+                position=-1, pairs="sentiment", train_pairs=len(train))
+    rows = sweep(model, vector, "resid.12", [-2.0, 0.0, 1.0, 2.0, 4.0], held_out)
+    print_table(["alpha", "target logprob shift", "KL (neutral)", "perplexity (neutral)"],
+                [[f"{r.alpha:g}", f"{r.target_logprob_shift:+.3f}", f"{r.kl:.4f}", f"{r.perplexity:.1f}"] for r in rows])
+    plot_sweep(rows, out / "steer-sweep.png", "SmolLM2 resid.12 sentiment vector (mean_diff), held-out pairs")
+    for row in generations(model, vector, "resid.12", 4.0, ["My day at work was", "I think the new policy"], 15):
+        print(f"  {row['prompt']!r}\n    unsteered: {row['unsteered']!r}\n    alpha 4:   {row['steered']!r}")
+    print(f"plot: {out / 'steer-sweep.png'}")
+
+    pair = factual_pairs()[0]
+    _stage(f"patch: where SmolLM2 recalls {pair['correct']!r} ({pair['clean']!r} vs {pair['corrupted']!r})")
+    result = patch_residual(model, pair["clean"], pair["corrupted"], pair["correct"], pair["wrong"], heads=False)
+    plot_patching(result, out / "patching.png")
+    best = result.scores.argmax(axis=1)
+    for layer in (0, 10, 20, 23, 29):
+        i = result.points.index(f"resid.{layer}")
+        print(f"  resid.{layer:<2d}: strongest at {result.tokens[best[i]]!r} ({result.scores[i, best[i]]:.2f})")
+    print(f"plot: {out / 'patching.png'}")
