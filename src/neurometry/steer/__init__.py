@@ -1,6 +1,12 @@
 """Intervene on language models: steering vectors (build, apply, evaluate), directional and component
 ablation, activation patching and the logit lens, for any Hugging Face causal LM in the zoo's layouts."""
 
+from neurometry.steer.diffing import (
+    DiffResult,
+    difference_lens,
+    mean_activation_difference,
+    steer_with_difference,
+)
 from neurometry.steer.evaluate import generations, neutral_texts, plot_sweep, steering_pairs, sweep
 from neurometry.steer.interventions import ablate_direction, ablate_head, ablate_mlp, apply, clamp_unit
 from neurometry.steer.lens import LensResult, logit_lens
@@ -8,6 +14,10 @@ from neurometry.steer.patching import PatchResult, factual_pairs, patch_residual
 from neurometry.steer.vectors import activations_at, build_from_store, build_vector, load_vector, save_vector
 
 __all__ = [
+    "DiffResult",
+    "difference_lens",
+    "mean_activation_difference",
+    "steer_with_difference",
     "LensResult",
     "PatchResult",
     "ablate_direction",

@@ -1,0 +1,220 @@
+"""Model diffing: read what a narrow finetune did from activation differences on unrelated text.
+
+Minder et al. (2025), "Narrow Finetuning Leaves Clearly Readable Traces in Activation Differences":
+for a base model and its finetuned copy (same architecture and tokenizer), the mean difference
+``finetuned - base`` of the residual stream over the first few tokens of text that has nothing to do
+with the finetuning topic already points at the topic. Read through the base model's logit lens it
+surfaces the topic's tokens; added to the base model's residual stream it steers generations toward
+the topic.
+
+- :func:`mean_activation_difference`: per point, the mean of (finetuned - base) over texts and their
+  first ``first_k`` token positions.
+- :func:`difference_lens`: one difference vector through the base model's final norm and unembedding.
+- :func:`steer_with_difference`: greedy generations of the base model with and without the difference
+  added at one point (:func:`neurometry.steer.apply`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from neurometry.errors import NeurometryError
+from neurometry.models.loaded import LoadedModel
+from neurometry.steer.evaluate import generations
+from neurometry.steer.lens import _require_text, capture, decode_tokens, unembedding
+
+
+@dataclass
+class DiffResult:
+    """Mean activation differences of a finetuned model against its base.
+
+    Attributes:
+        differences: point name -> (d,) float64 mean of (finetuned - base) activation.
+        first_k: positions below this index were averaged.
+        skip_first: positions below this index were left out.
+        n_positions: how many (text, position) pairs entered each mean.
+        lens: point name -> ``difference_lens`` top tokens ``[(token, probability), ...]``, if read.
+    """
+
+    differences: dict[str, np.ndarray]
+    first_k: int
+    n_positions: int
+    skip_first: int = 0
+    lens: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: per point the difference's norm and, when read, its lens tokens."""
+        rows = []
+        for name, diff in self.differences.items():
+            row: dict[str, Any] = {"point": name, "norm": float(np.linalg.norm(diff))}
+            if name in self.lens:
+                row["lens"] = [{"token": t, "prob": float(p)} for t, p in self.lens[name]]
+            rows.append(row)
+        return {
+            "first_k": self.first_k,
+            "skip_first": self.skip_first,
+            "n_positions": self.n_positions,
+            "points": rows,
+        }
+
+
+def _describe(model: LoadedModel) -> dict[str, Any]:
+    cfg = getattr(model.module, "config", None)
+    _, head = unembedding(model)
+    vocab, hidden = tuple(head.weight.shape) if hasattr(head, "weight") else (None, None)
+    return {
+        "tokenizer vocabulary size": len(model.tokenizer),
+        "vocabulary size": vocab,
+        "hidden size": hidden,
+        "number of layers": getattr(cfg, "num_hidden_layers", None),
+        "hook points": sorted(model.points),
+    }
+
+
+def check_same_architecture(base: LoadedModel, finetuned: LoadedModel) -> None:
+    """Raise ``NeurometryError`` unless the two models share tokenizer, vocabulary, width and depth."""
+    _require_text(base)
+    _require_text(finetuned)
+    a, b = _describe(base), _describe(finetuned)
+    for key in a:
+        if a[key] != b[key]:
+            shown = (a[key], b[key]) if key != "hook points" else (len(a[key]), len(b[key]))
+            raise NeurometryError(
+                f"base and finetuned models differ in {key} ({shown[0]} vs {shown[1]}); model diffing "
+                "needs a finetuned copy of the same base model"
+            )
+    if base.tokenizer.get_vocab() != finetuned.tokenizer.get_vocab():
+        raise NeurometryError(
+            "base and finetuned models have different tokenizers; model diffing needs one shared tokenizer"
+        )
+
+
+def mean_activation_difference(
+    base: LoadedModel,
+    finetuned: LoadedModel,
+    texts: Sequence[str],
+    points: list[str] | str | None = None,
+    first_k: int = 5,
+    skip_first: int = 0,
+) -> dict[str, np.ndarray]:
+    """Mean of (finetuned - base) activations over texts and their first ``first_k`` tokens.
+
+    Minder et al. (2025). Each text is tokenised once with the (shared) tokenizer, special tokens as
+    the tokenizer adds them, and run alone through both models (no padding). Positions
+    ``skip_first .. min(first_k, n_tokens) - 1`` of every text are pooled, each (text, position) pair
+    weighted equally; a text shorter than ``first_k`` tokens contributes the positions it has.
+
+    ``skip_first=1`` drops the first position: in many LMs (SmolLM2 included, from its middle layers
+    on) the first token is an attention sink with residual norms ten times the others', and its
+    difference then dominates the mean (see ``scripts/finetune_narrow.py``).
+
+    Args:
+        base, finetuned: two causal LMs of one architecture and tokenizer (checked: vocabulary,
+            hidden size, number of layers, hook points, tokenizer vocabulary).
+        texts: unrelated text (not about the finetuning topic), at least one.
+        points: point names or globs with (batch, tokens, d) tensors; default every ``resid.*``.
+        first_k: positions below this index are averaged (at least 1).
+        skip_first: positions below this index are left out (0 <= skip_first < first_k).
+
+    Returns ``{point name: (d,) float64 mean difference}`` in the models' point order.
+    """
+    check_same_architecture(base, finetuned)
+    if first_k < 1:
+        raise NeurometryError(f"first_k must be at least 1, not {first_k}")
+    if not 0 <= skip_first < first_k:
+        raise NeurometryError(f"skip_first must be in 0..{first_k - 1} (below first_k), not {skip_first}")
+    texts = list(texts)
+    if not texts:
+        raise NeurometryError("texts is empty; give at least one unrelated text")
+    chosen = base.resolve(points if points is not None else "resid.*")
+    bad = [p.name for p in chosen if p.kind != "tokens"]
+    if bad:
+        raise NeurometryError(
+            f"points {', '.join(bad)} are not (batch, tokens, d) points; pick resid.*, attn_out.* or mlp_act.*"
+        )
+    names = [p.name for p in chosen]
+    sums: dict[str, torch.Tensor] = {}
+    count = 0
+    for text in texts:
+        batch = dict(base.tokenizer([text], return_tensors="pt"))
+        n = min(first_k, batch["input_ids"].shape[1])
+        if n == 0:
+            raise NeurometryError(f"text {text!r} encodes to no tokens; drop empty texts")
+        _, got_base = capture(base, batch, chosen)
+        _, got_fine = capture(finetuned, batch, finetuned.resolve(names))
+        for name in names:
+            # float64 before subtracting: the difference of two nearby float32 activations
+            diff = got_fine[name][0, skip_first:n].double() - got_base[name][0, skip_first:n].double()
+            sums[name] = sums.get(name, 0) + diff.sum(dim=0)
+        count += max(0, n - skip_first)
+    if count == 0:
+        raise NeurometryError(
+            f"no text has more than skip_first={skip_first} tokens; give longer texts or lower skip_first"
+        )
+    return {name: (sums[name] / count).numpy() for name in names}
+
+
+def difference_lens(
+    base: LoadedModel, difference: Any, point: str, top_k: int = 20, norm: float | None = None
+) -> list[tuple[str, float]]:
+    """The logit lens of a difference vector: top tokens of ``lm_head(final_norm(c * difference))``.
+
+    The difference is rescaled to Euclidean norm ``norm`` before the final norm; by default
+    ``sqrt(d)``, i.e. unit root-mean-square, the scale RMSNorm normalises to. RMSNorm and LayerNorm
+    are invariant to the scale of their input apart from their small epsilon, so the ranking hardly
+    depends on ``norm`` as long as it is far above sqrt(eps * d); give the typical residual norm at
+    ``point`` to read it exactly as a residual of that size. ``point`` is only checked to exist and
+    to have the vector's width (the lens reads every residual point the same way).
+
+    Returns ``[(token, probability), ...]``, the ``top_k`` most probable tokens (float64 softmax), best first.
+    """
+    _require_text(base)
+    if top_k < 1:
+        raise NeurometryError(f"top_k must be at least 1, not {top_k}")
+    found = base.resolve(point)
+    if len(found) != 1:
+        raise NeurometryError(f"{point!r} names {len(found)} points; give one point (no glob)")
+    vec = np.asarray(difference, dtype=np.float64)
+    final_norm, head = unembedding(base)
+    width = head.weight.shape[-1]
+    if vec.ndim != 1 or vec.shape[0] != width:
+        raise NeurometryError(
+            f"the difference has shape {vec.shape}, not ({width},); take it at a residual point of this model"
+        )
+    if not np.isfinite(vec).all():
+        raise NeurometryError(f"the difference contains {int((~np.isfinite(vec)).sum())} NaN or Inf values")
+    length = float(np.linalg.norm(vec))
+    if length == 0.0:
+        raise NeurometryError(f"the difference at {point} is all zeros; the models do not differ there")
+    scale = float(np.sqrt(width)) if norm is None else float(norm)
+    if not np.isfinite(scale) or scale <= 0:
+        raise NeurometryError(f"norm must be a positive number, not {norm!r}")
+    h = torch.as_tensor(vec * (scale / length), dtype=head.weight.dtype).reshape(1, 1, -1)
+    with torch.no_grad():
+        if final_norm is not None:
+            h = final_norm(h)
+        logp = torch.log_softmax(head(h)[0, 0].double(), dim=-1)
+    top = torch.topk(logp, min(top_k, logp.shape[0]))
+    tokens = decode_tokens(base, top.indices)
+    return [(t, float(p)) for t, p in zip(tokens, top.values.exp().tolist(), strict=True)]
+
+
+def steer_with_difference(
+    base: LoadedModel,
+    difference: Any,
+    point: str,
+    alpha: float,
+    prompts: Sequence[str],
+    max_new_tokens: int = 20,
+) -> list[dict[str, str]]:
+    """Greedy generations of ``base`` without and with ``alpha * difference`` added at ``point``.
+
+    The difference is used at its own scale (a mean activation difference is already in residual
+    units); returns ``[{prompt, unsteered, steered}]`` as :func:`neurometry.steer.generations`.
+    """
+    return generations(base, np.asarray(difference, dtype=np.float64), point, alpha, prompts, max_new_tokens)
