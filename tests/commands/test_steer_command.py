@@ -139,3 +139,29 @@ def test_user_errors_exit_2_in_one_line(pairs, tmp_path, capsys, args, fragment)
     code, out, err = run(capsys, *[a.format(tmp=tmp_path, pairs=pairs) for a in args])
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err
+
+
+def test_diff_reads_a_planted_finetune_from_safetensors(tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from neurometry.models.tiny import tiny_llama
+
+    fine = tiny_llama()  # the same seeded weights as the base TINY loads
+    down = fine.module.model.layers[1].mlp.down_proj
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a planted finetune: only layer 1's MLP output changes
+        down.weight += torch.outer(
+            torch.randn(down.out_features, generator=generator),
+            torch.randn(down.in_features, generator=generator),
+        )
+    weights = tmp_path / "fine.safetensors"
+    save_file({k: t.detach().clone().contiguous() for k, t in fine.module.state_dict().items()}, str(weights))
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the cat sat on the mat\na dog ran in the park\nsome words about nothing\n")
+    code, text, err = run(capsys, "diff", TINY, str(weights), "--texts", str(texts), "--json", "--top-k", "3")
+    assert code == 0, err
+    norms = {r["point"]: r["norm"] for r in json.loads(text)["points"]}
+    assert norms["resid.0"] == 0.0 and norms["resid.1"] > 0  # nothing before the planted layer moves
+    code, _, err = run(capsys, "diff", TINY, str(tmp_path / "missing.safetensors"))
+    assert code == 2 and "no file" in err

@@ -220,6 +220,72 @@ def cmd_patch(args: argparse.Namespace) -> None:
         print(f"wrote {args.plot}")
 
 
+def load_finetuned(base_spec: str, finetuned: str) -> Any:
+    """A model spec, or a .safetensors state dict for the base model's architecture (loaded into a fresh
+    copy of the base), e.g. the weights ``scripts/finetune_narrow.py`` caches."""
+    from safetensors.torch import load_file
+
+    from neurometry.models import load_model
+
+    path = Path(finetuned)
+    if path.suffix != ".safetensors":
+        return load_model(finetuned)
+    if not path.is_file():
+        raise NeurometryError(f"no file {path}; give a model or a .safetensors state dict of {base_spec}")
+    model = load_model(base_spec)
+    state = load_file(str(path))
+    missing, unexpected = model.module.load_state_dict(state, strict=False)
+    if unexpected or len(missing) == len(model.module.state_dict()):
+        raise NeurometryError(
+            f"{path} does not hold weights of {base_spec} ({len(unexpected)} unexpected tensors); "
+            "give a state dict saved from the same architecture"
+        )
+    model.module.eval()
+    return model
+
+
+def cmd_diff(args: argparse.Namespace) -> None:
+    from neurometry.models import load_model
+    from neurometry.steer import DiffResult, difference_lens, mean_activation_difference, neutral_texts
+
+    base = load_model(args.base)
+    finetuned = load_finetuned(args.base, args.finetuned)
+    if args.texts:
+        path = Path(args.texts)
+        if not path.is_file():
+            raise NeurometryError(f"no file {path}; give a text file with one text per line")
+        texts = [line for line in path.read_text().splitlines() if line.strip()]
+    else:
+        texts = neutral_texts(20)
+    differences = mean_activation_difference(
+        base, finetuned, texts, points=args.points, first_k=args.first_k, skip_first=args.skip_first
+    )
+    lens = {
+        name: difference_lens(base, diff, name, top_k=args.top_k)
+        for name, diff in differences.items()
+        if diff.any()
+        and (args.lens_points is None or name in args.lens_points)  # a zero difference has no lens
+    }
+    n_positions = sum(
+        max(0, min(len(base.tokenizer(t)["input_ids"]), args.first_k) - args.skip_first) for t in texts
+    )
+    document = DiffResult(differences, args.first_k, n_positions, args.skip_first, lens).to_dict()
+    if args.json:
+        _emit(document)
+        return
+    print_table(
+        ["point", "difference norm", "lens of the difference (top tokens)"],
+        [
+            [
+                r["point"],
+                f"{r['norm']:.2f}",
+                ", ".join(f"{t['token']!r} {t['prob']:.2f}" for t in r.get("lens", [])[:5]),
+            ]
+            for r in document["points"]
+        ],
+    )
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     steer = sub.add_parser("steer", help="build, evaluate and apply steering vectors")
     steer_sub = steer.add_subparsers(dest="steer_command", required=True)
@@ -276,6 +342,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lens)
+
+    p = sub.add_parser(
+        "diff", help="model diffing: mean activation difference of a finetune and its logit lens"
+    )
+    p.add_argument("base")
+    p.add_argument("finetuned", help="a model, or a .safetensors state dict of the base architecture")
+    p.add_argument("--texts", help="unrelated texts, one per line (default: built-in neutral sentences)")
+    p.add_argument("--points", nargs="+", help="default: every resid point")
+    p.add_argument(
+        "--lens-points", nargs="+", help="points whose difference to read through the lens (default all)"
+    )
+    p.add_argument("--first-k", type=int, default=5, help="positions averaged (default 5)")
+    p.add_argument(
+        "--skip-first", type=int, default=0, help="leave out the first positions (attention sinks)"
+    )
+    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser(
         "patch", help="activation patching of the residual stream (and heads), clean into corrupted"
