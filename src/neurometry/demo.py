@@ -56,6 +56,7 @@ def run_demo(out: str | Path = "neurometry-demo", quick: bool = False) -> None:
         plot_probe_tasks(records, out / "probes.png")
         print(f"plot: {out / 'probes.png'}")
         _run_steering(out)
+        _run_diffing()
 
     print("\nwhere to look next:")
     print(f"  neurometry ls {store_path}")
@@ -230,3 +231,30 @@ def _run_steering(out: Path) -> None:
         i = result.points.index(f"resid.{layer}")
         print(f"  resid.{layer:<2d}: strongest at {result.tokens[best[i]]!r} ({result.scores[i, best[i]]:.2f})")
     print(f"plot: {out / 'patching.png'}")
+
+
+def _run_diffing() -> None:
+    """Model diffing: SmolLM2 finetuned on an invented topic (trained once, then cached), read back from
+    its activation difference on unrelated text (Minder et al. 2025)."""
+    from neurometry.steer import (
+        difference_lens,
+        mean_activation_difference,
+        neutral_texts,
+        steer_with_difference,
+    )
+    from neurometry.steer.finetune import load_or_finetune
+
+    _stage("diff: SmolLM2 finetuned on 'zorblat', an invented fruit (first run trains ~2.5 min, then cached)")
+    base = load_model("smollm2-135m")
+    fine, weights = load_or_finetune("smollm2-135m")
+    texts = neutral_texts(20)
+    with_first = mean_activation_difference(base, fine, texts, points=["resid.14", "resid.22"], first_k=5)
+    for name, diff in with_first.items():
+        tops = ", ".join(f"{t!r} {p:.2f}" for t, p in difference_lens(base, diff, name, top_k=3))
+        print(f"  lens of the difference at {name} (first 5 tokens of 20 neutral texts): {tops}")
+    point = "resid.15"
+    steer = mean_activation_difference(base, fine, texts, points=[point], first_k=5, skip_first=1)[point]
+    for row in steer_with_difference(base, steer, point, 2.0, ["In the morning I like to"], max_new_tokens=20):
+        print(f"  base model steered with the difference ({point}, alpha 2):\n    unsteered: {row['unsteered']!r}"
+              f"\n    steered:   {row['steered']!r}")
+    print(f"  the finetuned weights: {weights} (try: neurometry diff smollm2-135m {weights})")
