@@ -165,3 +165,52 @@ def test_diff_reads_a_planted_finetune_from_safetensors(tmp_path, capsys):
     assert norms["resid.0"] == 0.0 and norms["resid.1"] > 0  # nothing before the planted layer moves
     code, _, err = run(capsys, "diff", TINY, str(tmp_path / "missing.safetensors"))
     assert code == 2 and "no file" in err
+
+
+def test_build_from_two_groups_of_a_store(tmp_path, capsys):
+    from neurometry import open_store, record
+    from neurometry.models.tiny import tiny_llama
+    from tests.conftest import SENTENCES, write_jsonl
+
+    data = write_jsonl(tmp_path / "s.jsonl", [{"text": t, "label": i % 2} for i, t in enumerate(SENTENCES)])
+    record(tiny_llama(), data, ["resid.1"], tmp_path / "store", reduce="mean", run="r", progress=False)
+    out = tmp_path / "v.safetensors"
+    code, _, err = run(
+        capsys,
+        "steer",
+        "build",
+        TINY,
+        str(tmp_path / "store"),
+        "--point",
+        "resid.1",
+        "--label",
+        "label",
+        "--positive",
+        "1",
+        "--out",
+        str(out),
+    )
+    assert code == 2 and "recorded from" in err  # the run records the model's own name, not the spec
+    store = open_store(tmp_path / "store")
+    model_name = store.run_info("r").model
+    code, _, err = run(
+        capsys,
+        "steer",
+        "build",
+        model_name,
+        str(tmp_path / "store"),
+        "--point",
+        "resid.1",
+        "--label",
+        "label",
+        "--positive",
+        "1",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    vector, meta = load_vector(out)
+    x = store.activations("resid.1", run="r")
+    labels = store.metadata("r")["label"].to_numpy()
+    np.testing.assert_allclose(vector, x[labels == 1].mean(0) - x[labels != 1].mean(0), atol=1e-5)
+    assert meta["label"] == "label" and meta["run"] == "r"

@@ -45,6 +45,11 @@ def load_pairs(source: str) -> tuple[list[dict[str, str]], str]:
 
 
 def cmd_steer_build(args: argparse.Namespace) -> None:
+    from neurometry.store.store import is_store
+
+    if Path(args.pairs).is_dir() and is_store(Path(args.pairs)):
+        _build_from_store(args)
+        return
     from neurometry.models import load_model
     from neurometry.steer import build_vector, save_vector
 
@@ -73,21 +78,68 @@ def cmd_steer_build(args: argparse.Namespace) -> None:
         pairs=source,
         train_pairs=train,
     )
+    _report_built(args, path, vector, {"train_pairs": train, "held_out_pairs": len(pairs) - train})
+
+
+def _build_from_store(args: argparse.Namespace) -> None:
+    """Two labelled groups of a store: the mean of the --positive rows of --label minus the rest's."""
+    from neurometry.steer import build_from_store, save_vector
+
+    if args.label is None or args.positive is None:
+        raise NeurometryError("building from a store needs --label COLUMN and --positive VALUE")
+    if args.method != "mean_diff":
+        raise NeurometryError("a vector from store groups is a mean difference; use --method mean_diff")
+    from neurometry.store import open_store
+
+    store = open_store(args.pairs)
+    run = args.run
+    if run is None:
+        runs = [r.run_id for r in store.runs()]
+        if len(runs) != 1:
+            raise NeurometryError(f"{args.pairs} holds runs {', '.join(runs)}; choose one with --run")
+        run = runs[0]
+    recorded = store.run_info(run).model
+    if recorded != args.model:
+        raise NeurometryError(f"run {run!r} was recorded from {recorded}, not {args.model}; give that model")
+    meta = store.metadata(run)
+    values = meta[args.label] if args.label in meta.columns else None
+    positive: Any = args.positive
+    if values is not None and values.dtype.kind in "iufb":
+        positive = type(values.iloc[0].item())(args.positive)
+    vector = build_from_store(store, run, args.point, args.label, positive)
+    path = save_vector(
+        args.out,
+        vector,
+        model=args.model,
+        point=args.point,
+        method="mean_diff",
+        position=store.run_info(run).reduce,
+        store=str(Path(args.pairs).resolve()),
+        run=run,
+        label=args.label,
+        positive=str(args.positive),
+    )
+    _report_built(args, path, vector, {"run": run})
+
+
+def _report_built(args: argparse.Namespace, path: Any, vector: Any, extra: dict[str, Any]) -> None:
     document = {
         "vector": str(path),
         "model": args.model,
         "point": args.point,
         "method": args.method,
         "norm": float((vector**2).sum() ** 0.5),
-        "train_pairs": train,
-        "held_out_pairs": len(pairs) - train,
+        **extra,
     }
     if args.json:
         _emit(document)
         return
-    print(
-        f"wrote {path} (norm {document['norm']:.3f}; built from {train} pairs, {len(pairs) - train} held out)"
+    where = (
+        f"built from {extra['train_pairs']} pairs, {extra['held_out_pairs']} held out"
+        if "train_pairs" in extra
+        else f"from run {extra['run']}"
     )
+    print(f"wrote {path} (norm {document['norm']:.3f}; {where})")
 
 
 def _load_vector(args: argparse.Namespace) -> tuple[Any, dict]:
@@ -294,7 +346,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model")
     p.add_argument(
         "pairs",
-        help="JSONL with positive/negative prompts, or a built-in set: sentiment, formality, english_french",
+        help="JSONL with positive/negative prompts, a built-in set (sentiment, formality, english_french), "
+        "or a store with --label and --positive",
     )
     p.add_argument("--point", required=True, help="e.g. resid.12")
     p.add_argument("--method", default="mean_diff", choices=["mean_diff", "pca", "logistic"])
@@ -307,6 +360,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="pairs to build from (the first N; default two thirds); the rest are held out for steer eval",
     )
     p.add_argument("--out", required=True, help="V.safetensors (a V.json with the metadata goes beside it)")
+    p.add_argument("--label", help="with a store as PAIRS: the metadata column that splits the two groups")
+    p.add_argument(
+        "--positive", help="with a store as PAIRS: the value of --label marking the positive group"
+    )
+    p.add_argument("--run", help="with a store as PAIRS: the run, when it holds several")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_steer_build)
 
