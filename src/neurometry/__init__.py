@@ -15,7 +15,7 @@ from typing import Any
 from neurometry.errors import NeurometryError
 
 __version__ = "0.1.0"
-__all__ = ["NeurometryError", "open_store", "record", "load_model", "measures"]
+__all__ = ["NeurometryError", "compare", "load_model", "measures", "open_store", "probe", "record", "steer"]
 
 _LAZY = {
     "open_store": ("neurometry.store", "open_store"),
@@ -29,7 +29,7 @@ def __getattr__(name: str) -> Any:
 
         module_name, attribute = _LAZY[name]
         return getattr(importlib.import_module(module_name), attribute)
-    if name in ("measures", "record"):
+    if name in ("measures", "record", "compare", "probe", "steer"):
         import importlib
 
         return importlib.import_module(f"neurometry.{name}")
