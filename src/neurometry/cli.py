@@ -6,16 +6,11 @@ User errors (:class:`NeurometryError`) print one line and exit 2; Ctrl-C exits 1
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
-from neurometry.commands.table import print_table
+from neurometry.commands.table import emit_json, print_table
 from neurometry.errors import NeurometryError, did_you_mean
-
-
-def _emit_json(document: object) -> None:
-    print(json.dumps(document, indent=2, default=str))
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -23,7 +18,7 @@ def cmd_models(args: argparse.Namespace) -> None:
 
     entries = zoo()
     if args.json:
-        _emit_json({"models": [e.__dict__ if hasattr(e, "__dict__") else dict(e) for e in entries]})
+        emit_json({"models": [e.__dict__ if hasattr(e, "__dict__") else dict(e) for e in entries]}, indent=2)
         return
     rows = [[e.name, "yes" if e.installed else "no", e.description, "" if e.installed else e.install] for e in entries]
     print_table(["model", "installed", "what", "install with"], rows)
@@ -35,7 +30,7 @@ def cmd_points(args: argparse.Namespace) -> None:
 
     points = describe_points(load_model(args.model))
     if args.json:
-        _emit_json({"model": args.model, "points": points})
+        emit_json({"model": args.model, "points": points}, indent=2)
         return
     print_table(["point", "kind", "shape", "module"], [[p["point"], p["kind"], p["shape"], p["module_path"]] for p in points])
     print(f"\n{len(points)} points; any module path works too, and globs select several (resid.*).")
@@ -50,7 +45,7 @@ def cmd_record(args: argparse.Namespace) -> None:
         progress=not args.quiet, chunk_rows=args.chunk_rows,
     )
     if args.json:
-        _emit_json(result.__dict__)
+        emit_json(result.__dict__, indent=2)
         return
     if result.already_complete:
         print(f"run {result.run_id!r} is already complete in {result.store}; nothing to do")
@@ -68,11 +63,11 @@ def cmd_ls(args: argparse.Namespace) -> None:
     runs = store.runs()
     points = store.points()
     if args.json:
-        _emit_json({
+        emit_json({
             "runs": [dict(r.__dict__) for r in runs],
             "points": [p.__dict__ for p in points],
             "results": store.results().to_dict(orient="records"),
-        })
+        }, indent=2)
         return
     if not runs:
         print(f"{store.path}: empty store")
@@ -100,7 +95,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     store = open_store(args.store)
     written = export_point(store, args.point, args.out, run=args.run, meta_format=args.meta)
     if args.json:
-        _emit_json({"files": [str(p) for p in written]})
+        emit_json({"files": [str(p) for p in written]}, indent=2)
         return
     for path in written:
         print(f"wrote {path}")
@@ -113,7 +108,7 @@ def cmd_dataset(args: argparse.Namespace) -> None:
         raise NeurometryError(f"unknown dataset {args.name!r}{did_you_mean(args.name, DATASETS)}; known: {', '.join(DATASETS)}")
     path = DATASETS[args.name](args.out)
     if args.json:
-        _emit_json({"data": str(path)})
+        emit_json({"data": str(path)}, indent=2)
         return
     print(f"wrote {path}")
     if args.name == "kriegeskorte92":

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neurometry.commands.table import print_table
+from neurometry.commands.table import emit_json, print_table
 from neurometry.compare.matrix import compare_matrix
 from neurometry.compare.rdm import RDM, is_rdm_array, load_rdms
 from neurometry.compare.registry import get_metric
@@ -370,8 +368,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         title = f"{args.metric}: {Path(args.a).name} vs {Path(args.b or args.a).name}"
         plot_results(document, Path(args.plot), title)
     if args.json:
-        json.dump(document, sys.stdout)
-        sys.stdout.write("\n")
+        emit_json(document)
         return
     print_results(document)
     if args.plot is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from neurometry.commands.table import print_table
+from neurometry.commands.table import emit_json, print_table
 from neurometry.errors import NeurometryError
 from neurometry.measures import MEASURES, MeasureResult, get_measure, run_measures
 from neurometry.store import Store, open_store
@@ -306,7 +305,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
                                 Path(args.classifier) if args.classifier else None, args.seed, args.max_rows,
                                 progress=not args.json)
     if args.json:
-        print(json.dumps({"results": records}, default=_json_default))
+        emit_json({"results": records})
         return
     if not records:
         print("no measure applies to the chosen points; see `neurometry measure --list`")
@@ -314,10 +313,6 @@ def cmd_measure(args: argparse.Namespace) -> None:
     print_results(records)
     if args.plot:
         print(f"plot: {args.plot}")
-
-
-def _json_default(value: object) -> object:
-    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

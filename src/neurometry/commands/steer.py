@@ -6,17 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from neurometry.commands.table import print_table
+from neurometry.commands.table import emit_json, print_table
 from neurometry.errors import NeurometryError
-
-
-def _emit(document: dict[str, Any]) -> None:
-    json.dump(document, sys.stdout)
-    sys.stdout.write("\n")
 
 
 def load_pairs(source: str) -> tuple[list[dict[str, str]], str]:
@@ -132,7 +126,7 @@ def _report_built(args: argparse.Namespace, path: Any, vector: Any, extra: dict[
         **extra,
     }
     if args.json:
-        _emit(document)
+        emit_json(document)
         return
     where = (
         f"built from {extra['train_pairs']} pairs, {extra['held_out_pairs']} held out"
@@ -176,7 +170,7 @@ def cmd_steer_eval(args: argparse.Namespace) -> None:
             f"{args.model} {meta['point']} {meta.get('method', '')}: {len(held_out[: args.max_pairs])} held-out pairs",
         )
     if args.json:
-        _emit(document)
+        emit_json(document)
         return
     print_table(
         ["alpha", "target logprob shift", "KL (neutral)", "perplexity (neutral)"],
@@ -197,7 +191,7 @@ def cmd_steer_generate(args: argparse.Namespace) -> None:
     model = load_model(args.model)
     table = generations(model, vector, meta["point"], args.alpha, args.prompt, args.max_new_tokens)
     if args.json:
-        _emit({"alpha": args.alpha, "point": meta["point"], "generations": table})
+        emit_json({"alpha": args.alpha, "point": meta["point"], "generations": table})
         return
     for row in table:
         print(f"prompt:    {row['prompt']}\nunsteered: {row['unsteered']!r}\nsteered:   {row['steered']!r}\n")
@@ -213,7 +207,7 @@ def cmd_lens(args: argparse.Namespace) -> None:
     )
     document = result.to_dict()
     if args.json:
-        _emit(document)
+        emit_json(document)
         return
     headers = ["point", "top tokens"] + (["target rank", "target p"] if args.target else [])
     rows = []
@@ -256,7 +250,7 @@ def cmd_patch(args: argparse.Namespace) -> None:
     if args.plot:
         plot_patching(result, args.plot)
     if args.json:
-        _emit(result.to_dict())
+        emit_json(result.to_dict())
         return
     print(f"clean:     {pair['clean']!r} -> {pair['correct']!r} (logit difference {result.clean_ld:+.3f})")
     print(
@@ -323,7 +317,7 @@ def cmd_diff(args: argparse.Namespace) -> None:
     )
     document = DiffResult(differences, args.first_k, n_positions, args.skip_first, lens).to_dict()
     if args.json:
-        _emit(document)
+        emit_json(document)
         return
     print_table(
         ["point", "difference norm", "lens of the difference (top tokens)"],

@@ -1,6 +1,17 @@
-"""Plain-text tables for the CLI."""
+"""Plain-text tables and JSON documents for the CLI."""
 
 from __future__ import annotations
+
+import json
+
+
+def emit_json(document: object, indent: int | None = None) -> None:
+    """Print ``document`` as one JSON document on stdout; arrays and NumPy scalars become lists and numbers."""
+    print(json.dumps(document, indent=indent, default=_json_default))
+
+
+def _json_default(value: object) -> object:
+    return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
 def print_table(headers: list[str], rows: list[list[object]]) -> None:
