@@ -8,7 +8,6 @@ saves results in the catalog and prints, plots or writes one JSON document.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from neurometry.commands.measure import Source, _labels, _labels_file, _npy_source, _store_sources
-from neurometry.commands.table import print_table
+from neurometry.commands.table import emit_json, print_table
 from neurometry.errors import NeurometryError
 from neurometry.store import open_store
 
@@ -37,6 +36,12 @@ def _sources(source: str, run: str | None, points: list[str] | None) -> tuple[li
     store = open_store(path)
     run, sources = _store_sources(store, run, points)
     return sources, store, run
+
+
+def _read_rows(src: Source) -> np.ndarray:
+    """All rows of one point as (rows, features)."""
+    x = np.concatenate([np.asarray(c) for c in src.chunks()])
+    return x.reshape(len(x), -1)
 
 
 def _groups(src: Source) -> np.ndarray | None:
@@ -81,8 +86,7 @@ def run_probe(
     y = _label_values(sources, label, labels_file)
     records = []
     for src in tqdm(sources, desc="probe", unit="point", file=sys.stderr, disable=not progress, delay=1.0):
-        x = np.concatenate([np.asarray(c) for c in src.chunks()])
-        x = x.reshape(len(x), -1)
+        x = _read_rows(src)
         if len(x) != len(y):
             raise NeurometryError(f"{len(y)} labels for {len(x)} rows of {src.name}; give one label per row")
         groups = _groups(src)
@@ -239,16 +243,16 @@ def run_encode(
     from neurometry.probe import best_points, encode, split_half_reliability
 
     sources, store, run = _sources(source, run, points)
-    first_rows = sum(len(np.asarray(c)) for c in sources[0].chunks())
-    y, names = _targets(sources, targets, target_columns, id_column, first_rows)
+    y, names = None, []
     ceiling = None
     if reliability is not None:
         repeats = np.load(reliability, allow_pickle=False)
         ceiling = split_half_reliability(repeats, seed=seed)
     results, records = {}, []
     for src in tqdm(sources, desc="encode", unit="point", file=sys.stderr, disable=not progress, delay=1.0):
-        x = np.concatenate([np.asarray(c) for c in src.chunks()])
-        x = x.reshape(len(x), -1)
+        x = _read_rows(src)
+        if y is None:  # aligned with the rows of the first point read (every point has the same rows)
+            y, names = _targets(sources, targets, target_columns, id_column, len(x))
         result = encode(x, y, folds=folds, inner_folds=folds, seed=seed, groups=_groups(src), ceiling=ceiling)
         results[src.name] = result
         doc = result.to_dict()
@@ -385,11 +389,6 @@ def plot_encode(document: dict[str, Any], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _emit(document: dict[str, Any]) -> None:
-    json.dump(document, sys.stdout)
-    sys.stdout.write("\n")
-
-
 def cmd_probe(args: argparse.Namespace) -> None:
     ks = [int(k) for k in args.k.split(",")] if args.k else None
     document = run_probe(
@@ -411,7 +410,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     if args.plot:
         plot_probe(document, Path(args.plot), f"{Path(args.source).name}: {args.label or args.labels}")
     if args.json:
-        _emit(document)
+        emit_json(document)
         return
     print_probe(document)
     if args.plot:
@@ -438,7 +437,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
             f"{Path(args.source).name}: encoding {len(document['targets'])} targets",
         )
     if args.json:
-        _emit(document)
+        emit_json(document)
         return
     print_encode(document)
     if args.plot:
