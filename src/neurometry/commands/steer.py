@@ -96,10 +96,10 @@ def _build_from_store(args: argparse.Namespace) -> None:
     if recorded != args.model:
         raise NeurometryError(f"run {run!r} was recorded from {recorded}, not {args.model}; give that model")
     meta = store.metadata(run)
-    values = meta[args.label] if args.label in meta.columns else None
-    positive: Any = args.positive
-    if values is not None and values.dtype.kind in "iufb":
-        positive = type(values.iloc[0].item())(args.positive)
+    # the metadata value written as given (1 for an int column, True for a bool one); unmatched, the string
+    # itself, and build_from_store then names the values there are
+    values = meta[args.label].unique().tolist() if args.label in meta.columns else []
+    positive: Any = next((v for v in values if str(v) == args.positive), args.positive)
     vector = build_from_store(store, run, args.point, args.label, positive)
     path = save_vector(
         args.out,
