@@ -135,3 +135,12 @@ def test_steer_with_difference_and_result_dict(models):
     doc = result.to_dict()
     assert doc["points"][0] == {"point": "resid.0", "norm": 0.0}
     assert doc["points"][1]["lens"] == [{"token": "a", "prob": 0.5}]
+
+
+def test_count_positions_matches_what_the_mean_pools(models):
+    from neurometry.steer.diffing import count_positions
+
+    base = models[0]
+    texts = ["a b c d e f g h", "a b"]
+    n = [len(base.tokenizer(t)["input_ids"]) for t in texts]
+    assert count_positions(base, texts, first_k=5, skip_first=1) == sum(max(0, min(5, k) - 1) for k in n)

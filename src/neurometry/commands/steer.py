@@ -293,6 +293,7 @@ def load_finetuned(base_spec: str, finetuned: str) -> Any:
 def cmd_diff(args: argparse.Namespace) -> None:
     from neurometry.models import load_model
     from neurometry.steer import DiffResult, difference_lens, mean_activation_difference, neutral_texts
+    from neurometry.steer.diffing import count_positions
 
     base = load_model(args.base)
     finetuned = load_finetuned(args.base, args.finetuned)
@@ -312,9 +313,7 @@ def cmd_diff(args: argparse.Namespace) -> None:
         if diff.any()
         and (args.lens_points is None or name in args.lens_points)  # a zero difference has no lens
     }
-    n_positions = sum(
-        max(0, min(len(base.tokenizer(t)["input_ids"]), args.first_k) - args.skip_first) for t in texts
-    )
+    n_positions = count_positions(base, texts, args.first_k, args.skip_first)
     document = DiffResult(differences, args.first_k, n_positions, args.skip_first, lens).to_dict()
     if args.json:
         emit_json(document)

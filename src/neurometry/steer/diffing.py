@@ -94,6 +94,16 @@ def check_same_architecture(base: LoadedModel, finetuned: LoadedModel) -> None:
         )
 
 
+def _positions(n_tokens_kept: int, skip_first: int) -> int:
+    """Positions a text of ``n_tokens_kept`` tokens (already cut at first_k) adds to the mean."""
+    return max(0, n_tokens_kept - skip_first)
+
+
+def count_positions(model: LoadedModel, texts: Sequence[str], first_k: int = 5, skip_first: int = 0) -> int:
+    """How many (text, position) pairs :func:`mean_activation_difference` averages over these texts."""
+    return sum(_positions(min(first_k, len(model.tokenizer(t)["input_ids"])), skip_first) for t in texts)
+
+
 def mean_activation_difference(
     base: LoadedModel,
     finetuned: LoadedModel,
@@ -151,7 +161,7 @@ def mean_activation_difference(
             # float64 before subtracting: the difference of two nearby float32 activations
             diff = got_fine[name][0, skip_first:n].double() - got_base[name][0, skip_first:n].double()
             sums[name] = sums.get(name, 0) + diff.sum(dim=0)
-        count += max(0, n - skip_first)
+        count += _positions(n, skip_first)
     if count == 0:
         raise NeurometryError(
             f"no text has more than skip_first={skip_first} tokens; give longer texts or lower skip_first"
