@@ -2,8 +2,8 @@
 
 Both run in this process with 2 threads (torch, BLAS, OpenMP); each timing is the median of
 --repeats runs. skdim's TwoNN sorts whole distance rows (d > 25); ours screens candidates with a
-blocked bfloat16 (AMX) or float32 matmul, recomputes their distances in float64 and certifies each row
-with a rigorous rounding bound (rows that fail go to a float32 screen, then a full float64 search), so
+blocked bfloat16 (AMX) or float32 matmul, recomputes their distances in float64 (compiled with numba,
+each candidate row read once) and certifies each row with a rigorous rounding bound (rows that fail go to a float32 screen, then a full float64 search), so
 the values agree to rounding. The last lines give how many rows each stage took and the BLAS in use
 (numpy's OpenBLAS reads OPENBLAS_CORETYPE, which this machine may set; see the env README).
 

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 
@@ -172,89 +173,179 @@ class _Screen:
         # |computed sum - ||z_i - z_j||^2| <= bound_i for every screened j (scaled units)
         self.bound = gam * (2 * norm * nm + absp + am) + rho + rm + (d + 6) * _UNDERFLOW
 
-    def lower(self, t: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Lower bound on the true distance of ``rows`` to every point whose screened value >= t."""
-        tf = t.view(self.a.dtype).double()
-        tf = torch.where(t < 0, -torch.inf, tf)  # negative int: a negative or -0 float threshold
-        sq = tf / (1 + self.u_out) - self.bound[rows]
-        return sq.clamp_min(0).sqrt() * (2.0**self.e * (1 - 1e-12)) - self.eps[rows] - self.em
+    def block(
+        self, x64: np.ndarray, rows: torch.Tensor, k: int, kc: int, outliers: np.ndarray, store: threading.local
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Exact k nearest of ``rows`` where the screen certifies them: (dist, idx, certified, pairs).
 
-    def candidates(
-        self, rows: torch.Tensor, kc: int, store: threading.local | None = None
-    ) -> tuple[torch.Tensor, ...]:
-        """Candidate pairs of ``rows`` by a threshold on the screened values, all below it.
-
-        The kc + 2 groups with the smallest minima are found (unsorted); t_i is the largest of those
-        minima, so every point outside them has c_ij >= t_i, and the candidates are their members with
-        c_ij < t_i (each of those groups gives its minimum unless tied at t_i: about kc + 2 per row).
-        Returns (col, j, c, lower): flat pairs (position in ``rows``, point, screened value as float64)
-        and the lower bound (b,) on the distance of every point that is not a candidate.
+        One low-precision matmul gives c_ij ~ ||z~_i - z~_j||^2 for every point j (npad, b); the
+        group minima (a group being the rows {p, p + per, p + 2 per, ...}) feed ``_certify_block``,
+        which does steps 1-4 of :func:`knn` for each query row in one compiled pass.
         """
         b = len(rows)
         out = _scratch(store, "screen", (self.npad, b), self.a.dtype)
-        torch.mm(self.a, self.q[rows].T, out=out)  # (npad, b): ||z_j - z_i||^2, rounded
+        torch.mm(self.a, self.q[rows].T, out=out)
         out[rows, torch.arange(b)] = float("inf")
         iv = out.view(self.idt)  # non-negative floats order as their bit patterns
         per = self.npad // GROUP
-        gm = iv.view(GROUP, per, b).amin(0)  # group p = rows {p, p + per, p + 2 per, ...}
-        gv, gi = torch.topk(gm, kc + 2, dim=0, largest=False, sorted=False)
-        t = gv.amax(0)
-        g = gi.shape[0]
-        mem = iv.view(GROUP, per * b).index_select(1, (gi * b + torch.arange(b)).view(-1)).view(GROUP, g, b)
-        r, gg, col = (mem < t).nonzero(as_tuple=True)
-        j = gi[gg, col] + per * r
-        c = mem[r, gg, col].view(self.a.dtype).double()
-        return col, j, c, self.lower(t, rows)
-
-    def interval(self, rows: torch.Tensor, col: torch.Tensor, j: torch.Tensor, c: torch.Tensor):
-        """(lower, upper) bounds on the true distance ||x_i - x_j|| of pairs with screened value c."""
-        bnd = self.bound[rows][col]
-        sc = 2.0**self.e
-        lo = (c / (1 + self.u_out) - bnd).clamp_min(0).sqrt() * (sc * (1 - 1e-12))
-        hi = (torch.where(c > 0, c / (1 - self.u_out), c * (1 + self.u_out)) + bnd).clamp_min(0).sqrt()
-        ee = self.eps[rows][col] + self.eps[j]
-        return lo - ee, hi * (sc * (1 + 1e-12)) + ee
+        gm = iv.view(GROUP, per, b).amin(0).T.contiguous()  # (b, per)
+        dist = np.empty((b, k))
+        idx = np.empty((b, k), dtype=np.int64)
+        ok = np.empty(b, dtype=np.bool_)
+        r = rows.numpy()
+        pairs = _certify_block(
+            iv.numpy(), gm.numpy(), kc + 2, 16 if self.idt == torch.int16 else 0, x64, r,
+            self.bound.numpy()[r], self.eps.numpy(), self.em, self.u_out, 2.0**self.e, outliers,
+            dist, idx, ok,
+        )
+        return dist, idx, ok, pairs
 
 
-EXACT_PAIRS = 256
-"""Pairs per chunk of the float64 distance step: their differences (about EXACT_PAIRS x d) stay in L2."""
+@numba.njit(nogil=True, cache=True)
+def _as_float(v: int, shift: int, word: np.ndarray, value: np.ndarray) -> float:  # pragma: no cover
+    """The float whose bit pattern is the integer ``v`` (bfloat16 when shift = 16, float32 when 0)."""
+    word[0] = np.uint32((np.int64(v) & 0xFFFFFFFF) << shift) if shift else np.uint32(np.int64(v) & 0xFFFFFFFF)
+    return np.float64(value[0])
 
 
-def _exact_pairs(
-    x64: torch.Tensor,
-    rows: torch.Tensor,
-    col: torch.Tensor,
-    j: torch.Tensor,
-    k: int,
-    store: threading.local | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """k nearest of each of ``rows`` among its pairs (col, j), sorted by (col, j): exact.
+@numba.njit(nogil=True, cache=True)
+def _sort_prefix(a: np.ndarray, n: int) -> None:  # pragma: no cover - compiled
+    """Sort a[:n] in place (insertion sort: n is a few dozen here)."""
+    for i in range(1, n):
+        v = a[i]
+        pos = i
+        while pos > 0 and a[pos - 1] > v:
+            a[pos] = a[pos - 1]
+            pos -= 1
+        a[pos] = v
 
-    Distances are float64 norms of the differences; ties are broken by the lower index (the pairs of a
-    row are in index order and the sort is stable). A row with fewer than k pairs gets +inf.
+
+@numba.njit(nogil=True, cache=True)
+def _certify_block(
+    iv: np.ndarray,
+    gm: np.ndarray,
+    groups: int,
+    shift: int,
+    x: np.ndarray,
+    rows: np.ndarray,
+    bound: np.ndarray,
+    eps: np.ndarray,
+    eps_max: float,
+    u_out: float,
+    scale: float,
+    outliers: np.ndarray,
+    dist: np.ndarray,
+    idx: np.ndarray,
+    ok: np.ndarray,
+) -> int:  # pragma: no cover - compiled
+    """Steps 1-4 of :func:`knn` for each query column r of one screened block; returns the pair count.
+
+    iv (npad, b): screened values as integers (their order is the float order); gm (b, per): group
+    minima. t_r is the ``groups``-th smallest minimum; the candidates are the points with
+    c_rj < t_r (all in groups whose minimum is below t_r), and every other point is at least L_r
+    away. Candidates whose lower bound exceeds the k-th smallest upper bound are dropped, the
+    unscreened ``outliers`` added, and the rest ranked by exact distance (``_k_nearest``); the row is
+    certified when its k-th distance is at most L_r.
     """
-    b = len(rows)
-    counts = torch.bincount(col, minlength=b)
-    width = max(k, int(counts.max())) if len(col) else k
-    pos = torch.arange(len(col)) - (torch.cumsum(counts, 0) - counts)[col]
-    ii = rows[:, None].repeat(1, width)  # padding: the row itself, masked below
-    ii[col, pos] = j
-    dd = torch.empty((b, width), dtype=torch.float64)
-    xr = x64[rows]
-    # chunks of consecutive rows, each padded to its own widest row
-    per_row = max(1, EXACT_PAIRS // max(1, len(col) // max(1, b)))
-    wide = counts.view(-1)
-    for a in range(0, b, per_row):
-        w = max(1, int(wide[a : a + per_row].max()))
-        sel = ii[a : a + per_row, :w].reshape(-1)
-        diff = _scratch(store, "diff", (len(sel), x64.shape[1]), x64.dtype)
-        torch.index_select(x64, 0, sel, out=diff)
-        diff = diff.view(-1, w, x64.shape[1])
-        diff -= xr[a : a + per_row, None, :]
-        torch.linalg.vector_norm(diff, dim=2, out=dd[a : a + per_row, :w])
-    dd.masked_fill_(torch.arange(width)[None, :] >= counts[:, None], float("inf"))
-    srt = torch.sort(dd, dim=1, stable=True)
-    return srt.values[:, :k], torch.gather(ii, 1, srt.indices[:, :k])
+    b, per = gm.shape
+    members = iv.shape[0] // per
+    k = dist.shape[1]
+    word = np.empty(1, dtype=np.uint32)
+    value = word.view(np.float32)
+    best = np.empty(groups, dtype=gm.dtype)
+    cap = groups * members
+    cj = np.empty(cap, dtype=np.int64)
+    lo = np.empty(cap)
+    hi = np.empty(cap)
+    his = np.empty(cap)
+    keep = np.empty(cap + len(outliers), dtype=np.int64)
+    total = 0
+    for r in range(b):
+        g = gm[r]
+        for p in range(groups):  # the `groups` smallest minima, kept sorted
+            best[p] = g[p]
+        _sort_prefix(best, groups)
+        for p in range(groups, per):
+            v = g[p]
+            if v < best[groups - 1]:
+                pos = groups - 1
+                while pos > 0 and best[pos - 1] > v:
+                    best[pos] = best[pos - 1]
+                    pos -= 1
+                best[pos] = v
+        t = best[groups - 1]
+        i = rows[r]
+        bnd = bound[r]
+        m = 0
+        for p in range(per):
+            if g[p] < t:
+                for q in range(members):
+                    v = iv[p + per * q, r]
+                    if v < t:
+                        c = _as_float(v, shift, word, value)
+                        j = p + per * q
+                        cj[m] = j
+                        lo[m] = np.sqrt(max(c / (1 + u_out) - bnd, 0.0)) * (scale * (1 - 1e-12)) - eps[i] - eps[j]
+                        up = c / (1 - u_out) if c > 0 else c * (1 + u_out)
+                        hi[m] = np.sqrt(max(up + bnd, 0.0)) * (scale * (1 + 1e-12)) + eps[i] + eps[j]
+                        m += 1
+        # prune: a pair whose lower bound exceeds the k-th smallest upper bound of its row is
+        # strictly farther than k candidates, so never among the k nearest
+        uk = np.inf
+        if m >= k:
+            his[:m] = hi[:m]
+            _sort_prefix(his, m)  # a few dozen values: insertion sort compiles fast and runs fast
+            uk = his[k - 1]
+        kept = 0
+        for a in range(m):
+            if lo[a] <= uk:
+                keep[kept] = cj[a]
+                kept += 1
+        for j in outliers:  # never screened: every row's candidates
+            if j != i:
+                keep[kept] = j
+                kept += 1
+        _sort_prefix(keep, kept)  # index order, so ties go to the lower index
+        cand = keep[:kept]
+        total += kept
+        _k_nearest(x, i, cand, dist[r], idx[r])
+        tf = -np.inf if t < 0 else _as_float(t, shift, word, value)  # negative int: a negative float
+        low = np.sqrt(max(tf / (1 + u_out) - bnd, 0.0)) * (scale * (1 - 1e-12)) - eps[i] - eps_max
+        ok[r] = np.isfinite(dist[r, k - 1]) and dist[r, k - 1] * (1 + 1e-12) <= low
+    return total
+
+
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"})
+def _k_nearest(x: np.ndarray, i: int, cand: np.ndarray, dist: np.ndarray, idx: np.ndarray) -> None:  # pragma: no cover
+    """dist/idx (k,): the k nearest of row i among ``cand`` (increasing indices), +inf when too few.
+
+    Float64 norms of the differences, summed in any order (within a few ulps of a sequential sum);
+    each candidate row is read once from memory, with no (pairs, d) difference array: that gather
+    dominated the search. A candidate displaces another only when strictly nearer, so ties keep the
+    lower index.
+    """
+    k = dist.shape[0]
+    d = x.shape[1]
+    dist[:] = np.inf
+    idx[:] = i
+    filled = 0
+    for jj in cand:
+        s = 0.0
+        for c in range(d):
+            t = x[jj, c] - x[i, c]
+            s += t * t
+        v = np.sqrt(s)
+        if filled == k and v >= dist[k - 1]:
+            continue
+        pos = filled if filled < k else k - 1
+        while pos > 0 and dist[pos - 1] > v:
+            dist[pos] = dist[pos - 1]
+            idx[pos] = idx[pos - 1]
+            pos -= 1
+        dist[pos] = v
+        idx[pos] = jj
+        if filled < k:
+            filled += 1
 
 
 def _brute(x64: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,7 +412,8 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     3. Prune. The same bound per pair (eps_j in place of max eps) puts each candidate's true distance
        in [lo_ij, hi_ij]; a candidate with lo_ij above the k-th smallest hi_ij of its row is strictly
        farther than k others and is dropped (about 23 of 32 remain for k = 20 on the data below).
-    4. Certify. The remaining candidates' exact distances are sorted (stable, in index order); if the
+    4. Certify. The remaining candidates' exact distances (one compiled pass that reads each candidate
+       row once, see ``_k_nearest_of_pairs``) are ranked, ties to the lower index; if the
        k-th is <= L_i (less 1e-12 relative), the row's k nearest are certain. Other rows go through the float32 screen (or, when
        at most ``FEW_ROWS``, straight on) to the full float64 search. ``KNN_STATS`` counts the rows
        at each stage: on 20,000 x 384 planted-subspace data 0 (k = 2) and 1 (k = 20) fail in bf16.
@@ -356,6 +448,7 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     ref = torch.topk(norms, 33).values[-1]
     outliers = torch.nonzero(norms > 2 * ref).flatten()
     KNN_STATS["outliers"] = len(outliers)
+    unscreened = outliers.numpy().copy()
     modes = (["bf16"] if _bf16_fast() else []) + (["f32"] if _f32_ok() else [])
     for mode in modes:
         if len(todo) <= FEW_ROWS:  # cheaper straight to the full search than another screen
@@ -368,33 +461,10 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         def block(
             rows: torch.Tensor, scr: _Screen = scr, pairs: list[int] = pairs, store: threading.local = store
         ) -> torch.Tensor:
-            b = len(rows)
-            col, j, c, low = scr.candidates(rows, kc, store)
-            lo, hi = scr.interval(rows, col, j, c)
-            # prune: a pair whose lower bound exceeds the k-th smallest upper bound of its row is
-            # strictly farther than k candidates, so never among the k nearest
-            order = torch.argsort(col * scr.npad + j)
-            col, j, lo, hi = col[order], j[order], lo[order], hi[order]
-            counts = torch.bincount(col, minlength=b)
-            width = max(k, int(counts.max()))
-            pos = torch.arange(len(col)) - (torch.cumsum(counts, 0) - counts)[col]
-            his = torch.full((b, width), float("inf"), dtype=torch.float64)
-            his[col, pos] = hi
-            uk = torch.kthvalue(his, k, dim=1).values
-            keep = lo <= uk[col]
-            col, j = col[keep], j[keep]
-            if len(outliers):  # never screened: every row's candidates, merged in index order
-                oc = torch.arange(b).repeat_interleave(len(outliers))
-                oj = outliers.repeat(b)
-                col, j = torch.cat([col, oc]), torch.cat([j, oj])
-                own = j == rows[col]
-                col, j = col[~own], j[~own]
-                order = torch.argsort(col * scr.npad + j)
-                col, j = col[order], j[order]
-            pairs.append(len(j))  # list.append: safe from the block threads
-            dd, ii = _exact_pairs(t64, rows, col, j, k, store)
-            ok = torch.isfinite(dd[:, -1]) & (dd[:, -1] * (1 + 1e-12) <= low)
-            dist[rows[ok]], idx[rows[ok]] = dd[ok], ii[ok]
+            dd, ii, ok, count = scr.block(x64, rows, k, kc, unscreened, store)
+            pairs.append(count)  # list.append: safe from the block threads
+            ok = torch.from_numpy(ok)
+            dist[rows[ok]], idx[rows[ok]] = torch.from_numpy(dd[ok.numpy()]), torch.from_numpy(ii[ok.numpy()])
             return rows[~ok]
 
         failed = _each_block(block, list(torch.split(todo, SCREEN_COLS)))
