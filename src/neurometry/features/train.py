@@ -1,0 +1,432 @@
+"""Train an SAE on a stored point: streamed, shuffled, seeded, checkpointed and resumable.
+
+Recipe (one per architecture, from the papers named in :mod:`neurometry.features.sae`):
+
+- Inputs are scaled by one factor s so that E||s x|| = sqrt(d_in) (estimated on the first buffer;
+  SAELens' ``expected_average_only_in``), and s is folded into the saved weights, so the saved SAE
+  acts on raw activations.
+- b_dec starts at the geometric median (Weiszfeld) or the mean of the first rows.
+- Loss: mean over rows of ||x - x_hat||^2, plus
+  ``relu``: l1_coefficient * sum_i z_i ||W_dec,i||; ``jumprelu``: l0_coefficient * L0 through the
+  straight-through step; ``topk`` / ``batchtopk``: aux_coefficient * AuxK, the residual
+  reconstructed by the aux_k largest pre-activations of latents dead for ``dead_after_rows`` rows
+  (Gao et al. 2024). ``relu`` and ``jumprelu`` instead resample dead latents towards badly
+  reconstructed rows every ``resample_every`` steps in the first half of training (Bricken et al. 2023).
+- Decoder rows are kept at unit norm (the gradient along each row is removed) except for ``relu``,
+  whose weighted penalty makes the norm irrelevant.
+- Adam, learning rate warmed up over the first 1% of steps and decayed linearly to 0 over the last 20%.
+
+A checkpoint (``checkpoint/state.safetensors`` + ``checkpoint/state.json`` in the output folder) is
+written every ``checkpoint_every`` steps and at the end, next to the SAE itself (``cfg.json`` +
+``sae_weights.safetensors``, see :mod:`neurometry.features.io`). Training again into the same folder
+with the same settings resumes from the checkpoint: the batch order is replayed and the batches
+already seen are skipped, so the result equals an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from neurometry.errors import NeurometryError
+from neurometry.features.buffer import ShufflingBuffer, held_out_start
+from neurometry.features.io import save_sae
+from neurometry.features.sae import SAEConfig, SparseAutoencoder
+from neurometry.store import open_store
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+@dataclass
+class TrainConfig:
+    """How to train (saved in the checkpoint; a resume must use the same values).
+
+    Attributes:
+        batch_size: rows per step.
+        lr: Adam learning rate.
+        train_rows: rows to train on in total (several epochs if more than the training rows);
+            None: one pass.
+        buffer_rows: rows in the shuffling buffer.
+        held_out: fraction of inputs (the last ones) kept out of training for evaluation.
+        seed: weights and row order.
+        checkpoint_every: steps between checkpoints.
+        dead_after_rows: a latent silent for this many rows counts as dead.
+        resample_every: steps between dead-latent resamplings (``relu``, ``jumprelu``).
+        init_b_dec: ``"geometric_median"`` or ``"mean"``.
+        normalise_input: scale inputs to E||x|| = sqrt(d_in) while training (folded in at save).
+    """
+
+    batch_size: int = 4096
+    lr: float = 4e-4
+    train_rows: int | None = None
+    buffer_rows: int = 65536
+    held_out: float = 0.05
+    seed: int = 0
+    checkpoint_every: int = 200
+    dead_after_rows: int = 200_000
+    resample_every: int = 1000
+    init_b_dec: str = "geometric_median"
+    normalise_input: bool = True
+
+    def __post_init__(self) -> None:
+        if self.init_b_dec not in ("geometric_median", "mean"):
+            raise NeurometryError(f"init_b_dec must be 'geometric_median' or 'mean', got {self.init_b_dec!r}")
+        if self.batch_size < 1 or self.lr <= 0:
+            raise NeurometryError(f"batch_size and lr must be positive, got {self.batch_size} and {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_sae` produced."""
+
+    sae: SparseAutoencoder
+    folder: Path
+    steps: int
+    rows_seen: int
+    held_out_start: int  # rows [held_out_start, n) of the point were not trained on
+    seconds: float  # wall time of this call's training steps
+    rows_per_second: float
+    resumed_from: int  # step the run resumed at (0 when fresh)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def geometric_median(x: torch.Tensor, iterations: int = 100, tol: float = 1e-7) -> torch.Tensor:
+    """Geometric median of the rows of x (n, d) by Weiszfeld's algorithm (float64 inside)."""
+    x64 = x.double()
+    y = x64.mean(0)
+    for _ in range(iterations):
+        dist = (x64 - y).norm(dim=1).clamp_min(1e-12)
+        w = 1 / dist
+        new = (w[:, None] * x64).sum(0) / w.sum()
+        if (new - y).norm() <= tol * max(1.0, float(y.norm())):
+            y = new
+            break
+        y = new
+    return y.to(x.dtype)
+
+
+class _Trainer:
+    def __init__(self, sae: SparseAutoencoder, train: TrainConfig, total_steps: int):
+        self.sae, self.train, self.total_steps = sae, train, total_steps
+        self.opt = torch.optim.Adam(sae.parameters(), lr=train.lr, betas=(0.9, 0.999))
+        self.rows_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
+        self.step = 0
+        self.rows_seen = 0
+        self.input_scale = 1.0
+        self.history: list[dict[str, float]] = []
+
+    def lr_at(self, step: int) -> float:
+        warm = max(1, self.total_steps // 100)
+        decay_start = int(self.total_steps * 0.8)
+        factor = min(1.0, (step + 1) / warm)
+        if step >= decay_start:
+            factor *= max(0.0, (self.total_steps - step) / max(1, self.total_steps - decay_start))
+        return self.train.lr * factor
+
+    def dead_mask(self) -> torch.Tensor:
+        return self.rows_since_fired >= self.train.dead_after_rows
+
+    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        sae, cfg = self.sae, self.sae.cfg
+        pre = sae.pre_activations(x)
+        if cfg.architecture == "topk":
+            # sparse decode: only the k kept latents' decoder rows are read (about d_sae / k times
+            # less work than z @ W_dec, forward and backward)
+            values, index = torch.topk(pre, cfg.k, dim=1, sorted=False)
+            values = values.relu()
+            x_hat = torch.nn.functional.embedding_bag(
+                index, sae.W_dec, per_sample_weights=values, mode="sum"
+            ) + sae.b_dec
+            z = None
+        elif cfg.architecture == "batchtopk":
+            z = sae.batch_topk(pre)
+            kept = z[z > 0]
+            if len(kept):  # running estimate of the smallest kept activation: the inference threshold
+                low = float(kept.min())
+                t = sae.threshold
+                t.fill_(low if float(t.max()) < 0 else 0.99 * float(t[0]) + 0.01 * low)
+        else:
+            z = sae.activate(pre)
+        if z is not None:
+            x_hat = sae.decode(z)
+        err = x - x_hat
+        mse = (err * err).sum(1).mean()
+        total = mse
+        parts = {"mse": float(mse.detach())}
+        if cfg.architecture == "relu":
+            l1 = (z * sae.W_dec.norm(dim=1)).sum(1).mean()
+            ramp = min(1.0, (self.step + 1) / max(1, self.total_steps // 20))  # penalty warm-up: 5% of steps
+            total = total + cfg.l1_coefficient * ramp * l1
+            parts["l1"] = float(l1.detach())
+        elif cfg.architecture == "jumprelu":
+            from neurometry.features.sae import _Step
+
+            l0 = _Step.apply(pre, sae.log_threshold.exp(), cfg.jumprelu_bandwidth).sum(1).mean()
+            total = total + cfg.l0_coefficient * l0
+            parts["l0_penalty"] = float(l0.detach())
+        elif cfg.aux_k:
+            dead = self.dead_mask()
+            if bool(dead.any()):
+                k_aux = min(int(cfg.aux_k), int(dead.sum()))
+                masked = pre.masked_fill(~dead, float("-inf"))
+                aux_values, aux_index = torch.topk(masked, k_aux, dim=1, sorted=False)
+                z_aux = torch.zeros_like(pre).scatter_(1, aux_index, aux_values.relu())
+                target = err.detach()
+                err_aux = target - z_aux @ sae.W_dec
+                aux = (err_aux * err_aux).sum(1).mean() / (target * target).sum(1).mean().clamp_min(1e-12)
+                total = total + cfg.aux_coefficient * aux
+                parts["aux"] = float(aux.detach())
+        with torch.no_grad():
+            if z is None:
+                fired = index[values > 0].unique()
+                l0 = float((values > 0).sum(1).double().mean())
+            else:
+                fired = (z > 0).any(0)
+                l0 = float((z > 0).sum(1).double().mean())
+            self.rows_since_fired += len(x)
+            self.rows_since_fired[fired] = 0
+            var = ((x - x.mean(0)) ** 2).sum()
+            parts["l0"] = l0
+            parts["fvu"] = float((err * err).sum() / var.clamp_min(1e-12))
+        return total, parts
+
+    @torch.no_grad()
+    def resample(self, x: torch.Tensor) -> int:
+        """Point dead latents at rows the SAE reconstructs worst (Bricken et al. 2023)."""
+        sae = self.sae
+        dead = torch.nonzero(self.dead_mask()).flatten()
+        if not len(dead):
+            return 0
+        err = x - sae(x)
+        weights = (err * err).sum(1)
+        gen = torch.Generator().manual_seed(self.train.seed + self.step)
+        pick = torch.multinomial(weights + 1e-12, len(dead), replacement=True, generator=gen)
+        directions = err[pick] / err[pick].norm(dim=1, keepdim=True).clamp_min(1e-12)
+        alive = ~self.dead_mask()
+        enc_norm = float(sae.W_enc[:, alive].norm(dim=0).mean()) if bool(alive.any()) else 1.0
+        sae.W_dec[dead] = directions
+        sae.W_enc[:, dead] = directions.T * 0.2 * enc_norm
+        sae.b_enc[dead] = 0
+        for param in (sae.W_dec, sae.W_enc, sae.b_enc):
+            state = self.opt.state.get(param, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    moment = state[key]
+                    if param is sae.W_enc:
+                        moment[:, dead] = 0
+                    else:
+                        moment[dead] = 0
+        self.rows_since_fired[dead] = 0
+        return len(dead)
+
+    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+        sae, arch = self.sae, self.sae.cfg.architecture
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        loss, parts = self.loss(x)
+        if not math.isfinite(float(loss.detach())):
+            raise NeurometryError(f"SAE training diverged at step {self.step}; lower --lr")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if arch != "relu":
+            sae.remove_parallel_gradient()
+        self.opt.step()
+        if arch != "relu":
+            sae.normalise_decoder()
+        self.step += 1
+        self.rows_seen += len(x)
+        if arch in ("relu", "jumprelu") and self.step % self.train.resample_every == 0:
+            if self.step <= self.total_steps // 2:
+                parts["resampled"] = self.resample(x)
+        parts["loss"] = float(loss.detach())
+        parts["dead_fraction"] = float(self.dead_mask().double().mean())
+        return parts
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save_checkpoint(self, folder: Path, signature: dict[str, Any]) -> None:
+        from safetensors.torch import save_file
+
+        ck = folder / CHECKPOINT_DIR
+        ck.mkdir(parents=True, exist_ok=True)
+        tensors = {f"param.{k}": v.detach().clone() for k, v in self.sae.state_dict().items()}
+        names = {id(p): n for n, p in self.sae.named_parameters()}
+        for param, state in self.opt.state.items():
+            for key in ("exp_avg", "exp_avg_sq", "step"):
+                if key in state:
+                    value = state[key]
+                    value = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+                    tensors[f"adam.{names[id(param)]}.{key}"] = value.detach().clone().reshape(value.shape)
+        tensors["rows_since_fired"] = self.rows_since_fired.clone()
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(ck / "state.safetensors.tmp"))
+        (ck / "state.safetensors.tmp").replace(ck / "state.safetensors")
+        document = {
+            "signature": signature,
+            "step": self.step,
+            "rows_seen": self.rows_seen,
+            "input_scale": self.input_scale,
+            "history": self.history,
+        }
+        (ck / "state.json.tmp").write_text(json.dumps(document))
+        (ck / "state.json.tmp").replace(ck / "state.json")
+
+    def load_checkpoint(self, folder: Path, signature: dict[str, Any]) -> bool:
+        from safetensors.torch import load_file
+
+        ck = folder / CHECKPOINT_DIR
+        if not (ck / "state.json").is_file() or not (ck / "state.safetensors").is_file():
+            return False
+        document = json.loads((ck / "state.json").read_text())
+        if document.get("signature") != signature:
+            raise NeurometryError(
+                f"{folder} holds a checkpoint of a different training setup; use a new --out or --fresh"
+            )
+        tensors = load_file(str(ck / "state.safetensors"))
+        self.sae.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("param.")})
+        params = dict(self.sae.named_parameters())
+        # one optimiser step on zero gradients creates the state tensors, then they are overwritten
+        for name, param in params.items():
+            if f"adam.{name}.exp_avg" in tensors:
+                state = self.opt.state[param]
+                state["exp_avg"] = tensors[f"adam.{name}.exp_avg"].clone()
+                state["exp_avg_sq"] = tensors[f"adam.{name}.exp_avg_sq"].clone()
+                state["step"] = tensors[f"adam.{name}.step"].clone().reshape(())
+        self.rows_since_fired = tensors["rows_since_fired"].clone()
+        self.step = int(document["step"])
+        self.rows_seen = int(document["rows_seen"])
+        self.input_scale = float(document["input_scale"])
+        self.history = list(document["history"])
+        return True
+
+
+def train_sae(
+    store: Any,
+    point: str,
+    out: str | Path,
+    cfg: SAEConfig | None = None,
+    train: TrainConfig | None = None,
+    *,
+    run: str | None = None,
+    fresh: bool = False,
+    max_steps: int | None = None,
+    progress: bool = True,
+    **sae_settings: Any,
+) -> TrainResult:
+    """Train an SAE on rows of ``point`` of a store and save it (SAELens layout) into ``out``.
+
+    Args:
+        store: a store path or an opened store.
+        point: the stored point (rows (n, d_in)).
+        out: output folder: ``cfg.json``, ``sae_weights.safetensors`` and ``checkpoint/``.
+        cfg: the SAE; when None it is built from ``sae_settings`` (``d_sae``, ``architecture``,
+            ``k``, ...) with ``d_in`` from the point.
+        train: training settings (:class:`TrainConfig`).
+        fresh: ignore and overwrite an existing checkpoint in ``out`` instead of resuming.
+        max_steps: stop after this many steps in total (a later call resumes); for tests and
+            time-boxed runs.
+    """
+    train = train or TrainConfig()
+    store = open_store(store) if isinstance(store, (str, Path)) else store
+    info = store.point_info(point, run)
+    d_in = int(math.prod(info.shape))
+    if cfg is None:
+        cfg = SAEConfig(d_in=d_in, model=store.run_info(info.run_id).model, point=point, **sae_settings)
+    elif sae_settings:
+        raise NeurometryError("give either cfg or SAE settings, not both")
+    if cfg.d_in != d_in:
+        raise NeurometryError(f"the SAE takes {cfg.d_in} features but {point} rows have {d_in}")
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise NeurometryError(f"--out {folder} is a file; give a folder for the SAE")
+    stop = held_out_start(store, point, info.run_id, train.held_out)
+    buffer = ShufflingBuffer(
+        store, point, info.run_id, stop, train.batch_size, train.buffer_rows, train.seed
+    )
+    per_epoch = buffer.batches_per_epoch()
+    total_steps = max(1, (train.train_rows or stop) // train.batch_size)
+    torch.manual_seed(train.seed)
+    sae = SparseAutoencoder(cfg, seed=train.seed)
+    trainer = _Trainer(sae, train, total_steps)
+    signature = {
+        "sae": cfg.to_dict(),
+        "train": dataclasses.asdict(train),
+        "run": info.run_id,
+        "point": point,
+        "rows": stop,
+    }
+    resumed = 0
+    if fresh and (folder / CHECKPOINT_DIR).exists():
+        for f in (folder / CHECKPOINT_DIR).iterdir():
+            f.unlink()
+    if not fresh and trainer.load_checkpoint(folder, signature):
+        resumed = trainer.step
+    batches = iter(buffer)
+    if resumed:
+        for _ in range(resumed):  # replay the row order; no SAE work
+            next(batches)
+    else:
+        # the first shuffled batches of epoch 0 (rows of many inputs) set the scale and b_dec
+        sample = torch.cat(list(itertools.islice(buffer.epoch(0), max(1, 16384 // train.batch_size))))
+        if train.normalise_input:
+            trainer.input_scale = math.sqrt(d_in) / float(sample.norm(dim=1).mean().clamp_min(1e-12))
+        with torch.no_grad():
+            scaled = sample * trainer.input_scale
+            center = geometric_median(scaled) if train.init_b_dec == "geometric_median" else scaled.mean(0)
+            sae.b_dec.copy_(center)
+    end = total_steps if max_steps is None else min(total_steps, max_steps)
+    bar = tqdm(
+        total=total_steps, initial=trainer.step, desc=f"sae {cfg.architecture} {point}", unit="step",
+        disable=not progress, leave=False,
+    )
+    started = time.perf_counter()
+    rows_before = trainer.rows_seen
+    try:
+        while trainer.step < end:
+            x = next(batches) * trainer.input_scale
+            parts = trainer.train_step(x)
+            if trainer.step % 10 == 0 or trainer.step == end:
+                record = {"step": trainer.step, "rows": trainer.rows_seen, **parts}
+                trainer.history.append(record)
+                bar.set_postfix(
+                    loss=f"{parts['loss']:.3g}", l0=f"{parts['l0']:.1f}", fvu=f"{parts['fvu']:.3f}",
+                    dead=f"{parts['dead_fraction']:.2f}",
+                )
+            bar.update(1)
+            if trainer.step % train.checkpoint_every == 0 and trainer.step < end:
+                trainer.save_checkpoint(folder, signature)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    trainer.save_checkpoint(folder, signature)
+    summary = {
+        "input_scale": trainer.input_scale,
+        "steps": trainer.step,
+        "rows_seen": trainer.rows_seen,
+        "held_out_start": stop,
+        "epochs": trainer.rows_seen / max(1, per_epoch * train.batch_size),
+        "train": dataclasses.asdict(train),
+    }
+    final = SparseAutoencoder(dataclasses.replace(cfg, extra={**cfg.extra, **summary}), seed=train.seed)
+    final.load_state_dict(sae.state_dict())
+    final.fold_input_scale(trainer.input_scale)
+    save_sae(folder, final)
+    trained = trainer.rows_seen - rows_before
+    return TrainResult(
+        sae=final.eval(),
+        folder=folder,
+        steps=trainer.step,
+        rows_seen=trainer.rows_seen,
+        held_out_start=stop,
+        seconds=seconds,
+        rows_per_second=trained / seconds if seconds > 0 else 0.0,
+        resumed_from=resumed,
+        history=trainer.history,
+    )
