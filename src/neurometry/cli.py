@@ -181,12 +181,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_later_commands(sub: argparse._SubParsersAction) -> None:
     """Commands that live in their own modules under neurometry.commands."""
-    from neurometry.commands import compare, measure, probe, steer
+    from neurometry.commands import compare, measure, probe, sae, steer
 
     measure.add_parser(sub)
     compare.add_parser(sub)
     probe.add_parsers(sub)
     steer.add_parsers(sub)
+    sae.add_parsers(sub)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

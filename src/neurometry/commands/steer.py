@@ -107,7 +107,7 @@ def _build_from_store(args: argparse.Namespace) -> None:
         model=args.model,
         point=args.point,
         method="mean_diff",
-        position=store.run_info(run).reduce,
+        position=reduce if (reduce := store.run_info(run).reduce) != "tokens" else "all",
         store=str(Path(args.pairs).resolve()),
         run=run,
         label=args.label,

@@ -411,6 +411,7 @@ def train_sae(
         "steps": trainer.step,
         "rows_seen": trainer.rows_seen,
         "held_out_start": stop,
+        "run": info.run_id,
         "epochs": trainer.rows_seen / max(1, per_epoch * train.batch_size),
         "train": dataclasses.asdict(train),
     }

@@ -284,7 +284,8 @@ def save_vector(
     """
     from neurometry.probe.directions import save_direction
 
-    _check_position(position)
+    if position != "all":  # "all": applies at every token (SAE features, token-level store vectors)
+        _check_position(position)
     position = int(position) if not isinstance(position, str) else position
     return save_direction(
         path,

@@ -1,0 +1,91 @@
+"""`neurometry sae train|eval|features|export` on a tiny seeded Llama's token store: the JSON contract,
+held-out rows, the catalog, a steering file, a resumed run, and user errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from neurometry.cli import main
+from neurometry.features.io import load_sae
+from neurometry.steer import load_vector
+from neurometry.store import open_store
+
+TINY = "neurometry.models.tiny:tiny_llama"
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def token_store(tmp_path_factory):
+    from neurometry.record import record
+
+    folder = tmp_path_factory.mktemp("sae")
+    words = ["red", "blue", "green", "small", "large", "quiet", "bright", "old"]
+    texts = [f"the {a} cat saw a {b} dog near the {c} house" for a in words for b in words[:5] for c in words[:2]]
+    data = folder / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    record(TINY, data, ["resid.1"], out=folder / "s.nmstore", reduce="tokens", progress=False)
+    return folder / "s.nmstore"
+
+
+def test_train_eval_features_export(token_store, tmp_path, capsys):
+    out = tmp_path / "sae"
+    code, text, err = run(
+        capsys, "sae", "train", str(token_store), "--point", "resid.1", "--latents", "64", "--k", "4",
+        "--batch-size", "128", "--train-rows", "12800", "--lr", "3e-3", "--held-out", "0.1", "--out", str(out),
+        "--json",
+    )
+    assert code == 0, err
+    trained = json.loads(text)["results"][0]
+    assert trained["steps"] == 100 and trained["train_l0"] == pytest.approx(4.0)
+    store = open_store(token_store)
+    meta = store.metadata()
+    start = trained["held_out_start"]
+    assert meta["input_row"].iloc[start] == 72 and meta["position"].iloc[start] == 0  # 10% of 80 texts
+
+    code, text, err = run(capsys, "sae", "eval", str(out), str(token_store), "--model", TINY, "--json")
+    assert code == 0, err
+    document = json.loads(text)
+    assert list(document) == ["results"] and len(document["results"]) == 1
+    result = document["results"][0]
+    for key in ("point", "l0", "fvu", "dead_fraction", "ce_loss_recovered"):
+        assert key in result
+    assert result["rows_from"] == start and result["n_rows"] == len(meta) - start
+    assert result["l0"] <= 4.0 and 0 <= result["fvu"] < 0.5
+    assert result["ce_spliced_loss"] != result["ce_clean_loss"]
+    assert len(store.results("sae_eval")) == 1
+
+    code, text, err = run(capsys, "sae", "features", str(out), str(token_store), "--top", "5", "--json")
+    assert code == 0, err
+    shown = json.loads(text)["results"]
+    frequencies = [r["frequency"] for r in shown]
+    assert frequencies == sorted(frequencies, reverse=True)
+    assert len(store.results("sae_features")) == 64
+
+    code, text, err = run(capsys, "sae", "export", str(out), "--latent", "3", "--out", str(tmp_path / "f3.safetensors"))
+    assert code == 0, err
+    vector, info = load_vector(tmp_path / "f3.safetensors")
+    np.testing.assert_array_equal(vector, load_sae(out).W_dec[3].detach().numpy())
+    assert info["point"] == "resid.1" and info["position"] == "all"
+
+
+def test_user_errors_exit_2(token_store, tmp_path, capsys):
+    cases = [
+        ("sae", "train", str(tmp_path / "missing"), "--point", "resid.1", "--out", str(tmp_path / "o")),
+        ("sae", "train", str(token_store), "--point", "resid.9", "--out", str(tmp_path / "o")),
+        ("sae", "train", str(token_store), "--point", "resid.1", "--k", "99", "--latents", "16",
+         "--out", str(tmp_path / "o")),
+        ("sae", "eval", str(tmp_path / "no-sae"), str(token_store)),
+        ("sae", "export", str(tmp_path / "no-sae"), "--latent", "1", "--out", str(tmp_path / "v.safetensors")),
+    ]
+    for args in cases:
+        code, _, err = run(capsys, *args)
+        assert code == 2, args
+        assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
