@@ -5,7 +5,8 @@ of rows, on the same stored activations: SAELens is fed the very batches our shu
 (its ``SAETrainer`` takes any iterator of activation batches, so it runs offline from a store), with
 ``normalize_activations="expected_average_only_in"`` as ours, and AuxK on in both. Both are then
 scored on the same held-out rows by ``neurometry.features.evaluate.evaluate_sae`` (SAELens' SAE
-is saved and loaded through the SAELens file format). 2 threads; one process.
+is saved and loaded through the SAELens file format). Token rows before --min-position (default 1:
+each text's first token, an attention sink) are left out of both. 2 threads; one process.
 
     .venv/bin/python benchmarks/sae_training.py STORE --point resid.15 [--rows 200000] [--latents 4096] [--k 32]
 
@@ -28,7 +29,7 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-from neurometry.features.buffer import ShufflingBuffer, held_out_start  # noqa: E402
+from neurometry.features.buffer import ShufflingBuffer, held_out_start, row_mask  # noqa: E402
 from neurometry.features.evaluate import evaluate_sae  # noqa: E402
 from neurometry.features.io import load_sae  # noqa: E402
 from neurometry.features.train import TrainConfig, train_sae  # noqa: E402
@@ -59,7 +60,8 @@ def train_saelens(store, point: str, stop: int, args: argparse.Namespace, d_in: 
         n_batches_for_norm_estimate=4,
         logger=LoggingConfig(log_to_wandb=False),
     )
-    batches = iter(ShufflingBuffer(store, point, None, stop, args.batch_size, seed=0))
+    keep = row_mask(store, point, None, args.min_position)
+    batches = iter(ShufflingBuffer(store, point, None, stop, args.batch_size, seed=0, keep=keep))
     trainer = SAETrainer(trainer_cfg, sae, batches)
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -81,6 +83,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--lr", type=float, default=4e-4)
+    ap.add_argument("--min-position", type=int, default=1, help="leave out token rows before this position")
     args = ap.parse_args()
     store = open_store(args.store)
     info = store.point_info(args.point)
@@ -94,7 +97,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ours = train_sae(
             store, args.point, Path(tmp) / "ours", architecture="topk", d_sae=args.latents, k=args.k,
-            train=TrainConfig(batch_size=args.batch_size, lr=args.lr, train_rows=args.rows), progress=False,
+            train=TrainConfig(
+                batch_size=args.batch_size, lr=args.lr, train_rows=args.rows, min_position=args.min_position
+            ),
+            progress=False,
         )
         theirs_seconds = train_saelens(store, args.point, stop, args, d_in, Path(tmp) / "saelens")
         theirs = load_sae(Path(tmp) / "saelens")
@@ -103,7 +109,7 @@ def main() -> None:
             ("neurometry", ours.sae, ours.seconds),
             ("SAELens", theirs, theirs_seconds),
         ):
-            m = evaluate_sae(sae, store, args.point, start=stop, progress=False)
+            m = evaluate_sae(sae, store, args.point, start=stop, progress=False, min_position=args.min_position)
             rows.append((name, args.rows / seconds, seconds, m.fvu, m.l0, m.dead_fraction))
     print(f"{'trainer':<11} {'rows/s':>9} {'seconds':>8} {'held-out FVU':>13} {'L0':>6} {'dead':>6}")
     for name, rate, seconds, fvu, l0, dead in rows:

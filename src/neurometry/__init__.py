@@ -15,7 +15,9 @@ from typing import Any
 from neurometry.errors import NeurometryError
 
 __version__ = "0.1.0"
-__all__ = ["NeurometryError", "compare", "load_model", "measures", "open_store", "probe", "record", "steer"]
+__all__ = [
+    "NeurometryError", "compare", "features", "load_model", "measures", "open_store", "probe", "record", "steer",
+]
 
 _LAZY = {
     "open_store": ("neurometry.store", "open_store"),
@@ -29,7 +31,7 @@ def __getattr__(name: str) -> Any:
 
         module_name, attribute = _LAZY[name]
         return getattr(importlib.import_module(module_name), attribute)
-    if name in ("measures", "record", "compare", "probe", "steer"):
+    if name in ("measures", "record", "compare", "probe", "steer", "features"):
         import importlib
 
         return importlib.import_module(f"neurometry.{name}")

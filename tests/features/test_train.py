@@ -143,3 +143,33 @@ def test_held_out_tail_of_a_token_run_keeps_whole_texts(tmp_path):
     start = held_out_start(store, "resid.1", None, 0.25)
     assert meta["input_row"].iloc[start] == 15 and meta["input_row"].iloc[start - 1] == 14
     assert meta["position"].iloc[start] == 0
+
+
+def test_min_position_leaves_first_tokens_out_of_training_and_evaluation(tmp_path):
+    from neurometry.features.buffer import row_mask
+    from neurometry.features.evaluate import evaluate_sae
+    from neurometry.models.tiny import tiny_llama
+    from neurometry.record import record
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(f'{{"text": "text {i} says hello to the world again"}}\n' for i in range(40)))
+    record(tiny_llama(), data, ["resid.1"], out=tmp_path / "t.nmstore", reduce="tokens", progress=False)
+    store = open_store(tmp_path / "t.nmstore")
+    positions = store.metadata()["position"].to_numpy()
+    keep = row_mask(store, "resid.1", None, 1)
+    assert np.array_equal(keep, positions >= 1)
+    # rows hold their index in a copy of the store, so a batch tells which rows it came from
+    n = len(positions)
+    marked = make_store(tmp_path / "m.nmstore", np.arange(n, dtype=np.float32)[:, None].repeat(2, 1))
+    buffer = ShufflingBuffer(marked, "x", None, stop=n, batch_size=16, capacity=64, keep=keep)
+    seen = torch.cat(list(buffer.epoch(0)))[:, 0].long().numpy()
+    assert len(seen) == keep.sum() // 16 * 16 and keep[seen].all()
+    result = train_sae(
+        store, "resid.1", tmp_path / "sae", d_sae=16, k=2,
+        train=TrainConfig(batch_size=32, held_out=0.25, min_position=1), progress=False,
+    )
+    assert result.sae.cfg.extra["min_position"] == 1
+    metrics = evaluate_sae(result.sae, store, "resid.1", start=result.held_out_start, progress=False)
+    assert metrics.n_rows == int(keep[result.held_out_start :].sum()) < n - result.held_out_start
+    everything = evaluate_sae(result.sae, store, "resid.1", start=result.held_out_start, min_position=0, progress=False)
+    assert everything.n_rows == n - result.held_out_start

@@ -50,6 +50,7 @@ def cmd_sae_train(args: argparse.Namespace) -> None:
         train_rows=args.train_rows,
         held_out=args.held_out,
         seed=args.seed,
+        min_position=args.min_position,
     )
     result = train_sae(
         store, args.point, args.out, cfg, train, run=info.run_id, fresh=args.fresh, max_steps=args.max_steps,
@@ -196,6 +197,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-rows", type=int, help="rows to train on in all (default: one pass)")
     p.add_argument("--held-out", type=float, default=0.05, help="fraction of inputs kept for sae eval")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--min-position", type=int, default=0,
+        help="leave out token rows before this position (1: each text's first token, often a huge-norm sink)",
+    )
     p.add_argument("--max-steps", type=int, help="stop after this many steps (rerun to resume)")
     p.add_argument("--fresh", action="store_true", help="discard a checkpoint in --out instead of resuming")
     p.add_argument("--out", required=True, help="folder for cfg.json, sae_weights.safetensors, checkpoint/")

@@ -36,6 +36,23 @@ def held_out_start(store: Store, point: str, run: str | None, fraction: float) -
     return int(np.searchsorted(meta_rows, cut_input))
 
 
+def row_mask(store: Store, point: str, run: str | None, min_position: int) -> np.ndarray | None:
+    """Rows to use: False for token rows at positions below ``min_position``; None keeps every row.
+
+    The first token of a text is often an attention sink with a norm 100x the others (SmolLM2's
+    resid.15: 1% of the rows, 99% of the variance), so SAEs are usually trained and scored without it.
+    """
+    if min_position <= 0:
+        return None
+    info = store.point_info(point, run)
+    meta = store.metadata(info.run_id)
+    if "position" not in meta.columns:
+        raise NeurometryError(
+            f"run {info.run_id} has one row per input, not per token; --min-position needs reduce=tokens"
+        )
+    return meta["position"].to_numpy()[: info.n_rows] >= min_position
+
+
 class ShufflingBuffer:
     """Batches (batch_size, d) float32 of rows [0, stop) of a point, shuffled through a buffer.
 
@@ -46,6 +63,7 @@ class ShufflingBuffer:
         capacity: rows held at once (at least 2 batches); larger mixes better.
         seed: the order of rows depends on it and on nothing else.
         chunk_rows: rows read from the store at a time.
+        keep: boolean mask over the point's rows (:func:`row_mask`); rows marked False are skipped.
     """
 
     def __init__(
@@ -58,19 +76,23 @@ class ShufflingBuffer:
         capacity: int = 65536,
         seed: int = 0,
         chunk_rows: int = 8192,
+        keep: np.ndarray | None = None,
     ):
-        if stop < batch_size:
+        self.keep = keep
+        usable = stop if keep is None else int(keep[:stop].sum())
+        if usable < batch_size:
             raise NeurometryError(
-                f"{stop} training rows are fewer than one batch of {batch_size}; lower --batch-size or record more"
+                f"{usable} training rows are fewer than one batch of {batch_size}; lower --batch-size or record more"
             )
         self.store, self.point, self.run, self.stop = store, point, run, stop
         self.batch_size = batch_size
         self.capacity = max(capacity, 2 * batch_size)
         self.seed = seed
         self.chunk_rows = chunk_rows
+        self.usable = usable
 
     def batches_per_epoch(self) -> int:
-        return self.stop // self.batch_size
+        return self.usable // self.batch_size
 
     def epoch(self, index: int) -> Iterator[torch.Tensor]:
         """The batches of one pass over the rows; the order differs per epoch ``index``.
@@ -80,16 +102,21 @@ class ShufflingBuffer:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         chunks = self.store.iter_chunks(self.point, self.run, chunk_rows=self.chunk_rows, stop=self.stop)
         exhausted = False
+        at = 0
 
         def read(rows: int) -> list[torch.Tensor]:
-            nonlocal exhausted
+            nonlocal exhausted, at
             got, count = [], 0
             while count < rows and not exhausted:
                 chunk = next(chunks, None)
                 if chunk is None:
                     exhausted = True
                     break
-                t = torch.from_numpy(np.asarray(chunk, dtype=np.float32).reshape(len(chunk), -1))
+                block = np.asarray(chunk, dtype=np.float32).reshape(len(chunk), -1)
+                if self.keep is not None:
+                    block = block[self.keep[at : at + len(chunk)]]
+                at += len(chunk)
+                t = torch.from_numpy(block)
                 if not torch.isfinite(t).all():
                     raise NeurometryError(f"{self.point} holds NaN or Inf activations; re-record or drop those inputs")
                 got.append(t)

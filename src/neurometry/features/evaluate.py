@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
+from neurometry.features.buffer import row_mask
 from neurometry.features.metrics import ReconstructionAccumulator, ReconstructionMetrics
 from neurometry.features.sae import SparseAutoencoder
 from neurometry.models.loaded import LoadedModel
@@ -67,6 +68,7 @@ def evaluate_sae(
     stop: int | None = None,
     chunk_rows: int = 8192,
     progress: bool = True,
+    min_position: int | None = None,
 ) -> ReconstructionMetrics:
     """Reconstruction metrics of ``sae`` on rows ``[start, stop)`` of a stored point.
 
@@ -77,6 +79,8 @@ def evaluate_sae(
         start, stop: row range; give rows the SAE was not trained on for held-out scores.
         chunk_rows: rows per block streamed through the SAE (memory is one block of rows and latents).
         progress: a progress bar on stderr when there are at least ``PROGRESS_MIN_CHUNKS`` blocks.
+        min_position: token rows at positions below this are left out (default: the SAE's training
+            setting, ``cfg.extra["min_position"]``, else 0); see :func:`neurometry.features.buffer.row_mask`.
 
     Returns:
         :class:`~neurometry.features.metrics.ReconstructionMetrics` (float64 accumulation).
@@ -86,6 +90,9 @@ def evaluate_sae(
     info = store.point_info(point, run)
     width = check_point_width(sae, info.shape, point)
     start, stop = _row_range(info.n_rows, start, stop, point)
+    if min_position is None:
+        min_position = int(sae.cfg.extra.get("min_position", 0))
+    keep = row_mask(store, point, info.run_id, min_position)
     device = _sae_device(sae)
     accumulator = ReconstructionAccumulator()
     n_chunks = -(-(stop - start) // chunk_rows)
@@ -95,8 +102,13 @@ def evaluate_sae(
     )
     try:
         with torch.no_grad():
+            at = start
             for block in store.iter_chunks(point, run=info.run_id, chunk_rows=chunk_rows, start=start, stop=stop):
-                x = torch.from_numpy(np.asarray(block, dtype=np.float32).reshape(len(block), width)).to(device)
+                rows = np.asarray(block, dtype=np.float32).reshape(len(block), width)
+                if keep is not None:
+                    rows = rows[keep[at : at + len(block)]]
+                at += len(block)
+                x = torch.from_numpy(rows).to(device)
                 latents = sae.encode(x)
                 accumulator.update(x, sae.decode(latents), latents)
                 bar.update(len(block))
@@ -145,8 +157,13 @@ def ce_loss_recovered(
     texts: Sequence[str],
     batch_size: int = 8,
     max_length: int = 128,
+    skip_first: int | None = None,
 ) -> CELossResult:
     """Cross-entropy of ``model`` on ``texts``: clean, with ``point`` spliced through ``sae``, and zero-ablated.
+
+    The first ``skip_first`` positions keep their clean activation in both the spliced and the
+    zero-ablated runs (default: the SAE's ``cfg.extra["min_position"]``, else 0): an SAE trained without
+    the first token (an attention sink with a huge norm) is not asked to reconstruct it.
 
     Every position of ``point``'s (batch, tokens, d) tensor is replaced, padding included (a causal
     model's real positions never see right padding, and the loss skips it); the loss averages
@@ -167,6 +184,8 @@ def ce_loss_recovered(
     if batch_size < 1 or max_length < 2:
         raise NeurometryError(f"batch_size must be >= 1 and max_length >= 2, got {batch_size} and {max_length}")
     device = _sae_device(sae)
+    if skip_first is None:
+        skip_first = int(sae.cfg.extra.get("min_position", 0))
 
     def checked(tensor: torch.Tensor) -> None:
         if tensor.shape[-1] != sae.cfg.d_in:
@@ -178,11 +197,15 @@ def ce_loss_recovered(
     def spliced(tensor: torch.Tensor) -> torch.Tensor:
         checked(tensor)
         reconstruction = sae(tensor.to(device=device, dtype=torch.float32))
-        return reconstruction.to(device=tensor.device, dtype=tensor.dtype)
+        new = reconstruction.to(device=tensor.device, dtype=tensor.dtype)
+        new[:, :skip_first] = tensor[:, :skip_first]
+        return new
 
     def zeroed(tensor: torch.Tensor) -> torch.Tensor:
         checked(tensor)
-        return torch.zeros_like(tensor)
+        new = torch.zeros_like(tensor)
+        new[:, :skip_first] = tensor[:, :skip_first]
+        return new
 
     def run(batch: dict[str, torch.Tensor], replace: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
         handles: list = []

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
+from neurometry.features.buffer import row_mask
 from neurometry.features.evaluate import PROGRESS_MIN_CHUNKS, check_point_width
 from neurometry.features.sae import SparseAutoencoder
 from neurometry.models.loaded import LoadedModel
@@ -258,6 +259,7 @@ def feature_examples(
     chunk_rows: int = 8192,
     seed: int = 0,
     progress: bool = True,
+    min_position: int | None = None,
 ) -> FeatureExamples:
     """Per-latent statistics and example token contexts from one streaming pass over a stored point.
 
@@ -286,6 +288,8 @@ def feature_examples(
         chunk_rows: rows per block streamed through the SAE.
         seed: the quantile sample's seed.
         progress: a progress bar on stderr for more than a few blocks.
+        min_position: rows at token positions below this are skipped (they count in no statistic);
+            default: the SAE's training setting ``cfg.extra["min_position"]``, else 0.
     """
     _check_positive(top=top, quantile_bins=quantile_bins, per_bin=per_bin, chunk_rows=chunk_rows)
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 0:
@@ -294,6 +298,9 @@ def feature_examples(
     width = check_point_width(sae, info.shape, point)
     if info.n_rows == 0:
         raise NeurometryError(f"point {point!r} of run {info.run_id!r} has no stored rows yet")
+    if min_position is None:
+        min_position = int(sae.cfg.extra.get("min_position", 0))
+    keep = row_mask(store, point, info.run_id, min_position)
     d_sae = sae.cfg.d_sae
     device = sae.W_dec.device
     best = _KeepBest(d_sae, top)
@@ -311,6 +318,8 @@ def feature_examples(
             for block in store.iter_chunks(point, run=info.run_id, chunk_rows=chunk_rows):
                 x = torch.from_numpy(np.asarray(block, dtype=np.float32).reshape(len(block), width)).to(device)
                 z = sae.encode(x)
+                if keep is not None:
+                    z[torch.from_numpy(~keep[begin : begin + len(block)]).to(device)] = 0
                 # the codes are sparse: work on their non-zero entries, in row-major order
                 rows_t, latents_t = torch.nonzero(z > 0, as_tuple=True)
                 values = z[rows_t, latents_t].cpu().numpy()
@@ -345,7 +354,7 @@ def feature_examples(
                 )
             )
         quantiles.append(bins)
-    frequency = active / begin
+    frequency = active / (begin if keep is None else max(1, int(keep[:begin].sum())))
     mean_activation = np.divide(total, active, out=np.zeros(d_sae), where=active > 0)
     largest = np.where(best.row[:, 0] >= 0, best.value[:, 0], 0).astype(np.float64)
     return FeatureExamples(

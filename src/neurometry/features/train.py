@@ -38,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
-from neurometry.features.buffer import ShufflingBuffer, held_out_start
+from neurometry.features.buffer import ShufflingBuffer, held_out_start, row_mask
 from neurometry.features.io import save_sae
 from neurometry.features.sae import SAEConfig, SparseAutoencoder
 from neurometry.store import open_store
@@ -63,6 +63,8 @@ class TrainConfig:
         resample_every: steps between dead-latent resamplings (``relu``, ``jumprelu``).
         init_b_dec: ``"geometric_median"`` or ``"mean"``.
         normalise_input: scale inputs to E||x|| = sqrt(d_in) while training (folded in at save).
+        min_position: leave out token rows at positions below this (1: the first token of each
+            text, often an attention sink with a huge norm); evaluation uses the same rows.
     """
 
     batch_size: int = 4096
@@ -76,6 +78,7 @@ class TrainConfig:
     resample_every: int = 1000
     init_b_dec: str = "geometric_median"
     normalise_input: bool = True
+    min_position: int = 0
 
     def __post_init__(self) -> None:
         if self.init_b_dec not in ("geometric_median", "mean"):
@@ -151,7 +154,7 @@ class _Trainer:
             z = sae.batch_topk(pre)
             kept = z[z > 0]
             if len(kept):  # running estimate of the smallest kept activation: the inference threshold
-                low = float(kept.min())
+                low = float(kept.detach().min())
                 t = sae.threshold
                 t.fill_(low if float(t.max()) < 0 else 0.99 * float(t[0]) + 0.01 * low)
         else:
@@ -347,11 +350,12 @@ def train_sae(
     if folder.exists() and not folder.is_dir():
         raise NeurometryError(f"--out {folder} is a file; give a folder for the SAE")
     stop = held_out_start(store, point, info.run_id, train.held_out)
+    keep = row_mask(store, point, info.run_id, train.min_position)
     buffer = ShufflingBuffer(
-        store, point, info.run_id, stop, train.batch_size, train.buffer_rows, train.seed
+        store, point, info.run_id, stop, train.batch_size, train.buffer_rows, train.seed, keep=keep
     )
     per_epoch = buffer.batches_per_epoch()
-    total_steps = max(1, (train.train_rows or stop) // train.batch_size)
+    total_steps = max(1, (train.train_rows or buffer.usable) // train.batch_size)
     torch.manual_seed(train.seed)
     sae = SparseAutoencoder(cfg, seed=train.seed)
     trainer = _Trainer(sae, train, total_steps)
@@ -412,6 +416,7 @@ def train_sae(
         "rows_seen": trainer.rows_seen,
         "held_out_start": stop,
         "run": info.run_id,
+        "min_position": train.min_position,
         "epochs": trainer.rows_seen / max(1, per_epoch * train.batch_size),
         "train": dataclasses.asdict(train),
     }
