@@ -39,7 +39,6 @@ from neurometry.features.examples import (  # noqa: E402
     feature_logit_tokens,
     save_feature_examples,
 )
-from neurometry.features.io import load_sae  # noqa: E402
 from neurometry.features.train import TrainConfig, train_sae  # noqa: E402
 from neurometry.models import load_model  # noqa: E402
 from neurometry.record import record  # noqa: E402
@@ -93,19 +92,16 @@ def main() -> None:
 
     t = time.perf_counter()
     out = work / f"sae-topk-{args.latents}-k{args.k}"
-    if (out / "cfg.json").is_file() and not (out / "checkpoint").exists():
-        sae = load_sae(out)
-        print("train: reusing", out)
-    else:
-        trained = train_sae(
-            store, args.point, out, architecture="topk", d_sae=args.latents, k=args.k,
-            train=TrainConfig(batch_size=args.batch_size, lr=args.lr, min_position=1),
-        )
-        sae = trained.sae
-        print(
-            f"train: {trained.steps} steps, {trained.rows_seen} rows, {trained.rows_per_second:.0f} rows/s, "
-            f"last batch L0 {trained.history[-1]['l0']:.1f} FVU {trained.history[-1]['fvu']:.3f}"
-        )
+    # a finished SAE resumes at its last step, so a rerun returns at once
+    trained = train_sae(
+        store, args.point, out, architecture="topk", d_sae=args.latents, k=args.k,
+        train=TrainConfig(batch_size=args.batch_size, lr=args.lr, min_position=1),
+    )
+    sae = trained.sae
+    print(
+        f"train: {trained.steps} steps, {trained.rows_seen} rows, {trained.rows_per_second:.0f} rows/s, "
+        f"last batch L0 {trained.history[-1]['l0']:.1f} FVU {trained.history[-1]['fvu']:.3f}"
+    )
     times["train"] = time.perf_counter() - t
     start = int(sae.cfg.extra["held_out_start"])
 

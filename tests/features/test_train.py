@@ -70,6 +70,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
         first = train_sae(store, "x", tmp_path / f"parts-{arch}", architecture=arch, d_sae=32, k=2,
                           train=train, progress=False, max_steps=12)
         assert first.steps == 12
+        assert load_sae(tmp_path / f"parts-{arch}").cfg.extra["steps"] == 12  # usable when interrupted
         rest = train_sae(store, "x", tmp_path / f"parts-{arch}", architecture=arch, d_sae=32, k=2,
                          train=train, progress=False)
         assert rest.resumed_from == 12 and rest.steps == whole.steps == 30

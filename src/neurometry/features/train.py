@@ -17,8 +17,9 @@ Recipe (one per architecture, from the papers named in :mod:`neurometry.features
 - Adam, learning rate warmed up over the first 1% of steps and decayed linearly to 0 over the last 20%.
 
 A checkpoint (``checkpoint/state.safetensors`` + ``checkpoint/state.json`` in the output folder) is
-written every ``checkpoint_every`` steps and at the end, next to the SAE itself (``cfg.json`` +
-``sae_weights.safetensors``, see :mod:`neurometry.features.io`). Training again into the same folder
+written every ``checkpoint_every`` steps and at the end, each time with the SAE as trained so far
+(``cfg.json`` + ``sae_weights.safetensors``, see :mod:`neurometry.features.io`), so an interrupted
+run leaves a usable SAE. Training again into the same folder
 with the same settings resumes from the checkpoint: the batch order is replayed and the batches
 already seen are skipped, so the result equals an uninterrupted run.
 """
@@ -385,6 +386,24 @@ def train_sae(
             scaled = sample * trainer.input_scale
             center = geometric_median(scaled) if train.init_b_dec == "geometric_median" else scaled.mean(0)
             sae.b_dec.copy_(center)
+    def save_current() -> SparseAutoencoder:
+        """The SAE as trained so far, input scale folded in, saved in SAELens' layout into ``folder``."""
+        summary = {
+            "input_scale": trainer.input_scale,
+            "steps": trainer.step,
+            "rows_seen": trainer.rows_seen,
+            "held_out_start": stop,
+            "run": info.run_id,
+            "min_position": train.min_position,
+            "epochs": trainer.rows_seen / max(1, per_epoch * train.batch_size),
+            "train": dataclasses.asdict(train),
+        }
+        current = SparseAutoencoder(dataclasses.replace(cfg, extra={**cfg.extra, **summary}), seed=train.seed)
+        current.load_state_dict(sae.state_dict())
+        current.fold_input_scale(trainer.input_scale)
+        save_sae(folder, current)
+        return current
+
     end = total_steps if max_steps is None else min(total_steps, max_steps)
     bar = tqdm(
         total=total_steps, initial=trainer.step, desc=f"sae {cfg.architecture} {point}", unit="step",
@@ -406,24 +425,12 @@ def train_sae(
             bar.update(1)
             if trainer.step % train.checkpoint_every == 0 and trainer.step < end:
                 trainer.save_checkpoint(folder, signature)
+                save_current()  # an interrupted run leaves a usable SAE too
     finally:
         bar.close()
     seconds = time.perf_counter() - started
     trainer.save_checkpoint(folder, signature)
-    summary = {
-        "input_scale": trainer.input_scale,
-        "steps": trainer.step,
-        "rows_seen": trainer.rows_seen,
-        "held_out_start": stop,
-        "run": info.run_id,
-        "min_position": train.min_position,
-        "epochs": trainer.rows_seen / max(1, per_epoch * train.batch_size),
-        "train": dataclasses.asdict(train),
-    }
-    final = SparseAutoencoder(dataclasses.replace(cfg, extra={**cfg.extra, **summary}), seed=train.seed)
-    final.load_state_dict(sae.state_dict())
-    final.fold_input_scale(trainer.input_scale)
-    save_sae(folder, final)
+    final = save_current()
     trained = trainer.rows_seen - rows_before
     return TrainResult(
         sae=final.eval(),
