@@ -89,3 +89,10 @@ def test_user_errors_exit_2(token_store, tmp_path, capsys):
         code, _, err = run(capsys, *args)
         assert code == 2, args
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_contexts_print_as_text():
+    from neurometry.commands.sae import _readable
+
+    assert _readable(["Ġthe", "Ġcat", "Ċ", "sat"]) == " the cat sat"
+    assert _readable("\u2581word") == " word"
