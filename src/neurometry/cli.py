@@ -175,8 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="fewer stages, for a fast look")
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("report", help="one self-contained HTML page with every result a store holds")
+    p.add_argument("store")
+    p.add_argument("-o", "--out", default="report.html", help="HTML file to write (default report.html)")
+    p.set_defaults(func=cmd_report)
+
     _add_later_commands(sub)
     return parser
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from neurometry.report import build_report
+
+    path = build_report(args.store, args.out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; opens offline)")
 
 
 def _add_later_commands(sub: argparse._SubParsersAction) -> None:

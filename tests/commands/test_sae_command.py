@@ -92,7 +92,7 @@ def test_user_errors_exit_2(token_store, tmp_path, capsys):
 
 
 def test_contexts_print_as_text():
-    from neurometry.commands.sae import _readable
+    from neurometry.features.examples import readable
 
-    assert _readable(["Ġthe", "Ġcat", "Ċ", "sat"]) == " the cat sat"
-    assert _readable("\u2581word") == " word"
+    assert readable(["Ġthe", "Ġcat", "Ċ", "sat"]) == " the cat sat"
+    assert readable("\u2581word") == " word"

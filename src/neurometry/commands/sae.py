@@ -136,15 +136,13 @@ def cmd_sae_eval(args: argparse.Namespace) -> None:
     print_table(columns, [row])
 
 
-def _readable(tokens: list[str] | str) -> str:
-    """Stored tokenizer tokens as text: byte-level BPE (GPT-2, Llama 3, SmolLM2) and SentencePiece marks
-    for spaces and newlines become spaces."""
-    text = "".join(tokens) if isinstance(tokens, list) else tokens
-    return text.replace("\u0120", " ").replace("\u010a", " ").replace("\u2581", " ").replace("\n", " ")
-
-
 def cmd_sae_features(args: argparse.Namespace) -> None:
-    from neurometry.features.examples import feature_examples, feature_logit_tokens, save_feature_examples
+    from neurometry.features.examples import (
+        feature_examples,
+        feature_logit_tokens,
+        readable,
+        save_feature_examples,
+    )
     from neurometry.features.io import load_sae
 
     sae = load_sae(args.sae)
@@ -170,7 +168,7 @@ def cmd_sae_features(args: argparse.Namespace) -> None:
     rows = []
     for j in shown:
         best = examples.top[j][0] if examples.top[j] else None
-        context = f"{_readable(best.left)[-40:]}[{_readable(best.token)}]{_readable(best.right)[:30]}" if best else ""
+        context = f"{readable(best.left)[-40:]}[{readable(best.token)}]{readable(best.right)[:30]}" if best else ""
         rows.append([j, f"{examples.frequency[j]:.4f}", f"{examples.max_activation[j]:.3g}", context])
     print_table(["latent", "frequency", "max", "top example"], rows)
     print(f"saved {examples.d_sae} latents as {name!r} (kind sae_features) in {store.path}")

@@ -505,6 +505,13 @@ def feature_logit_tokens(
     )
 
 
+def readable(tokens: list[str] | str) -> str:
+    """Stored tokenizer tokens as display text: the space and newline marks of byte-level BPE (GPT-2,
+    Llama 3, SmolLM2) and SentencePiece become spaces."""
+    text = "".join(tokens) if isinstance(tokens, list) else tokens
+    return text.replace("\u0120", " ").replace("\u010a", " ").replace("\u2581", " ").replace("\n", " ")
+
+
 def export_feature_direction(
     sae: SparseAutoencoder, latent: int, path: str | Path, model: str | None = None, point: str | None = None
 ) -> Path:

@@ -1,0 +1,243 @@
+"""Build the report: one section per kind of saved result, each a function registered in ``SECTIONS``.
+
+Every section reads the catalog's results (``Store.results(kind)``) and draws with the same plotting
+functions as the CLI (``--plot``), so a figure in the report is the figure the command draws. Figures
+are embedded as base64 PNG and the CSS is inline: the file opens anywhere, offline, and can be mailed.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from neurometry.errors import NeurometryError
+from neurometry.features.examples import readable
+from neurometry.store import open_store
+from neurometry.store.store import Store
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}h3{font-size:1.05em}
+table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
+th{background:#f4f4f4}td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #eee}
+.ctx{font-family:ui-monospace,monospace;font-size:.85em;white-space:pre-wrap}
+.tok{border-radius:3px;padding:0 1px}.note{color:#666;font-size:.9em}nav a{margin-right:1em}
+"""
+
+
+def _png(draw: Callable[[Path], Any]) -> str:
+    """An <img> with the PNG that ``draw(path)`` writes, inlined as base64."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "figure.png"
+        draw(path)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="figure" src="data:image/png;base64,{data}">'
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "–"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def _table(columns: list[str], rows: list[list[Any]], left: int = 1) -> str:
+    head = "".join(f'<th class="{"l" if i < left else ""}">{html.escape(c)}</th>' for i, c in enumerate(columns))
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_fmt(v)}</td>' for i, v in enumerate(r)) + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _parse(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame["params"] = frame["params"].map(lambda s: json.loads(s) if s else {})
+    frame["extra"] = frame["extra"].map(lambda s: json.loads(s) if s else {})
+    return frame
+
+
+# -- sections ------------------------------------------------------------------------------------
+def measure_section(store: Store, results: pd.DataFrame) -> str:
+    """Each measure against depth, per run, and the table of values."""
+    from neurometry.commands.measure import plot_profiles
+
+    parts = []
+    for run, group in results.groupby("run_id", sort=False):
+        records = [
+            {"point": r.point, "measure": r.name, "value": r.value, **r.extra} for r in group.itertuples()
+        ]
+        parts.append(f"<h3>run {html.escape(run)}</h3>")
+        parts.append(_png(lambda p, rec=records, run=run: plot_profiles(rec, p, f"{store.path.name} · run {run}")))
+        table = group.pivot_table(index="point", columns="name", values="value", sort=False)
+        parts.append(_table(["point", *map(str, table.columns)], [[i, *row] for i, row in zip(table.index, table.values, strict=True)]))
+    return "\n".join(parts)
+
+
+def compare_section(store: Store, results: pd.DataFrame) -> str:
+    """Layer x layer heatmaps and depth profiles (with intervals and significance), one per comparison."""
+    from neurometry.commands.compare import plot_results
+
+    parts = []
+    keyed: dict[tuple, list[dict]] = {}
+    for r in results.itertuples():
+        params = {k: v for k, v in r.params.items() if k != "point_b"}
+        key = (r.run_id, r.name, json.dumps(params, sort_keys=True))
+        keyed.setdefault(key, []).append(
+            {"point_a": r.point, "point_b": r.params.get("point_b"), "metric": r.name, "value": r.value,
+             "params": r.params, **r.extra}
+        )
+    for (run, metric, params), records in keyed.items():
+        source_b = json.loads(params).get("source_b", "")
+        title = f"{metric}: run {run} against {Path(str(source_b)).name}"
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        parts.append(_png(lambda p, d={"results": records}, t=title: plot_results(d, p, t)))
+        rows = [[r["point_a"], r["point_b"], r["value"], r.get("ci_low"), r.get("ci_high"), r.get("p_value")]
+                for r in records[:60]]
+        parts.append(_table(["A", "B", "value", "ci low", "ci high", "p"], rows, left=2))
+        if len(records) > 60:
+            parts.append(f'<p class="note">{len(records) - 60} more pairs in the catalog</p>')
+    return "\n".join(parts)
+
+
+def probe_section(store: Store, results: pd.DataFrame) -> str:
+    """Probe score against depth (with its interval and baseline), per run and label."""
+    from neurometry.commands.probe import plot_probe
+
+    parts = []
+    for (run, label), group in results.groupby(
+        [results["run_id"], results["params"].map(lambda p: str(p.get("label")))], sort=False
+    ):
+        records = [{"point": r.point, "score": r.value, **r.extra} for r in group.itertuples()]
+        title = f"probe {label}: run {run}"
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        parts.append(_png(lambda p, d={"results": records}, t=title: plot_probe(d, p, t)))
+        rows = [[r["point"], r.get("kind"), r.get("k"), r["score"], r.get("ci_low"), r.get("ci_high"),
+                 r.get("baseline")] for r in records]
+        parts.append(_table(["point", "kind", "k", "score", "ci low", "ci high", "baseline"], rows, left=2))
+    return "\n".join(parts)
+
+
+def sae_eval_section(store: Store, results: pd.DataFrame) -> str:
+    """Held-out reconstruction and CE loss recovered of each evaluated SAE."""
+    rows = []
+    for r in results.itertuples():
+        e = r.extra
+        rows.append([Path(r.name).name, r.point, e.get("n_rows"), e.get("l0"), e.get("fvu"), e.get("dead_fraction"),
+                     e.get("dense_fraction"), e.get("ce_loss_recovered")])
+    return _table(["SAE", "point", "rows", "L0", "FVU", "dead", "dense", "CE loss recovered"], rows, left=2)
+
+
+def _context_html(example: dict, top: float) -> str:
+    strength = 0.0 if top <= 0 else min(1.0, max(0.0, example["activation"] / top))
+    left = html.escape(readable(example["left"]))
+    right = html.escape(readable(example["right"]))
+    token = html.escape(readable(example["token"]))
+    style = f"background:rgba(230,120,20,{0.15 + 0.75 * strength:.2f})"
+    return f'<span class="ctx">{left}<span class="tok" style="{style}" title="{example["activation"]:.3g}">{token}</span>{right}</span>'
+
+
+def sae_features_section(store: Store, results: pd.DataFrame, per_sae: int = 24, contexts: int = 3) -> str:
+    """For each SAE: frequency histogram, and the most frequent latents with their top contexts
+    (the token highlighted by its activation relative to the latent's maximum)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = []
+    names = results["name"].str.rsplit("/", n=1).str[0]
+    for name, group in results.groupby(names, sort=False):
+        n_latents = int(group["extra"].iloc[0].get("n_latents", len(group)))
+        latents = group[group["name"].str.rsplit("/", n=1).str[1].astype(int) < n_latents]
+        freq = latents["value"].to_numpy(dtype=float)
+        parts.append(f"<h3>{html.escape(name)} · {html.escape(str(latents['point'].iloc[0]))} · {len(latents)} latents</h3>")
+
+        def draw(path: Path, freq: np.ndarray = freq) -> None:
+            fig, ax = plt.subplots(figsize=(6, 2.6))
+            ax.hist(np.log10(np.clip(freq, 1e-7, None)), bins=50, color="#d0781f")
+            ax.set_xlabel("log10 activation frequency")
+            ax.set_ylabel("latents")
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+
+        parts.append(_png(draw))
+        parts.append(f'<p class="note">dead (never active): {int((freq == 0).sum())}; dense (&gt; 10% of rows): {int((freq > 0.1).sum())}</p>')
+        shown = latents.sort_values("value", ascending=False).head(per_sae)
+        rows = []
+        for r in shown.itertuples():
+            top = r.extra.get("top", [])[:contexts]
+            peak = float(r.extra.get("max_activation") or 0.0)
+            body = "<br>".join(_context_html(c, peak) for c in top)
+            promoted = [readable(t) for t, _ in r.extra.get("promoted", [])[:5]]
+            rows.append(
+                f"<tr><td>{html.escape(r.name.rsplit('/', 1)[1])}</td><td>{r.value:.4f}</td><td>{peak:.3g}</td>"
+                f'<td class="l">{body}</td><td class="l">{html.escape(" ".join(promoted))}</td></tr>'
+            )
+        parts.append(
+            "<table><tr><th>latent</th><th>frequency</th><th>max</th><th class='l'>top contexts</th>"
+            "<th class='l'>promotes</th></tr>" + "".join(rows) + "</table>"
+        )
+    return "\n".join(parts)
+
+
+SECTIONS: dict[str, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
+    "measure": ("Geometry by depth", measure_section),
+    "compare": ("Similarity", compare_section),
+    "probe": ("Probes", probe_section),
+    "sae_eval": ("Sparse autoencoders: evaluation", sae_eval_section),
+    "sae_features": ("Sparse autoencoders: features", sae_features_section),
+}
+"""Result kind -> (heading, section function). A new kind of result plugs in here by name."""
+
+
+def build_report(store: str | Path | Store, out: str | Path) -> Path:
+    """Write the report of every result in ``store`` to ``out`` (an .html file); returns its path."""
+    if isinstance(store, (str, Path)):
+        if not Path(store).is_dir():
+            raise NeurometryError(f"no store at {store}; record one with `neurometry record` first")
+        store = open_store(store)
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise NeurometryError(f"{out} is a folder; give a file name such as report.html")
+    if not out.parent.is_dir():
+        raise NeurometryError(f"folder {out.parent} does not exist; create it or choose another -o")
+    runs = store.runs()
+    body = [f"<h1>neurometry report: {html.escape(store.path.name)}</h1>"]
+    overview = [[r.run_id, r.model, r.reduce, r.n_inputs, r.committed_rows, r.status] for r in runs]
+    body.append(_table(["run", "model", "reduce", "inputs", "rows", "status"], overview, left=3))
+    all_results = store.results()
+    nav, sections = [], []
+    for kind, (heading, section) in SECTIONS.items():
+        subset = all_results[all_results["kind"] == kind]
+        if subset.empty:
+            continue
+        anchor = f"s-{kind}"
+        nav.append(f'<a href="#{anchor}">{html.escape(heading)}</a>')
+        sections.append(f'<h2 id="{anchor}">{html.escape(heading)}</h2>\n{section(store, _parse(subset))}')
+    others = sorted(set(all_results["kind"]) - set(SECTIONS))
+    if not sections:
+        body.append(
+            '<p class="note">No results yet. Run <code>neurometry measure</code>, <code>compare</code>, '
+            "<code>probe</code> or <code>sae eval|features</code> on this store, then build the report again.</p>"
+        )
+    if others:
+        body.append(f'<p class="note">Results of kinds without a section: {html.escape(", ".join(others))}</p>')
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>neurometry · {html.escape(store.path.name)}</title>"
+        f"<style>{CSS}</style></head><body><nav>{''.join(nav)}</nav>{''.join(body)}{''.join(sections)}</body></html>"
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out

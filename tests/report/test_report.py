@@ -1,0 +1,130 @@
+"""`neurometry report`: one self-contained HTML file with every result kind of a store, drawn and tabled."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from neurometry.cli import main
+from neurometry.store import open_store
+
+TINY = "neurometry.models.tiny:tiny_llama"
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+@pytest.fixture(scope="module")
+def store_with_results(tmp_path_factory):
+    from neurometry.record import record
+
+    folder = tmp_path_factory.mktemp("report")
+    words = ["red", "blue", "green", "small", "large", "quiet", "bright", "old"]
+    rows = [
+        {"text": f"the {a} cat saw a {b} dog", "tense": "past" if i % 2 else "present"}
+        for i, (a, b) in enumerate((a, b) for a in words for b in words[:5])
+    ]
+    data = folder / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = folder / "s.nmstore"
+    record(TINY, data, ["embed", "resid.0", "resid.1"], out=store, reduce="tokens", progress=False)
+    mean_store = folder / "m.nmstore"
+    record(TINY, data, ["embed", "resid.0", "resid.1"], out=mean_store, reduce="mean", progress=False)
+    for args in (
+        ("measure", str(store), "--measures", "effective_rank,anisotropy", "--json"),
+        ("compare", str(mean_store), "--metric", "cka", "--json"),
+        ("probe", str(mean_store), "--label", "tense", "--json"),
+        ("sae", "train", str(store), "--point", "resid.1", "--latents", "32", "--k", "4", "--batch-size", "64",
+         "--out", str(folder / "sae"), "--json"),
+        ("sae", "eval", str(folder / "sae"), str(store), "--json"),
+        ("sae", "features", str(folder / "sae"), str(store), "--top", "5", "--json"),
+    ):
+        assert main(list(args)) == 0, args
+    return store, mean_store
+
+
+def images_and_links(page: str) -> tuple[list[bytes], list[str]]:
+    parser = Tags()
+    parser.feed(page)
+    images = []
+    external = []
+    for tag, attrs in parser.tags:
+        for key in ("src", "href"):
+            value = attrs.get(key)
+            if value and not value.startswith(("data:", "#")):
+                external.append(value)
+        if tag == "img":
+            prefix = "data:image/png;base64,"
+            assert attrs["src"].startswith(prefix)
+            images.append(base64.b64decode(attrs["src"][len(prefix) :]))
+    assert not any(tag in ("script", "link") for tag, _ in parser.tags)
+    return images, external
+
+
+def test_report_holds_every_result_kind_self_contained(store_with_results, tmp_path, capsys):
+    store, mean_store = store_with_results
+    out = tmp_path / "report.html"
+    code, text, err = run(capsys, "report", str(store), "-o", str(out))
+    assert code == 0, err
+    page = out.read_text()
+    images, external = images_and_links(page)
+    assert external == []  # opens offline
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 2000 for png in images)
+    for heading in ("Geometry by depth", "Sparse autoencoders: evaluation", "Sparse autoencoders: features"):
+        assert heading in page
+    # 1 measure profile + 1 frequency histogram
+    assert len(images) == 2
+    s = open_store(store)
+    rank = s.results("measure").query("name == 'effective_rank' and point == 'resid.1'")["value"].iloc[0]
+    assert f"{rank:.4g}" in page
+    fvu = json.loads(s.results("sae_eval")["extra"].iloc[0])["fvu"]
+    assert f"{fvu:.4g}" in page
+    # the most frequent latent's best example, its token highlighted with its activation as the title
+    features = s.results("sae_features").sort_values("value", ascending=False)
+    best = json.loads(features["extra"].iloc[0])["top"][0]
+    assert re.search(rf'title="{best["activation"]:.3g}">', page)
+
+    out2 = tmp_path / "mean.html"
+    code, _, err = run(capsys, "report", str(mean_store), "-o", str(out2))
+    assert code == 0, err
+    page2 = out2.read_text()
+    images2, external2 = images_and_links(page2)
+    assert external2 == [] and len(images2) == 2  # the CKA layer x layer heatmap and the probe curve
+    assert "Similarity" in page2 and "Probes" in page2
+    cka = open_store(mean_store).results("compare")
+    assert len(cka) == 9 and f"{cka['value'].iloc[1]:.4g}" in page2
+
+
+def test_empty_store_and_user_errors(tmp_path, capsys):
+    from neurometry.store import import_array
+
+    store = open_store(tmp_path / "e.nmstore", create=True)
+    import numpy as np
+
+    import_array(store, "r", "p", [np.zeros((4, 2), np.float32)], 4)
+    code, _, err = run(capsys, "report", str(tmp_path / "e.nmstore"), "-o", str(tmp_path / "e.html"))
+    assert code == 0, err
+    assert "No results yet" in (tmp_path / "e.html").read_text()
+    for args in (
+        ("report", str(tmp_path / "missing.nmstore")),
+        ("report", str(tmp_path / "e.nmstore"), "-o", str(tmp_path)),
+        ("report", str(tmp_path / "e.nmstore"), "-o", str(tmp_path / "no" / "dir" / "r.html")),
+    ):
+        code, _, err = run(capsys, *args)
+        assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, args
