@@ -128,3 +128,19 @@ def test_empty_store_and_user_errors(tmp_path, capsys):
     ):
         code, _, err = run(capsys, *args)
         assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, args
+
+
+def test_points_appear_in_depth_order_not_by_name(tmp_path, capsys):
+    from neurometry.record import record
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"text": f"sentence {i} about things"}) + "\n" for i in range(12)))
+    store = tmp_path / "s.nmstore"
+    # depth order: mlp_act.0 (layer 0) before attn_out.1 (layer 1); by name it is the other way round
+    record(TINY, data, ["attn_out.1", "mlp_act.0"], out=store, reduce="mean", progress=False)
+    assert [p.point for p in open_store(store).points()] == ["mlp_act.0", "attn_out.1"]
+    assert main(["measure", str(store), "--measures", "effective_rank", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(store), "-o", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    assert page.index(">mlp_act.0<") < page.index(">attn_out.1<")

@@ -59,11 +59,15 @@ def _table(columns: list[str], rows: list[list[Any]], left: int = 1) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _parse(frame: pd.DataFrame) -> pd.DataFrame:
+def _parse(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
+    """Results with params/extra decoded, in depth order (the catalog returns points by name, so
+    block.10 would come before block.2)."""
     frame = frame.copy()
     frame["params"] = frame["params"].map(lambda s: json.loads(s) if s else {})
     frame["extra"] = frame["extra"].map(lambda s: json.loads(s) if s else {})
-    return frame
+    depth = {(p.run_id, p.point): i for i, p in enumerate(store.points())}
+    frame["_depth"] = [depth.get((r, p), len(depth)) for r, p in zip(frame["run_id"], frame["point"], strict=True)]
+    return frame.sort_values(["run_id", "_depth"], kind="stable")
 
 
 # -- sections ------------------------------------------------------------------------------------
@@ -224,7 +228,7 @@ def build_report(store: str | Path | Store, out: str | Path) -> Path:
             continue
         anchor = f"s-{kind}"
         nav.append(f'<a href="#{anchor}">{html.escape(heading)}</a>')
-        sections.append(f'<h2 id="{anchor}">{html.escape(heading)}</h2>\n{section(store, _parse(subset))}')
+        sections.append(f'<h2 id="{anchor}">{html.escape(heading)}</h2>\n{section(store, _parse(store, subset))}')
     others = sorted(set(all_results["kind"]) - set(SECTIONS))
     if not sections:
         body.append(
