@@ -57,6 +57,12 @@ def run_demo(out: str | Path = "neurometry-demo", quick: bool = False) -> None:
         print(f"plot: {out / 'probes.png'}")
         _run_steering(out)
         _run_diffing()
+        _run_sae(store_path, out)
+
+    _stage("report: every result in the store on one self-contained page")
+    from neurometry.report import build_report
+
+    print(f"report: {build_report(store_path, out / 'report.html')}")
 
     print("\nwhere to look next:")
     print(f"  neurometry ls {store_path}")
@@ -231,6 +237,34 @@ def _run_steering(out: Path) -> None:
         i = result.points.index(f"resid.{layer}")
         print(f"  resid.{layer:<2d}: strongest at {result.tokens[best[i]]!r} ({result.scores[i, best[i]]:.2f})")
     print(f"plot: {out / 'patching.png'}")
+
+
+def _run_sae(store_path: Path, out: Path) -> None:
+    """A TopK SAE on MiniLM's per-token resid.3, evaluated on held-out sentences, its features explained.
+
+    Training into the same folder again resumes at the last step, so a rerun does not retrain.
+    """
+    from neurometry.features import (
+        TrainConfig,
+        evaluate_sae,
+        feature_examples,
+        save_feature_examples,
+        train_sae,
+    )
+    from neurometry.features.evaluate import save_sae_eval
+
+    _stage("features: a TopK SAE (1,024 latents, k = 16) on MiniLM resid.3, every token")
+    store = open_store(store_path)
+    trained = train_sae(
+        store, "resid.3", out / "sae-minilm-resid3", run="minilm-tokens", architecture="topk", d_sae=1024, k=16,
+        train=TrainConfig(batch_size=256, lr=1e-3, train_rows=20 * 256 * 10, held_out=0.1, min_position=1),
+    )
+    metrics = evaluate_sae(trained.sae, store, "resid.3", "minilm-tokens", start=trained.held_out_start)
+    save_sae_eval(store, trained.folder, "resid.3", "minilm-tokens", metrics, rows_from=trained.held_out_start)
+    print(f"held-out sentences: L0 {metrics.l0:.1f}, FVU {metrics.fvu:.3f}, dead latents {metrics.dead_fraction:.3f}")
+    examples = feature_examples(trained.sae, store, "resid.3", "minilm-tokens", top=10, window=6)
+    save_feature_examples(store, examples, "minilm-tokens", trained.folder.name)
+    print(f"saved {trained.folder} and the top contexts of its latents (kind sae_features)")
 
 
 def _run_diffing() -> None:

@@ -90,7 +90,7 @@ def _held_out(sae: Any, store: Any, run: str, point: str) -> int:
 
 
 def cmd_sae_eval(args: argparse.Namespace) -> None:
-    from neurometry.features.evaluate import ce_loss_recovered, evaluate_sae
+    from neurometry.features.evaluate import ce_loss_recovered, evaluate_sae, save_sae_eval
     from neurometry.features.io import load_sae
 
     sae = load_sae(args.sae)
@@ -105,7 +105,7 @@ def cmd_sae_eval(args: argparse.Namespace) -> None:
             f"the SAE was trained on every row of {point} (--held-out 0); evaluate it on another store"
         )
     metrics = evaluate_sae(sae, store, point, info.run_id, start=start, progress=not args.json)
-    record: dict[str, Any] = {"point": point, **metrics.as_dict(), "rows_from": start}
+    ce = None
     if args.model:
         from neurometry.models import load_model
 
@@ -116,13 +116,7 @@ def cmd_sae_eval(args: argparse.Namespace) -> None:
         inputs = store.inputs(store.run_info(info.run_id).dataset_id)
         texts = inputs["text"].iloc[first_input:].astype(str).tolist()[: args.max_texts]
         ce = ce_loss_recovered(sae, load_model(args.model), point, texts, max_length=args.max_length)
-        record.update({f"ce_{k}": v for k, v in ce.as_dict().items()})
-    record.setdefault("ce_loss_recovered", None)  # part of the JSON contract; None without --model
-    store.save_results(
-        "sae_eval",
-        [{"point": point, "name": str(Path(args.sae).resolve()), "value": metrics.fvu, "extra": record}],
-        info.run_id,
-    )
+    record = save_sae_eval(store, args.sae, point, info.run_id, metrics, ce, rows_from=start)
     if args.json:
         emit_json({"results": [record]})
         return

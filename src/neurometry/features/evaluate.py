@@ -16,6 +16,7 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -247,3 +248,24 @@ def ce_loss_recovered(
             "undefined; evaluate at a point the model's output depends on"
         )
     return CELossResult(clean, spliced_loss, zero, (zero - spliced_loss) / gap, n_tokens)
+
+
+def save_sae_eval(
+    store: Any,
+    sae_folder: str | Path,
+    point: str,
+    run: str,
+    metrics: ReconstructionMetrics,
+    ce: CELossResult | None = None,
+    rows_from: int = 0,
+) -> dict[str, Any]:
+    """Store one SAE evaluation in the catalog (kind ``sae_eval``, value = FVU) and return its record:
+    point, the metrics, ``rows_from``, ``ce_*`` fields and ``ce_loss_recovered`` (None without a model)."""
+    record: dict[str, Any] = {"point": point, **metrics.as_dict(), "rows_from": rows_from}
+    if ce is not None:
+        record.update({f"ce_{k}": v for k, v in ce.as_dict().items()})
+    record.setdefault("ce_loss_recovered", None)
+    name = str(Path(sae_folder).resolve())
+    store.save_results("sae_eval", [{"point": point, "name": name, "value": metrics.fvu, "extra": record}], run)
+    return record
+
