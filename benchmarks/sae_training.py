@@ -68,9 +68,7 @@ def train_saelens(store, point: str, stop: int, args: argparse.Namespace, d_in: 
         warnings.simplefilter("ignore")
         trained = trainer.fit()
     seconds = time.perf_counter() - start
-    trained.save_inference_model(str(out)) if hasattr(trained, "save_inference_model") else trained.save_model(
-        str(out)
-    )
+    trained.save_inference_model(str(out))  # the inference form SAE.load_from_disk reads
     return seconds
 
 

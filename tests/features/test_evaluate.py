@@ -13,29 +13,17 @@ import torch
 
 from neurometry.errors import NeurometryError
 from neurometry.features.evaluate import ce_loss_recovered, evaluate_sae
-from neurometry.features.sae import SAEConfig, SparseAutoencoder
 from neurometry.models.tiny import tiny_bert, tiny_llama
 from neurometry.record import record
 from neurometry.steer.evaluate import _text_logprobs
 from neurometry.store import open_store
 from tests.conftest import SENTENCES, write_jsonl
+from tests.features.conftest import mirror_sae
 
 torch.set_num_threads(2)
 
 POINT = "resid.0"
 D = 32  # tiny_llama's hidden size
-
-
-def mirror_sae(d: int, threshold: float = 0.0, decoder: bool = True, b_dec: np.ndarray | None = None):
-    """ReLU SAE with d_sae = 2d: latents [relu(x - b - t), relu(-(x - b) - t)], decoder [I; -I] (or zeros)."""
-    sae = SparseAutoencoder(SAEConfig(d_in=d, d_sae=2 * d, architecture="relu", point=POINT, model="tiny"))
-    eye = torch.eye(d)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
-        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0) if decoder else torch.zeros(2 * d, d))
-        sae.b_enc.fill_(-threshold)
-        sae.b_dec.copy_(torch.zeros(d) if b_dec is None else torch.as_tensor(b_dec, dtype=torch.float32))
-    return sae
 
 
 @pytest.fixture(scope="module")

@@ -20,29 +20,18 @@ from neurometry.features.examples import (
     load_feature_examples,
     save_feature_examples,
 )
-from neurometry.features.sae import SAEConfig, SparseAutoencoder
 from neurometry.models.tiny import tiny_llama
 from neurometry.record import record
 from neurometry.steer.vectors import load_vector
 from neurometry.store import open_store
 from tests.conftest import SENTENCES, write_jsonl
+from tests.features.conftest import mirror_sae
 
 torch.set_num_threads(2)
 
 POINT = "resid.0"
 D = 32
 TOP, WINDOW, BINS, PER_BIN = 5, 3, 4, 3
-
-
-def mirror_sae(d: int, architecture: str = "relu") -> SparseAutoencoder:
-    sae = SparseAutoencoder(SAEConfig(d_in=d, d_sae=2 * d, architecture=architecture, point=POINT, model="tiny"))
-    eye = torch.eye(d)
-    with torch.no_grad():
-        sae.W_enc.copy_(torch.cat([eye, -eye], dim=1))
-        sae.W_dec.copy_(torch.cat([eye, -eye], dim=0))
-        sae.b_enc.zero_()
-        sae.b_dec.zero_()
-    return sae
 
 
 @pytest.fixture(scope="module")

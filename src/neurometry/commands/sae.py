@@ -82,6 +82,18 @@ def cmd_sae_train(args: argparse.Namespace) -> None:
     print(f"saved to {result.folder} (cfg.json + sae_weights.safetensors; SAELens loads it)")
 
 
+def _sae_and_point(args: argparse.Namespace) -> tuple[Any, Any, str, Any]:
+    """(SAE, store, point, point info) for ``sae eval|features``: --point defaults to the SAE's own."""
+    from neurometry.features.io import load_sae
+
+    sae = load_sae(args.sae)
+    store = _store(args.store)
+    point = args.point or sae.cfg.point
+    if not point:
+        raise NeurometryError("the SAE names no point; give --point")
+    return sae, store, point, store.point_info(point, args.run)
+
+
 def _held_out(sae: Any, store: Any, run: str, point: str) -> int:
     """First held-out row when the SAE was trained on this run and point, else 0 (every row is new)."""
     extra = sae.cfg.extra
@@ -91,14 +103,8 @@ def _held_out(sae: Any, store: Any, run: str, point: str) -> int:
 
 def cmd_sae_eval(args: argparse.Namespace) -> None:
     from neurometry.features.evaluate import ce_loss_recovered, evaluate_sae, save_sae_eval
-    from neurometry.features.io import load_sae
 
-    sae = load_sae(args.sae)
-    store = _store(args.store)
-    point = args.point or sae.cfg.point
-    if not point:
-        raise NeurometryError("the SAE names no point; give --point")
-    info = store.point_info(point, args.run)
+    sae, store, point, info = _sae_and_point(args)
     start = _held_out(sae, store, info.run_id, point)
     if start >= info.n_rows:
         raise NeurometryError(
@@ -137,14 +143,8 @@ def cmd_sae_features(args: argparse.Namespace) -> None:
         readable,
         save_feature_examples,
     )
-    from neurometry.features.io import load_sae
 
-    sae = load_sae(args.sae)
-    store = _store(args.store)
-    point = args.point or sae.cfg.point
-    if not point:
-        raise NeurometryError("the SAE names no point; give --point")
-    info = store.point_info(point, args.run)
+    sae, store, point, info = _sae_and_point(args)
     examples = feature_examples(
         sae, store, point, info.run_id, top=args.top, window=args.window, progress=not args.json
     )

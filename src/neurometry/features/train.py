@@ -111,10 +111,10 @@ def geometric_median(x: torch.Tensor, iterations: int = 100, tol: float = 1e-7) 
         dist = (x64 - y).norm(dim=1).clamp_min(1e-12)
         w = 1 / dist
         new = (w[:, None] * x64).sum(0) / w.sum()
-        if (new - y).norm() <= tol * max(1.0, float(y.norm())):
-            y = new
-            break
+        converged = (new - y).norm() <= tol * max(1.0, float(y.norm()))
         y = new
+        if converged:
+            break
     return y.to(x.dtype)
 
 
