@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -32,6 +33,9 @@ def test_tokens_equal_hidden_states_at_every_real_position(factory, sentences_fi
     assert np.array_equal(meta["input_row"].to_numpy(), rows)
     assert np.array_equal(meta["position"].to_numpy(), positions)
     assert meta["label"].tolist() == [r % 2 for r in rows]
+    index = store.row_index()  # the same token rows, without the data columns
+    assert list(index.columns) == ["row", "input_row", "position", "token_id", "token"]
+    pd.testing.assert_frame_equal(index, meta[list(index.columns)])
     for i in range(n_layers):
         stored = store.activations(f"resid.{i}")
         expected = states[i + 1][mask].numpy()

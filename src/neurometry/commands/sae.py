@@ -115,11 +115,10 @@ def cmd_sae_eval(args: argparse.Namespace) -> None:
     if args.model:
         from neurometry.models import load_model
 
-        meta = store.metadata(info.run_id)
-        if "text" not in meta.columns:
-            raise NeurometryError(f"run {info.run_id} has no text column; CE loss needs the recorded texts")
-        first_input = int(meta["input_row"].iloc[start]) if start else 0
         inputs = store.inputs(store.run_info(info.run_id).dataset_id)
+        if "text" not in inputs.columns:
+            raise NeurometryError(f"run {info.run_id} has no text column; CE loss needs the recorded texts")
+        first_input = int(store.row_index(info.run_id)["input_row"].iloc[start]) if start else 0
         texts = inputs["text"].iloc[first_input:].astype(str).tolist()[: args.max_texts]
         ce = ce_loss_recovered(sae, load_model(args.model), point, texts, max_length=args.max_length)
     record = save_sae_eval(store, args.sae, point, info.run_id, metrics, ce, rows_from=start)

@@ -27,7 +27,7 @@ def held_out_start(store: Store, point: str, run: str | None, fraction: float) -
         return n
     if not 0 < fraction < 1:
         raise NeurometryError(f"the held-out fraction must be in [0, 1), got {fraction}")
-    meta_rows = store.metadata(info.run_id)["input_row"].to_numpy()[:n]
+    meta_rows = store.row_index(info.run_id)["input_row"].to_numpy()[:n]
     inputs = np.unique(meta_rows)
     if len(inputs) < 2:
         raise NeurometryError(f"{point} holds rows of {len(inputs)} input(s); record more inputs to hold some out")
@@ -45,7 +45,7 @@ def row_mask(store: Store, point: str, run: str | None, min_position: int) -> np
     if min_position <= 0:
         return None
     info = store.point_info(point, run)
-    meta = store.metadata(info.run_id)
+    meta = store.row_index(info.run_id)
     if "position" not in meta.columns:
         raise NeurometryError(
             f"run {info.run_id} has one row per input, not per token; --min-position needs reduce=tokens"

@@ -224,10 +224,10 @@ def _token_run(store: Any, point: str, run: str | None) -> Any:
 
 
 class _Contexts:
-    """Token contexts of stored rows from the run's metadata (rows of one input are consecutive)."""
+    """Token contexts of stored rows from the run's token rows (rows of one input are consecutive)."""
 
     def __init__(self, store: Any, run: str, n_rows: int, window: int):
-        meta = store.metadata(run)
+        meta = store.row_index(run)
         if len(meta) < n_rows:
             raise NeurometryError(
                 f"run {run!r} has metadata for {len(meta)} rows but {n_rows} stored rows; record it again"
