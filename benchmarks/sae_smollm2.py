@@ -37,6 +37,7 @@ from neurometry.features.evaluate import ce_loss_recovered, evaluate_sae  # noqa
 from neurometry.features.examples import (  # noqa: E402
     feature_examples,
     feature_logit_tokens,
+    readable,
     save_feature_examples,
 )
 from neurometry.features.train import TrainConfig, train_sae  # noqa: E402
@@ -46,6 +47,36 @@ from neurometry.store import open_store  # noqa: E402
 
 torch.set_num_threads(THREADS)
 MODEL = "smollm2-135m"
+
+
+def first_token_share(store, point: str) -> None:
+    """Print how much of the point's variance sits on each text's first token (why training skips it)."""
+    position = store.row_index()["position"].to_numpy()
+    first = position == 0
+    total_sum, first_sum = 0.0, 0.0
+    sum_x = sum_first = None
+    norms = []
+    at = 0
+    for block in store.iter_chunks(point):
+        x = np.asarray(block, dtype=np.float64)
+        mask = first[at : at + len(x)]
+        at += len(x)
+        squares = (x * x).sum(1)
+        norms.append(np.sqrt(squares))
+        total_sum += squares.sum()
+        first_sum += squares[mask].sum()
+        sum_x = x.sum(0) if sum_x is None else sum_x + x.sum(0)
+        sum_first = x[mask].sum(0) if sum_first is None else sum_first + x[mask].sum(0)
+    n, n_first = len(first), int(first.sum())
+    mean = sum_x / n
+    # sum over rows of ||x - mean||^2, all rows and first-token rows, from running sums
+    total = total_sum - n * mean @ mean
+    part = first_sum - 2 * mean @ sum_first + n_first * mean @ mean
+    norm = np.concatenate(norms)
+    print(
+        f"first tokens: {n_first} of {n} rows ({n_first / n:.1%}) hold {part / total:.1%} of the variance; median norm"
+        f" {np.median(norm[first]):.0f} against {np.median(norm[~first]):.0f} for the other tokens"
+    )
 
 
 def main() -> None:
@@ -85,10 +116,10 @@ def main() -> None:
     times["record"] = time.perf_counter() - t
     store = open_store(store_path)
     info = store.point_info(args.point)
-    print(
-        f"record: {info.n_rows} token rows of {args.point} ({'already there' if result.already_complete else 'recorded'};"
-        f" {times['record']:.0f} s, {info.n_rows / max(times['record'], 1e-9):.0f} tokens/s)"
-    )
+    speed = "already recorded" if result.already_complete else f"{info.n_rows / times['record']:.0f} tokens/s"
+    print(f"record: {info.n_rows} token rows of {args.point} ({times['record']:.0f} s, {speed})")
+
+    first_token_share(store, args.point)
 
     t = time.perf_counter()
     out = work / f"sae-topk-{args.latents}-k{args.k}"
@@ -98,8 +129,9 @@ def main() -> None:
         train=TrainConfig(batch_size=args.batch_size, lr=args.lr, min_position=1),
     )
     sae = trained.sae
+    rate = f"{trained.rows_per_second:.0f} rows/s" if trained.resumed_from < trained.steps else "already trained"
     print(
-        f"train: {trained.steps} steps, {trained.rows_seen} rows, {trained.rows_per_second:.0f} rows/s, "
+        f"train: {trained.steps} steps, {trained.rows_seen} rows ({rate}), "
         f"last batch L0 {trained.history[-1]['l0']:.1f} FVU {trained.history[-1]['fvu']:.3f}"
     )
     times["train"] = time.perf_counter() - t
@@ -107,8 +139,7 @@ def main() -> None:
 
     t = time.perf_counter()
     metrics = evaluate_sae(sae, store, args.point, start=start)
-    meta = store.metadata()
-    first_input = int(meta["input_row"].iloc[start])
+    first_input = int(store.row_index()["input_row"].iloc[start])
     texts = [r["text"] for r in rows[first_input:]][: args.ce_texts]
     ce = ce_loss_recovered(sae, model, args.point, texts)
     times["evaluate"] = time.perf_counter() - t
@@ -129,8 +160,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for j in sorted(rng.choice(alive, size=min(8, len(alive)), replace=False)):
         tops = examples.top[j][:3]
-        shown = " | ".join(f"{c.left[-30:]}[{c.token}]{c.right[:20]}".replace("\n", " ") for c in tops)
-        promoted = [t for t, _ in examples.logit_tokens[j]["promoted"][:5]] if examples.logit_tokens else []
+        shown = " | ".join(f"{readable(c.left)[-30:]}[{readable(c.token)}]{readable(c.right)[:20]}" for c in tops)
+        promoted = [readable(t) for t, _ in examples.logit_tokens[j]["promoted"][:5]] if examples.logit_tokens else []
         print(f"  latent {j} (freq {examples.frequency[j]:.4f}): {shown}  -> promotes {promoted}")
 
     total = sum(times.values())
