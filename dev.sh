@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The two entry points of the README:
 #   ./dev.sh demo   set up .venv (created or reused) and run `neurometry demo`
-#   ./dev.sh test   set up .venv and run ruff plus the whole test suite
+#   ./dev.sh test   set up .venv (and Debian's chromium, for the browser tests) and run ruff plus the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")"
 VENV=.venv
@@ -28,6 +28,21 @@ setup() {
     fi
 }
 
+# The browser tests drive Debian's Chromium (Playwright's own browser download is not reachable here).
+ensure_chromium() {
+    if [ -n "${NEUROMETRY_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then
+        return
+    fi
+    echo "neurometry: installing Debian's chromium for the browser tests (first run only)..." >&2
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { echo "dev.sh: install chromium (apt-get install chromium) as root first" >&2; exit 1; }
+        sudo="sudo"
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+}
+
 cmd="${1:-}"
 shift || true
 case "$cmd" in
@@ -37,6 +52,7 @@ case "$cmd" in
         ;;
     test)
         setup
+        ensure_chromium
         "$VENV/bin/ruff" check src tests benchmarks
         set +e
         "$VENV/bin/python" -m pytest -q "$@"

@@ -180,8 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="report.html", help="HTML file to write (default report.html)")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("serve", help="a local read-only web dashboard over a store")
+    p.add_argument("store")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--model", help="a model for the steering playground (with --vector)")
+    p.add_argument("--vector", action="append", default=[], help="V.safetensors from `steer build`; repeatable")
+    p.set_defaults(func=cmd_serve)
+
     _add_later_commands(sub)
     return parser
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from neurometry.serve import serve
+
+    serve(args.store, host=args.host, port=args.port, model=args.model, vectors=args.vector)
 
 
 def cmd_report(args: argparse.Namespace) -> None:

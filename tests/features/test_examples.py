@@ -198,3 +198,16 @@ def test_export_direction_loads_as_a_steering_vector(tmp_path):
     assert (meta["latent"], meta["position"], meta["kind"]) == (37, "all", "steering_vector")
     with pytest.raises(NeurometryError, match="latent must be an integer in 0..63"):
         export_feature_direction(sae, 64, tmp_path / "bad.safetensors")
+
+
+def test_readable_context_reads_as_text_for_bpe_and_wordpiece():
+    from neurometry.features.examples import display_token, readable_context
+
+    # byte-level BPE carries its spaces in the tokens
+    assert readable_context(["The", "\u0120cat"], "\u0120sat", ["\u0120on"]) == ("The cat", " sat", " on")
+    # WordPiece: words separated by spaces, a ## piece glued to the word before it
+    assert readable_context(["[CLS]", "a", "real", "let"], "##down", ["in", "the", "end"]) == (
+        "[CLS] a real let", "down", " in the end"
+    )
+    assert readable_context(["[CLS]"], "fog", ["##gy", "[SEP]"]) == ("[CLS]", " fog", "gy [SEP]")
+    assert display_token("\u0120Paris") == "Paris" and display_token("##down") == "down"

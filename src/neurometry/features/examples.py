@@ -223,7 +223,7 @@ def _token_run(store: Any, point: str, run: str | None) -> Any:
     return info
 
 
-class _Contexts:
+class TokenContexts:
     """Token contexts of stored rows from the run's token rows (rows of one input are consecutive)."""
 
     def __init__(self, store: Any, run: str, n_rows: int, window: int):
@@ -332,7 +332,7 @@ def feature_examples(
                 bar.update(len(block))
     finally:
         bar.close()
-    contexts = _Contexts(store, info.run_id, begin, window)
+    contexts = TokenContexts(store, info.run_id, begin, window)
     top_examples, quantiles = [], []
     for j in range(d_sae):
         mine = best.row[j] >= 0
@@ -510,6 +510,26 @@ def readable(tokens: list[str] | str) -> str:
     Llama 3, SmolLM2) and SentencePiece become spaces."""
     text = "".join(tokens) if isinstance(tokens, list) else tokens
     return text.replace("\u0120", " ").replace("\u010a", " ").replace("\u2581", " ").replace("\n", " ")
+
+
+def display_token(token: str) -> str:
+    """One stored token as a bare word for lists and search: space marks and WordPiece's ``##`` removed."""
+    return readable(token).strip().removeprefix("##")
+
+
+def readable_context(left: list[str], token: str, right: list[str]) -> tuple[str, str, str]:
+    """A token context as three display strings (before, the token, after) that read as text when put
+    side by side. Byte-level BPE and SentencePiece tokens carry their own space marks (:func:`readable`);
+    WordPiece tokens (BERT, MiniLM) do not: words are separated by spaces and a ``##`` piece continues
+    the word before it."""
+    pieces = [*left, token, *right]
+    if any(p.startswith(("\u0120", "\u2581")) for p in pieces) or not any(
+        p.startswith("##") or p in ("[CLS]", "[SEP]") for p in pieces
+    ):
+        return readable(left), readable(token), readable(right)
+    spaced = [p[2:] if p.startswith("##") else (" " + p if i else p) for i, p in enumerate(pieces)]
+    n = len(left)
+    return "".join(spaced[:n]), spaced[n], "".join(spaced[n + 1 :])
 
 
 def export_feature_direction(

@@ -81,8 +81,13 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open the catalog with WAL journaling, so readers never block the writer and a kill loses nothing committed."""
+def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
+    """Open the catalog with WAL journaling, so readers never block the writer and a kill loses nothing committed.
+
+    ``read_only`` opens it with SQLite's ``mode=ro``, so a viewer cannot change the store by mistake.
+    """
+    if read_only:
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30, isolation_level=None)
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")

@@ -255,8 +255,9 @@ def is_store(path: Path) -> bool:
     return (path / CATALOG_FILE).is_file() and (path / STAMP_FILE).is_file()
 
 
-def open_store(path: str | os.PathLike, create: bool = False) -> Store:
-    """Open the store at ``path``; with ``create=True`` make it if it does not exist.
+def open_store(path: str | os.PathLike, create: bool = False, read_only: bool = False) -> Store:
+    """Open the store at ``path``; with ``create=True`` make it if it does not exist; with
+    ``read_only=True`` the catalog refuses every write (for viewers such as ``neurometry serve``).
 
     A new store is built in a temporary folder beside ``path`` and renamed into place, so an
     interrupted creation never leaves a half-made store behind.
@@ -270,7 +271,7 @@ def open_store(path: str | os.PathLike, create: bool = False) -> Store:
         raise NeurometryError(
             f"{path} exists but is not a neurometry store; choose another --out folder"
         )
-    conn = catalog.connect(path / CATALOG_FILE)
+    conn = catalog.connect(path / CATALOG_FILE, read_only=read_only)
     name, version = catalog.read_format(conn)
     if name != catalog.FORMAT_NAME:
         conn.close()

@@ -1,0 +1,127 @@
+"""Per-unit statistics and top-activating rows of one stored point, for the dashboard's neuron pages.
+
+One streaming pass over the committed rows gives, per unit (column of the point's (rows, F) array):
+mean, standard deviation, minimum, maximum, the fraction of rows where it is positive, and the
+``top`` rows of largest activation. Memory is O(F * top) plus one block of rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from neurometry.errors import NeurometryError
+from neurometry.features.examples import TokenContexts, display_token, readable_context
+from neurometry.store.store import Store
+
+INPUT_COLUMNS = ("text", "image", "path", "stimulus", "name")
+"""Data columns shown for a stored row of a per-input run (reduce mean/first/last/none), first found wins."""
+
+
+@dataclass(frozen=True)
+class NeuronTable:
+    """Statistics of the F units of one point over its ``n_rows`` committed rows."""
+
+    run: str
+    point: str
+    n_rows: int
+    mean: np.ndarray  # (F,)
+    std: np.ndarray  # (F,) population standard deviation
+    min: np.ndarray  # (F,)
+    max: np.ndarray  # (F,)
+    active: np.ndarray  # (F,) fraction of rows with activation > 0
+    top_rows: np.ndarray  # (F, top) rows of the largest activations, largest first
+    top_values: np.ndarray  # (F, top)
+
+    @property
+    def n_units(self) -> int:
+        return len(self.mean)
+
+
+def neuron_table(store: Store, run: str, point: str, top: int = 10, chunk_rows: int = 16384) -> NeuronTable:
+    """Stream a 1-D point's committed rows once; see the module docstring for what is kept."""
+    info = store.point_info(point, run)
+    if len(info.shape) != 1:
+        raise NeurometryError(
+            f"point {point!r} has rows of shape {info.shape}; neurons are the units of points with one "
+            "feature axis (resid, mlp_act, embed, ...)"
+        )
+    if info.n_rows == 0:
+        raise NeurometryError(f"run {run!r} has no committed rows yet; wait for `record` to commit its first chunk")
+    width, keep = info.shape[0], min(top, info.n_rows)
+    best_values = np.full((keep, width), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((keep, width), dtype=np.int64)
+    shift = None
+    s1 = np.zeros(width)
+    s2 = np.zeros(width)
+    low = np.full(width, np.inf)
+    high = np.full(width, -np.inf)
+    positive = np.zeros(width, dtype=np.int64)
+    start = 0
+    for block in store.iter_chunks(point, run, chunk_rows=chunk_rows, stop=info.n_rows):
+        values = block.astype(np.float64)
+        if shift is None:
+            shift = values.mean(0)  # power sums of a - shift keep the variance accurate for large means
+        centred = values - shift
+        s1 += centred.sum(0)
+        s2 += (centred * centred).sum(0)
+        low = np.minimum(low, values.min(0))
+        high = np.maximum(high, values.max(0))
+        positive += (values > 0).sum(0)
+        # the best `keep` per unit among those kept so far and this block: a partition (linear per
+        # column, where a full sort of every block would dominate on millions of rows), then the kept
+        # few ordered by value, largest first, the earlier row first on a tie
+        joined_values = np.concatenate([best_values, block.astype(np.float32)])
+        rows = np.broadcast_to(np.arange(start, start + len(block))[:, None], block.shape)
+        joined_rows = np.concatenate([best_rows, rows])
+        chosen = np.argpartition(-joined_values, keep - 1, axis=0)[:keep]
+        best_values = np.take_along_axis(joined_values, chosen, axis=0)
+        best_rows = np.take_along_axis(joined_rows, chosen, axis=0)
+        order = np.lexsort((best_rows, -best_values), axis=0)
+        best_values = np.take_along_axis(best_values, order, axis=0)
+        best_rows = np.take_along_axis(best_rows, order, axis=0)
+        start += len(block)
+    n = start
+    mean_centred = s1 / n
+    return NeuronTable(
+        run=info.run_id,
+        point=point,
+        n_rows=n,
+        mean=shift + mean_centred,
+        std=np.sqrt(np.maximum(s2 / n - mean_centred**2, 0.0)),
+        min=low,
+        max=high,
+        active=positive / n,
+        top_rows=best_rows.T.copy(),
+        top_values=best_values.T.copy(),
+    )
+
+
+class RowExamples:
+    """What a stored row shows: the token in its context (token runs) or the input's text (per-input runs)."""
+
+    def __init__(self, store: Store, run: str, n_rows: int, window: int = 8):
+        self.reduce = store.run_info(run).reduce
+        if self.reduce == "tokens":
+            self.contexts = TokenContexts(store, run, n_rows, window)
+        else:
+            inputs = store.inputs(store.run_info(run).dataset_id)
+            column = next((c for c in INPUT_COLUMNS if c in inputs.columns), None)
+            self.input_row = store.row_index(run)["input_row"].to_numpy()
+            if column:
+                self.texts = inputs[column].astype(str).to_numpy()
+            else:
+                self.texts = inputs.to_json(orient="records", lines=True).splitlines()
+
+    def __call__(self, row: int, activation: float) -> dict[str, Any]:
+        if self.reduce == "tokens":
+            context = self.contexts(row, activation)
+            left, token, right = readable_context(context.left, context.token, context.right)
+            return {"row": row, "activation": activation, "left": left, "token": token, "right": right}
+        return {"row": row, "activation": activation, "text": str(self.texts[self.input_row[row]])}
+
+    def top_token(self, row: int) -> str:
+        """The token of a token row, stripped for search and listing ('' for per-input runs)."""
+        return display_token(self.contexts.token[row]) if self.reduce == "tokens" else ""

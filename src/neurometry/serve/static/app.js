@@ -1,0 +1,454 @@
+// neurometry dashboard: a hash-routed page that draws the JSON API of `neurometry serve` as tables and SVG.
+// Everything read from the store is inserted as text (esc / textContent), never as markup.
+"use strict";
+
+const page = document.getElementById("page");
+const tooltip = document.getElementById("tooltip");
+const SVG = "http://www.w3.org/2000/svg";
+
+// -- helpers ---------------------------------------------------------------------------------------
+function esc(value) {
+  return String(value ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+function fmt(value, digits = 4) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value !== "number") return esc(value);
+  if (Number.isInteger(value) && Math.abs(value) < 1e6) return String(value);
+  return Number(value.toPrecision(digits)).toString();
+}
+async function api(path, options) {
+  const response = await fetch(path, options);
+  let body;
+  try { body = await response.json(); } catch { body = { error: `the server answered ${response.status}` }; }
+  if (!response.ok) throw new Error(body.error || `the server answered ${response.status}`);
+  return body;
+}
+function showError(error) {
+  page.innerHTML = `<p class="error">${esc(error.message || error)}</p>`;
+}
+function table(columns, rows, options = {}) {
+  const left = options.left ?? 1, raw = options.raw || [];  // raw columns hold markup made here, left-aligned
+  const head = columns.map((c, i) => `<th class="${i < left || raw.includes(i) ? "l" : ""}">${esc(c)}</th>`).join("");
+  const body = rows.map((r, k) => {
+    const link = options.links ? ` class="link" data-href="${esc(options.links[k])}"` : "";
+    return `<tr${link}>` + r.map((v, i) => raw.includes(i) ? `<td class="l">${v}</td>` : `<td class="${i < left ? "l" : ""}">${fmt(v)}</td>`).join("") + "</tr>";
+  }).join("");
+  return `<div class="scroll"><table><tr>${head}</tr>${body}</table></div>`;
+}
+function wireLinks(root = page) {
+  root.querySelectorAll("tr.link").forEach((tr) => tr.addEventListener("click", () => { location.hash = tr.dataset.href; }));
+}
+function pager(listing, go) {
+  const div = document.createElement("div");
+  div.className = "pager controls";
+  div.innerHTML = `<button data-p="${listing.page - 1}" ${listing.page <= 1 ? "disabled" : ""}>‹ previous</button>
+    <span>page ${listing.page} of ${listing.pages} (${listing.total} in all)</span>
+    <button data-p="${listing.page + 1}" ${listing.page >= listing.pages ? "disabled" : ""}>next ›</button>`;
+  div.querySelectorAll("button").forEach((b) => b.addEventListener("click", () => go(Number(b.dataset.p))));
+  return div;
+}
+function hashParams() {
+  const [path, query] = location.hash.slice(1).split("?");
+  return { parts: path.split("/").filter(Boolean).map(decodeURIComponent), query: new URLSearchParams(query || "") };
+}
+function setQuery(base, values) {
+  const query = new URLSearchParams(values);
+  for (const [k, v] of [...query.entries()]) if (v === "" || v === "1" && k === "page") query.delete(k);
+  location.hash = base + (query.toString() ? `?${query}` : "");
+}
+function context(example, peak) {
+  const strength = peak > 0 ? Math.min(1, Math.max(0, example.activation / peak)) : 0;
+  const style = `background:rgba(230,120,20,${(0.15 + 0.75 * strength).toFixed(2)})`;
+  if (example.text !== undefined) {
+    return `<span class="ctx"><span class="tok" style="${style}" title="${fmt(example.activation)}">${esc(example.text)}</span></span>`;
+  }
+  return `<span class="ctx">${esc(example.left)}<span class="tok" style="${style}" title="${fmt(example.activation)}">${esc(example.token)}</span>${esc(example.right)}</span>`;
+}
+
+// -- SVG charts ------------------------------------------------------------------------------------
+function el(tag, attrs = {}, parent = null) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+function showTip(event, text) {
+  tooltip.textContent = text;
+  tooltip.hidden = false;
+  tooltip.style.left = `${event.clientX + 12}px`;
+  tooltip.style.top = `${event.clientY + 12}px`;
+}
+function hideTip() { tooltip.hidden = true; }
+const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+function viridis(t) {
+  t = Math.min(1, Math.max(0, t)) * (VIRIDIS.length - 1);
+  const i = Math.min(VIRIDIS.length - 2, Math.floor(t)), f = t - i;
+  const c = VIRIDIS[i].map((a, k) => Math.round(a + f * (VIRIDIS[i + 1][k] - a)));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+function extent(values) {
+  const finite = values.filter((v) => v !== null && Number.isFinite(v));
+  if (!finite.length) return [0, 1];
+  let lo = Math.min(...finite), hi = Math.max(...finite);
+  if (lo === hi) { lo -= 0.5; hi += 0.5; }
+  return [lo, hi];
+}
+function wrap(svg, title) {
+  const div = document.createElement("div");
+  div.className = "chart";
+  if (title) div.innerHTML = `<div><b>${esc(title)}</b></div>`;
+  div.appendChild(svg);
+  return div;
+}
+
+// One or more series over categorical x (points in depth order), with optional bands and a baseline.
+function lineChart({ labels, series, baseline = null, yLabel = "", width = 520, height = 260, title = "" }) {
+  const m = { l: 52, r: 36, t: 10, b: 58 };
+  const svg = el("svg", { width, height, class: "plot line" });
+  const all = series.flatMap((s) => [...s.y, ...(s.lo || []), ...(s.hi || [])]).concat(baseline === null ? [] : [baseline]);
+  const [lo, hi] = extent(all);
+  const x = (i) => m.l + (labels.length === 1 ? 0.5 : i / (labels.length - 1)) * (width - m.l - m.r);
+  const y = (v) => m.t + (1 - (v - lo) / (hi - lo)) * (height - m.t - m.b);
+  el("line", { x1: m.l, x2: m.l, y1: m.t, y2: height - m.b, stroke: "#888" }, svg);
+  el("line", { x1: m.l, x2: width - m.r, y1: height - m.b, y2: height - m.b, stroke: "#888" }, svg);
+  for (let k = 0; k <= 4; k++) {
+    const v = lo + (k / 4) * (hi - lo);
+    el("line", { x1: m.l, x2: width - m.r, y1: y(v), y2: y(v), stroke: "#eee" }, svg);
+    el("text", { x: m.l - 4, y: y(v) + 3, "text-anchor": "end" }, svg).textContent = fmt(v, 3);
+  }
+  const step = Math.max(1, Math.ceil(labels.length / 16));
+  labels.forEach((label, i) => {
+    if (i % step) return;
+    el("text", { x: x(i), y: height - m.b + 12, transform: `rotate(40 ${x(i)} ${height - m.b + 12})` }, svg).textContent = label;
+  });
+  if (yLabel) el("text", { x: 12, y: m.t + (height - m.t - m.b) / 2, transform: `rotate(-90 12 ${m.t + (height - m.t - m.b) / 2})`, "text-anchor": "middle" }, svg).textContent = yLabel;
+  if (baseline !== null) {
+    el("line", { x1: m.l, x2: width - m.r, y1: y(baseline), y2: y(baseline), stroke: "#777", "stroke-dasharray": "4 3" }, svg);
+  }
+  series.forEach((s, k) => {
+    const color = PALETTE[k % PALETTE.length];
+    if (s.lo && s.hi) {
+      const up = s.hi.map((v, i) => v === null ? null : `${x(i)},${y(v)}`).filter(Boolean);
+      const down = s.lo.map((v, i) => v === null ? null : `${x(i)},${y(v)}`).filter(Boolean).reverse();
+      if (up.length) el("polygon", { points: up.concat(down).join(" "), fill: color, opacity: 0.18 }, svg);
+    }
+    const pts = s.y.map((v, i) => v === null ? null : `${x(i)},${y(v)}`).filter(Boolean);
+    if (pts.length) el("polyline", { points: pts.join(" "), fill: "none", stroke: color, "stroke-width": 1.8 }, svg);
+    s.y.forEach((v, i) => {
+      if (v === null) return;
+      const dot = el("circle", { cx: x(i), cy: y(v), r: 3, fill: color }, svg);
+      dot.addEventListener("mousemove", (e) => showTip(e, `${s.name ? s.name + "\n" : ""}${labels[i]}: ${fmt(v)}`
+        + (s.lo && s.lo[i] !== null ? `\ninterval ${fmt(s.lo[i])} … ${fmt(s.hi[i])}` : "")));
+      dot.addEventListener("mouseleave", hideTip);
+    });
+  });
+  if (series.length > 1) {
+    series.forEach((s, k) => {
+      el("rect", { x: width - m.r - 150, y: m.t + 4 + 13 * k, width: 9, height: 9, fill: PALETTE[k % PALETTE.length] }, svg);
+      el("text", { x: width - m.r - 137, y: m.t + 12 + 13 * k }, svg).textContent = s.name;
+    });
+  }
+  return wrap(svg, title);
+}
+
+// A matrix as coloured cells with hover values; onClick(i, j) when a cell is clicked.
+function heatmap({ rows, cols, values, tip, onClick, title = "", cell = 0 }) {
+  const size = cell || Math.max(8, Math.min(36, Math.floor(460 / Math.max(rows.length, cols.length))));
+  const m = { l: 90, t: 10, r: 70, b: 80 };
+  const width = m.l + size * cols.length + m.r, height = m.t + size * rows.length + m.b;
+  const svg = el("svg", { width, height, class: "plot heatmap" });
+  const [lo, hi] = extent(values.flat());
+  rows.forEach((r, i) => {
+    el("text", { x: m.l - 4, y: m.t + size * i + size / 2 + 3, "text-anchor": "end" }, svg).textContent = r;
+    cols.forEach((c, j) => {
+      const v = values[i][j];
+      const rect = el("rect", { class: "cell", x: m.l + size * j, y: m.t + size * i, width: size, height: size,
+        fill: v === null ? "#ddd" : viridis((v - lo) / (hi - lo)), "data-i": i, "data-j": j }, svg);
+      rect.addEventListener("mousemove", (e) => showTip(e, tip(i, j)));
+      rect.addEventListener("mouseleave", hideTip);
+      if (onClick) rect.addEventListener("click", () => onClick(i, j));
+    });
+  });
+  cols.forEach((c, j) => {
+    const cx = m.l + size * j + size / 2, cy = m.t + size * rows.length + 6;
+    el("text", { x: cx, y: cy, transform: `rotate(50 ${cx} ${cy})` }, svg).textContent = c;
+  });
+  const barX = m.l + size * cols.length + 14, barH = size * rows.length;
+  for (let k = 0; k < 32; k++) {
+    el("rect", { x: barX, y: m.t + barH * (1 - (k + 1) / 32), width: 10, height: barH / 32 + 0.5, fill: viridis(k / 31) }, svg);
+  }
+  el("text", { x: barX + 14, y: m.t + 8 }, svg).textContent = fmt(hi, 3);
+  el("text", { x: barX + 14, y: m.t + barH }, svg).textContent = fmt(lo, 3);
+  return wrap(svg, title);
+}
+
+function histogram({ counts, edges, xLabel = "", width = 520, height = 200, title = "" }) {
+  const m = { l: 40, r: 10, t: 10, b: 34 };
+  const svg = el("svg", { width, height, class: "plot histogram" });
+  const top = Math.max(1, ...counts);
+  const w = (width - m.l - m.r) / counts.length;
+  counts.forEach((c, k) => {
+    const h = (c / top) * (height - m.t - m.b);
+    const bar = el("rect", { x: m.l + k * w, y: height - m.b - h, width: Math.max(1, w - 1), height: h, fill: "#d0781f" }, svg);
+    bar.addEventListener("mousemove", (e) => showTip(e, `${fmt(edges[k], 3)} … ${fmt(edges[k + 1], 3)}: ${c}`));
+    bar.addEventListener("mouseleave", hideTip);
+  });
+  el("line", { x1: m.l, x2: width - m.r, y1: height - m.b, y2: height - m.b, stroke: "#888" }, svg);
+  [0, Math.floor(counts.length / 2), counts.length].forEach((k) => {
+    el("text", { x: m.l + k * w, y: height - m.b + 12, "text-anchor": "middle" }, svg).textContent = fmt(edges[k], 3);
+  });
+  el("text", { x: m.l - 4, y: m.t + 8, "text-anchor": "end" }, svg).textContent = String(top);
+  el("text", { x: m.l + (width - m.l - m.r) / 2, y: height - 4, "text-anchor": "middle" }, svg).textContent = xLabel;
+  return wrap(svg, title);
+}
+
+// -- pages -----------------------------------------------------------------------------------------
+let summaryCache = null;
+async function summary() {
+  summaryCache = summaryCache || await api("/api/summary");
+  return summaryCache;
+}
+
+async function runsPage() {
+  summaryCache = null;  // a record may have committed more rows since
+  const s = await summary();
+  page.innerHTML = `<h1>Runs</h1>`;
+  if (!s.runs.length) { page.innerHTML += `<p class="note">This store holds no runs yet: record one with <code>neurometry record</code>.</p>`; return; }
+  page.innerHTML += table(["run", "model", "reduce", "dtype", "points", "inputs", "rows", "status"],
+    s.runs.map((r) => [r.run, r.model, r.reduce, r.dtype, r.points, `${r.committed_inputs} / ${r.inputs}`, `${r.committed_rows} / ${r.rows}`, r.status]),
+    { links: s.runs.map((r) => `#/run/${encodeURIComponent(r.run)}`) });
+  const kinds = Object.entries(s.results);
+  page.innerHTML += `<h2>Results in the catalog</h2>` + (kinds.length
+    ? table(["kind", "records"], kinds, { links: kinds.map(([k]) => ({ compare: "#/comparisons", probe: "#/probes", sae_features: "#/features", measure: "#/" }[k] || `#/results/${encodeURIComponent(k)}`)) })
+    : `<p class="note">No results yet: run <code>neurometry measure</code>, <code>compare</code>, <code>probe</code> or <code>sae</code> on this store.</p>`);
+  wireLinks();
+}
+
+async function runPage(run) {
+  const data = await api(`/api/runs/${encodeURIComponent(run)}/points`);
+  page.innerHTML = `<h1>Run ${esc(run)}</h1><p class="note">points in depth order; click a point with one feature axis for its neurons</p>`;
+  if (data.measures.length) {
+    page.insertAdjacentHTML("beforeend", `<h2>Measures against depth</h2><div class="charts" id="measure-charts"></div>`);
+    const charts = document.getElementById("measure-charts");
+    const labels = data.points.map((p) => p.point);
+    data.measures.forEach((name, k) => {
+      const y = data.points.map((p) => p.values[k]);
+      if (y.some((v) => v !== null)) charts.appendChild(lineChart({ labels, series: [{ name, y }], width: 360, height: 220, title: name }));
+    });
+  }
+  page.insertAdjacentHTML("beforeend", "<h2>Points</h2>" + table(["point", "module", "kind", "shape", "dtype", "rows", ...data.measures],
+    data.points.map((p) => [p.point, p.module, p.kind, p.shape.join(" x "), p.dtype, p.rows, ...p.values]),
+    { left: 5, links: data.points.map((p) => p.shape.length === 1 ? `#/neurons/${encodeURIComponent(run)}/${encodeURIComponent(p.point)}` : "") }));
+  page.querySelectorAll('tr.link[data-href=""]').forEach((tr) => tr.classList.remove("link"));
+  wireLinks();
+}
+
+async function comparisonsPage() {
+  const list = await api("/api/comparisons");
+  page.innerHTML = `<h1>Comparisons</h1>`;
+  if (!list.length) { page.innerHTML += `<p class="note">No comparisons saved: run <code>neurometry compare</code> on this store.</p>`; return; }
+  for (const c of list) {
+    const section = document.createElement("section");
+    section.innerHTML = `<h2>${esc(c.metric)}: run ${esc(c.run)} against ${esc(c.against)}</h2>
+      <p class="note">${esc(Object.entries(c.params).filter(([k]) => k !== "source_b").map(([k, v]) => `${k}=${v}`).join(", "))}</p>`;
+    const tip = (i, j) => `${c.points_a[i]} × ${c.points_b[j]}\n${c.metric} = ${fmt(c.values[i][j])}`
+      + (c.ci_low[i][j] !== null ? `\ninterval ${fmt(c.ci_low[i][j])} … ${fmt(c.ci_high[i][j])}` : "")
+      + (c.p_value[i][j] !== null ? `\np = ${fmt(c.p_value[i][j], 3)}` : "");
+    const detail = document.createElement("p");
+    detail.className = "note detail";
+    detail.textContent = "click a cell for its numbers";
+    if (c.points_a.length > 1 && c.points_b.length > 1 && c.points_b.length >= c.points_a.length / 4) {
+      section.appendChild(heatmap({ rows: c.points_a, cols: c.points_b, values: c.values, tip,
+        onClick: (i, j) => { detail.textContent = tip(i, j).replace(/\n/g, " · "); } }));
+    } else {
+      const series = c.points_b.map((b, j) => ({ name: b, y: c.values.map((row) => row[j]),
+        lo: c.ci_low.map((row) => row[j]), hi: c.ci_high.map((row) => row[j]) }));
+      section.appendChild(lineChart({ labels: c.points_a, series, yLabel: c.metric, width: 640 }));
+    }
+    section.appendChild(detail);
+    page.appendChild(section);
+  }
+}
+
+async function probesPage() {
+  const list = await api("/api/probes");
+  page.innerHTML = `<h1>Probes</h1><p class="note">held-out score by point, with the fold interval; dashed: chance baseline</p><div class="charts" id="probe-charts"></div>`;
+  if (!list.length) { page.innerHTML += `<p class="note">No probes saved: run <code>neurometry probe</code> on this store.</p>`; return; }
+  const charts = document.getElementById("probe-charts");
+  for (const p of list) {
+    charts.appendChild(lineChart({ labels: p.points, series: [{ name: p.label, y: p.scores, lo: p.ci_low, hi: p.ci_high }],
+      baseline: p.baseline, yLabel: p.kind === "logistic" ? "accuracy" : "score", width: 380, height: 240,
+      title: `${p.label} · run ${p.run}` }));
+  }
+}
+
+async function neuronsPage(run, point, query) {
+  const s = await summary();
+  page.innerHTML = `<h1>Neurons</h1><div class="controls">
+    <label>run <select id="run">${s.runs.map((r) => `<option ${r.run === run ? "selected" : ""}>${esc(r.run)}</option>`).join("")}</select></label>
+    <label>point <select id="point"></select></label>
+    <input type="search" id="q" placeholder="unit number or token (e.g. fog)" value="${esc(query.get("q") || "")}">
+    <label>sort <select id="sort">${["max", "mean", "std", "active", "unit"].map((k) => `<option ${k === (query.get("sort") || "max") ? "selected" : ""}>${k}</option>`).join("")}</select></label>
+    </div><div id="neuron-list"><p class="note">choose a run and a point</p></div>`;
+  const runSelect = document.getElementById("run"), pointSelect = document.getElementById("point");
+  run = run || s.runs[0]?.run;
+  if (!run) return;
+  runSelect.value = run;
+  const points = (await api(`/api/runs/${encodeURIComponent(run)}/points`)).points.filter((p) => p.shape.length === 1);
+  pointSelect.innerHTML = points.map((p) => `<option ${p.point === point ? "selected" : ""}>${esc(p.point)}</option>`).join("");
+  point = point || points[0]?.point;
+  const base = () => `/neurons/${encodeURIComponent(runSelect.value)}/${encodeURIComponent(pointSelect.value)}`;
+  const go = (pageNumber = 1) => setQuery(base(), { q: document.getElementById("q").value, sort: document.getElementById("sort").value, page: pageNumber });
+  runSelect.addEventListener("change", () => { location.hash = `/neurons/${encodeURIComponent(runSelect.value)}`; });
+  pointSelect.addEventListener("change", () => go());
+  document.getElementById("sort").addEventListener("change", () => go());
+  document.getElementById("q").addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+  if (!point) { document.getElementById("neuron-list").innerHTML = `<p class="note">run ${esc(run)} has no point with one feature axis</p>`; return; }
+  document.getElementById("neuron-list").innerHTML = `<p class="note">computing per-unit statistics (one pass over the rows)…</p>`;
+  const listing = await api(`/api/neurons/${encodeURIComponent(run)}/${encodeURIComponent(point)}?` + new URLSearchParams({
+    q: query.get("q") || "", sort: query.get("sort") || "max", page: query.get("page") || "1" }));
+  const box = document.getElementById("neuron-list");
+  box.innerHTML = `<p class="note">${listing.units} units over ${listing.rows} committed rows; top: where each unit is most active</p>`
+    + table(["unit", "max", "mean", "std", "min", "active", "top"],
+      listing.items.map((u) => [u.unit, u.max, u.mean, u.std, u.min, u.active, u.top.map((t) => `<span class="pill">${esc(t)}</span>`).join("")]),
+      { raw: [6], links: listing.items.map((u) => `${base()}/${u.unit}`) });
+  if (!listing.items.length) box.innerHTML += `<p class="note">no unit matches “${esc(query.get("q"))}”</p>`;
+  box.appendChild(pager(listing, go));
+  wireLinks(box);
+}
+
+async function neuronPage(run, point, unit) {
+  const n = await api(`/api/neurons/${encodeURIComponent(run)}/${encodeURIComponent(point)}/${encodeURIComponent(unit)}`);
+  page.innerHTML = `<h1>Unit ${n.unit} of ${esc(point)} <span class="note">run ${esc(run)}</span></h1>`
+    + table(["rows", "max", "mean", "std", "min", "active"], [[n.rows, n.max, n.mean, n.std, n.min, n.active]], { left: 0 })
+    + `<h2>Most active rows</h2>`
+    + table(["row", "activation", "context"], n.examples.map((e) => [e.row, e.activation, context(e, n.max)]), { left: 0, raw: [2] });
+}
+
+async function featuresPage(sae, query) {
+  const sets = await api("/api/features");
+  page.innerHTML = `<h1>SAE features</h1>`;
+  if (!sets.length) { page.innerHTML += `<p class="note">No feature examples saved: run <code>neurometry sae features SAE STORE</code>.</p>`; return; }
+  sae = sae || sets[0].sae;
+  const set = sets.find((x) => x.sae === sae);
+  if (!set) throw new Error(`no feature examples of SAE ${sae}`);
+  page.innerHTML += `<div class="controls"><label>SAE <select id="sae">${sets.map((x) => `<option ${x.sae === sae ? "selected" : ""}>${esc(x.sae)}</option>`).join("")}</select></label>
+    <span class="note">point ${esc(set.point)} · run ${esc(set.run)} · ${set.latents} latents · ${set.dead} dead · ${set.dense} dense (&gt; 10% of rows)</span></div>`;
+  page.appendChild(histogram({ ...set.histogram, xLabel: "log10 activation frequency", title: "latents by frequency" }));
+  page.insertAdjacentHTML("beforeend", `<div class="controls"><input type="search" id="q" placeholder="latent number or token" value="${esc(query.get("q") || "")}">
+    <label>sort <select id="sort">${["frequency", "max", "latent"].map((k) => `<option ${k === (query.get("sort") || "frequency") ? "selected" : ""}>${k}</option>`).join("")}</select></label></div><div id="feature-list"></div>`);
+  const base = `/features/${encodeURIComponent(sae)}`;
+  const go = (pageNumber = 1) => setQuery(base, { q: document.getElementById("q").value, sort: document.getElementById("sort").value, page: pageNumber });
+  document.getElementById("sae").addEventListener("change", (e) => { location.hash = `/features/${encodeURIComponent(e.target.value)}`; });
+  document.getElementById("sort").addEventListener("change", () => go());
+  document.getElementById("q").addEventListener("keydown", (e) => { if (e.key === "Enter") go(); });
+  const listing = await api(`/api/features/${encodeURIComponent(sae)}?` + new URLSearchParams({
+    q: query.get("q") || "", sort: query.get("sort") || "frequency", page: query.get("page") || "1" }));
+  const box = document.getElementById("feature-list");
+  box.innerHTML = table(["latent", "frequency", "max", "mean", "fires on", "promotes"],
+    listing.items.map((f) => [f.latent, f.frequency, f.max, f.mean, f.top_tokens.map((t) => `<span class="pill">${esc(t)}</span>`).join(""),
+      f.promoted.map((t) => `<span class="pill">${esc(t)}</span>`).join("")]),
+    { raw: [4, 5], links: listing.items.map((f) => `${base}/${f.latent}`) });
+  if (!listing.items.length) box.innerHTML += `<p class="note">no latent matches “${esc(query.get("q"))}”</p>`;
+  box.appendChild(pager(listing, go));
+  wireLinks(box);
+}
+
+async function featurePage(sae, latent) {
+  const f = await api(`/api/features/${encodeURIComponent(sae)}/${encodeURIComponent(latent)}`);
+  const tokens = (list) => list.length ? list.map(([t, v]) => `<span class="pill" title="${fmt(v)}">${esc(t)}</span>`).join("") : `<span class="note">not computed (save features with --model for the logit lens)</span>`;
+  page.innerHTML = `<h1>Latent ${f.latent} of ${esc(sae)} <span class="note">${esc(f.point)} · run ${esc(f.run)}</span></h1>`
+    + table(["frequency", "max", "mean"], [[f.frequency, f.max, f.mean]], { left: 0 })
+    + `<h2>Promotes</h2><p>${tokens(f.promoted)}</p><h2>Suppresses</h2><p>${tokens(f.suppressed)}</p>`
+    + `<h2>Top activations</h2>` + table(["row", "activation", "context"], f.top.map((c) => [c.row, c.activation, context(c, f.max)]), { left: 0, raw: [2] })
+    + f.quantiles.map((q) => `<h3>quantiles ${fmt(q.quantile[0], 2)}–${fmt(q.quantile[1], 2)} of its other non-zero activations</h3>`
+      + table(["row", "activation", "context"], q.examples.map((c) => [c.row, c.activation, context(c, f.max)]), { left: 0, raw: [2] })).join("");
+}
+
+async function steerPage() {
+  let info;
+  try { info = await api("/api/playground"); } catch (error) {
+    page.innerHTML = `<h1>Steering playground</h1><p class="error">${esc(error.message)}</p>`;
+    return;
+  }
+  page.innerHTML = `<h1>Steering playground <span class="note">${esc(info.model)}</span></h1>
+    <div class="controls">
+      <label>vector <select id="vector">${info.vectors.map((v) => `<option value="${esc(v.name)}">${esc(v.name)} (${esc(v.point)}, ${esc(v.method || "")}, norm ${fmt(v.norm, 3)})</option>`).join("")}</select></label>
+      <label>alpha <input id="alpha" type="number" step="0.5" value="4" style="width:5em"></label>
+      <input id="alpha-range" type="range" min="-10" max="10" step="0.5" value="4">
+      <label>new tokens <input id="tokens" type="number" min="1" max="100" value="30" style="width:4em"></label>
+    </div>
+    <textarea id="prompt" rows="3" placeholder="type a prompt">I think the new policy</textarea>
+    <p><button id="generate">Generate</button> <span id="status" class="note"></span></p>
+    <div class="side"><div><h3>unsteered</h3><div id="unsteered" class="gen"></div></div>
+    <div><h3>steered</h3><div id="steered" class="gen"></div></div></div>`;
+  const alpha = document.getElementById("alpha"), range = document.getElementById("alpha-range");
+  alpha.addEventListener("input", () => { range.value = alpha.value; });
+  range.addEventListener("input", () => { alpha.value = range.value; });
+  document.getElementById("generate").addEventListener("click", async () => {
+    const status = document.getElementById("status");
+    status.textContent = "generating…";
+    status.className = "note";
+    try {
+      const body = { vector: document.getElementById("vector").value, alpha: Number(alpha.value),
+        prompt: document.getElementById("prompt").value, max_new_tokens: Number(document.getElementById("tokens").value) };
+      const out = await api("/api/playground/generate", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      for (const side of ["unsteered", "steered"]) {
+        // WordPiece tokenizers decode without the space a byte-level BPE continuation carries
+        const joint = /\s$/.test(out.prompt) || /^\s/.test(out[side]) || !out[side] ? "" : " ";
+        const box = document.getElementById(side);
+        box.innerHTML = `<span class="prompt">${esc(out.prompt + joint)}</span>`;
+        box.appendChild(document.createTextNode(out[side]));
+      }
+      status.textContent = `alpha ${out.alpha} at ${out.point}`;
+    } catch (error) {
+      status.textContent = error.message;
+      status.className = "error";
+    }
+  });
+}
+
+async function resultsPage(kind, query) {
+  const listing = await api(`/api/results/${encodeURIComponent(kind)}?page=${query.get("page") || 1}`);
+  page.innerHTML = `<h1>Results: ${esc(kind)}</h1>` + table(["run", "point", "name", "value", "params"],
+    listing.items.map((r) => [r.run, r.point, r.name, r.value, r.params]), { left: 3 });
+  page.appendChild(pager(listing, (p) => setQuery(`/results/${encodeURIComponent(kind)}`, { page: p })));
+}
+
+// -- router ----------------------------------------------------------------------------------------
+const ROUTES = {
+  "": () => runsPage(),
+  run: ([run]) => runPage(run),
+  comparisons: () => comparisonsPage(),
+  probes: () => probesPage(),
+  neurons: ([run, point, unit], query) => unit !== undefined ? neuronPage(run, point, unit) : neuronsPage(run, point, query),
+  features: ([sae, latent], query) => latent !== undefined ? featurePage(sae, latent) : featuresPage(sae, query),
+  steer: () => steerPage(),
+  results: ([kind], query) => resultsPage(kind, query),
+};
+
+async function route() {
+  hideTip();
+  const { parts, query } = hashParams();
+  const [name = "", ...rest] = parts;
+  document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.getAttribute("href") === `#/${name}`));
+  const handler = ROUTES[name];
+  page.dataset.ready = "false";
+  try {
+    if (!handler) throw new Error(`no page ${location.hash}`);
+    await handler(rest, query);
+  } catch (error) {
+    showError(error);
+  }
+  page.dataset.route = location.hash;  // end-to-end tests wait for this page to be ready
+  page.dataset.ready = "true";
+}
+
+window.addEventListener("hashchange", route);
+summary().then((s) => {
+  document.getElementById("store-name").textContent = s.store;
+  document.title = `neurometry · ${s.store}`;
+  if (!s.playground) document.getElementById("nav-steer").title = "start the server with --model and --vector";
+}).catch(() => {});
+route();

@@ -1,0 +1,349 @@
+"""What the dashboard shows, as JSON-ready dicts read from a store: one function per page.
+
+Every function takes an open (read-only) :class:`Store` and returns plain dicts, lists, str and float,
+so the pages are tested without a browser or a server. Values that are not finite become None (JSON
+null), never NaN. Long lists are paginated by :func:`page_of`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from threading import Lock
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from neurometry.errors import NeurometryError, did_you_mean
+from neurometry.features.examples import RESULT_KIND as FEATURES_KIND
+from neurometry.features.examples import display_token, readable, readable_context
+from neurometry.serve.neurons import NeuronTable, RowExamples, neuron_table
+from neurometry.store.store import Store
+
+PER_PAGE = 50
+MAX_PER_PAGE = 500
+
+
+def finite(value: Any) -> float | None:
+    """A float for JSON, None for missing, NaN or infinite values."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def page_of(items: list, page: int = 1, per_page: int = PER_PAGE) -> dict[str, Any]:
+    """One page (1-based) of ``items``: ``{items, page, pages, total, per_page}``."""
+    if page < 1 or not 1 <= per_page <= MAX_PER_PAGE:
+        raise NeurometryError(f"page must be >= 1 and per_page between 1 and {MAX_PER_PAGE}")
+    pages = max(1, math.ceil(len(items) / per_page))
+    return {
+        "items": items[(page - 1) * per_page : page * per_page],
+        "page": page,
+        "pages": pages,
+        "total": len(items),
+        "per_page": per_page,
+    }
+
+
+def results_in_depth_order(store: Store, kind: str) -> pd.DataFrame:
+    """The catalog's results of one kind with ``params`` and ``extra`` decoded, points in depth order
+    within each run (the catalog returns them by name, which puts block.10 before block.2)."""
+    frame = store.results(kind).copy()
+    frame["params"] = frame["params"].map(lambda s: json.loads(s) if s else {})
+    frame["extra"] = frame["extra"].map(lambda s: json.loads(s) if s else {})
+    depth = {(p.run_id, p.point): i for i, p in enumerate(store.points())}
+    frame["depth"] = [depth.get(key, len(depth)) for key in zip(frame["run_id"], frame["point"], strict=True)]
+    return frame.sort_values(["run_id", "depth"], kind="stable")
+
+
+# -- runs and points -------------------------------------------------------------------------------
+def summary(store: Store) -> dict[str, Any]:
+    """The store's runs and how many results of each kind it holds."""
+    counts = store.connection.execute("SELECT kind, COUNT(*) FROM results GROUP BY kind ORDER BY kind").fetchall()
+    points = store.points()
+    return {
+        "store": store.path.name,
+        "runs": [
+            {
+                "run": r.run_id, "model": r.model, "reduce": r.reduce, "dtype": r.dtype, "status": r.status,
+                "inputs": r.n_inputs, "committed_inputs": r.committed_inputs, "rows": r.n_rows,
+                "committed_rows": r.committed_rows, "points": sum(p.run_id == r.run_id for p in points),
+            }
+            for r in store.runs()
+        ],
+        "results": dict(counts),
+    }
+
+
+def run_points(store: Store, run: str) -> dict[str, Any]:
+    """A run's points in depth order, with shape and committed rows, and the measures saved for each."""
+    measures = results_in_depth_order(store, "measure")
+    measures = measures[measures["run_id"] == run]
+    names = list(dict.fromkeys(measures["name"]))
+    values = {(r.point, r.name): finite(r.value) for r in measures.itertuples()}
+    points = store.points(run)
+    return {
+        "run": run,
+        "measures": names,
+        "points": [
+            {"point": p.point, "kind": p.kind, "module": p.module_path, "shape": list(p.shape), "dtype": p.dtype,
+             "rows": p.n_rows, "values": [values.get((p.point, n)) for n in names]}
+            for p in points
+        ],
+    }
+
+
+# -- comparisons and probes -------------------------------------------------------------------------
+def comparisons(store: Store) -> list[dict[str, Any]]:
+    """Each saved comparison as a matrix: points of A (rows) x points of B (columns), with intervals
+    and p-values where they were computed. A depth profile is the one-column case."""
+    frame = results_in_depth_order(store, "compare")
+    groups: OrderedDict[tuple, list] = OrderedDict()
+    for r in frame.itertuples():
+        params = {k: v for k, v in r.params.items() if k != "point_b"}
+        groups.setdefault((r.run_id, r.name, json.dumps(params, sort_keys=True)), []).append(r)
+    out = []
+    for index, ((run, metric, params), rows) in enumerate(groups.items()):
+        points_a = list(dict.fromkeys(r.point for r in rows))
+        points_b = list(dict.fromkeys(str(r.params.get("point_b")) for r in rows))
+        cells: dict[str, list[list[float | None]]] = {
+            key: [[None] * len(points_b) for _ in points_a] for key in ("values", "ci_low", "ci_high", "p_value")
+        }
+        for r in rows:
+            i, j = points_a.index(r.point), points_b.index(str(r.params.get("point_b")))
+            cells["values"][i][j] = finite(r.value)
+            for key in ("ci_low", "ci_high", "p_value"):
+                cells[key][i][j] = finite(r.extra.get(key))
+        source_b = json.loads(params).get("source_b") or ""
+        out.append({
+            "id": index, "run": run, "metric": metric, "against": str(source_b).rsplit("/", 1)[-1] or run,
+            "params": json.loads(params), "points_a": points_a, "points_b": points_b, **cells,
+        })
+    return out
+
+
+def probes(store: Store) -> list[dict[str, Any]]:
+    """Probe score against depth per run and label, with the fold interval and the chance baseline."""
+    frame = results_in_depth_order(store, "probe")
+    out = []
+    for (run, label), group in frame.groupby([frame["run_id"], frame["params"].map(lambda p: str(p.get("label")))],
+                                             sort=False):
+        extra = list(group["extra"])
+        out.append({
+            "run": run, "label": label, "kind": extra[0].get("kind"), "points": list(group["point"]),
+            "scores": [finite(v) for v in group["value"]],
+            "ci_low": [finite(e.get("ci_low")) for e in extra], "ci_high": [finite(e.get("ci_high")) for e in extra],
+            "baseline": finite(extra[0].get("baseline")),
+        })
+    return out
+
+
+def other_results(store: Store, kind: str, page: int = 1, per_page: int = PER_PAGE) -> dict[str, Any]:
+    """Any kind of result as a paginated table (kinds without a page of their own)."""
+    frame = results_in_depth_order(store, kind)
+    if frame.empty:
+        kinds = [k for k, in store.connection.execute("SELECT DISTINCT kind FROM results")]
+        raise NeurometryError(f"no results of kind {kind!r}{did_you_mean(kind, kinds)}; kinds here: {', '.join(kinds)}")
+    rows = [
+        {"run": r.run_id, "point": r.point, "name": r.name, "value": finite(r.value),
+         "params": json.dumps(r.params, sort_keys=True)}
+        for r in frame.itertuples()
+    ]
+    return page_of(rows, page, per_page)
+
+
+# -- neurons -----------------------------------------------------------------------------------------
+class NeuronCache:
+    """Neuron tables by (run, point, committed rows): recomputed when a concurrent ``record`` commits
+    more rows, kept otherwise (a few most recent, as each holds O(F * top) numbers)."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self.tables: OrderedDict[tuple, tuple[NeuronTable, RowExamples]] = OrderedDict()
+        self.lock = Lock()
+
+    def get(self, store: Store, run: str, point: str) -> tuple[NeuronTable, RowExamples]:
+        rows = store.point_info(point, run).n_rows
+        key = (str(store.path), run, point, rows)
+        with self.lock:  # one computation per key, even when the page fires several requests at once
+            if key not in self.tables:
+                table = neuron_table(store, run, point)
+                self.tables[key] = (table, RowExamples(store, run, table.n_rows))
+                while len(self.tables) > self.size:
+                    self.tables.popitem(last=False)
+            self.tables.move_to_end(key)
+            return self.tables[key]
+
+
+NEURON_SORTS = ("unit", "max", "mean", "std", "active")
+
+
+def neurons(cache: NeuronCache, store: Store, run: str, point: str, query: str = "", sort: str = "max",
+            page: int = 1, per_page: int = PER_PAGE) -> dict[str, Any]:
+    """Per-unit statistics of a point, sorted and filtered. ``query`` is a unit number, or text found in
+    the unit's top-activating tokens (token runs) or inputs (per-input runs), case-insensitive."""
+    if sort not in NEURON_SORTS:
+        raise NeurometryError(f"unknown sort {sort!r}; one of {', '.join(NEURON_SORTS)}")
+    table, examples = cache.get(store, run, point)
+    units = np.arange(table.n_units)
+    query = query.strip().lower()
+    tops = [[_example_text(examples, int(row)) for row in table.top_rows[u][:3]] for u in units]
+    if query:
+        if query.isdigit():
+            units = units[units == int(query)]
+        else:
+            units = np.array([u for u in units if any(query in t.lower() for t in tops[u])], dtype=int)
+    if sort != "unit":
+        key = getattr(table, sort)[units]
+        units = units[np.argsort(-key, kind="stable")]
+    listing = page_of([int(u) for u in units], page, per_page)
+    listing["items"] = [
+        {"unit": u, "mean": finite(table.mean[u]), "std": finite(table.std[u]), "max": finite(table.max[u]),
+         "min": finite(table.min[u]), "active": finite(table.active[u]), "top": tops[u]}
+        for u in listing["items"]
+    ]
+    return {"run": run, "point": point, "rows": table.n_rows, "units": table.n_units, "sort": sort, **listing}
+
+
+def _example_text(examples: RowExamples, row: int) -> str:
+    return examples.top_token(row) if examples.reduce == "tokens" else examples(row, 0.0)["text"][:80]
+
+
+def neuron(cache: NeuronCache, store: Store, run: str, point: str, unit: int) -> dict[str, Any]:
+    """One unit: its statistics and the rows where it is most active, each shown in its context."""
+    table, examples = cache.get(store, run, point)
+    if not 0 <= unit < table.n_units:
+        raise NeurometryError(f"unit {unit} is out of range: {point} has units 0..{table.n_units - 1}")
+    return {
+        "run": run, "point": point, "unit": unit, "rows": table.n_rows, "mean": finite(table.mean[unit]),
+        "std": finite(table.std[unit]), "min": finite(table.min[unit]), "max": finite(table.max[unit]),
+        "active": finite(table.active[unit]),
+        "examples": [examples(int(r), float(v)) for r, v in zip(table.top_rows[unit], table.top_values[unit],
+                                                                   strict=True)],
+    }
+
+
+# -- SAE features ------------------------------------------------------------------------------------
+class FeatureCache:
+    """Parsed feature examples per SAE, reloaded when the catalog's feature records change."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.saes: dict[str, dict[str, Any]] = {}
+        self.lock = Lock()
+
+    def get(self, store: Store) -> dict[str, dict[str, Any]]:
+        key = (str(store.path), *store.connection.execute(
+            "SELECT COUNT(*), MAX(created) FROM results WHERE kind = ?", (FEATURES_KIND,)
+        ).fetchone())
+        with self.lock:
+            if key != self.key:
+                self.saes, self.key = _load_features(store), key
+            return self.saes
+
+
+def _load_features(store: Store) -> dict[str, dict[str, Any]]:
+    saes: dict[str, dict[str, Any]] = {}
+    for run, point, name, value, extra in store.connection.execute(
+        "SELECT run_id, point, name, value, extra FROM results WHERE kind = ? ORDER BY run_id, name", (FEATURES_KIND,)
+    ):
+        sae, latent = name.rsplit("/", 1)
+        record = json.loads(extra)
+        entry = saes.setdefault(sae, {"sae": sae, "run": run, "point": point, "n_latents": record.get("n_latents"),
+                                      "latents": {}})
+        # a re-save with fewer latents leaves the old records behind: only those of the latest count count
+        if int(latent) < int(record.get("n_latents", 10**9)):
+            record["frequency"] = finite(value)
+            entry["latents"][int(latent)] = record
+    return saes
+
+
+def _sae(cache: FeatureCache, store: Store, sae: str) -> dict[str, Any]:
+    saes = cache.get(store)
+    if sae not in saes:
+        raise NeurometryError(
+            f"no feature examples of SAE {sae!r}{did_you_mean(sae, list(saes))}; save them with "
+            "`neurometry sae features SAE STORE`"
+        )
+    return saes[sae]
+
+
+def feature_sets(cache: FeatureCache, store: Store) -> list[dict[str, Any]]:
+    """Each SAE with saved feature examples: point, run, latent count, and the log10 frequency histogram."""
+    out = []
+    for entry in cache.get(store).values():
+        freq = np.array([r["frequency"] or 0.0 for r in entry["latents"].values()])
+        counts, edges = np.histogram(np.log10(np.clip(freq, 1e-7, None)), bins=40)
+        out.append({
+            "sae": entry["sae"], "run": entry["run"], "point": entry["point"], "latents": len(freq),
+            "dead": int((freq == 0).sum()), "dense": int((freq > 0.1).sum()),
+            "histogram": {"counts": counts.tolist(), "edges": [float(e) for e in edges]},
+        })
+    return out
+
+
+FEATURE_SORTS = ("frequency", "max", "latent")
+
+
+def features(cache: FeatureCache, store: Store, sae: str, query: str = "", sort: str = "frequency",
+             page: int = 1, per_page: int = PER_PAGE) -> dict[str, Any]:
+    """The latents of one SAE, searchable by latent number or by text in the tokens where they fire
+    most or the tokens they promote (logit lens)."""
+    if sort not in FEATURE_SORTS:
+        raise NeurometryError(f"unknown sort {sort!r}; one of {', '.join(FEATURE_SORTS)}")
+    latents = _sae(cache, store, sae)["latents"]
+    query = query.strip().lower()
+    chosen = list(latents)
+    if query.isdigit():
+        chosen = [i for i in chosen if i == int(query)]
+    elif query:
+        chosen = [i for i in chosen if query in _searchable(latents[i])]
+    keys = {"frequency": lambda i: -(latents[i]["frequency"] or 0.0),
+            "max": lambda i: -(latents[i].get("max_activation") or 0.0), "latent": lambda i: i}
+    chosen.sort(key=keys[sort])
+    listing = page_of(chosen, page, per_page)
+    listing["items"] = [_latent_row(i, latents[i]) for i in listing["items"]]
+    return {"sae": sae, "sort": sort, **listing}
+
+
+def _searchable(record: dict[str, Any]) -> str:
+    # the tokens where the latent fires and those it promotes, not the whole contexts: a search for
+    # "rain" should find rain latents, not every latent whose examples mention rain nearby
+    tokens = [display_token(c["token"]) for c in record.get("top", [])[:10]]
+    promoted = [display_token(t) for t, _ in record.get("promoted", [])[:10]]
+    return "\n".join(tokens + promoted).lower()
+
+
+def _latent_row(index: int, record: dict[str, Any]) -> dict[str, Any]:
+    top = record.get("top", [])
+    return {
+        "latent": index, "frequency": record["frequency"], "max": finite(record.get("max_activation")),
+        "mean": finite(record.get("mean_activation")),
+        "top_tokens": list(dict.fromkeys(display_token(c["token"]) for c in top[:10]))[:5],
+        "promoted": [readable(t) for t, _ in record.get("promoted", [])[:5]],
+    }
+
+
+def feature(cache: FeatureCache, store: Store, sae: str, latent: int) -> dict[str, Any]:
+    """One latent: statistics, top and quantile contexts (readable, with the token's activation), and
+    the tokens its decoder direction promotes and suppresses through the unembedding."""
+    entry = _sae(cache, store, sae)
+    if latent not in entry["latents"]:
+        raise NeurometryError(f"latent {latent} is out of range: {sae} has latents 0..{len(entry['latents']) - 1}")
+    record = entry["latents"][latent]
+
+    def context(c: dict[str, Any]) -> dict[str, Any]:
+        left, token, right = readable_context(c["left"], c["token"], c["right"])
+        return {"row": c["row"], "activation": finite(c["activation"]), "left": left, "token": token, "right": right}
+
+    return {
+        **_latent_row(latent, record), "sae": sae, "point": entry["point"], "run": entry["run"],
+        "top": [context(c) for c in record.get("top", [])],
+        "quantiles": [{"examples": [context(c) for c in q["examples"]], **{k: v for k, v in q.items() if k != "examples"}}
+                      for q in record.get("quantiles", [])],
+        "promoted": [[readable(t), finite(v)] for t, v in record.get("promoted", [])],
+        "suppressed": [[readable(t), finite(v)] for t, v in record.get("suppressed", [])],
+    }

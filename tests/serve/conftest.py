@@ -1,0 +1,58 @@
+"""A store with every kind of result the dashboard shows, recorded from a tiny seeded Llama, and a
+steering vector for the playground; shared by the API and browser tests."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from neurometry.cli import main
+
+TINY = "neurometry.models.tiny:tiny_llama"
+WORDS = ["red", "blue", "green", "small", "large", "quiet", "bright", "old"]
+
+
+@dataclass(frozen=True)
+class Served:
+    folder: Path
+    store: Path  # reduce=tokens run "tokens" and reduce=mean run "mean", with results
+    vector: Path
+    sae: str  # the SAE's name in the catalog
+
+
+@pytest.fixture(scope="package")
+def served(tmp_path_factory) -> Served:
+    from neurometry.record import record
+
+    folder = tmp_path_factory.mktemp("serve")
+    rows = [
+        {"text": f"the {a} cat saw a {b} dog", "tense": "past" if i % 2 else "present"}
+        for i, (a, b) in enumerate((a, b) for a in WORDS for b in WORDS[:5])
+    ]
+    data = folder / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = folder / "s.nmstore"
+    record(TINY, data, ["embed", "resid.0", "resid.1", "attn_pattern.0"], out=store, reduce="tokens", run="tokens",
+           progress=False)
+    record(TINY, data, ["embed", "resid.0", "resid.1"], out=store, reduce="mean", run="mean", progress=False)
+    pairs = folder / "pairs.jsonl"
+    pairs.write_text("".join(
+        json.dumps({"positive": f"the {w} is good", "negative": f"the {w} is bad", "target": " good", "opposite": " bad"})
+        + "\n" for w in WORDS
+    ))
+    vector = folder / "goodness.safetensors"
+    for args in (
+        ("measure", str(store), "--run", "mean", "--measures", "effective_rank,anisotropy", "--json"),
+        ("compare", str(store), "--run-a", "mean", "--metric", "cka", "--json"),
+        ("probe", str(store), "--run", "mean", "--label", "tense", "--json"),
+        ("sae", "train", str(store), "--run", "tokens", "--point", "resid.1", "--latents", "32", "--k", "4",
+         "--batch-size", "64", "--out", str(folder / "sae"), "--json"),
+        ("sae", "features", str(folder / "sae"), str(store), "--run", "tokens", "--top", "5", "--model", TINY,
+         "--json"),
+        ("steer", "build", TINY, str(pairs), "--point", "resid.1", "--train", "6", "--out", str(vector), "--json"),
+    ):
+        assert main(list(args)) == 0, args
+    return Served(folder, store, vector, "sae")

@@ -1,0 +1,211 @@
+"""End to end in headless Chromium (Debian's `chromium`, driven by Playwright): each page of the running
+app renders its plots, search finds a known unit and a known latent, hovering a heatmap cell shows its
+value, and the playground returns generations from a tiny model. Screenshots of every page are saved
+under test-artifacts/screenshots (or $NEUROMETRY_ARTIFACTS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neurometry.features.examples import display_token
+from neurometry.serve import Playground, create_app
+from neurometry.store import open_store
+
+from .conftest import TINY
+
+CHROMIUM = os.environ.get("NEUROMETRY_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("NEUROMETRY_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+# Chromium's background services try the network at start; on a closed network that only costs time
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def base_url(served):
+    import uvicorn
+
+    app = create_app(served.store, Playground(TINY, [served.vector]))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
+        pytest.fail(f"no Chromium at {CHROMIUM}: `./dev.sh test` installs Debian's chromium (apt), or set "
+                    "NEUROMETRY_CHROMIUM to a Chromium binary")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, base_url, request):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    tab.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
+    tab.problems = problems
+    tab.base_url = base_url
+    yield tab
+    (ARTIFACTS / "screenshots").mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "screenshots" / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def visit(tab, route: str) -> None:
+    """Open a page of the app and wait until it has rendered (app.js marks #page when done)."""
+    tab.goto(f"{tab.base_url}/#{route}")
+    wait_ready(tab)
+
+
+def wait_ready(tab) -> None:
+    tab.wait_for_function(
+        "() => { const p = document.getElementById('page');"
+        " return p.dataset.ready === 'true' && p.dataset.route === location.hash; }",
+        timeout=60_000,
+    )
+
+
+def no_errors(tab) -> None:
+    assert not tab.problems, tab.problems
+    assert tab.locator(".error").count() == 0, tab.locator(".error").all_inner_texts()
+
+
+def test_runs_and_measure_profiles(page):
+    visit(page, "/")
+    assert page.locator("table").first.inner_text().count("complete") == 2
+    page.locator("tr.link", has_text="mean").first.click()
+    wait_ready(page)
+    assert page.url.endswith("#/run/mean")
+    charts = page.locator("svg.plot.line")
+    assert charts.count() == 2  # effective_rank and anisotropy, one chart each
+    for k in range(2):
+        assert charts.nth(k).locator("circle").count() == 3  # embed, resid.0, resid.1
+        assert charts.nth(k).locator("polyline").count() == 1
+    no_errors(page)
+
+
+def test_comparison_heatmap_shows_values_on_hover(page, client_values):
+    visit(page, "/comparisons")
+    cells = page.locator("svg.plot.heatmap rect.cell")
+    assert cells.count() == 9
+    box = cells.nth(2).bounding_box()  # row embed, column resid.1
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tip = page.locator("#tooltip")
+    assert tip.is_visible()
+    text = tip.inner_text()
+    assert "embed × resid.1" in text
+    assert float(text.split("cka = ")[1].split()[0]) == pytest.approx(client_values["cka_embed_resid1"], rel=1e-3)
+    cells.nth(2).click()
+    assert "embed × resid.1" in page.locator(".detail").inner_text()
+    no_errors(page)
+
+
+def test_probe_curve(page):
+    visit(page, "/probes")
+    chart = page.locator("svg.plot.line")
+    assert chart.count() == 1
+    assert chart.locator("circle").count() == 3 and chart.locator("polygon").count() == 1  # points and interval
+    no_errors(page)
+
+
+def test_neuron_search_finds_a_known_unit(page, served):
+    store = open_store(served.store, read_only=True)
+    x = store.activations("resid.0", "tokens")
+    unit = int(np.argmax(x.max(0)))
+    token = display_token(store.row_index("tokens")["token"].to_numpy()[int(np.argmax(x[:, unit]))])
+    visit(page, "/neurons/tokens/resid.0")
+    page.fill("#q", token)
+    page.press("#q", "Enter")
+    wait_ready(page)
+    units = [int(t) for t in page.locator("#neuron-list tr.link td:first-child").all_inner_texts()]
+    assert unit in units
+    page.locator("#neuron-list tr.link", has=page.locator(f"td:first-child:text-is('{unit}')")).click()
+    wait_ready(page)
+    first = page.locator("table").nth(1).locator("tr").nth(1)
+    assert first.locator(".tok").inner_text().strip() == token
+    assert float(first.locator("td").nth(1).inner_text()) == pytest.approx(float(x[:, unit].max()), rel=1e-3)
+    no_errors(page)
+
+
+def test_feature_search_and_latent_page(page, served):
+    records = open_store(served.store).results("sae_features")
+    records = {int(r.name.rsplit("/", 1)[1]): json.loads(r.extra) for r in records.itertuples()}
+    latent, record = next((i, r) for i, r in sorted(records.items()) if r["top"])
+    visit(page, "/features")
+    histogram = page.locator("svg.plot.histogram rect")
+    assert histogram.count() == 40
+    page.fill("#q", display_token(record["top"][0]["token"]))
+    page.press("#q", "Enter")
+    wait_ready(page)
+    latents = [int(t) for t in page.locator("#feature-list tr.link td:first-child").all_inner_texts()]
+    assert latent in latents
+    visit(page, f"/features/{served.sae}/{latent}")
+    top = page.locator("table").nth(1)
+    assert top.locator(".tok").count() == len(record["top"])
+    assert top.locator(".tok").first.inner_text().strip() == display_token(record["top"][0]["token"])
+    assert page.locator(".pill").count() == len(record["promoted"]) + len(record["suppressed"])
+    no_errors(page)
+
+
+def test_playground_generates(page):
+    visit(page, "/steer")
+    page.fill("#alpha", "0")
+    page.fill("#prompt", "the cat")
+    page.fill("#tokens", "4")
+    page.click("#generate")
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('alpha')", timeout=60_000)
+    unsteered, steered = page.inner_text("#unsteered"), page.inner_text("#steered")
+    assert unsteered.startswith("the cat ") and len(unsteered) > len("the cat ")
+    assert steered == unsteered  # alpha 0 is the unsteered model
+    page.fill("#alpha", "1000")
+    page.click("#generate")
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('alpha 1000')",
+                           timeout=60_000)
+    assert page.inner_text("#steered") != page.inner_text("#unsteered")
+    no_errors(page)
+    page.fill("#alpha", "1e9")
+    page.click("#generate")
+    page.wait_for_selector("#status.error")
+    assert "alpha must be" in page.inner_text("#status")
+    assert all("status of 400" in p for p in page.problems), page.problems  # the refused request, nothing else
+
+
+def test_errors_are_shown_as_messages(page):
+    visit(page, "/neurons/tokens/resid.9")
+    message = page.locator(".error").inner_text()
+    assert "no point 'resid.9'" in message and "Traceback" not in message
+    visit(page, "/no-such-page")
+    assert "no page" in page.locator(".error").inner_text()
+
+
+@pytest.fixture(scope="module")
+def client_values(served) -> dict[str, float]:
+    results = open_store(served.store).results("compare")
+    row = results[(results.point == "embed") & results.params.str.contains('"point_b": "resid.1"')]
+    return {"cka_embed_resid1": float(row["value"].item())}
