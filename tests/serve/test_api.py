@@ -55,10 +55,8 @@ def test_neuron_table_equals_numpy(served):
     np.testing.assert_allclose(table.active, (x > 0).mean(0))
     # top rows: the 7 largest per unit, largest first, the earlier row first on a tie
     expected = np.lexsort((np.broadcast_to(np.arange(len(x))[:, None], x.shape), -x.astype(np.float32)), axis=0)[:7].T
-    np.testing.assert_allclose(table.top_values, np.take_along_axis(x.T, expected, 1).astype(np.float32))
-    np.testing.assert_allclose(
-        np.take_along_axis(x.T, table.top_rows, 1), np.take_along_axis(x.T, expected, 1), rtol=0, atol=0
-    )
+    np.testing.assert_array_equal(table.top_rows, expected)  # the tiny model repeats contexts: many ties
+    np.testing.assert_array_equal(table.top_values, np.take_along_axis(x.T, expected, 1).astype(np.float32))
 
 
 def test_summary_points_and_comparisons_equal_the_catalog(client, served):

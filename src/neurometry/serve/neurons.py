@@ -66,22 +66,15 @@ def neuron_table(store: Store, run: str, point: str, top: int = 10, chunk_rows: 
             shift = values.mean(0)  # power sums of a - shift keep the variance accurate for large means
         centred = values - shift
         s1 += centred.sum(0)
-        s2 += (centred * centred).sum(0)
-        low = np.minimum(low, values.min(0))
-        high = np.maximum(high, values.max(0))
-        positive += (values > 0).sum(0)
-        # the best `keep` per unit among those kept so far and this block: a partition (linear per
-        # column, where a full sort of every block would dominate on millions of rows), then the kept
-        # few ordered by value, largest first, the earlier row first on a tie
-        joined_values = np.concatenate([best_values, block.astype(np.float32)])
-        rows = np.broadcast_to(np.arange(start, start + len(block))[:, None], block.shape)
-        joined_rows = np.concatenate([best_rows, rows])
-        chosen = np.argpartition(-joined_values, keep - 1, axis=0)[:keep]
-        best_values = np.take_along_axis(joined_values, chosen, axis=0)
-        best_rows = np.take_along_axis(joined_rows, chosen, axis=0)
-        order = np.lexsort((best_rows, -best_values), axis=0)
-        best_values = np.take_along_axis(best_values, order, axis=0)
-        best_rows = np.take_along_axis(best_rows, order, axis=0)
+        s2 += np.einsum("ij,ij->j", centred, centred)
+        low = np.minimum(low, block.min(0))
+        high = np.maximum(high, block.max(0))
+        positive += np.count_nonzero(block > 0, axis=0)
+        # only rows that beat some unit's current last kept value can enter (few, once the tables fill)
+        candidates = np.flatnonzero((block.astype(np.float32) > best_values[-1]).any(1))
+        if len(candidates):
+            best_values, best_rows = _merge_top(best_values, best_rows, block[candidates].astype(np.float32),
+                                                start + candidates)
         start += len(block)
     n = start
     mean_centred = s1 / n
@@ -97,6 +90,18 @@ def neuron_table(store: Store, run: str, point: str, top: int = 10, chunk_rows: 
         top_rows=best_rows.T.copy(),
         top_values=best_values.T.copy(),
     )
+
+
+def _merge_top(
+    values: np.ndarray, rows: np.ndarray, new_values: np.ndarray, new_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``len(values)`` per unit of the kept (keep, F) and the new (m, F) rows: largest first,
+    the earlier row first on a tie (the caller passes only rows that can enter, so m is small once
+    the tables have filled)."""
+    joined_values = np.concatenate([values, new_values])
+    joined_rows = np.concatenate([rows, np.broadcast_to(new_rows[:, None], new_values.shape)])
+    order = np.lexsort((joined_rows, -joined_values), axis=0)[: len(values)]
+    return np.take_along_axis(joined_values, order, axis=0), np.take_along_axis(joined_rows, order, axis=0)
 
 
 class RowExamples:
