@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from neurometry.cli import main
@@ -44,6 +45,13 @@ def served(tmp_path_factory) -> Served:
         + "\n" for w in WORDS
     ))
     vector = folder / "goodness.safetensors"
+    # targets planted as a linear map of resid.1 (plus a little noise): encoding r is near 1 there
+    from neurometry.store import open_store
+
+    x = open_store(store).activations("resid.1", "mean").astype(np.float64)
+    rng = np.random.default_rng(0)
+    y = x @ rng.standard_normal((x.shape[1], 3))
+    np.save(folder / "targets.npy", y + 0.01 * y.std() * rng.standard_normal(y.shape))
     for args in (
         ("measure", str(store), "--run", "mean", "--measures", "effective_rank,anisotropy", "--json"),
         ("compare", str(store), "--run-a", "mean", "--metric", "cka", "--json"),
@@ -52,6 +60,7 @@ def served(tmp_path_factory) -> Served:
          "--batch-size", "64", "--out", str(folder / "sae"), "--json"),
         ("sae", "features", str(folder / "sae"), str(store), "--run", "tokens", "--top", "5", "--model", TINY,
          "--json"),
+        ("encode", str(store), "--run", "mean", "--targets", str(folder / "targets.npy"), "--json"),
         ("steer", "build", TINY, str(pairs), "--point", "resid.1", "--train", "6", "--out", str(vector), "--json"),
     ):
         assert main(list(args)) == 0, args

@@ -62,7 +62,7 @@ def test_neuron_table_equals_numpy(served):
 def test_summary_points_and_comparisons_equal_the_catalog(client, served):
     summary = ok(client.get("/api/summary"))
     assert [(r["run"], r["committed_rows"]) for r in summary["runs"]] == [("tokens", 360), ("mean", 40)]
-    assert summary["results"] == {"compare": 9, "measure": 6, "probe": 3, "sae_features": 32}
+    assert summary["results"] == {"compare": 9, "encode": 3, "measure": 6, "probe": 3, "sae_features": 32}
     assert summary["playground"] is False
 
     points = ok(client.get("/api/runs/mean/points"))
@@ -86,6 +86,10 @@ def test_summary_points_and_comparisons_equal_the_catalog(client, served):
 
     (probe,) = ok(client.get("/api/probes"))
     assert probe["label"] == "tense" and probe["baseline"] == 0.5 and len(probe["scores"]) == 3
+
+    (encoding,) = ok(client.get("/api/encodings"))  # targets planted as a linear map of resid.1
+    assert encoding["points"] == ["embed", "resid.0", "resid.1"] and encoding["n_targets"] == 3
+    assert encoding["mean_r"][2] > 0.99 and encoding["mean_r"][0] < encoding["mean_r"][2]
 
 
 # -- search and pagination -----------------------------------------------------------------------------

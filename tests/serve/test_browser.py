@@ -126,11 +126,13 @@ def test_comparison_heatmap_shows_values_on_hover(page, client_values):
     no_errors(page)
 
 
-def test_probe_curve(page):
+def test_probe_and_encoding_curves(page):
     visit(page, "/probes")
-    chart = page.locator("svg.plot.line")
-    assert chart.count() == 1
-    assert chart.locator("circle").count() == 3 and chart.locator("polygon").count() == 1  # points and interval
+    probe = page.locator("#probe-charts svg.plot.line")
+    assert probe.count() == 1
+    assert probe.locator("circle").count() == 3 and probe.locator("polygon").count() == 1  # points and interval
+    encoding = page.locator("#encode-charts svg.plot.line")
+    assert encoding.count() == 1 and encoding.locator("polyline").count() == 2  # mean and median r
     no_errors(page)
 
 

@@ -110,6 +110,16 @@ def create_app(store_path: str | Path, playground: Playground | None = None) -> 
         with reading() as store:
             return views.probes(store)
 
+    @app.get("/api/encodings")
+    def encodings() -> list[dict[str, Any]]:
+        with reading() as store:
+            return views.encodings(store)
+
+    @app.get("/api/sweeps")
+    def sweeps() -> list[dict[str, Any]]:
+        with reading() as store:
+            return views.sweeps(store)
+
     @app.get("/api/results/{kind}")
     def results(kind: str, page: int = 1, per_page: int = views.PER_PAGE) -> dict[str, Any]:
         with reading() as store:

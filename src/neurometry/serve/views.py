@@ -141,6 +141,42 @@ def probes(store: Store) -> list[dict[str, Any]]:
     return out
 
 
+def encodings(store: Store) -> list[dict[str, Any]]:
+    """Encoding models (``neurometry encode``): mean and median held-out r over targets, by point."""
+    frame = results_in_depth_order(store, "encode")
+    out = []
+    for (run, targets), group in frame.groupby(
+        [frame["run_id"], frame["params"].map(lambda p: json.dumps(p.get("targets")))], sort=False
+    ):
+        extra = list(group["extra"])
+        out.append({
+            "run": run, "targets": json.loads(targets), "points": list(group["point"]),
+            "mean_r": [finite(v) for v in group["value"]], "median_r": [finite(e.get("median_r")) for e in extra],
+            "n_targets": len(extra[0].get("target_scores") or []),
+        })
+    return out
+
+
+def sweeps(store: Store) -> list[dict[str, Any]]:
+    """Saved steering sweeps (``steer eval --store``, the demo): per vector, the target log-probability
+    shift, KL and perplexity against alpha, and the generations saved with one alpha."""
+    frame = store.results("steer_sweep")
+    out: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
+    for r in frame.itertuples():
+        params, extra = json.loads(r.params), json.loads(r.extra)
+        key = (r.run_id, r.point, r.name, json.dumps(params.get("pairs")))
+        entry = out.setdefault(key, {"model": r.run_id, "point": r.point, "vector": r.name,
+                                     "pairs": params.get("pairs"), "n_pairs": extra.get("n_pairs"),
+                                     "vector_info": extra.get("vector", {}), "rows": [], "generations": []})
+        entry["rows"].append({"alpha": float(params["alpha"]), "shift": finite(r.value), "kl": finite(extra.get("kl")),
+                              "perplexity": finite(extra.get("perplexity"))})
+        if extra.get("generations"):
+            entry["generations"].append({"alpha": float(params["alpha"]), "rows": extra["generations"]})
+    for entry in out.values():
+        entry["rows"].sort(key=lambda row: row["alpha"])
+    return list(out.values())
+
+
 def other_results(store: Store, kind: str, page: int = 1, per_page: int = PER_PAGE) -> dict[str, Any]:
     """Any kind of result as a paginated table (kinds without a page of their own)."""
     frame = results_in_depth_order(store, kind)

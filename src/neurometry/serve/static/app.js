@@ -220,7 +220,7 @@ async function runsPage() {
     { links: s.runs.map((r) => `#/run/${encodeURIComponent(r.run)}`) });
   const kinds = Object.entries(s.results);
   page.innerHTML += `<h2>Results in the catalog</h2>` + (kinds.length
-    ? table(["kind", "records"], kinds, { links: kinds.map(([k]) => ({ compare: "#/comparisons", probe: "#/probes", sae_features: "#/features", measure: "#/" }[k] || `#/results/${encodeURIComponent(k)}`)) })
+    ? table(["kind", "records"], kinds, { links: kinds.map(([k]) => ({ compare: "#/comparisons", probe: "#/probes", encode: "#/probes", sae_features: "#/features", steer_sweep: "#/steer", measure: "#/" }[k] || `#/results/${encodeURIComponent(k)}`)) })
     : `<p class="note">No results yet: run <code>neurometry measure</code>, <code>compare</code>, <code>probe</code> or <code>sae</code> on this store.</p>`);
   wireLinks();
 }
@@ -272,14 +272,22 @@ async function comparisonsPage() {
 }
 
 async function probesPage() {
-  const list = await api("/api/probes");
+  const [list, encodings] = await Promise.all([api("/api/probes"), api("/api/encodings")]);
   page.innerHTML = `<h1>Probes</h1><p class="note">held-out score by point, with the fold interval; dashed: chance baseline</p><div class="charts" id="probe-charts"></div>`;
-  if (!list.length) { page.innerHTML += `<p class="note">No probes saved: run <code>neurometry probe</code> on this store.</p>`; return; }
+  if (!list.length && !encodings.length) { page.innerHTML += `<p class="note">No probes saved: run <code>neurometry probe</code> or <code>encode</code> on this store.</p>`; return; }
   const charts = document.getElementById("probe-charts");
   for (const p of list) {
     charts.appendChild(lineChart({ labels: p.points, series: [{ name: p.label, y: p.scores, lo: p.ci_low, hi: p.ci_high }],
       baseline: p.baseline, yLabel: p.kind === "logistic" ? "accuracy" : "score", width: 380, height: 240,
       title: `${p.label} · run ${p.run}` }));
+  }
+  if (encodings.length) {
+    page.insertAdjacentHTML("beforeend", `<h2>Encoding models</h2><p class="note">held-out correlation of predicted and measured targets, mean and median over targets</p><div class="charts" id="encode-charts"></div>`);
+    const box = document.getElementById("encode-charts");
+    for (const e of encodings) {
+      box.appendChild(lineChart({ labels: e.points, series: [{ name: "mean r", y: e.mean_r }, { name: "median r", y: e.median_r }],
+        yLabel: "r", width: 420, height: 240, title: `run ${e.run} → ${e.n_targets} targets` }));
+    }
   }
 }
 
@@ -366,10 +374,31 @@ async function featurePage(sae, latent) {
       + table(["row", "activation", "context"], q.examples.map((c) => [c.row, c.activation, context(c, f.max)]), { left: 0, raw: [2] })).join("");
 }
 
+async function sweepSections() {
+  const list = await api("/api/sweeps");
+  const box = document.createElement("div");
+  if (!list.length) return box;
+  box.innerHTML = `<h2>Saved sweeps</h2><p class="note">held-out pairs: shift of log p(target) − log p(opposite) against alpha; KL and perplexity on neutral text</p>`;
+  for (const s of list) {
+    const labels = s.rows.map((r) => String(r.alpha));
+    const charts = document.createElement("div");
+    charts.className = "charts";
+    charts.appendChild(lineChart({ labels, series: [{ name: "target shift", y: s.rows.map((r) => r.shift) }], baseline: 0,
+      yLabel: "log-prob shift", width: 360, height: 220, title: `${s.vector} at ${s.point} · ${s.model}` }));
+    charts.appendChild(lineChart({ labels, series: [{ name: "KL", y: s.rows.map((r) => r.kl) }], yLabel: "KL (neutral)", width: 300, height: 220, title: "KL on neutral text" }));
+    box.appendChild(charts);
+    box.insertAdjacentHTML("beforeend", table(["alpha", "target shift", "KL", "perplexity"], s.rows.map((r) => [r.alpha, r.shift, r.kl, r.perplexity]), { left: 0 })
+      + s.generations.map((g) => `<h3>alpha ${fmt(g.alpha)}</h3>` + table(["prompt", "unsteered", "steered"], g.rows.map((r) => [r.prompt, r.unsteered, r.steered]), { left: 3 })).join(""));
+  }
+  return box;
+}
+
 async function steerPage() {
   let info;
+  const sweeps = await sweepSections();
   try { info = await api("/api/playground"); } catch (error) {
-    page.innerHTML = `<h1>Steering playground</h1><p class="error">${esc(error.message)}</p>`;
+    page.innerHTML = `<h1>Steering</h1><p class="note">${esc(error.message)}</p>`;
+    page.appendChild(sweeps);
     return;
   }
   page.innerHTML = `<h1>Steering playground <span class="note">${esc(info.model)}</span></h1>
@@ -383,6 +412,7 @@ async function steerPage() {
     <p><button id="generate">Generate</button> <span id="status" class="note"></span></p>
     <div class="side"><div><h3>unsteered</h3><div id="unsteered" class="gen"></div></div>
     <div><h3>steered</h3><div id="steered" class="gen"></div></div></div>`;
+  page.appendChild(sweeps);
   const alpha = document.getElementById("alpha"), range = document.getElementById("alpha-range");
   alpha.addEventListener("input", () => { range.value = alpha.value; });
   range.addEventListener("input", () => { alpha.value = range.value; });
