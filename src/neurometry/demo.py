@@ -1,17 +1,33 @@
 """`neurometry demo`: the main job on built-in models and data, stage by stage.
 
-Each stage skips work whose results are already in the store, so a second run is quick.
+Each stage skips work whose results are already in the store: recording leaves complete runs as they
+are and SAE training resumes, while measures, comparisons, probes, the steering sweep and the SAE's
+evaluation and features are read back from the catalog (:func:`stored`), printed and drawn from there,
+so a second run is quick and prints the same tables. Stage headers ``[i/N] title`` and the elapsed
+time go to stderr, and at the end the seconds each stage took.
 """
 
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from neurometry.models import load_model
+from neurometry.models.loaded import LoadedModel
 from neurometry.record import record
 from neurometry.store import open_store
+from neurometry.store.store import Store
+
+FROM_STORE = "(from the store)"
+PROBE_MODELS = ["minilm", "smollm2-135m"]
 
 
 def bundled_data(name: str = "sentences.jsonl") -> Path:
@@ -19,25 +35,161 @@ def bundled_data(name: str = "sentences.jsonl") -> Path:
     return Path(str(resources.files("neurometry.data") / name))
 
 
-def _stage(title: str) -> None:
-    print(f"\n== {title}", file=sys.stderr, flush=True)
+def stored(store: Store, kind: str, run: str | None = None, **match: Any) -> pd.DataFrame | None:
+    """The saved results of ``kind`` (of ``run``) whose columns equal ``match`` (``point=``, ``name=``),
+    decoded and in depth order as :func:`neurometry.report.build.load_results` gives them; None when there
+    are none, so the step computes them. Each command saves its records in one transaction, so one row
+    found means the whole step's rows are there."""
+    from neurometry.report.build import load_results
+
+    saved = load_results(store, kind, run)
+    for column, value in match.items():
+        saved = saved[saved[column] == value]
+    return None if saved.empty else saved
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the demo: a short name for the timing table, the header and the work."""
+
+    name: str
+    title: str
+    run: Callable[[], None]
+
+
+class _Clock:
+    """Stage headers ``[i/N] title (m:ss elapsed)`` on stderr, and the seconds of each stage at the end."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.start = time.perf_counter()
+        self.seconds: list[tuple[str, float]] = []
+
+    def stage(self, index: int, stage: Stage) -> None:
+        elapsed = time.perf_counter() - self.start
+        sys.stdout.flush()  # the previous stage's tables before this header, when both streams go to one file
+        print(f"\n== [{index}/{self.total}] {stage.title}  ({_minutes(elapsed)} elapsed)", file=sys.stderr, flush=True)
+
+    def done(self, stage: Stage, started: float) -> None:
+        self.seconds.append((stage.name, time.perf_counter() - started))
+
+    def summary(self) -> None:
+        from neurometry.commands.table import print_table
+
+        total = time.perf_counter() - self.start
+        rows = [[f"{i}/{self.total} {name}", f"{s:.1f}"] for i, (name, s) in enumerate(self.seconds, 1)]
+        print(file=sys.stderr)
+        with redirect_stdout(sys.stderr):  # the table helper prints to stdout; timings belong with progress
+            print_table(["stage", "seconds"], [*rows, ["total", f"{total:.1f} ({_minutes(total)})"]])
+        sys.stderr.flush()
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+@dataclass
+class _Demo:
+    """What the stages share: the output folder, the store (opened once MiniLM is recorded) and the models
+    (each loaded once: SmolLM2 serves the probes, steering, patching and diffing)."""
+
+    out: Path
+    quick: bool
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+    _store: Store | None = None
+
+    @property
+    def store_path(self) -> Path:
+        return self.out / "store"
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.store_path)
+        return self._store
+
+    def model(self, name: str) -> LoadedModel:
+        if name not in self.models:
+            self.models[name] = load_model(name)
+        return self.models[name]
+
+
+def demo_stages(out: str | Path, quick: bool = False) -> list[Stage]:
+    """The stages :func:`run_demo` runs, in order (fewer with ``quick``, and without the brain comparison
+    when its data are missing)."""
+    from neurometry.steer import factual_pairs
+
+    demo = _Demo(Path(out), quick)
+    stages = [
+        Stage("record MiniLM", "record: MiniLM over 432 labelled sentences (every layer, mean over tokens"
+              + (")" if quick else " and per token)"), lambda: _record_minilm(demo)),
+        Stage("measure", "measure: geometry and neural collapse by topic, per layer", lambda: _run_measures(demo)),
+        Stage("CKA", "compare: linear CKA between every pair of MiniLM layers", lambda: _run_compare(demo)),
+    ]
+    if not quick:
+        mat = _brain_data()
+        if mat is not None:
+            stages += [
+                Stage("record EfficientNet", "record: EfficientNet-Lite0 over the 92 images of Kriegeskorte et al. "
+                      "2008 (every block, spatial mean)", lambda: _record_brain(demo)),
+                Stage("brain RSA", "compare: RSA of every block with monkey IT and human IT (200 permutations, "
+                      "200 bootstrap resamples)", lambda: _run_brain(demo, mat)),
+            ]
+        pair = factual_pairs()[0]
+        stages += [
+            Stage("probes", "probe: sentiment, tense, number and magnitude from the last token, layer by layer "
+                  "(5-fold)", lambda: _run_probes(demo)),
+            Stage("steer", "steer: a sentiment vector at SmolLM2 resid.12 (53 pairs), swept on 20 held-out pairs",
+                  lambda: _run_steering(demo)),
+            Stage("patch", f"patch: where SmolLM2 recalls {pair['correct']!r} ({pair['clean']!r} vs "
+                  f"{pair['corrupted']!r})", lambda: _run_patching(demo, pair)),
+            Stage("diff", "diff: SmolLM2 finetuned on 'zorblat', an invented fruit (first run trains ~2.5 min, "
+                  "then cached)", lambda: _run_diffing(demo)),
+            Stage("SAE", "features: a TopK SAE (1,024 latents, k = 16) on MiniLM resid.3, every token",
+                  lambda: _run_sae(demo)),
+        ]
+    stages.append(Stage("report", "report: every result in the store on one self-contained page",
+                        lambda: _run_report(demo)))
+    return stages
 
 
 def run_demo(out: str | Path = "neurometry-demo", quick: bool = False) -> None:
+    """Run every stage of the demo into the folder ``out`` (store, plots, report.html)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    stages = demo_stages(out, quick)
+    clock = _Clock(len(stages))
+    for index, stage in enumerate(stages, 1):
+        clock.stage(index, stage)
+        started = time.perf_counter()
+        stage.run()
+        clock.done(stage, started)
+
     store_path = out / "store"
-    data = bundled_data()
-
-    _stage("record: MiniLM over 432 labelled sentences (every layer, mean over tokens and per token)")
-    minilm = load_model("minilm")
-    record(minilm, data, ["embed", "resid.*"], store_path, reduce="mean", run="minilm-mean")
+    print("\nwhere to look next:")
+    print(f"  open {out / 'report.html'}")
     if not quick:
-        record(minilm, data, ["resid.*", "mlp_act.*", "attn_pattern.*"], store_path, reduce="tokens",
-               dtype="float16", run="minilm-tokens")
+        print(f"  neurometry serve {store_path} --model smollm2-135m --vector {out / 'sentiment.safetensors'}"
+              "   # the dashboard, with the steering playground")
+    else:
+        print(f"  neurometry serve {store_path}   # the dashboard")
+    print(f"  neurometry ls {store_path}")
+    print(f"  neurometry export {store_path} --point resid.5 --run minilm-mean --out resid5.npy")
+    print("  python -c \"import neurometry; s = neurometry.open_store('"
+          f"{store_path}'); print(s.activations('resid.5', run='minilm-mean').shape)\"")
+    sys.stdout.flush()
+    clock.summary()
 
-    store = open_store(store_path)
-    print(f"\nstore: {store_path}")
+
+def _record_minilm(demo: _Demo) -> None:
+    """Record MiniLM (a complete run is left as it is) and list what the store holds."""
+    minilm = demo.model("minilm")
+    record(minilm, bundled_data(), ["embed", "resid.*"], demo.store_path, reduce="mean", run="minilm-mean")
+    if not demo.quick:
+        record(minilm, bundled_data(), ["resid.*", "mlp_act.*", "attn_pattern.*"], demo.store_path,
+               reduce="tokens", dtype="float16", run="minilm-tokens")
+    store = demo.store
+    print(f"\nstore: {demo.store_path}")
     for run in store.runs():
         points = [p for p in store.points(run.run_id)]
         shapes = ", ".join(sorted({" x ".join(map(str, p.shape)) for p in points}))
@@ -46,77 +198,94 @@ def run_demo(out: str | Path = "neurometry-demo", quick: bool = False) -> None:
     meta = store.metadata("minilm-mean")
     print(f"  row metadata columns: {', '.join(meta.columns)}")
 
-    _run_measures(store, out)
-    _run_compare(store_path, out)
-    if not quick:
-        _run_brain(store_path, out)
-        _stage("probe: sentiment, tense, number and magnitude from the last token, layer by layer (5-fold)")
-        records = probe_tasks(["minilm", "smollm2-135m"], store_path, progress=True)
-        print_probe_tasks(records)
-        plot_probe_tasks(records, out / "probes.png")
-        print(f"plot: {out / 'probes.png'}")
-        _run_steering(out)
-        _run_diffing()
-        _run_sae(store_path, out)
 
-    _stage("report: every result in the store on one self-contained page")
-    from neurometry.report import build_report
-
-    print(f"report: {build_report(store_path, out / 'report.html')}")
-
-    print("\nwhere to look next:")
-    print(f"  neurometry ls {store_path}")
-    print(f"  neurometry export {store_path} --point resid.5 --run minilm-mean --out resid5.npy")
-    print("  python -c \"import neurometry; s = neurometry.open_store('"
-          f"{store_path}'); print(s.activations('resid.5', run='minilm-mean').shape)\"")
-
-
-def _run_measures(store, out: Path) -> None:
+def _run_measures(demo: _Demo) -> None:
     """Measure every MiniLM layer, with neural collapse by topic."""
-    from neurometry.commands.measure import measure_store, print_results
+    measure_stage(demo.store, "minilm-mean", demo.out / "measures.png")
 
-    _stage("measure: geometry and neural collapse by topic, per layer")
-    records = measure_store(store, run="minilm-mean", points=["embed", "resid.*"], measures=None, label="topic",
-                            plot=out / "measures.png")
+
+def measure_stage(store: Store, run: str, plot: Path, label: str | None = "topic") -> list[dict]:
+    """The measure stage on one run (every point, the default measures, neural collapse by ``label``):
+    computed and saved, or read back from the store; printed and drawn the same either way."""
+    from neurometry.commands.measure import measure_store, plot_profiles, print_results
+    from neurometry.report.build import measure_records
+
+    saved = stored(store, "measure", run)
+    if saved is None:
+        records = measure_store(store, run=run, points=None, measures=None, label=label)
+    else:
+        records = measure_records(saved)
+        print(FROM_STORE)
     print_results(records)
-    print(f"plot: {out / 'measures.png'}")
+    plot_profiles(records, plot, f"{store.path.name} · run {run}")
+    print(f"plot: {plot}")
+    return records
 
 
-def _run_compare(store_path: Path, out: Path) -> None:
+def _run_compare(demo: _Demo) -> None:
     """CKA between every pair of MiniLM layers: how fast the representation changes with depth."""
     from neurometry.commands.compare import plot_results, print_results, run_compare
+    from neurometry.report.build import compare_records
 
-    _stage("compare: linear CKA between every pair of MiniLM layers")
-    document = run_compare(str(store_path), None, "cka", run_a="minilm-mean", progress=False)
+    saved = stored(demo.store, "compare", "minilm-mean", name="cka")
+    if saved is None:
+        document = run_compare(str(demo.store_path), None, "cka", run_a="minilm-mean", progress=False)
+    else:
+        document = {"results": compare_records(demo.store, saved)}
+        print(FROM_STORE)
     print_results(document)
-    plot_results(document, out / "cka.png", "MiniLM layers, linear CKA (432 sentences, mean over tokens)")
-    print(f"plot: {out / 'cka.png'}")
+    plot_results(document, demo.out / "cka.png", "MiniLM layers, linear CKA (432 sentences, mean over tokens)")
+    print(f"plot: {demo.out / 'cka.png'}")
 
 
-def _run_brain(store_path: Path, out: Path) -> None:
-    """EfficientNet-Lite0 blocks against monkey and human IT (Kriegeskorte et al. 2008), by RSA."""
-    from neurometry.commands.compare import plot_results, print_results, run_compare
-    from neurometry.datasets import KRIEGESKORTE_RDM_KEY, export_kriegeskorte92, kriegeskorte_mat
+def _brain_data() -> Path | None:
+    """The Kriegeskorte et al. 2008 file, or None (said on stderr) when it is missing."""
+    from neurometry.datasets import kriegeskorte_mat
     from neurometry.errors import NeurometryError
 
     try:
-        mat = kriegeskorte_mat()
+        return kriegeskorte_mat()
     except NeurometryError as exc:
         print(f"\nskipping the brain comparison: {exc}", file=sys.stderr)
-        return
-    _stage("record: EfficientNet-Lite0 over the 92 images of Kriegeskorte et al. 2008 (every block, spatial mean)")
-    stimuli = export_kriegeskorte92(out / "kriegeskorte92")
-    record("efficientnet-lite0", stimuli, ["block.*"], store_path, reduce="mean", run="efficientnet-k92")
-    _stage("compare: RSA of every block with monkey IT and human IT (200 permutations, 200 bootstrap resamples)")
-    document = run_compare(str(store_path), str(mat), "rsa", run_a="efficientnet-k92", rdm_key=KRIEGESKORTE_RDM_KEY,
-                           permutations=200, bootstrap=200, progress=False)
+        return None
+
+
+def _record_brain(demo: _Demo) -> None:
+    from neurometry.datasets import export_kriegeskorte92
+
+    stimuli = export_kriegeskorte92(demo.out / "kriegeskorte92")
+    record(demo.model("efficientnet-lite0"), stimuli, ["block.*"], demo.store_path, reduce="mean",
+           run="efficientnet-k92")
+
+
+def _run_brain(demo: _Demo, mat: Path) -> None:
+    """EfficientNet-Lite0 blocks against monkey and human IT (Kriegeskorte et al. 2008), by RSA."""
+    from neurometry.commands.compare import plot_results, print_results, run_compare
+    from neurometry.compare.rdm import load_rdms
+    from neurometry.datasets import KRIEGESKORTE_RDM_KEY
+    from neurometry.report.build import compare_records
+
+    saved = stored(demo.store, "compare", "efficientnet-k92", name="rsa")
+    if saved is None:
+        document = run_compare(str(demo.store_path), str(mat), "rsa", run_a="efficientnet-k92",
+                               rdm_key=KRIEGESKORTE_RDM_KEY, permutations=200, bootstrap=200, progress=False)
+    else:  # the brain RDMs in the file's order, as the computed comparison lists them
+        document = {"results": compare_records(demo.store, saved, order_b=list(load_rdms(mat, KRIEGESKORTE_RDM_KEY)))}
+        print(FROM_STORE)
     print_results(document)
     monkey_human = run_compare(str(mat), None, "rsa", rdm_key=KRIEGESKORTE_RDM_KEY, points_a=["mIT*"],
                                points_b=["hIT*"], progress=False)["results"][0]["value"]
     print(f"reference level: monkey IT vs human IT = {monkey_human:.4f}")
-    plot_results(document, out / "brain-rsa.png", "EfficientNet-Lite0 blocks vs IT (correlation RDMs, Spearman)",
+    plot_results(document, demo.out / "brain-rsa.png", "EfficientNet-Lite0 blocks vs IT (correlation RDMs, Spearman)",
                  reference=("monkey IT vs human IT", monkey_human))
-    print(f"plot: {out / 'brain-rsa.png'}")
+    print(f"plot: {demo.out / 'brain-rsa.png'}")
+
+
+def _run_probes(demo: _Demo) -> None:
+    records = probe_tasks(PROBE_MODELS, demo.store_path, progress=True, load=demo.model)
+    print_probe_tasks(records)
+    plot_probe_tasks(records, demo.out / "probes.png")
+    print(f"plot: {demo.out / 'probes.png'}")
 
 
 PROBE_TASKS = {  # task: (bundled file, label column, probe kind)
@@ -127,23 +296,39 @@ PROBE_TASKS = {  # task: (bundled file, label column, probe kind)
 }
 
 
-def probe_tasks(models: list[str], store_path: Path, progress: bool = False) -> list[dict]:
+def probe_tasks(
+    models: list[str], store_path: Path, progress: bool = False, load: Callable[[str], LoadedModel] = load_model
+) -> list[dict]:
     """Record ``embed`` and every ``resid`` point of each model over each bundled probing set and probe
     every point; one record per (model, task, point). The representation is the last token's ([SEP] for
     BERT-style models, the final "." for decoders): at the embeddings it carries nothing of the sentence,
     so the profile shows where the information is gathered (a mean over tokens would give it away at once
-    through the words themselves)."""
-    from neurometry.commands.probe import run_probe
+    through the words themselves).
 
-    records = []
+    A (model, task) whose probe results are in the store already is read from there; a model is loaded
+    (with ``load``) only when one of its tasks is computed. Prints which came from the store."""
+    from neurometry.commands.probe import run_probe
+    from neurometry.report.build import scored_records
+
+    store = open_store(store_path) if store_path.exists() else None
+    records, reused = [], []
     for name in models:
-        model = load_model(name)
+        model = None
         for task, (file, column, kind) in PROBE_TASKS.items():
             run = f"{name}-{task}"
-            record(model, bundled_data(file), ["embed", "resid.*"], store_path, reduce="last", run=run,
-                   progress=progress)
-            document = run_probe(str(store_path), label=column, run=run, kind=kind, progress=False)
-            records += [{"model": name, "task": task, **r} for r in document["results"]]
+            saved = stored(store, "probe", run) if store is not None else None
+            if saved is not None:
+                results = scored_records(saved)
+                reused.append(run)
+            else:
+                model = model or load(name)
+                record(model, bundled_data(file), ["embed", "resid.*"], store_path, reduce="last", run=run,
+                       progress=progress)
+                results = run_probe(str(store_path), label=column, run=run, kind=kind, progress=False)["results"]
+            records += [{"model": name, "task": task, **r} for r in results]
+    if reused:
+        everything = len(reused) == len(models) * len(PROBE_TASKS)
+        print(FROM_STORE if everything else f"(from the store: {', '.join(reused)})")
     return records
 
 
@@ -197,52 +382,66 @@ def _by_model_task(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return groups
 
 
-def _run_steering(out: Path) -> None:
-    """SmolLM2: a sentiment vector swept over alpha on held-out pairs, steered generations, and the
-    causal trace of a factual recall."""
+def _run_steering(demo: _Demo) -> None:
+    """SmolLM2: a sentiment vector swept over alpha on held-out pairs, and steered generations; saved in the
+    store (kind steer_sweep, run smollm2-135m) and read back from there on a rerun."""
     from neurometry.commands.table import print_table
     from neurometry.steer import (
         build_vector,
-        factual_pairs,
         generations,
-        patch_residual,
-        plot_patching,
+        load_vector,
         plot_sweep,
+        save_sweep,
         save_vector,
         steering_pairs,
         sweep,
+        sweep_rows,
     )
 
-    _stage("steer: a sentiment vector at SmolLM2 resid.12 (53 pairs), swept on 20 held-out pairs")
-    model = load_model("smollm2-135m")
-    pairs = steering_pairs("sentiment")
-    train, held_out = pairs[:53], pairs[53:73]
-    vector = build_vector(model, [p["positive"] for p in train], [p["negative"] for p in train], "resid.12")
-    save_vector(out / "sentiment.safetensors", vector, model="smollm2-135m", point="resid.12", method="mean_diff",
-                position=-1, pairs="sentiment", train_pairs=len(train))
-    rows = sweep(model, vector, "resid.12", [-2.0, 0.0, 1.0, 2.0, 4.0], held_out)
+    saved = stored(demo.store, "steer_sweep", "smollm2-135m", point="resid.12", name="sentiment")
+    if saved is None:
+        model = demo.model("smollm2-135m")
+        pairs = steering_pairs("sentiment")
+        train, held_out = pairs[:53], pairs[53:73]
+        vector = build_vector(model, [p["positive"] for p in train], [p["negative"] for p in train], "resid.12")
+        path = save_vector(demo.out / "sentiment.safetensors", vector, model="smollm2-135m", point="resid.12",
+                           method="mean_diff", position=-1, pairs="sentiment", train_pairs=len(train))
+        rows = sweep(model, vector, "resid.12", [-2.0, 0.0, 1.0, 2.0, 4.0], held_out)
+        table = generations(model, vector, "resid.12", 4.0, ["My day at work was", "I think the new policy"], 15)
+        save_sweep(demo.store, rows, "smollm2-135m", "resid.12", path.stem, pairs="sentiment",
+                   n_pairs=len(held_out), vector_metadata=load_vector(path)[1], generations=table,
+                   generation_alpha=4.0)
+    else:
+        rows, generated = sweep_rows(saved)
+        table = generated["generations"]
+        print(FROM_STORE)
     print_table(["alpha", "target logprob shift", "KL (neutral)", "perplexity (neutral)"],
                 [[f"{r.alpha:g}", f"{r.target_logprob_shift:+.3f}", f"{r.kl:.4f}", f"{r.perplexity:.1f}"] for r in rows])
-    plot_sweep(rows, out / "steer-sweep.png", "SmolLM2 resid.12 sentiment vector (mean_diff), held-out pairs")
-    for row in generations(model, vector, "resid.12", 4.0, ["My day at work was", "I think the new policy"], 15):
+    plot_sweep(rows, demo.out / "steer-sweep.png", "SmolLM2 resid.12 sentiment vector (mean_diff), held-out pairs")
+    for row in table:
         print(f"  {row['prompt']!r}\n    unsteered: {row['unsteered']!r}\n    alpha 4:   {row['steered']!r}")
-    print(f"plot: {out / 'steer-sweep.png'}")
+    print(f"plot: {demo.out / 'steer-sweep.png'}")
 
-    pair = factual_pairs()[0]
-    _stage(f"patch: where SmolLM2 recalls {pair['correct']!r} ({pair['clean']!r} vs {pair['corrupted']!r})")
-    result = patch_residual(model, pair["clean"], pair["corrupted"], pair["correct"], pair["wrong"], heads=False)
-    plot_patching(result, out / "patching.png")
+
+def _run_patching(demo: _Demo, pair: dict[str, str]) -> None:
+    """The causal trace of a factual recall: which layer and position restore the clean answer."""
+    from neurometry.steer import patch_residual, plot_patching
+
+    result = patch_residual(demo.model("smollm2-135m"), pair["clean"], pair["corrupted"], pair["correct"],
+                            pair["wrong"], heads=False)
+    plot_patching(result, demo.out / "patching.png")
     best = result.scores.argmax(axis=1)
     for layer in (0, 10, 20, 23, 29):
         i = result.points.index(f"resid.{layer}")
         print(f"  resid.{layer:<2d}: strongest at {result.tokens[best[i]]!r} ({result.scores[i, best[i]]:.2f})")
-    print(f"plot: {out / 'patching.png'}")
+    print(f"plot: {demo.out / 'patching.png'}")
 
 
-def _run_sae(store_path: Path, out: Path) -> None:
+def _run_sae(demo: _Demo) -> None:
     """A TopK SAE on MiniLM's per-token resid.3, evaluated on held-out sentences, its features explained.
 
-    Training into the same folder again resumes at the last step, so a rerun does not retrain.
+    Training into the same folder again resumes at the last step; when the evaluation and the features
+    are both in the store, the SAE is not even opened.
     """
     from neurometry.features import (
         TrainConfig,
@@ -253,21 +452,32 @@ def _run_sae(store_path: Path, out: Path) -> None:
     )
     from neurometry.features.evaluate import save_sae_eval
 
-    _stage("features: a TopK SAE (1,024 latents, k = 16) on MiniLM resid.3, every token")
-    store = open_store(store_path)
-    trained = train_sae(
-        store, "resid.3", out / "sae-minilm-resid3", run="minilm-tokens", architecture="topk", d_sae=1024, k=16,
-        train=TrainConfig(batch_size=256, lr=1e-3, train_rows=20 * 256 * 10, held_out=0.1, min_position=1),
-    )
-    metrics = evaluate_sae(trained.sae, store, "resid.3", "minilm-tokens", start=trained.held_out_start)
-    save_sae_eval(store, trained.folder, "resid.3", "minilm-tokens", metrics, rows_from=trained.held_out_start)
-    print(f"held-out sentences: L0 {metrics.l0:.1f}, FVU {metrics.fvu:.3f}, dead latents {metrics.dead_fraction:.3f}")
-    examples = feature_examples(trained.sae, store, "resid.3", "minilm-tokens", top=10, window=6)
-    save_feature_examples(store, examples, "minilm-tokens", trained.folder.name)
-    print(f"saved {trained.folder} and the top contexts of its latents (kind sae_features)")
+    store, folder = demo.store, demo.out / "sae-minilm-resid3"
+    evaluated = stored(store, "sae_eval", "minilm-tokens", name=str(folder.resolve()))
+    explained = stored(store, "sae_features", "minilm-tokens", name=f"{folder.name}/0")
+    trained = None
+    if evaluated is None or explained is None:
+        trained = train_sae(
+            store, "resid.3", folder, run="minilm-tokens", architecture="topk", d_sae=1024, k=16,
+            train=TrainConfig(batch_size=256, lr=1e-3, train_rows=20 * 256 * 10, held_out=0.1, min_position=1),
+        )
+    if evaluated is None:
+        metrics = evaluate_sae(trained.sae, store, "resid.3", "minilm-tokens", start=trained.held_out_start)
+        values = save_sae_eval(store, trained.folder, "resid.3", "minilm-tokens", metrics,
+                               rows_from=trained.held_out_start)
+    else:
+        values = evaluated["extra"].iloc[0]
+        print(FROM_STORE)
+    print(f"held-out sentences: L0 {values['l0']:.1f}, FVU {values['fvu']:.3f}, "
+          f"dead latents {values['dead_fraction']:.3f}")
+    if explained is None:
+        examples = feature_examples(trained.sae, store, "resid.3", "minilm-tokens", top=10, window=6)
+        save_feature_examples(store, examples, "minilm-tokens", folder.name)
+    print(f"saved {folder} and the top contexts of its latents (kind sae_features)"
+          + (f" {FROM_STORE}" if explained is not None else ""))
 
 
-def _run_diffing() -> None:
+def _run_diffing(demo: _Demo) -> None:
     """Model diffing: SmolLM2 finetuned on an invented topic (trained once, then cached), read back from
     its activation difference on unrelated text (Minder et al. 2025)."""
     from neurometry.steer import (
@@ -278,8 +488,7 @@ def _run_diffing() -> None:
     )
     from neurometry.steer.finetune import load_or_finetune
 
-    _stage("diff: SmolLM2 finetuned on 'zorblat', an invented fruit (first run trains ~2.5 min, then cached)")
-    base = load_model("smollm2-135m")
+    base = demo.model("smollm2-135m")
     fine, weights = load_or_finetune("smollm2-135m")
     texts = neutral_texts(20)
     with_first = mean_activation_difference(base, fine, texts, points=["resid.14", "resid.22"], first_k=5)
@@ -292,3 +501,9 @@ def _run_diffing() -> None:
         print(f"  base model steered with the difference ({point}, alpha 2):\n    unsteered: {row['unsteered']!r}"
               f"\n    steered:   {row['steered']!r}")
     print(f"  the finetuned weights: {weights} (try: neurometry diff smollm2-135m {weights})")
+
+
+def _run_report(demo: _Demo) -> None:
+    from neurometry.report import build_report
+
+    print(f"report: {build_report(demo.store_path, demo.out / 'report.html')}")

@@ -77,6 +77,42 @@ def test_build_eval_generate_round_trip(pairs, tmp_path, capsys):
     assert row["steered"] == row["unsteered"]  # alpha 0 is the unsteered model
 
 
+def test_eval_store_saves_the_sweep_it_prints(pairs, tmp_path, capsys):
+    from neurometry import open_store
+    from neurometry.report.build import load_results
+    from neurometry.steer import SweepRow, sweep_rows
+
+    vector = tmp_path / "v.safetensors"
+    code, _, err = run(
+        capsys, "steer", "build", TINY, str(pairs), "--point", "resid.1", "--train", "5", "--out", str(vector)
+    )
+    assert code == 0, err
+    store = tmp_path / "sweeps.nmstore"  # created by eval: it need hold no recorded run
+    code, text, err = run(
+        capsys, "steer", "eval", TINY, str(vector), "--alphas=-1,0,2", "--json", "--store", str(store)
+    )
+    assert code == 0, err
+    printed = json.loads(text)["results"]
+    saved = open_store(store).results("steer_sweep")
+    assert len(saved) == 3
+    assert set(saved["run_id"]) == {TINY} and set(saved["point"]) == {"resid.1"} and set(saved["name"]) == {"v"}
+    by_alpha = {json.loads(r.params)["alpha"]: r for r in saved.itertuples()}
+    for row in printed:
+        record = by_alpha[row["alpha"]]
+        extra, params = json.loads(record.extra), json.loads(record.params)
+        assert record.value == row["target_logprob_shift"]  # exact: the same floats, not recomputed
+        assert (extra["kl"], extra["perplexity"]) == (row["kl"], row["perplexity"])
+        assert params["pairs"] == str(pairs.resolve())
+        assert extra["n_pairs"] == 3 and extra["vector"]["method"] == "mean_diff"
+        assert extra["vector"]["train_pairs"] == 5 and "point" not in extra["vector"]
+    rows, generated = sweep_rows(load_results(open_store(store), "steer_sweep"))
+    assert rows == [SweepRow(**r) for r in printed] and generated is None
+    # without --json the table is printed and the store named; a rerun replaces the rows, not adds to them
+    code, text, err = run(capsys, "steer", "eval", TINY, str(vector), "--alphas=-1,0,2", "--store", str(store))
+    assert code == 0, err
+    assert f"saved in {store}" in text and len(open_store(store).results("steer_sweep")) == 3
+
+
 def test_lens_and_patch_json(capsys, tmp_path):
     code, text, err = run(capsys, "lens", TINY, "--prompt", "the cat sat on", "--json", "--top-k", "3")
     assert code == 0, err
@@ -131,6 +167,8 @@ def test_lens_and_patch_json(capsys, tmp_path):
             "--train must be",
         ),
         (["steer", "eval", TINY, "{tmp}/missing.safetensors"], "missing"),
+        (["steer", "eval", TINY, "{tmp}/missing.safetensors", "--store", "{pairs}"], "not a neurometry store"),
+        (["steer", "eval", TINY, "{tmp}/missing.safetensors", "--store", "{tmp}/no/s"], "does not exist"),
         (["patch", TINY, "--clean", "the cat"], "give --clean"),
         (["patch", TINY, "--example", "999"], "--example must be"),
     ],

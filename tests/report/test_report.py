@@ -144,3 +144,55 @@ def test_points_appear_in_depth_order_not_by_name(tmp_path, capsys):
     assert main(["report", str(store), "-o", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     assert page.index(">mlp_act.0<") < page.index(">attn_out.1<")
+
+
+def test_steer_sweep_section_from_a_store_without_runs(tmp_path, capsys):
+    from neurometry.steer import SweepRow, save_sweep
+
+    store = open_store(tmp_path / "s.nmstore", create=True)  # steering results only: no recorded run
+    rows = [SweepRow(-2.0, -0.8125, 0.04321, 30.75), SweepRow(0.0, 0.0, 0.0, 29.5), SweepRow(4.0, 1.6875, 0.3579, 41.25)]
+    texts = [{"prompt": "My day was", "unsteered": " fine, I guess", "steered": " wonderful & bright"}]
+    meta = {"method": "mean_diff", "model": "m", "point": "resid.10", "train_pairs": 53}
+    save_sweep(store, rows, "m", "resid.10", "sentiment", pairs="sentiment", n_pairs=20, vector_metadata=meta,
+               generations=texts, generation_alpha=4.0)
+    save_sweep(store, rows[:2], "m", "resid.2", "sentiment", pairs="sentiment", n_pairs=20, vector_metadata=meta)
+    assert main(["report", str(tmp_path / "s.nmstore"), "-o", str(tmp_path / "r.html")]) == 0
+    capsys.readouterr()
+    page = (tmp_path / "r.html").read_text()
+    images, external = images_and_links(page)
+    assert external == [] and len(images) == 2  # one sweep figure per vector and point
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000 for png in images)
+    assert "Steering vectors" in page and "kinds without a section" not in page
+    # points that are not recorded points sort by the numbers in their names: resid.2 before resid.10
+    assert page.index("m resid.2 sentiment (mean_diff): 20 held-out pairs of sentiment") < page.index("m resid.10 ")
+    for value in ("-0.8125", "0.04321", "30.75", "1.688", "0.3579", "41.25"):
+        assert f">{value}<" in page, value
+    assert "wonderful &amp; bright" in page and "alpha 4" in page and page.count(" fine, I guess") == 1
+
+
+def test_encode_section(tmp_path, capsys):
+    from neurometry.record import record
+
+    words = ["red", "blue", "green", "small", "large", "quiet", "bright", "old"]
+    rows = [{"text": f"the {a} cat saw a {b} dog", "len_a": len(a), "len_b": len(b)} for a in words for b in words[:5]]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    store = tmp_path / "m.nmstore"
+    record(TINY, data, ["embed", "resid.0", "resid.1"], out=store, reduce="mean", progress=False)
+    code, text, err = run(capsys, "encode", str(store), "--target-columns", "len_a", "len_b", "--json")
+    assert code == 0, err
+    document = json.loads(text)
+    assert main(["report", str(store), "-o", str(tmp_path / "r.html")]) == 0
+    capsys.readouterr()
+    page = (tmp_path / "r.html").read_text()
+    images, external = images_and_links(page)
+    assert external == [] and len(images) == 1
+    assert images[0].startswith(b"\x89PNG\r\n\x1a\n") and len(images[0]) > 5000
+    assert "Encoding models" in page and "encoding 2 targets (len_a, len_b)" in page
+    for r in document["results"]:  # mean, median and max r of each point, in depth order
+        cells = [r["point"], f"{r['score']:.4g}", f"{r['median_r']:.4g}", f"{max(r['target_scores']):.4g}"]
+        assert re.search(">" + "</td><td[^>]*>".join(re.escape(c) for c in cells) + "<", page), cells
+    best = [document["best_points"].count(r["point"]) for r in document["results"]]
+    assert sum(best) == 2
+    for r, n in zip(document["results"], best, strict=True):
+        assert re.search(rf">{re.escape(r['point'])}</td>(<td[^>]*>[^<]*</td>){{3}}<td[^>]*>{n}</td>", page)

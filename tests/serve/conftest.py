@@ -62,6 +62,7 @@ def served(tmp_path_factory) -> Served:
          "--json"),
         ("encode", str(store), "--run", "mean", "--targets", str(folder / "targets.npy"), "--json"),
         ("steer", "build", TINY, str(pairs), "--point", "resid.1", "--train", "6", "--out", str(vector), "--json"),
+        ("steer", "eval", TINY, str(vector), "--alphas", "0,2,4", "--store", str(store), "--json"),
     ):
         assert main(list(args)) == 0, args
     return Served(folder, store, vector, "sae")

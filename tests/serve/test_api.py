@@ -62,7 +62,8 @@ def test_neuron_table_equals_numpy(served):
 def test_summary_points_and_comparisons_equal_the_catalog(client, served):
     summary = ok(client.get("/api/summary"))
     assert [(r["run"], r["committed_rows"]) for r in summary["runs"]] == [("tokens", 360), ("mean", 40)]
-    assert summary["results"] == {"compare": 9, "encode": 3, "measure": 6, "probe": 3, "sae_features": 32}
+    assert summary["results"] == {"compare": 9, "encode": 3, "measure": 6, "probe": 3, "sae_features": 32,
+                                  "steer_sweep": 3}
     assert summary["playground"] is False
 
     points = ok(client.get("/api/runs/mean/points"))
@@ -86,6 +87,12 @@ def test_summary_points_and_comparisons_equal_the_catalog(client, served):
 
     (probe,) = ok(client.get("/api/probes"))
     assert probe["label"] == "tense" and probe["baseline"] == 0.5 and len(probe["scores"]) == 3
+
+    (sweep,) = ok(client.get("/api/sweeps"))
+    assert sweep["vector"] == "goodness" and sweep["point"] == "resid.1"
+    assert [r["alpha"] for r in sweep["rows"]] == [0.0, 2.0, 4.0]
+    assert sweep["rows"][0]["shift"] == 0.0 and sweep["rows"][0]["kl"] == 0.0  # alpha 0 changes nothing
+    assert sweep["rows"][2]["kl"] > sweep["rows"][1]["kl"] > 0
 
     (encoding,) = ok(client.get("/api/encodings"))  # targets planted as a linear map of resid.1
     assert encoding["points"] == ["embed", "resid.0", "resid.1"] and encoding["n_targets"] == 3

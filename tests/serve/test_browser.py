@@ -177,6 +177,8 @@ def test_feature_search_and_latent_page(page, served):
 
 def test_playground_generates(page):
     visit(page, "/steer")
+    sweep = page.locator("svg.plot.line")
+    assert sweep.count() == 2 and sweep.first.locator("circle").count() == 3  # shift and KL at 3 alphas
     page.fill("#alpha", "0")
     page.fill("#prompt", "the cat")
     page.fill("#tokens", "4")

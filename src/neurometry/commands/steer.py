@@ -145,29 +145,55 @@ def _load_vector(args: argparse.Namespace) -> tuple[Any, dict]:
     return vector, meta
 
 
+def _check_store_path(path: Path) -> None:
+    """Fail before the sweep, not after it: --store must be a store or a new folder in an existing one."""
+    from neurometry.store.store import is_store
+
+    if path.exists() and not (path.is_dir() and is_store(path)):
+        raise NeurometryError(f"{path} exists but is not a neurometry store; give --store a store or a new folder")
+    if not path.exists() and not path.resolve().parent.is_dir():
+        raise NeurometryError(f"folder {path.parent} does not exist; create it or give --store another path")
+
+
 def cmd_steer_eval(args: argparse.Namespace) -> None:
     from neurometry.models import load_model
     from neurometry.steer import plot_sweep, sweep
-    from neurometry.steer.evaluate import sweep_document
+    from neurometry.steer.evaluate import save_sweep, sweep_document
 
+    if args.store:
+        _check_store_path(Path(args.store))
     vector, meta = _load_vector(args)
     source = args.pairs or meta.get("pairs")
     if not source:
         raise NeurometryError(f"{args.vector} records no pairs; give --pairs FILE or a built-in set name")
-    pairs, _ = load_pairs(source)
+    pairs, pairs_name = load_pairs(source)
     held_out = pairs[int(meta.get("train_pairs", 0)) :] if args.pairs is None else pairs
     held_out = [p for p in held_out if "target" in p and "opposite" in p]
     if not held_out:
         raise NeurometryError("no held-out pairs with 'target' and 'opposite' continuations to evaluate on")
     alphas = [float(a) for a in args.alphas.split(",")]
     model = load_model(args.model)
-    rows = sweep(model, vector, meta["point"], alphas, held_out[: args.max_pairs])
+    used = held_out[: args.max_pairs]
+    rows = sweep(model, vector, meta["point"], alphas, used)
     document = sweep_document(rows)
+    if args.store:
+        from neurometry.store import open_store
+
+        save_sweep(
+            open_store(args.store, create=True),
+            rows,
+            args.model,
+            meta["point"],
+            Path(args.vector).stem,
+            pairs=pairs_name,
+            n_pairs=len(used),
+            vector_metadata=meta,
+        )
     if args.plot:
         plot_sweep(
             rows,
             args.plot,
-            f"{args.model} {meta['point']} {meta.get('method', '')}: {len(held_out[: args.max_pairs])} held-out pairs",
+            f"{args.model} {meta['point']} {meta.get('method', '')}: {len(used)} held-out pairs",
         )
     if args.json:
         emit_json(document)
@@ -181,6 +207,8 @@ def cmd_steer_eval(args: argparse.Namespace) -> None:
     )
     if args.plot:
         print(f"wrote {args.plot}")
+    if args.store:
+        print(f"saved in {args.store} (kind steer_sweep, run {args.model}, name {Path(args.vector).stem})")
 
 
 def cmd_steer_generate(args: argparse.Namespace) -> None:
@@ -373,6 +401,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pairs", type=int, default=20, help="held-out pairs used (default 20)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument(
+        "--store",
+        metavar="STORE",
+        help="also save the sweep in this store's catalog (kind steer_sweep; created if missing), for the report",
+    )
     p.set_defaults(func=cmd_steer_eval)
 
     p = steer_sub.add_parser("generate", help="unsteered and steered greedy continuations, side by side")

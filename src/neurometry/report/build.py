@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from neurometry.errors import NeurometryError
-from neurometry.features.examples import readable
+from neurometry.features.examples import readable, readable_context
 from neurometry.store import open_store
 from neurometry.store.store import Store
 
@@ -59,15 +60,75 @@ def _table(columns: list[str], rows: list[list[Any]], left: int = 1) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _natural(name: str) -> tuple:
+    """Sort key that compares the numbers inside a name as numbers: resid.2 before resid.10."""
+    parts = re.split(r"(\d+)", name)
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def _ranks(store: Store, run_ids: pd.Series, points: pd.Series) -> list[tuple[int, int]]:
+    """(depth, natural rank) of each (run, point): depth in the recorded run; a point that is no recorded
+    point of its run (a steering result's run is the model's name) sorts after them, by natural order."""
+    depth = {(p.run_id, p.point): i for i, p in enumerate(store.points())}
+    natural = {name: i for i, name in enumerate(sorted(set(points), key=_natural))}
+    return [(depth.get((r, p), len(depth)), natural[p]) for r, p in zip(run_ids, points, strict=True)]
+
+
 def _parse(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
     """Results with params/extra decoded, in depth order (the catalog returns points by name, so
     block.10 would come before block.2)."""
     frame = frame.copy()
     frame["params"] = frame["params"].map(lambda s: json.loads(s) if s else {})
     frame["extra"] = frame["extra"].map(lambda s: json.loads(s) if s else {})
-    depth = {(p.run_id, p.point): i for i, p in enumerate(store.points())}
-    frame["_depth"] = [depth.get((r, p), len(depth)) for r, p in zip(frame["run_id"], frame["point"], strict=True)]
-    return frame.sort_values(["run_id", "_depth"], kind="stable")
+    ranks = _ranks(store, frame["run_id"], frame["point"])
+    frame["depth_rank"] = [d for d, _ in ranks]
+    frame["name_rank"] = [n for _, n in ranks]
+    return frame.sort_values(["run_id", "depth_rank", "name_rank"], kind="stable")
+
+
+def load_results(store: Store, kind: str, run: str | None = None) -> pd.DataFrame:
+    """Saved results of ``kind`` (of one run, or all): one row per record with ``params`` and ``extra``
+    decoded to dicts, points in depth order. The sections and the demo read the catalog through this."""
+    return _parse(store, store.results(kind, run))
+
+
+# -- catalog rows back into the records the commands print and plot ------------------------------
+def measure_records(results: pd.DataFrame) -> list[dict]:
+    """`neurometry measure` records (point, measure, value, fields) from decoded ``measure`` rows, in the
+    order the command produces them: points by depth, then measures in the command's default order."""
+    from neurometry.commands.measure import DEFAULT_MEASURES
+    from neurometry.measures import MEASURES
+
+    order = {name: i for i, name in enumerate(dict.fromkeys([*DEFAULT_MEASURES, *MEASURES]))}
+    rows = sorted(
+        results.itertuples(), key=lambda r: (r.run_id, r.depth_rank, r.name_rank, order.get(r.name, len(order)))
+    )
+    return [{"point": r.point, "measure": r.name, "value": r.value, **r.extra} for r in rows]
+
+
+def compare_records(store: Store, results: pd.DataFrame, order_b: list[str] | None = None) -> list[dict]:
+    """`neurometry compare` records from decoded ``compare`` rows: A points by depth, and within each, B
+    points by depth in the same store (else in ``order_b``, e.g. the RDM order of a .mat file, else by
+    natural order of their names)."""
+    ranks_b = _ranks(store, results["run_id"], results["params"].map(lambda p: str(p.get("point_b"))))
+    if order_b is not None:
+        index = {name: i for i, name in enumerate(order_b)}
+        points_b = results["params"].map(lambda p: p.get("point_b"))
+        ranks_b = [(index.get(b, len(index)), n) for b, (_, n) in zip(points_b, ranks_b, strict=True)]
+    rows = sorted(
+        zip(results.itertuples(), ranks_b, strict=True),
+        key=lambda pair: (pair[0].run_id, pair[0].depth_rank, pair[0].name_rank, pair[1]),
+    )
+    return [
+        {"point_a": r.point, "point_b": r.params.get("point_b"), "metric": r.name, "value": r.value,
+         "params": r.params, **r.extra}
+        for r, _ in rows
+    ]
+
+
+def scored_records(results: pd.DataFrame) -> list[dict]:
+    """`neurometry probe` or `encode` records (point, score, fields) from decoded ``probe``/``encode`` rows."""
+    return [{"point": r.point, "score": r.value, **r.extra} for r in results.itertuples()]
 
 
 # -- sections ------------------------------------------------------------------------------------
@@ -77,9 +138,7 @@ def measure_section(store: Store, results: pd.DataFrame) -> str:
 
     parts = []
     for run, group in results.groupby("run_id", sort=False):
-        records = [
-            {"point": r.point, "measure": r.name, "value": r.value, **r.extra} for r in group.itertuples()
-        ]
+        records = measure_records(group)
         parts.append(f"<h3>run {html.escape(run)}</h3>")
         parts.append(_png(lambda p, rec=records, run=run: plot_profiles(rec, p, f"{store.path.name} · run {run}")))
         table = group.pivot_table(index="point", columns="name", values="value", sort=False)
@@ -93,13 +152,10 @@ def compare_section(store: Store, results: pd.DataFrame) -> str:
 
     parts = []
     keyed: dict[tuple, list[dict]] = {}
-    for r in results.itertuples():
-        params = {k: v for k, v in r.params.items() if k != "point_b"}
-        key = (r.run_id, r.name, json.dumps(params, sort_keys=True))
-        keyed.setdefault(key, []).append(
-            {"point_a": r.point, "point_b": r.params.get("point_b"), "metric": r.name, "value": r.value,
-             "params": r.params, **r.extra}
-        )
+    for run, group in results.groupby("run_id", sort=False):
+        for record in compare_records(store, group):
+            params = {k: v for k, v in record["params"].items() if k != "point_b"}
+            keyed.setdefault((run, record["metric"], json.dumps(params, sort_keys=True)), []).append(record)
     for (run, metric, params), records in keyed.items():
         source_b = json.loads(params).get("source_b", "")
         title = f"{metric}: run {run} against {Path(str(source_b)).name}"
@@ -121,13 +177,76 @@ def probe_section(store: Store, results: pd.DataFrame) -> str:
     for (run, label), group in results.groupby(
         [results["run_id"], results["params"].map(lambda p: str(p.get("label")))], sort=False
     ):
-        records = [{"point": r.point, "score": r.value, **r.extra} for r in group.itertuples()]
+        records = scored_records(group)
         title = f"probe {label}: run {run}"
         parts.append(f"<h3>{html.escape(title)}</h3>")
         parts.append(_png(lambda p, d={"results": records}, t=title: plot_probe(d, p, t)))
         rows = [[r["point"], r.get("kind"), r.get("k"), r["score"], r.get("ci_low"), r.get("ci_high"),
                  r.get("baseline")] for r in records]
         parts.append(_table(["point", "kind", "k", "score", "ci low", "ci high", "baseline"], rows, left=2))
+    return "\n".join(parts)
+
+
+def encode_section(store: Store, results: pd.DataFrame) -> str:
+    """Encoding models, per run and target set: mean held-out r against depth with the targets'
+    interquartile range, and the table of mean, median and max r and of how many targets each point
+    predicts best."""
+    from neurometry.commands.probe import plot_encode
+
+    parts = []
+    targets = results["params"].map(lambda p: json.dumps(p.get("targets")))
+    for (run, named), group in results.groupby([results["run_id"], targets], sort=False):
+        records = scored_records(group)
+        scores = np.array([r["target_scores"] for r in records], dtype=float)  # (points, targets)
+        named = json.loads(named)
+        what = Path(named).name if isinstance(named, str) else ", ".join(map(str, named or []))
+        title = f"encoding {scores.shape[1]} targets ({what}): run {run}"
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        parts.append(_png(lambda p, d={"results": records}, t=title: plot_encode(d, p, t)))
+        # the rule of neurometry.probe.best_points (which needs the fitted results): argmax, first point on ties
+        best = np.bincount(np.argmax(scores, axis=0), minlength=len(records))
+        ceiling = any("normalized_r" in r for r in records)
+        rows = []
+        for r, row_scores, n_best in zip(records, scores, best, strict=True):
+            row = [r["point"], r["score"], r.get("median_r"), float(np.max(row_scores)), int(n_best)]
+            if ceiling:
+                normalized = [v for v in r.get("normalized_r") or [] if v is not None]
+                row.append(float(np.mean(normalized)) if normalized else None)
+            rows.append(row)
+        columns = ["point", "mean r", "median r", "max r", "targets best here"]
+        parts.append(_table(columns + (["mean r / ceiling"] if ceiling else []), rows))
+    return "\n".join(parts)
+
+
+def steer_sweep_section(store: Store, results: pd.DataFrame) -> str:
+    """Each steering vector's alpha sweep (target log-prob shift, KL and perplexity on neutral text), drawn
+    as `neurometry steer eval --plot` draws it, with its table and any saved steered generations."""
+    from neurometry.steer.evaluate import plot_sweep, sweep_rows
+
+    parts = []
+    pairs = results["params"].map(lambda p: str(p.get("pairs")))
+    for (run, point, name, source), group in results.groupby(
+        [results["run_id"], results["point"], results["name"], pairs], sort=False
+    ):
+        rows, generated = sweep_rows(group)
+        extra = group["extra"].iloc[0]
+        method = extra.get("vector", {}).get("method")
+        evaluated = f"{extra['n_pairs']} held-out pairs of " if extra.get("n_pairs") else "pairs of "
+        title = f"{run} {point} {name}{f' ({method})' if method else ''}: {evaluated}{Path(source).name}"
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        parts.append(_png(lambda p, rows=rows, t=title: plot_sweep(rows, p, t)))
+        parts.append(_table(
+            ["alpha", "target logprob shift", "KL (neutral)", "perplexity (neutral)"],
+            [[r.alpha, r.target_logprob_shift, r.kl, r.perplexity] for r in rows],
+            left=0,
+        ))
+        if generated:
+            parts.append(f'<p class="note">greedy continuations, unsteered and at alpha {generated["alpha"]:g}</p>')
+            parts.append(_table(
+                ["prompt", "unsteered", f"alpha {generated['alpha']:g}"],
+                [[g["prompt"], g["unsteered"], g["steered"]] for g in generated["generations"]],
+                left=3,
+            ))
     return "\n".join(parts)
 
 
@@ -143,9 +262,7 @@ def sae_eval_section(store: Store, results: pd.DataFrame) -> str:
 
 def _context_html(example: dict, top: float) -> str:
     strength = 0.0 if top <= 0 else min(1.0, max(0.0, example["activation"] / top))
-    left = html.escape(readable(example["left"]))
-    right = html.escape(readable(example["right"]))
-    token = html.escape(readable(example["token"]))
+    left, token, right = map(html.escape, readable_context(example["left"], example["token"], example["right"]))
     style = f"background:rgba(230,120,20,{0.15 + 0.75 * strength:.2f})"
     return f'<span class="ctx">{left}<span class="tok" style="{style}" title="{example["activation"]:.3g}">{token}</span>{right}</span>'
 
@@ -199,6 +316,8 @@ SECTIONS: dict[str, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     "measure": ("Geometry by depth", measure_section),
     "compare": ("Similarity", compare_section),
     "probe": ("Probes", probe_section),
+    "encode": ("Encoding models", encode_section),
+    "steer_sweep": ("Steering vectors", steer_sweep_section),
     "sae_eval": ("Sparse autoencoders: evaluation", sae_eval_section),
     "sae_features": ("Sparse autoencoders: features", sae_features_section),
 }
@@ -233,7 +352,8 @@ def build_report(store: str | Path | Store, out: str | Path) -> Path:
     if not sections:
         body.append(
             '<p class="note">No results yet. Run <code>neurometry measure</code>, <code>compare</code>, '
-            "<code>probe</code> or <code>sae eval|features</code> on this store, then build the report again.</p>"
+            "<code>probe</code>, <code>encode</code> or <code>sae eval|features</code> on this store (or "
+            "<code>steer eval --store</code> into it), then build the report again.</p>"
         )
     if others:
         body.append(f'<p class="note">Results of kinds without a section: {html.escape(", ".join(others))}</p>')

@@ -14,11 +14,11 @@ from threading import Lock
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from neurometry.errors import NeurometryError, did_you_mean
 from neurometry.features.examples import RESULT_KIND as FEATURES_KIND
 from neurometry.features.examples import display_token, readable, readable_context
+from neurometry.report.build import compare_records, load_results
 from neurometry.serve.neurons import NeuronTable, RowExamples, neuron_table
 from neurometry.store.store import Store
 
@@ -48,17 +48,6 @@ def page_of(items: list, page: int = 1, per_page: int = PER_PAGE) -> dict[str, A
     }
 
 
-def results_in_depth_order(store: Store, kind: str) -> pd.DataFrame:
-    """The catalog's results of one kind with ``params`` and ``extra`` decoded, points in depth order
-    within each run (the catalog returns them by name, which puts block.10 before block.2)."""
-    frame = store.results(kind).copy()
-    frame["params"] = frame["params"].map(lambda s: json.loads(s) if s else {})
-    frame["extra"] = frame["extra"].map(lambda s: json.loads(s) if s else {})
-    depth = {(p.run_id, p.point): i for i, p in enumerate(store.points())}
-    frame["depth"] = [depth.get(key, len(depth)) for key in zip(frame["run_id"], frame["point"], strict=True)]
-    return frame.sort_values(["run_id", "depth"], kind="stable")
-
-
 # -- runs and points -------------------------------------------------------------------------------
 def summary(store: Store) -> dict[str, Any]:
     """The store's runs and how many results of each kind it holds."""
@@ -80,7 +69,7 @@ def summary(store: Store) -> dict[str, Any]:
 
 def run_points(store: Store, run: str) -> dict[str, Any]:
     """A run's points in depth order, with shape and committed rows, and the measures saved for each."""
-    measures = results_in_depth_order(store, "measure")
+    measures = load_results(store, "measure")
     measures = measures[measures["run_id"] == run]
     names = list(dict.fromkeys(measures["name"]))
     values = {(r.point, r.name): finite(r.value) for r in measures.itertuples()}
@@ -98,25 +87,26 @@ def run_points(store: Store, run: str) -> dict[str, Any]:
 
 # -- comparisons and probes -------------------------------------------------------------------------
 def comparisons(store: Store) -> list[dict[str, Any]]:
-    """Each saved comparison as a matrix: points of A (rows) x points of B (columns), with intervals
-    and p-values where they were computed. A depth profile is the one-column case."""
-    frame = results_in_depth_order(store, "compare")
-    groups: OrderedDict[tuple, list] = OrderedDict()
-    for r in frame.itertuples():
-        params = {k: v for k, v in r.params.items() if k != "point_b"}
-        groups.setdefault((r.run_id, r.name, json.dumps(params, sort_keys=True)), []).append(r)
+    """Each saved comparison as a matrix: points of A (rows) x points of B (columns), both in depth
+    order, with intervals and p-values where they were computed. A depth profile is the one-column case."""
+    frame = load_results(store, "compare")
+    groups: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
+    for run, results in frame.groupby("run_id", sort=False):
+        for r in compare_records(store, results):
+            params = {k: v for k, v in r["params"].items() if k != "point_b"}
+            groups.setdefault((run, r["metric"], json.dumps(params, sort_keys=True)), []).append(r)
     out = []
     for index, ((run, metric, params), rows) in enumerate(groups.items()):
-        points_a = list(dict.fromkeys(r.point for r in rows))
-        points_b = list(dict.fromkeys(str(r.params.get("point_b")) for r in rows))
+        points_a = list(dict.fromkeys(r["point_a"] for r in rows))
+        points_b = list(dict.fromkeys(str(r["point_b"]) for r in rows))
         cells: dict[str, list[list[float | None]]] = {
             key: [[None] * len(points_b) for _ in points_a] for key in ("values", "ci_low", "ci_high", "p_value")
         }
         for r in rows:
-            i, j = points_a.index(r.point), points_b.index(str(r.params.get("point_b")))
-            cells["values"][i][j] = finite(r.value)
+            i, j = points_a.index(r["point_a"]), points_b.index(str(r["point_b"]))
+            cells["values"][i][j] = finite(r["value"])
             for key in ("ci_low", "ci_high", "p_value"):
-                cells[key][i][j] = finite(r.extra.get(key))
+                cells[key][i][j] = finite(r.get(key))
         source_b = json.loads(params).get("source_b") or ""
         out.append({
             "id": index, "run": run, "metric": metric, "against": str(source_b).rsplit("/", 1)[-1] or run,
@@ -127,7 +117,7 @@ def comparisons(store: Store) -> list[dict[str, Any]]:
 
 def probes(store: Store) -> list[dict[str, Any]]:
     """Probe score against depth per run and label, with the fold interval and the chance baseline."""
-    frame = results_in_depth_order(store, "probe")
+    frame = load_results(store, "probe")
     out = []
     for (run, label), group in frame.groupby([frame["run_id"], frame["params"].map(lambda p: str(p.get("label")))],
                                              sort=False):
@@ -143,7 +133,7 @@ def probes(store: Store) -> list[dict[str, Any]]:
 
 def encodings(store: Store) -> list[dict[str, Any]]:
     """Encoding models (``neurometry encode``): mean and median held-out r over targets, by point."""
-    frame = results_in_depth_order(store, "encode")
+    frame = load_results(store, "encode")
     out = []
     for (run, targets), group in frame.groupby(
         [frame["run_id"], frame["params"].map(lambda p: json.dumps(p.get("targets")))], sort=False
@@ -179,7 +169,7 @@ def sweeps(store: Store) -> list[dict[str, Any]]:
 
 def other_results(store: Store, kind: str, page: int = 1, per_page: int = PER_PAGE) -> dict[str, Any]:
     """Any kind of result as a paginated table (kinds without a page of their own)."""
-    frame = results_in_depth_order(store, kind)
+    frame = load_results(store, kind)
     if frame.empty:
         kinds = [k for k, in store.connection.execute("SELECT DISTINCT kind FROM results")]
         raise NeurometryError(f"no results of kind {kind!r}{did_you_mean(kind, kinds)}; kinds here: {', '.join(kinds)}")

@@ -7,7 +7,16 @@ from neurometry.steer.diffing import (
     mean_activation_difference,
     steer_with_difference,
 )
-from neurometry.steer.evaluate import generations, neutral_texts, plot_sweep, steering_pairs, sweep
+from neurometry.steer.evaluate import (
+    SweepRow,
+    generations,
+    neutral_texts,
+    plot_sweep,
+    save_sweep,
+    steering_pairs,
+    sweep,
+    sweep_rows,
+)
 from neurometry.steer.interventions import ablate_direction, ablate_head, ablate_mlp, apply, clamp_unit
 from neurometry.steer.lens import LensResult, logit_lens
 from neurometry.steer.patching import PatchResult, factual_pairs, patch_residual, plot_patching
@@ -20,6 +29,7 @@ __all__ = [
     "steer_with_difference",
     "LensResult",
     "PatchResult",
+    "SweepRow",
     "ablate_direction",
     "ablate_head",
     "ablate_mlp",
@@ -36,7 +46,9 @@ __all__ = [
     "patch_residual",
     "plot_patching",
     "plot_sweep",
+    "save_sweep",
     "save_vector",
     "steering_pairs",
     "sweep",
+    "sweep_rows",
 ]

@@ -10,14 +10,15 @@ For each alpha (with the vector added at every position of ``point``, :func:`~ne
 - ``perplexity``: the steered model's perplexity on the same neutral text (teacher forcing).
 
 ``generations`` gives a side-by-side table of unsteered and steered greedy continuations.
-Comparable to the evaluations of Turner et al. 2023 (ActAdd) and Rimsky et al. 2024 (CAA).
+:func:`save_sweep` keeps a sweep (and, optionally, its generations) in a store's catalog as result kind
+``steer_sweep``; :func:`sweep_rows` reads it back. Comparable to the evaluations of Turner et al. 2023 (ActAdd) and Rimsky et al. 2024 (CAA).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ from neurometry.models.loaded import LoadedModel
 from neurometry.steer.interventions import apply
 
 STEERING_SETS = ("sentiment", "formality", "english_french")
+SWEEP_KIND = "steer_sweep"
+"""Catalog result kind of a saved sweep (:func:`save_sweep`)."""
+# vector-file keys that say nothing about the vector itself (the model and point are the record's run and point)
+_FILE_KEYS = ("format", "version", "tensor", "model", "point")
 
 
 def steering_pairs(name: str) -> list[dict[str, str]]:
@@ -188,3 +193,71 @@ def plot_sweep(rows: Sequence[SweepRow], path: str | Path, title: str) -> None:
 def sweep_document(rows: Sequence[SweepRow]) -> dict[str, Any]:
     """``{"results": [{"alpha", "target_logprob_shift", "kl", "perplexity"}, ...]}``."""
     return {"results": [asdict(r) for r in rows]}
+
+
+def save_sweep(
+    store: Any,
+    rows: Sequence[SweepRow],
+    model: str,
+    point: str,
+    vector_name: str,
+    *,
+    pairs: str | None = None,
+    n_pairs: int | None = None,
+    vector_metadata: dict[str, Any] | None = None,
+    generations: Sequence[dict[str, str]] | None = None,
+    generation_alpha: float | None = None,
+) -> list[dict[str, Any]]:
+    """Save a sweep in ``store``'s catalog (kind ``steer_sweep``, one transaction); returns the records.
+
+    One record per row: run_id = ``model`` (the name the user gave; it need not be a recorded run),
+    point = the vector's point, name = ``vector_name`` (the vector file's stem), params = ``{"alpha",
+    "pairs"}`` (``pairs``: the set or file evaluated on), value = ``target_logprob_shift``, extra = the
+    other :class:`SweepRow` fields (``kl``, ``perplexity``), ``n_pairs`` and ``vector`` (the vector file's
+    metadata: method, norm, train pairs, ...). ``generations`` (``[{prompt, unsteered, steered}]`` from
+    :func:`generations`) go into the extra of the row whose alpha is ``generation_alpha``. Saving the same
+    vector, point and pairs again replaces the rows of the same alphas.
+    """
+    if generations is not None and generation_alpha not in {r.alpha for r in rows}:
+        alphas = ", ".join(f"{r.alpha:g}" for r in rows)
+        raise NeurometryError(
+            f"generation alpha {generation_alpha} is not one of the swept alphas ({alphas}); sweep it too"
+        )
+    vector = {k: v for k, v in (vector_metadata or {}).items() if k not in _FILE_KEYS}
+    others = [f.name for f in fields(SweepRow) if f.name not in ("alpha", "target_logprob_shift")]
+    records = []
+    for row in rows:
+        extra: dict[str, Any] = {name: getattr(row, name) for name in others}
+        extra.update(n_pairs=n_pairs, vector=vector)
+        if generations is not None and row.alpha == generation_alpha:
+            extra["generations"] = [dict(g) for g in generations]
+        records.append(
+            {
+                "point": point,
+                "name": vector_name,
+                "params": {"alpha": row.alpha, "pairs": pairs},
+                "value": row.target_logprob_shift,
+                "extra": extra,
+            }
+        )
+    store.save_results(SWEEP_KIND, records, run=model)
+    return records
+
+
+def sweep_rows(results: Any) -> tuple[list[SweepRow], dict[str, Any] | None]:
+    """Read back one sweep saved by :func:`save_sweep`: ``results`` holds its catalog rows with params and
+    extra decoded (as :func:`neurometry.report.build.load_results` gives them). Returns the rows in
+    increasing alpha and ``{"alpha", "generations"}`` when generations were saved, else None."""
+    others = [f.name for f in fields(SweepRow) if f.name not in ("alpha", "target_logprob_shift")]
+    rows, generated = [], None
+    for r in sorted(results.itertuples(), key=lambda r: r.params["alpha"]):
+        rows.append(
+            SweepRow(
+                alpha=float(r.params["alpha"]),
+                target_logprob_shift=float(r.value),
+                **{name: float(r.extra[name]) for name in others},
+            )
+        )
+        if r.extra.get("generations"):
+            generated = {"alpha": float(r.params["alpha"]), "generations": r.extra["generations"]}
+    return rows, generated
