@@ -210,4 +210,5 @@ def test_readable_context_reads_as_text_for_bpe_and_wordpiece():
         "[CLS] a real let", "down", " in the end"
     )
     assert readable_context(["[CLS]"], "fog", ["##gy", "[SEP]"]) == ("[CLS]", " fog", "gy [SEP]")
+    assert readable_context(["this", "morning"], "rain", ["felt"]) == ("this morning", " rain", " felt")
     assert display_token("\u0120Paris") == "Paris" and display_token("##down") == "down"

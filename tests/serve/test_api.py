@@ -75,7 +75,8 @@ def test_summary_points_and_comparisons_equal_the_catalog(client, served):
         assert p["values"][rank] == pytest.approx(want, rel=1e-12)
 
     (cka,) = ok(client.get("/api/comparisons"))
-    assert cka["metric"] == "cka" and cka["points_a"] == cka["points_b"] == ["embed", "resid.0", "resid.1"]
+    assert cka["metric"] == "cka" and cka["against"] == "itself"
+    assert cka["points_a"] == cka["points_b"] == ["embed", "resid.0", "resid.1"]
     matrix = np.array(cka["values"])
     np.testing.assert_allclose(np.diag(matrix), 1.0, atol=1e-12)  # CKA of a point with itself
     np.testing.assert_allclose(matrix, matrix.T, atol=1e-12)

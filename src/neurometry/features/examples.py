@@ -521,11 +521,10 @@ def readable_context(left: list[str], token: str, right: list[str]) -> tuple[str
     """A token context as three display strings (before, the token, after) that read as text when put
     side by side. Byte-level BPE and SentencePiece tokens carry their own space marks (:func:`readable`);
     WordPiece tokens (BERT, MiniLM) do not: words are separated by spaces and a ``##`` piece continues
-    the word before it."""
+    the word before it. A context with no space mark at all is taken as WordPiece (a byte-level BPE
+    context of several tokens without one would have to lie inside a single word)."""
     pieces = [*left, token, *right]
-    if any(p.startswith(("\u0120", "\u2581")) for p in pieces) or not any(
-        p.startswith("##") or p in ("[CLS]", "[SEP]") for p in pieces
-    ):
+    if len(pieces) == 1 or any(mark in p for p in pieces for mark in ("\u0120", "\u2581", "\u010a")):
         return readable(left), readable(token), readable(right)
     spaced = [p[2:] if p.startswith("##") else (" " + p if i else p) for i, p in enumerate(pieces)]
     n = len(left)

@@ -30,7 +30,7 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 6px;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #eee}
 .ctx{font-family:ui-monospace,monospace;font-size:.85em;white-space:pre-wrap}
-.tok{border-radius:3px;padding:0 1px}.note{color:#666;font-size:.9em}nav a{margin-right:1em}
+.tok{border-radius:3px;padding:0 1px}.scroll{overflow-x:auto;max-width:100%}.note{color:#666;font-size:.9em}nav a{margin-right:1em}
 """
 
 
@@ -57,7 +57,7 @@ def _table(columns: list[str], rows: list[list[Any]], left: int = 1) -> str:
         "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_fmt(v)}</td>' for i, v in enumerate(r)) + "</tr>"
         for r in rows
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
 
 def _natural(name: str) -> tuple:
@@ -336,7 +336,7 @@ def build_report(store: str | Path | Store, out: str | Path) -> Path:
     if not out.parent.is_dir():
         raise NeurometryError(f"folder {out.parent} does not exist; create it or choose another -o")
     runs = store.runs()
-    body = [f"<h1>neurometry report: {html.escape(store.path.name)}</h1>"]
+    body = [f"<h1>neurometry report</h1><p class='note'>{html.escape(str(store.path.resolve()))}</p>"]
     overview = [[r.run_id, r.model, r.reduce, r.n_inputs, r.committed_rows, r.status] for r in runs]
     body.append(_table(["run", "model", "reduce", "inputs", "rows", "status"], overview, left=3))
     all_results = store.results()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections import OrderedDict
+from pathlib import Path
 from threading import Lock
 from typing import Any
 
@@ -54,7 +55,7 @@ def summary(store: Store) -> dict[str, Any]:
     counts = store.connection.execute("SELECT kind, COUNT(*) FROM results GROUP BY kind ORDER BY kind").fetchall()
     points = store.points()
     return {
-        "store": store.path.name,
+        "store": f"{store.path.parent.name}/{store.path.name}",
         "runs": [
             {
                 "run": r.run_id, "model": r.model, "reduce": r.reduce, "dtype": r.dtype, "status": r.status,
@@ -107,9 +108,10 @@ def comparisons(store: Store) -> list[dict[str, Any]]:
             cells["values"][i][j] = finite(r["value"])
             for key in ("ci_low", "ci_high", "p_value"):
                 cells[key][i][j] = finite(r.get(key))
-        source_b = json.loads(params).get("source_b") or ""
+        source_b = str(json.loads(params).get("source_b") or "")
+        itself = not source_b or Path(source_b).resolve() == store.path.resolve()
         out.append({
-            "id": index, "run": run, "metric": metric, "against": str(source_b).rsplit("/", 1)[-1] or run,
+            "id": index, "run": run, "metric": metric, "against": "itself" if itself else Path(source_b).name,
             "params": json.loads(params), "points_a": points_a, "points_b": points_b, **cells,
         })
     return out

@@ -94,6 +94,14 @@ function extent(values) {
   if (lo === hi) { lo -= 0.5; hi += 0.5; }
   return [lo, hi];
 }
+// Round tick values (steps of 1, 2 or 5 times a power of ten) within [lo, hi], about five of them.
+function niceTicks(lo, hi) {
+  const raw = (hi - lo) / 5, power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((f) => f * power).find((s) => s >= 0.75 * raw);
+  const ticks = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  return ticks;
+}
 function wrap(svg, title) {
   const div = document.createElement("div");
   div.className = "chart";
@@ -112,8 +120,7 @@ function lineChart({ labels, series, baseline = null, yLabel = "", width = 520, 
   const y = (v) => m.t + (1 - (v - lo) / (hi - lo)) * (height - m.t - m.b);
   el("line", { x1: m.l, x2: m.l, y1: m.t, y2: height - m.b, stroke: "#888" }, svg);
   el("line", { x1: m.l, x2: width - m.r, y1: height - m.b, y2: height - m.b, stroke: "#888" }, svg);
-  for (let k = 0; k <= 4; k++) {
-    const v = lo + (k / 4) * (hi - lo);
+  for (const v of niceTicks(lo, hi)) {
     el("line", { x1: m.l, x2: width - m.r, y1: y(v), y2: y(v), stroke: "#eee" }, svg);
     el("text", { x: m.l - 4, y: y(v) + 3, "text-anchor": "end" }, svg).textContent = fmt(v, 3);
   }
@@ -266,7 +273,7 @@ async function comparisonsPage() {
         lo: c.ci_low.map((row) => row[j]), hi: c.ci_high.map((row) => row[j]) }));
       section.appendChild(lineChart({ labels: c.points_a, series, yLabel: c.metric, width: 640 }));
     }
-    section.appendChild(detail);
+    if (section.querySelector("svg.heatmap")) section.appendChild(detail);
     page.appendChild(section);
   }
 }
