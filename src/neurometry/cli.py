@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from neurometry.serve import serve
+    from neurometry.app import serve
 
     serve(args.store, host=args.host, port=args.port, model=args.model, vectors=args.vector)
 

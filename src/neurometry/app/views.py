@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from neurometry.app.neurons import NeuronTable, RowExamples, neuron_table
 from neurometry.errors import NeurometryError, did_you_mean
 from neurometry.features.examples import RESULT_KIND as FEATURES_KIND
 from neurometry.features.examples import display_token, readable, readable_context
 from neurometry.report.build import compare_records, load_results
-from neurometry.serve.neurons import NeuronTable, RowExamples, neuron_table
 from neurometry.store.store import Store
 
 PER_PAGE = 50

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from neurometry.app import Playground, create_app
 from neurometry.features.examples import display_token
-from neurometry.serve import Playground, create_app
 from neurometry.store import open_store
 
 from .conftest import TINY

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from neurometry.app import Playground, create_app
+from neurometry.app import views as views_module
+from neurometry.app.neurons import neuron_table
 from neurometry.cli import main
 from neurometry.features.examples import display_token
-from neurometry.serve import Playground, create_app
-from neurometry.serve import views as views_module
-from neurometry.serve.neurons import neuron_table
 from neurometry.store import open_store
 
 from .conftest import TINY

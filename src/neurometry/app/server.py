@@ -1,7 +1,7 @@
 """`neurometry serve`: a local, read-only web app over one store.
 
 The page (``static/index.html`` + ``app.js``) draws everything in the browser as SVG from the JSON API
-below; the API is the functions of :mod:`neurometry.serve.views`, one per page. Each request opens the
+below; the API is the functions of :mod:`neurometry.app.views`, one per page. Each request opens the
 store read-only and closes it, so it sees exactly what is committed at that moment, also while a
 ``record`` is writing. Errors are JSON ``{"error": message}``; a stack trace never reaches the browser.
 """
@@ -23,15 +23,15 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from neurometry.app import views
+from neurometry.app.playground import Playground
 from neurometry.errors import NeurometryError
-from neurometry.serve import views
-from neurometry.serve.playground import Playground
 from neurometry.store import open_store
 from neurometry.store.store import Store, is_store
 
-log = logging.getLogger("neurometry.serve")
+log = logging.getLogger("neurometry.app")
 
-STATIC = Path(str(resources.files("neurometry.serve") / "static"))
+STATIC = Path(str(resources.files("neurometry.app") / "static"))
 
 
 class GenerateRequest(BaseModel):
