@@ -18,6 +18,7 @@ from neurometry.app import Playground, create_app
 from neurometry.app import views as views_module
 from neurometry.app.neurons import neuron_table
 from neurometry.cli import main
+from neurometry.errors import NeurometryError
 from neurometry.features.examples import display_token
 from neurometry.store import open_store
 
@@ -324,3 +325,15 @@ def test_serve_cli_errors_exit_2(served, tmp_path, capsys):
     )
     assert main(["serve", str(served.store), "--model", TINY, "--vector", str(wrong), "--port", "0"]) == 2
     assert "was built on other-model" in capsys.readouterr().err
+
+
+def test_an_empty_store_shows_empty_pages(tmp_path):
+    open_store(tmp_path / "empty.nmstore", create=True).close()
+    with TestClient(create_app(tmp_path / "empty.nmstore"), raise_server_exceptions=False) as client:
+        summary = ok(client.get("/api/summary"))
+        assert summary["runs"] == [] and summary["results"] == {}
+        for path in ("/api/comparisons", "/api/probes", "/api/encodings", "/api/sweeps", "/api/features"):
+            assert ok(client.get(path)) == []
+        assert client.get("/").status_code == 200 and "app.js" in client.get("/").text
+    with pytest.raises(NeurometryError, match="no store at"):
+        create_app(tmp_path)  # a folder that is not a store
