@@ -337,3 +337,10 @@ def test_an_empty_store_shows_empty_pages(tmp_path):
         assert client.get("/").status_code == 200 and "app.js" in client.get("/").text
     with pytest.raises(NeurometryError, match="no store at"):
         create_app(tmp_path)  # a folder that is not a store
+
+
+def test_search_prefers_whole_tokens():
+    texts = {0: ["train", "cat"], 1: ["Rain"], 2: ["rainy"]}
+    assert views_module.matching("rain", texts) == [1]  # whole token, any case
+    assert views_module.matching("rai", texts) == [0, 1, 2]  # no whole token: inside one
+    assert views_module.matching("dog", texts) == []

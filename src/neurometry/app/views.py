@@ -211,8 +211,8 @@ NEURON_SORTS = ("unit", "max", "mean", "std", "active")
 
 def neurons(cache: NeuronCache, store: Store, run: str, point: str, query: str = "", sort: str = "max",
             page: int = 1, per_page: int = PER_PAGE) -> dict[str, Any]:
-    """Per-unit statistics of a point, sorted and filtered. ``query`` is a unit number, or text found in
-    the unit's top-activating tokens (token runs) or inputs (per-input runs), case-insensitive."""
+    """Per-unit statistics of a point, sorted and filtered. ``query`` is a unit number, or a token among
+    the unit's top-activating tokens (token runs) or inputs (per-input runs); see :func:`matching`."""
     if sort not in NEURON_SORTS:
         raise NeurometryError(f"unknown sort {sort!r}; one of {', '.join(NEURON_SORTS)}")
     table, examples = cache.get(store, run, point)
@@ -223,7 +223,7 @@ def neurons(cache: NeuronCache, store: Store, run: str, point: str, query: str =
         if query.isdigit():
             units = units[units == int(query)]
         else:
-            units = np.array([u for u in units if any(query in t.lower() for t in tops[u])], dtype=int)
+            units = np.array(matching(query, {int(u): tops[u] for u in units}), dtype=int)
     if sort != "unit":
         key = getattr(table, sort)[units]
         units = units[np.argsort(-key, kind="stable")]
@@ -328,7 +328,7 @@ def features(cache: FeatureCache, store: Store, sae: str, query: str = "", sort:
     if query.isdigit():
         chosen = [i for i in chosen if i == int(query)]
     elif query:
-        chosen = [i for i in chosen if query in _searchable(latents[i])]
+        chosen = matching(query, {i: _searchable(latents[i]) for i in chosen})
     keys = {"frequency": lambda i: -(latents[i]["frequency"] or 0.0),
             "max": lambda i: -(latents[i].get("max_activation") or 0.0), "latent": lambda i: i}
     chosen.sort(key=keys[sort])
@@ -337,12 +337,20 @@ def features(cache: FeatureCache, store: Store, sae: str, query: str = "", sort:
     return {"sae": sae, "sort": sort, **listing}
 
 
-def _searchable(record: dict[str, Any]) -> str:
+def _searchable(record: dict[str, Any]) -> list[str]:
     # the tokens where the latent fires and those it promotes, not the whole contexts: a search for
     # "rain" should find rain latents, not every latent whose examples mention rain nearby
     tokens = [display_token(c["token"]) for c in record.get("top", [])[:10]]
-    promoted = [display_token(t) for t, _ in record.get("promoted", [])[:10]]
-    return "\n".join(tokens + promoted).lower()
+    return tokens + [display_token(t) for t, _ in record.get("promoted", [])[:10]]
+
+
+def matching(query: str, texts: dict[int, list[str]]) -> list[int]:
+    """The keys whose texts include ``query`` as a whole (case-insensitive); when none does, those with
+    ``query`` inside one of them: "rain" finds rain units, not train ones, and "rai" still finds both."""
+    query = query.lower()
+    lowered = {key: [t.lower() for t in values] for key, values in texts.items()}
+    exact = [key for key, values in lowered.items() if query in values]
+    return exact or [key for key, values in lowered.items() if any(query in t for t in values)]
 
 
 def _latent_row(index: int, record: dict[str, Any]) -> dict[str, Any]:
