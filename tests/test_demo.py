@@ -1,6 +1,7 @@
 """`neurometry demo` skips what its store already holds: the skip helper on a tiny store, stages read back
-from the store print (and draw) exactly what they computed, and the progress display counts the stages.
-The full demo takes minutes and is not run here."""
+from the store print (and draw) exactly what they computed without loading a model, and the progress
+display counts the stages. The full demo takes minutes and is not run here (tiny seeded models stand in
+for SmolLM2 and its finetune)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,76 @@ def test_progress_headers_and_the_timing_table(tmp_path, capsys, monkeypatch):
     table = err[err.index("stage"):].splitlines()
     assert [line.split()[:2] for line in table[2:5]] == [["1/3", "a"], ["2/3", "b"], ["3/3", "c"]]
     assert table[5].startswith("total") and len(table) == 6
+
+
+@pytest.fixture(scope="module")
+def deep_llama():
+    """A seeded tiny Llama with SmolLM2's 30 layers (the stages read resid.0-29), and a copy whose layer-1
+    MLP gained a rank-1 term, standing in for the finetune."""
+    import copy
+
+    import torch
+
+    from neurometry.models.tiny import tiny_llama
+
+    base = tiny_llama(seed=0, layers=30)
+    fine = copy.deepcopy(base)
+    down = fine.module.model.layers[1].mlp.down_proj
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        down.weight += torch.outer(torch.randn(down.out_features, generator=generator),
+                                   torch.randn(down.in_features, generator=generator))
+    return base, fine
+
+
+def _stage_twice(tmp_path, capsys, monkeypatch, run_stage, base):
+    """Run a stage with ``base`` as SmolLM2, then again on a fresh demo over the same store where loading
+    any model fails; returns both outputs."""
+    open_store(tmp_path / "store", create=True)
+    run_stage(demo._Demo(tmp_path, quick=False, models={"smollm2-135m": base}))
+    first = capsys.readouterr().out
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded although its results are stored")
+
+    monkeypatch.setattr(demo, "load_model", refuse)
+    monkeypatch.setattr("neurometry.steer.finetune.load_or_finetune", refuse)
+    run_stage(demo._Demo(tmp_path, quick=False))
+    return first, capsys.readouterr().out
+
+
+PAIR = {"clean": "the cat sat on the mat", "corrupted": "the dog sat on the mat", "correct": "cat", "wrong": "dog"}
+
+
+def test_patch_stage_from_the_store_prints_and_draws_what_it_computed(deep_llama, tmp_path, capsys, monkeypatch):
+    drawn = []
+
+    def patch_stage(d):
+        demo._run_patching(d, PAIR)
+        drawn.append((tmp_path / "patching.png").read_bytes())
+
+    first, second = _stage_twice(tmp_path, capsys, monkeypatch, patch_stage, deep_llama[0])
+    assert FROM_STORE not in first and second == FROM_STORE + "\n" + first
+    lines = first.splitlines()
+    assert [line.split(":")[0].strip() for line in lines[:5]] == ["resid.0", "resid.10", "resid.20", "resid.23",
+                                                                   "resid.29"]
+    # exact: the last block's output at the last position alone restores the clean answer
+    assert lines[4] == "  resid.29: strongest at '[SEP]' (1.00)"
+    assert drawn[1] == drawn[0] and drawn[0].startswith(b"\x89PNG")  # redrawn from the store, the same image
+
+
+def test_diff_stage_from_the_store_prints_what_it_computed(deep_llama, tmp_path, capsys, monkeypatch):
+    base, fine = deep_llama
+    weights = tmp_path / "fine.safetensors"  # never written: the stage only names it
+    monkeypatch.setattr("neurometry.steer.finetune.finetuned_weights", lambda model: weights)
+    monkeypatch.setattr("neurometry.steer.finetune.load_or_finetune", lambda model: (fine, weights))
+    first, second = _stage_twice(tmp_path, capsys, monkeypatch, demo._run_diffing, base)
+    assert FROM_STORE not in first and second == FROM_STORE + "\n" + first
+    lines = first.splitlines()
+    assert lines[0].startswith("  lens of the difference at resid.14 (first 5 tokens of 20 neutral texts): '")
+    assert lines[1].startswith("  lens of the difference at resid.22 ") and lines[1].count(", ") == 2  # top 3
+    assert lines[2] == "  base model steered with the difference (resid.15, alpha 2):"
+    assert lines[-1] == f"  the finetuned weights: {weights} (try: neurometry diff smollm2-135m {weights})"
+    saved = stored(open_store(tmp_path / "store"), "diff", "smollm2-135m", name=str(weights))
+    assert sorted(saved["point"]) == ["resid.14", "resid.15", "resid.22"]
+    assert stored(open_store(tmp_path / "store"), "diff", "smollm2-135m", params={"first_k": 5}) is None

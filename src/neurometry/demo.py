@@ -1,9 +1,10 @@
 """`neurometry demo`: the main job on built-in models and data, stage by stage.
 
 Each stage skips work whose results are already in the store: recording leaves complete runs as they
-are and SAE training resumes, while measures, comparisons, probes, the steering sweep and the SAE's
-evaluation and features are read back from the catalog (:func:`stored`), printed and drawn from there,
-so a second run is quick and prints the same tables. Stage headers ``[i/N] title`` and the elapsed
+are and SAE training resumes, while measures, comparisons, probes, the steering sweep, the patching
+trace, the model diffing and the SAE's evaluation and features are read back from the catalog
+(:func:`stored`), printed and drawn from there, so a second run is quick, prints the same tables and
+loads no model it does not need. Stage headers ``[i/N] title`` and the elapsed
 time go to stderr, and at the end the seconds each stage took.
 """
 
@@ -36,15 +37,16 @@ def bundled_data(name: str = "sentences.jsonl") -> Path:
 
 
 def stored(store: Store, kind: str, run: str | None = None, **match: Any) -> pd.DataFrame | None:
-    """The saved results of ``kind`` (of ``run``) whose columns equal ``match`` (``point=``, ``name=``),
-    decoded and in depth order as :func:`neurometry.report.build.load_results` gives them; None when there
-    are none, so the step computes them. Each command saves its records in one transaction, so one row
-    found means the whole step's rows are there."""
+    """The saved results of ``kind`` (of ``run``) whose columns equal ``match`` (``point=``, ``name=``,
+    ``params=`` a dict), decoded and in depth order as :func:`neurometry.report.build.load_results` gives
+    them; None when there are none, so the step computes them. Each command saves its records in one
+    transaction, so one row found means the whole step's rows are there."""
     from neurometry.report.build import load_results
 
     saved = load_results(store, kind, run)
     for column, value in match.items():
-        saved = saved[saved[column] == value]
+        # element by element: `==` on a column of dicts would not compare each row with one dict
+        saved = saved[saved[column].map(lambda cell, value=value: cell == value).astype(bool)]
     return None if saved.empty else saved
 
 
@@ -424,11 +426,20 @@ def _run_steering(demo: _Demo) -> None:
 
 
 def _run_patching(demo: _Demo, pair: dict[str, str]) -> None:
-    """The causal trace of a factual recall: which layer and position restore the clean answer."""
-    from neurometry.steer import patch_residual, plot_patching
+    """The causal trace of a factual recall: which layer and position restore the clean answer; saved in the
+    store (kind patch, run smollm2-135m) and read back from there on a rerun."""
+    from neurometry.steer import patch_residual, patch_result, plot_patching, save_patching
+    from neurometry.steer.patching import pair_id
 
-    result = patch_residual(demo.model("smollm2-135m"), pair["clean"], pair["corrupted"], pair["correct"],
-                            pair["wrong"], heads=False)
+    name = pair_id(pair["clean"], pair["corrupted"], pair["correct"], pair["wrong"])
+    saved = stored(demo.store, "patch", "smollm2-135m", name=name)
+    if saved is None:
+        result = patch_residual(demo.model("smollm2-135m"), pair["clean"], pair["corrupted"], pair["correct"],
+                                pair["wrong"], heads=False)
+        save_patching(demo.store, result, "smollm2-135m")
+    else:
+        result = patch_result(saved)
+        print(FROM_STORE)
     plot_patching(result, demo.out / "patching.png")
     best = result.scores.argmax(axis=1)
     for layer in (0, 10, 20, 23, 29):
@@ -479,27 +490,61 @@ def _run_sae(demo: _Demo) -> None:
 
 def _run_diffing(demo: _Demo) -> None:
     """Model diffing: SmolLM2 finetuned on an invented topic (trained once, then cached), read back from
-    its activation difference on unrelated text (Minder et al. 2025)."""
+    its activation difference on unrelated text (Minder et al. 2025). The lens and the steered generation
+    are saved in the store (kind diff, run smollm2-135m, name the finetuned weights) and read back from
+    there on a rerun, without loading either model."""
     from neurometry.steer import (
+        DiffResult,
+        diff_document,
         difference_lens,
         mean_activation_difference,
         neutral_texts,
+        save_diff,
         steer_with_difference,
     )
-    from neurometry.steer.finetune import load_or_finetune
+    from neurometry.steer.diffing import NEUTRAL, count_positions, lens_text
+    from neurometry.steer.finetune import finetuned_weights, load_or_finetune
 
-    base = demo.model("smollm2-135m")
-    fine, weights = load_or_finetune("smollm2-135m")
-    texts = neutral_texts(20)
-    with_first = mean_activation_difference(base, fine, texts, points=["resid.14", "resid.22"], first_k=5)
-    for name, diff in with_first.items():
-        tops = ", ".join(f"{t!r} {p:.2f}" for t, p in difference_lens(base, diff, name, top_k=3))
-        print(f"  lens of the difference at {name} (first 5 tokens of 20 neutral texts): {tops}")
-    point = "resid.15"
-    steer = mean_activation_difference(base, fine, texts, points=[point], first_k=5, skip_first=1)[point]
-    for row in steer_with_difference(base, steer, point, 2.0, ["In the morning I like to"], max_new_tokens=20):
-        print(f"  base model steered with the difference ({point}, alpha 2):\n    unsteered: {row['unsteered']!r}"
-              f"\n    steered:   {row['steered']!r}")
+    weights = finetuned_weights("smollm2-135m")
+    lens_points, point, alpha = ["resid.14", "resid.22"], "resid.15", 2.0
+    lens_settings, steer_settings = {"first_k": 5, "skip_first": 0}, {"first_k": 5, "skip_first": 1}
+    lens_saved, steer_saved = (
+        stored(demo.store, "diff", "smollm2-135m", name=str(weights), params={**settings, "texts": NEUTRAL})
+        for settings in (lens_settings, steer_settings)
+    )
+    # `neurometry diff ... --store` into this store writes the same kind: take only what this stage shows,
+    # and compute when the command replaced it by rows without it
+    rows = diff_document(lens_saved)[0]["points"] if lens_saved is not None else []
+    lens = {r["point"]: r["lens"] for r in rows if "lens" in r and r["point"] in lens_points}
+    steered = steer_saved[steer_saved["point"] == point] if steer_saved is not None else None
+    generated = diff_document(steered)[1] if steered is not None and len(steered) else None
+    if len(lens) < len(lens_points) or generated is None:  # two saves: recompute unless both are there
+        base = demo.model("smollm2-135m")
+        fine, _ = load_or_finetune("smollm2-135m")  # trains once, then reads the weights named above
+        texts = neutral_texts(20)
+        with_first = DiffResult(
+            mean_activation_difference(base, fine, texts, points=lens_points, **lens_settings),
+            n_positions=count_positions(base, texts, **lens_settings), **lens_settings,
+        )
+        with_first.lens = {name: difference_lens(base, diff, name, top_k=3)
+                           for name, diff in with_first.differences.items()}
+        steer = DiffResult(mean_activation_difference(base, fine, texts, points=[point], **steer_settings),
+                           n_positions=count_positions(base, texts, **steer_settings), **steer_settings)
+        table = steer_with_difference(base, steer.differences[point], point, alpha,
+                                      ["In the morning I like to"], max_new_tokens=20)
+        save_diff(demo.store, with_first, "smollm2-135m", str(weights))
+        save_diff(demo.store, steer, "smollm2-135m", str(weights), generations=table, generation_point=point,
+                  generation_alpha=alpha)
+        lens = {r["point"]: r["lens"] for r in with_first.to_dict()["points"]}
+    else:
+        table = generated["generations"]
+        print(FROM_STORE)
+    for name in lens_points:
+        print(f"  lens of the difference at {name} (first 5 tokens of 20 neutral texts): "
+              f"{lens_text(lens[name], 3)}")
+    for row in table:
+        print(f"  base model steered with the difference ({point}, alpha {alpha:g}):\n"
+              f"    unsteered: {row['unsteered']!r}\n    steered:   {row['steered']!r}")
     print(f"  the finetuned weights: {weights} (try: neurometry diff smollm2-135m {weights})")
 
 

@@ -1,5 +1,6 @@
-"""`neurometry steer build|eval|generate`, `lens` and `patch` through the CLI on a tiny seeded Llama:
-files written and read back, one JSON document, alpha 0 changes nothing, user errors exit 2."""
+"""`neurometry steer build|eval|generate`, `lens`, `patch` and `diff` through the CLI on a tiny seeded
+Llama: files written and read back, one JSON document, results saved with --store equal to what is printed,
+alpha 0 changes nothing, user errors exit 2."""
 
 from __future__ import annotations
 
@@ -169,6 +170,8 @@ def test_lens_and_patch_json(capsys, tmp_path):
         (["steer", "eval", TINY, "{tmp}/missing.safetensors"], "missing"),
         (["steer", "eval", TINY, "{tmp}/missing.safetensors", "--store", "{pairs}"], "not a neurometry store"),
         (["steer", "eval", TINY, "{tmp}/missing.safetensors", "--store", "{tmp}/no/s"], "does not exist"),
+        (["patch", TINY, "--example", "0", "--store", "{pairs}"], "not a neurometry store"),
+        (["diff", TINY, "{tmp}/fine.safetensors", "--store", "{tmp}/no/s"], "does not exist"),
         (["patch", TINY, "--clean", "the cat"], "give --clean"),
         (["patch", TINY, "--example", "999"], "--example must be"),
     ],
@@ -179,7 +182,10 @@ def test_user_errors_exit_2_in_one_line(pairs, tmp_path, capsys, args, fragment)
     assert err.startswith("error: ") and err.count("\n") == 1 and fragment in err
 
 
-def test_diff_reads_a_planted_finetune_from_safetensors(tmp_path, capsys):
+@pytest.fixture
+def planted(tmp_path):
+    """A planted finetune of TINY as a .safetensors state dict (only layer 1's MLP output changes) and a
+    file of three unrelated texts."""
     import torch
     from safetensors.torch import save_file
 
@@ -188,7 +194,7 @@ def test_diff_reads_a_planted_finetune_from_safetensors(tmp_path, capsys):
     fine = tiny_llama()  # the same seeded weights as the base TINY loads
     down = fine.module.model.layers[1].mlp.down_proj
     generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # a planted finetune: only layer 1's MLP output changes
+    with torch.no_grad():
         down.weight += torch.outer(
             torch.randn(down.out_features, generator=generator),
             torch.randn(down.in_features, generator=generator),
@@ -197,12 +203,67 @@ def test_diff_reads_a_planted_finetune_from_safetensors(tmp_path, capsys):
     save_file({k: t.detach().clone().contiguous() for k, t in fine.module.state_dict().items()}, str(weights))
     texts = tmp_path / "texts.txt"
     texts.write_text("the cat sat on the mat\na dog ran in the park\nsome words about nothing\n")
+    return weights, texts
+
+
+def test_diff_reads_a_planted_finetune_from_safetensors(planted, tmp_path, capsys):
+    weights, texts = planted
     code, text, err = run(capsys, "diff", TINY, str(weights), "--texts", str(texts), "--json", "--top-k", "3")
     assert code == 0, err
     norms = {r["point"]: r["norm"] for r in json.loads(text)["points"]}
     assert norms["resid.0"] == 0.0 and norms["resid.1"] > 0  # nothing before the planted layer moves
     code, _, err = run(capsys, "diff", TINY, str(tmp_path / "missing.safetensors"))
     assert code == 2 and "no file" in err
+
+
+def test_diff_store_saves_what_it_prints(planted, tmp_path, capsys, monkeypatch):
+    from neurometry import open_store
+    from neurometry.report.build import load_results
+    from neurometry.steer import diff_document
+
+    weights, texts = planted
+    store = tmp_path / "diffs.nmstore"
+    args = ["diff", TINY, str(weights), "--texts", str(texts), "--top-k", "3", "--store", str(store)]
+    code, text, err = run(capsys, *args, "--json")
+    assert code == 0, err
+    printed = json.loads(text)
+    saved = load_results(open_store(store), "diff")
+    assert set(saved["run_id"]) == {TINY} and set(saved["name"]) == {str(weights.resolve())}
+    assert saved["params"].iloc[0] == {"first_k": 5, "skip_first": 0, "texts": str(texts.resolve())}
+    document, generated = diff_document(saved)
+    assert document == printed and generated is None  # the same floats and tokens, not recomputed
+    assert "lens" not in printed["points"][0] and len(printed["points"][1]["lens"]) == 3  # resid.0: no change
+    # the table names the store; a relative weights path is saved under its absolute one, replacing the rows
+    monkeypatch.chdir(tmp_path)
+    code, text, err = run(capsys, "diff", TINY, weights.name, "--texts", str(texts), "--store", str(store))
+    assert code == 0, err
+    assert f"saved in {store} (kind diff, run {TINY}, name {weights.resolve()})" in text
+    assert len(load_results(open_store(store), "diff")) == len(printed["points"])
+
+
+def test_patch_store_saves_what_it_prints(tmp_path, capsys):
+    from neurometry import open_store
+    from neurometry.report.build import load_results
+    from neurometry.steer import patch_result
+    from neurometry.steer.patching import pair_id
+
+    store = tmp_path / "patches.nmstore"
+    pair = ["--clean", "the cat sat on the mat", "--corrupted", "the dog sat on the mat", "--correct", "cat",
+            "--wrong", "dog"]
+    code, text, err = run(capsys, "patch", TINY, *pair, "--json", "--store", str(store))
+    assert code == 0, err
+    printed = json.loads(text)
+    saved = load_results(open_store(store), "patch")
+    name = pair_id("the cat sat on the mat", "the dog sat on the mat", "cat", "dog")
+    assert set(saved["run_id"]) == {TINY} and set(saved["name"]) == {name}
+    assert list(saved["point"]) == printed["points"] == ["resid.0", "resid.1"]
+    assert list(saved["value"]) == [max(row) for row in printed["scores"]]
+    assert patch_result(saved).to_dict() == printed  # scores, heads, tokens and prompts: the same floats
+    assert np.array(printed["head_scores"]).shape == (2, 4)
+    code, text, err = run(capsys, "patch", TINY, *pair, "--no-heads", "--store", str(store))
+    assert code == 0, err
+    assert f"saved in {store} (kind patch, run {TINY}, name {name!r})" in text
+    assert patch_result(load_results(open_store(store), "patch")).head_scores is None  # replaced, not mixed
 
 
 def test_build_from_two_groups_of_a_store(tmp_path, capsys):

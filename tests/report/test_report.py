@@ -196,3 +196,59 @@ def test_encode_section(tmp_path, capsys):
     assert sum(best) == 2
     for r, n in zip(document["results"], best, strict=True):
         assert re.search(rf">{re.escape(r['point'])}</td>(<td[^>]*>[^<]*</td>){{3}}<td[^>]*>{n}</td>", page)
+
+
+def test_patch_and_diff_sections_from_a_store_without_runs(tmp_path, capsys):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from neurometry.steer import DiffResult, PatchResult, save_diff, save_patching
+
+    store = open_store(tmp_path / "s.nmstore", create=True)  # saved results only: no recorded run
+    patched = PatchResult(
+        points=["resid.0", "resid.1", "resid.2"],
+        tokens=["[CLS]", "the", "cat", "sat"],
+        corrupted_tokens=["[CLS]", "the", "dog", "sat"],
+        positions=[0, 1, 2, 3],
+        scores=np.array([[0.0, 0.0, 0.9375, 0.0625], [0.0, 0.0, 0.40625, 0.59375], [0.0, 0.0, 0.0, 1.0]]),
+        clean_ld=2.5,
+        corrupted_ld=-1.25,
+        head_scores=np.array([[0.125, -0.25], [0.75, 0.03125]]),
+        head_layers=["attn_out.0", "attn_out.1"],
+        clean="the cat sat",
+        corrupted="the dog sat",
+        correct=" on",
+        wrong=" in",
+    )
+    save_patching(store, patched, "m")
+    diffed = DiffResult(
+        {"resid.1": np.array([3.0, 4.0]), "resid.2": np.array([0.0, 0.0])}, first_k=5, n_positions=97,
+        skip_first=1, lens={"resid.1": [(" zorblat", 0.984375), ("or", 0.0078125)]},
+    )
+    texts = [{"prompt": "In the morning", "unsteered": " I eat eggs", "steered": " I pick purple <fruit>"}]
+    save_diff(store, diffed, "m", "/cache/fine.safetensors", generations=texts, generation_point="resid.1",
+              generation_alpha=2.0)
+    assert main(["report", str(tmp_path / "s.nmstore"), "-o", str(tmp_path / "r.html")]) == 0
+    capsys.readouterr()
+    page = (tmp_path / "r.html").read_text()
+    images, external = images_and_links(page)
+    assert external == [] and len(images) == 1  # the patching heatmap (diffing has no figure)
+    heatmap = Image.open(io.BytesIO(images[0]))
+    heatmap.load()  # decodes the whole image
+    assert heatmap.format == "PNG" and heatmap.size[0] > 500 and heatmap.size[1] > 300
+    assert "Activation patching" in page and "Model diffing" in page and "kinds without a section" not in page
+    assert page.index("Activation patching") < page.index("Model diffing")
+    # patching: per point the best score, its position and token (the differing one shows both prompts')
+    for point, best, position, token in (("resid.0", "0.9375", 2, "&#x27;cat&#x27; / &#x27;dog&#x27;"),
+                                         ("resid.1", "0.5938", 3, "&#x27;sat&#x27;"),
+                                         ("resid.2", "1", 3, "&#x27;sat&#x27;")):
+        assert re.search(rf">{point}</td><td[^>]*>{best}</td><td[^>]*>{position}</td><td[^>]*>{token}<", page), point
+    assert "clean +2.500, corrupted -1.250" in page and "m: &#x27;the cat sat&#x27; -&gt; &#x27; on&#x27;" in page
+    # diffing: norm 5 and the lens tokens at resid.1, norm 0 and no lens at resid.2, and the generations
+    assert re.search(r">resid.1</td><td[^>]*>5</td><td[^>]*>&#x27; zorblat&#x27; 0.98, &#x27;or&#x27; 0.01<", page)
+    assert re.search(r">resid.2</td><td[^>]*>0</td><td[^>]*><", page)
+    assert "m against /cache/fine.safetensors: token positions 1-4 of the built-in neutral sentences (97 averaged)" in page
+    assert "steered with the difference at resid.1, alpha 2" in page
+    assert " I pick purple &lt;fruit&gt;" in page and " I eat eggs" in page

@@ -144,3 +144,41 @@ def test_count_positions_matches_what_the_mean_pools(models):
     texts = ["a b c d e f g h", "a b"]
     n = [len(base.tokenizer(t)["input_ids"]) for t in texts]
     assert count_positions(base, texts, first_k=5, skip_first=1) == sum(max(0, min(5, k) - 1) for k in n)
+
+
+def test_saved_diffing_reads_back_exactly(models, tmp_path):
+    from neurometry.report.build import load_results
+    from neurometry.steer.diffing import count_positions, diff_document, save_diff
+    from neurometry.store import open_store
+
+    base, fine, _, _ = models
+    diffs = mean_activation_difference(base, fine, TEXTS, first_k=FIRST_K)
+    lens = {name: difference_lens(base, d, name, top_k=3) for name, d in diffs.items() if d.any()}
+    result = DiffResult(diffs, FIRST_K, count_positions(base, TEXTS, FIRST_K), 0, lens)
+    assert list(lens) == ["resid.1", "resid.2"]  # resid.0 does not differ, so it has no lens
+    table = steer_with_difference(base, diffs["resid.1"], "resid.1", 2.0, ["The cat"], max_new_tokens=3)
+    store = open_store(tmp_path / "s.nmstore", create=True)  # diffing needs no recorded run
+    save_diff(store, result, "base", "/weights/fine.safetensors", generations=table, generation_point="resid.1",
+              generation_alpha=2.0)
+    saved = load_results(store, "diff", "base")
+    assert list(saved["point"]) == ["resid.0", "resid.1", "resid.2"] and set(saved["name"]) == {
+        "/weights/fine.safetensors"
+    }
+    assert saved["params"].iloc[0] == {"first_k": FIRST_K, "skip_first": 0, "texts": "neutral"}
+    norms = dict(zip(saved["point"], saved["value"], strict=True))
+    assert norms["resid.0"] == 0.0 and norms["resid.1"] == float(np.linalg.norm(diffs["resid.1"]))
+    document, generated = diff_document(saved)
+    assert document == result.to_dict()  # every norm, token and probability, to the last bit
+    assert document["points"][2]["lens"][0] == {"token": lens["resid.2"][0][0], "prob": lens["resid.2"][0][1]}
+    assert generated == {"point": "resid.1", "alpha": 2.0, "generations": table}
+    # without generations, and a second setting of the same models beside the first
+    save_diff(store, DiffResult({"resid.2": diffs["resid.2"]}, FIRST_K, 8, 1), "base", "/weights/fine.safetensors")
+    both = load_results(store, "diff", "base")
+    with pytest.raises(NeurometryError, match="2 \\(run, finetuned, settings\\) combinations"):
+        diff_document(both)
+    again, generated = diff_document(both[both["params"].map(lambda p: p["skip_first"] == 1)])
+    assert again == {"first_k": FIRST_K, "skip_first": 1, "n_positions": 8,
+                     "points": [{"point": "resid.2", "norm": float(np.linalg.norm(diffs["resid.2"]))}]}
+    assert generated is None
+    with pytest.raises(NeurometryError, match="generation_point"):
+        save_diff(store, result, "base", "fine", generations=table, generation_point="resid.9", generation_alpha=2.0)

@@ -213,3 +213,65 @@ def test_smollm2_causal_tracing():
     assert min(s[i][subject].max() for i in (0, 3, 8, 14, 19)) > 0.6
     assert min(s[i][-1] for i in (24, 26, 28)) > 0.5 and max(s[i][-1] for i in (0, 3, 8, 14)) < 0.3
     assert np.abs(r.scores[:, 4:8]).max() < 0.3
+
+
+def assert_same_result(back, original):
+    """Every field equal: arrays to the bit, with their dtype and shape."""
+    from dataclasses import fields
+
+    for f in fields(original):
+        got, want = getattr(back, f.name), getattr(original, f.name)
+        if isinstance(want, np.ndarray):
+            assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want), f.name
+        else:
+            assert got == want, f.name
+
+
+def test_saved_result_reads_back_exactly(tiny_result, tmp_path):
+    from neurometry.report.build import load_results
+    from neurometry.steer.patching import pair_id, patch_result, save_patching
+    from neurometry.store import open_store
+
+    store = open_store(tmp_path / "s.nmstore", create=True)  # patching needs no recorded run
+    save_patching(store, tiny_result, "tiny")
+    saved = load_results(store, "patch", "tiny")
+    assert list(saved["point"]) == ["embed", "resid.0", "resid.1"]
+    assert set(saved["name"]) == {pair_id(CLEAN, CORRUPTED, "cat", "dog")}
+    assert pair_id(CLEAN, CORRUPTED, "cat", "dog").startswith("cat vs dog (")
+    assert pair_id(CLEAN, CORRUPTED, "cat", "dog") != pair_id(CLEAN, "the cow sat on the mat", "cat", "dog")
+    # value = the best score of the point: the differing token's embedding and the last block's last
+    # position each restore the clean run exactly (test_exact_properties_of_a_causal_decoder)
+    best = dict(zip(saved["point"], saved["value"], strict=True))
+    assert best["embed"] == pytest.approx(1.0, abs=1e-5) and best["resid.1"] == pytest.approx(1.0, abs=1e-5)
+    extra = saved["extra"].iloc[0]
+    assert extra["tokens"][2] == "cat" and extra["corrupted_tokens"][2] == "dog"
+    assert np.array(extra["head_scores"]).shape == (2, 4) and extra["clean"] == CLEAN
+    back = patch_result(saved)
+    assert_same_result(back, tiny_result)
+    plot_patching(tiny_result, tmp_path / "computed.png")
+    plot_patching(back, tmp_path / "saved.png")
+    assert (tmp_path / "saved.png").read_bytes() == (tmp_path / "computed.png").read_bytes()
+
+
+def test_saved_points_keep_their_order_and_mixed_saves_are_refused(tiny, tmp_path):
+    from neurometry.report.build import load_results
+    from neurometry.steer.patching import patch_result, save_patching
+    from neurometry.store import open_store
+
+    # depth order puts mlp_act.0 before resid.0 before attn_out.1; by name it is the other way round
+    subset = patch_residual(
+        tiny, CLEAN, CORRUPTED, "cat", "dog", points=["attn_out.1", "mlp_act.0", "resid.0"], positions=[-1, 3],
+        heads=False,
+    )
+    assert subset.points == ["mlp_act.0", "resid.0", "attn_out.1"] and subset.head_scores is None
+    store = open_store(tmp_path / "s.nmstore", create=True)
+    save_patching(store, subset, "tiny")
+    assert_same_result(patch_result(load_results(store, "patch")), subset)
+    # the same pair again at other positions replaces resid.0 only: the reader will not mix the two
+    save_patching(store, patch_residual(tiny, CLEAN, CORRUPTED, "cat", "dog", points="resid.0", heads=False),
+                  "tiny")
+    with pytest.raises(NeurometryError, match="different positions or heads"):
+        patch_result(load_results(store, "patch"))
+    save_patching(store, subset, "other-model")
+    with pytest.raises(NeurometryError, match="2 \\(run, pair\\) combinations"):
+        patch_result(load_results(store, "patch"))

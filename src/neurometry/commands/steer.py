@@ -1,6 +1,7 @@
-"""`neurometry steer build|eval|generate`, `neurometry lens` and `neurometry patch`: the I/O side of
-:mod:`neurometry.steer` (contrastive pairs from files or the built-in sets, vectors as safetensors +
-JSON, tables, plots and one JSON document)."""
+"""`neurometry steer build|eval|generate`, `neurometry lens`, `neurometry patch` and `neurometry diff`:
+the I/O side of :mod:`neurometry.steer` (contrastive pairs from files or the built-in sets, vectors as
+safetensors + JSON, tables, plots, one JSON document, and with ``--store`` the results in a store's
+catalog for the report)."""
 
 from __future__ import annotations
 
@@ -146,13 +147,28 @@ def _load_vector(args: argparse.Namespace) -> tuple[Any, dict]:
 
 
 def _check_store_path(path: Path) -> None:
-    """Fail before the sweep, not after it: --store must be a store or a new folder in an existing one."""
+    """Fail before the computation, not after it: --store must be a store or a new folder in an existing one."""
     from neurometry.store.store import is_store
 
     if path.exists() and not (path.is_dir() and is_store(path)):
         raise NeurometryError(f"{path} exists but is not a neurometry store; give --store a store or a new folder")
     if not path.exists() and not path.resolve().parent.is_dir():
         raise NeurometryError(f"folder {path.parent} does not exist; create it or give --store another path")
+
+
+def _result_store(path: str) -> Any:
+    """The --store to save into, created when missing (its path was checked by :func:`_check_store_path`)."""
+    from neurometry.store import open_store
+
+    return open_store(path, create=True)
+
+
+def _add_store_argument(parser: argparse.ArgumentParser, kind: str, what: str) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="STORE",
+        help=f"also save {what} in this store's catalog (kind {kind}; created if missing), for the report",
+    )
 
 
 def cmd_steer_eval(args: argparse.Namespace) -> None:
@@ -177,10 +193,8 @@ def cmd_steer_eval(args: argparse.Namespace) -> None:
     rows = sweep(model, vector, meta["point"], alphas, used)
     document = sweep_document(rows)
     if args.store:
-        from neurometry.store import open_store
-
         save_sweep(
-            open_store(args.store, create=True),
+            _result_store(args.store),
             rows,
             args.model,
             meta["point"],
@@ -249,8 +263,10 @@ def cmd_lens(args: argparse.Namespace) -> None:
 
 def cmd_patch(args: argparse.Namespace) -> None:
     from neurometry.models import load_model
-    from neurometry.steer import factual_pairs, patch_residual, plot_patching
+    from neurometry.steer import factual_pairs, patch_residual, plot_patching, save_patching
 
+    if args.store:
+        _check_store_path(Path(args.store))
     if args.example is not None:
         examples = factual_pairs()
         if not 0 <= args.example < len(examples):
@@ -275,6 +291,7 @@ def cmd_patch(args: argparse.Namespace) -> None:
         points=args.points,
         heads=not args.no_heads,
     )
+    saved = save_patching(_result_store(args.store), result, args.model) if args.store else None
     if args.plot:
         plot_patching(result, args.plot)
     if args.json:
@@ -292,6 +309,8 @@ def cmd_patch(args: argparse.Namespace) -> None:
     )
     if args.plot:
         print(f"wrote {args.plot}")
+    if saved:
+        print(f"saved in {args.store} (kind patch, run {args.model}, name {saved[0]['name']!r})")
 
 
 def load_finetuned(base_spec: str, finetuned: str) -> Any:
@@ -320,18 +339,27 @@ def load_finetuned(base_spec: str, finetuned: str) -> Any:
 
 def cmd_diff(args: argparse.Namespace) -> None:
     from neurometry.models import load_model
-    from neurometry.steer import DiffResult, difference_lens, mean_activation_difference, neutral_texts
-    from neurometry.steer.diffing import count_positions
+    from neurometry.steer import (
+        DiffResult,
+        difference_lens,
+        mean_activation_difference,
+        neutral_texts,
+        save_diff,
+    )
+    from neurometry.steer.diffing import NEUTRAL, count_positions, lens_text
 
-    base = load_model(args.base)
-    finetuned = load_finetuned(args.base, args.finetuned)
+    if args.store:
+        _check_store_path(Path(args.store))
     if args.texts:
         path = Path(args.texts)
         if not path.is_file():
             raise NeurometryError(f"no file {path}; give a text file with one text per line")
         texts = [line for line in path.read_text().splitlines() if line.strip()]
+        texts_name = str(path.resolve())
     else:
-        texts = neutral_texts(20)
+        texts, texts_name = neutral_texts(20), NEUTRAL
+    base = load_model(args.base)
+    finetuned = load_finetuned(args.base, args.finetuned)
     differences = mean_activation_difference(
         base, finetuned, texts, points=args.points, first_k=args.first_k, skip_first=args.skip_first
     )
@@ -342,21 +370,22 @@ def cmd_diff(args: argparse.Namespace) -> None:
         and (args.lens_points is None or name in args.lens_points)  # a zero difference has no lens
     }
     n_positions = count_positions(base, texts, args.first_k, args.skip_first)
-    document = DiffResult(differences, args.first_k, n_positions, args.skip_first, lens).to_dict()
+    result = DiffResult(differences, args.first_k, n_positions, args.skip_first, lens)
+    # a weights file by its absolute path, so the name means the same file from any folder
+    weights = Path(args.finetuned)
+    name = str(weights.resolve()) if weights.suffix == ".safetensors" else args.finetuned
+    if args.store:
+        save_diff(_result_store(args.store), result, args.base, name, texts=texts_name)
+    document = result.to_dict()
     if args.json:
         emit_json(document)
         return
     print_table(
         ["point", "difference norm", "lens of the difference (top tokens)"],
-        [
-            [
-                r["point"],
-                f"{r['norm']:.2f}",
-                ", ".join(f"{t['token']!r} {t['prob']:.2f}" for t in r.get("lens", [])[:5]),
-            ]
-            for r in document["points"]
-        ],
+        [[r["point"], f"{r['norm']:.2f}", lens_text(r.get("lens", []), 5)] for r in document["points"]],
     )
+    if args.store:
+        print(f"saved in {args.store} (kind diff, run {args.base}, name {name})")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -401,11 +430,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-pairs", type=int, default=20, help="held-out pairs used (default 20)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png")
-    p.add_argument(
-        "--store",
-        metavar="STORE",
-        help="also save the sweep in this store's catalog (kind steer_sweep; created if missing), for the report",
-    )
+    _add_store_argument(p, "steer_sweep", "the sweep")
     p.set_defaults(func=cmd_steer_eval)
 
     p = steer_sub.add_parser("generate", help="unsteered and steered greedy continuations, side by side")
@@ -443,6 +468,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--top-k", type=int, default=10)
     p.add_argument("--json", action="store_true")
+    _add_store_argument(p, "diff", "the norms and lens tokens")
     p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser(
@@ -458,4 +484,5 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-heads", action="store_true", help="skip per-head patching")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png", help="layer x position heatmap")
+    _add_store_argument(p, "patch", "the scores")
     p.set_defaults(func=cmd_patch)

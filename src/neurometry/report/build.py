@@ -250,6 +250,62 @@ def steer_sweep_section(store: Store, results: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def patch_section(store: Store, results: pd.DataFrame) -> str:
+    """Each saved patching result (per model and prompt pair): the point x position heatmap, with the
+    per-head panel when heads were patched, drawn as `neurometry patch --plot` draws it, and per point the
+    best score and the position it is at."""
+    from neurometry.steer.patching import patch_result, plot_patching
+
+    parts = []
+    for (run, _), group in results.groupby(["run_id", "name"], sort=False):
+        result = patch_result(group)
+        title = f"{run}: {result.clean!r} -> {result.correct!r} against {result.corrupted!r} -> {result.wrong!r}"
+        note = (f"logit difference {result.correct!r} - {result.wrong!r}: clean {result.clean_ld:+.3f}, corrupted "
+                f"{result.corrupted_ld:+.3f}; score = the share of it a patch restores (0 = corrupted, 1 = clean)")
+        parts.append(f'<h3>{html.escape(title)}</h3><p class="note">{html.escape(note)}</p>')
+        parts.append(_png(lambda p, r=result: plot_patching(r, p)))
+        rows = []
+        for point, scores in zip(result.points, result.scores, strict=True):
+            best = int(np.argmax(scores))
+            position = result.positions[best]
+            clean, corrupted = result.tokens[position], result.corrupted_tokens[position]
+            token = repr(clean) if clean == corrupted else f"{clean!r} / {corrupted!r}"
+            rows.append([point, float(scores[best]), position, token])
+        parts.append(_table(["point", "best score", "at position", "token (clean / corrupted)"], rows))
+    return "\n".join(parts)
+
+
+def diff_section(store: Store, results: pd.DataFrame) -> str:
+    """Each saved model diffing (per base, finetuned model and settings): the norm of the mean activation
+    difference and its logit-lens tokens per point, and the base model's greedy continuations unsteered
+    and steered with the difference, when they were saved."""
+    from neurometry.steer.diffing import NEUTRAL, diff_document, lens_text
+
+    parts = []
+    settings = results["params"].map(lambda p: json.dumps(p, sort_keys=True))
+    for (run, name, _), group in results.groupby([results["run_id"], results["name"], settings], sort=False):
+        document, generated = diff_document(group)
+        texts = group["params"].iloc[0]["texts"]
+        source = "the built-in neutral sentences" if texts == NEUTRAL else Path(str(texts)).name
+        title = (f"{run} against {name}: token positions {document['skip_first']}-{document['first_k'] - 1} of "
+                 f"{source} ({document['n_positions']} averaged)")
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        parts.append(_table(
+            ["point", "difference norm", "lens of the difference (top tokens)"],
+            [[r["point"], r["norm"], lens_text(r.get("lens", []))] for r in document["points"]],
+        ))
+        if generated:
+            note = (f"greedy continuations of {run}, unsteered and steered with the difference at "
+                    f"{generated['point']}, alpha {generated['alpha']:g}")
+            parts.append(f'<p class="note">{html.escape(note)}</p>')
+            parts.append(_table(
+                ["prompt", "unsteered", "steered"],
+                [[g["prompt"], g["unsteered"], g["steered"]] for g in generated["generations"]],
+                left=3,
+            ))
+    return "\n".join(parts)
+
+
 def sae_eval_section(store: Store, results: pd.DataFrame) -> str:
     """Held-out reconstruction and CE loss recovered of each evaluated SAE."""
     rows = []
@@ -318,6 +374,8 @@ SECTIONS: dict[str, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     "probe": ("Probes", probe_section),
     "encode": ("Encoding models", encode_section),
     "steer_sweep": ("Steering vectors", steer_sweep_section),
+    "patch": ("Activation patching", patch_section),
+    "diff": ("Model diffing", diff_section),
     "sae_eval": ("Sparse autoencoders: evaluation", sae_eval_section),
     "sae_features": ("Sparse autoencoders: features", sae_features_section),
 }
@@ -353,7 +411,8 @@ def build_report(store: str | Path | Store, out: str | Path) -> Path:
         body.append(
             '<p class="note">No results yet. Run <code>neurometry measure</code>, <code>compare</code>, '
             "<code>probe</code>, <code>encode</code> or <code>sae eval|features</code> on this store (or "
-            "<code>steer eval --store</code> into it), then build the report again.</p>"
+            "<code>steer eval</code>, <code>patch</code> or <code>diff</code> with <code>--store</code> into "
+            "it), then build the report again.</p>"
         )
     if others:
         body.append(f'<p class="note">Results of kinds without a section: {html.escape(", ".join(others))}</p>')

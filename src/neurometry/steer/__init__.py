@@ -3,8 +3,10 @@ ablation, activation patching and the logit lens, for any Hugging Face causal LM
 
 from neurometry.steer.diffing import (
     DiffResult,
+    diff_document,
     difference_lens,
     mean_activation_difference,
+    save_diff,
     steer_with_difference,
 )
 from neurometry.steer.evaluate import (
@@ -19,13 +21,22 @@ from neurometry.steer.evaluate import (
 )
 from neurometry.steer.interventions import ablate_direction, ablate_head, ablate_mlp, apply, clamp_unit
 from neurometry.steer.lens import LensResult, logit_lens
-from neurometry.steer.patching import PatchResult, factual_pairs, patch_residual, plot_patching
+from neurometry.steer.patching import (
+    PatchResult,
+    factual_pairs,
+    patch_residual,
+    patch_result,
+    plot_patching,
+    save_patching,
+)
 from neurometry.steer.vectors import activations_at, build_from_store, build_vector, load_vector, save_vector
 
 __all__ = [
     "DiffResult",
+    "diff_document",
     "difference_lens",
     "mean_activation_difference",
+    "save_diff",
     "steer_with_difference",
     "LensResult",
     "PatchResult",
@@ -44,8 +55,10 @@ __all__ = [
     "logit_lens",
     "neutral_texts",
     "patch_residual",
+    "patch_result",
     "plot_patching",
     "plot_sweep",
+    "save_patching",
     "save_sweep",
     "save_vector",
     "steering_pairs",

@@ -12,10 +12,13 @@ the topic.
 - :func:`difference_lens`: one difference vector through the base model's final norm and unembedding.
 - :func:`steer_with_difference`: greedy generations of the base model with and without the difference
   added at one point (:func:`neurometry.steer.apply`).
+- :func:`save_diff` keeps a :class:`DiffResult` (norms and lens tokens per point, and optionally steered
+  generations) in a store's catalog as result kind ``diff``; :func:`diff_document` reads it back.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,11 @@ from neurometry.errors import NeurometryError
 from neurometry.models.loaded import LoadedModel
 from neurometry.steer.evaluate import generations
 from neurometry.steer.lens import _require_text, capture, decode_tokens, unembedding
+
+DIFF_KIND = "diff"
+"""Catalog result kind of saved model diffing (:func:`save_diff`)."""
+NEUTRAL = "neutral"
+"""The ``texts`` name of the built-in neutral sentences (``neutral_texts(20)``) in saved diffing results."""
 
 
 @dataclass
@@ -228,3 +236,83 @@ def steer_with_difference(
     units); returns ``[{prompt, unsteered, steered}]`` as :func:`neurometry.steer.generations`.
     """
     return generations(base, np.asarray(difference, dtype=np.float64), point, alpha, prompts, max_new_tokens)
+
+
+def lens_text(lens: Sequence[dict[str, Any]], top: int | None = None) -> str:
+    """``"' z' 0.99, 'or' 0.00, ..."``: the first ``top`` (default all) entries of a lens as
+    :meth:`DiffResult.to_dict` lists them (``[{"token", "prob"}, ...]``), the way commands print it."""
+    return ", ".join(f"{t['token']!r} {t['prob']:.2f}" for t in list(lens)[:top])
+
+
+def save_diff(
+    store: Any,
+    result: DiffResult,
+    base: str,
+    finetuned: str,
+    *,
+    texts: str = NEUTRAL,
+    generations: Sequence[dict[str, str]] | None = None,
+    generation_point: str | None = None,
+    generation_alpha: float | None = None,
+) -> list[dict[str, Any]]:
+    """Save a diffing result in ``store``'s catalog (kind ``diff``, one transaction); returns the records.
+
+    One record per point of ``result.differences``: run_id = ``base`` (the name the user gave), point =
+    the point, name = ``finetuned`` (the finetuned model as given, a weights file by its absolute path),
+    params = ``{"first_k", "skip_first", "texts"}`` (``texts``: :data:`NEUTRAL` or the texts file), value =
+    the difference's Euclidean norm, extra = ``n_positions``, the point's index in ``result.differences``
+    and, when it was read, its ``lens`` (``[{"token", "prob"}, ...]``). ``generations`` (``[{prompt,
+    unsteered, steered}]`` from :func:`steer_with_difference`) go into the extra of ``generation_point``'s
+    record with ``generation_alpha``. The difference vectors themselves are not saved. Saving the same
+    models, settings and texts again replaces the records of the same points.
+    """
+    if generations is not None and (generation_point not in result.differences or generation_alpha is None):
+        raise NeurometryError(
+            f"steered generations need generation_point (one of {', '.join(result.differences)}) and "
+            "generation_alpha; give the point and alpha they were steered at"
+        )
+    document = result.to_dict()
+    params = {"first_k": result.first_k, "skip_first": result.skip_first, "texts": texts}
+    records = []
+    for index, row in enumerate(document["points"]):
+        extra: dict[str, Any] = {"n_positions": result.n_positions, "order": index}
+        if "lens" in row:
+            extra["lens"] = row["lens"]
+        if generations is not None and row["point"] == generation_point:
+            extra.update(alpha=float(generation_alpha), generations=[dict(g) for g in generations])
+        records.append(
+            {"point": row["point"], "name": finetuned, "params": params, "value": row["norm"], "extra": extra}
+        )
+    store.save_results(DIFF_KIND, records, run=base)
+    return records
+
+
+def diff_document(results: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Read back one diffing result saved by :func:`save_diff`: ``results`` holds its catalog rows with
+    params and extra decoded (as :func:`neurometry.report.build.load_results` gives them, filtered to one
+    run, name and params). Returns the document :meth:`DiffResult.to_dict` gave (points in their saved
+    order) and ``{"point", "alpha", "generations"}`` when generations were saved, else None."""
+    groups = {(r.run_id, r.name, json.dumps(r.params, sort_keys=True)) for r in results.itertuples()}
+    if len(groups) != 1:
+        raise NeurometryError(
+            f"the diffing rows hold {len(groups)} (run, finetuned, settings) combinations, not 1; select one"
+        )
+    rows = sorted(results.itertuples(), key=lambda r: r.extra["order"])
+    points, generated = [], None
+    for r in rows:
+        point: dict[str, Any] = {"point": r.point, "norm": float(r.value)}
+        if "lens" in r.extra:
+            point["lens"] = r.extra["lens"]
+        points.append(point)
+        if "generations" in r.extra:
+            generated = {
+                "point": r.point, "alpha": float(r.extra["alpha"]), "generations": r.extra["generations"]
+            }
+    params = rows[0].params
+    document = {
+        "first_k": params["first_k"],
+        "skip_first": params["skip_first"],
+        "n_positions": rows[0].extra["n_positions"],
+        "points": points,
+    }
+    return document, generated

@@ -80,15 +80,22 @@ def finetune(model, steps: int, batch_size: int, lr: float, seed: int) -> None:
     net.eval()
 
 
+def finetuned_weights(
+    model: str = "smollm2-135m", steps: int = 120, batch_size: int = 8, lr: float = 3e-4, seed: int = 0
+) -> Path:
+    """Where :func:`load_or_finetune` keeps the weights of these settings (absolute; it may not exist yet),
+    so a caller can name them without loading anything."""
+    folder = (cache_root() / f"{model}-zorblat").resolve()
+    return folder / f"model-s{steps}-b{batch_size}-lr{lr:g}-seed{seed}.safetensors"
+
+
 def load_or_finetune(
     model: str = "smollm2-135m", steps: int = 120, batch_size: int = 8, lr: float = 3e-4, seed: int = 0
 ) -> tuple[LoadedModel, Path]:
     """The finetuned model, trained once (about 2.5 minutes for SmolLM2 on 2 cores) and then read from
-    the cache; returns it with the path of its weights."""
+    the cache; returns it with the path of its weights (:func:`finetuned_weights`)."""
     fine = load_model(model)
-    weights = (
-        cache_root() / f"{model}-zorblat" / f"model-s{steps}-b{batch_size}-lr{lr:g}-seed{seed}.safetensors"
-    )
+    weights = finetuned_weights(model, steps, batch_size, lr, seed)
     if weights.exists():
         fine.module.load_state_dict(load_file(str(weights)), strict=False)
     else:

@@ -23,10 +23,14 @@ position of the last block scores 0.
 Per-head patching replaces one attention head's output, the head's slice of the input of the
 attention output projection (``o_proj`` in Llama, ``c_proj`` in GPT-2, whose input is the heads'
 outputs concatenated), at every position at once.
+
+:func:`save_patching` keeps a result in a store's catalog as result kind ``patch``, one record per
+patched point; :func:`patch_result` rebuilds the :class:`PatchResult` from those records.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +45,13 @@ from neurometry.errors import NeurometryError
 from neurometry.models.loaded import LoadedModel
 from neurometry.models.points import HookPoint
 from neurometry.steer.lens import capture, decode_tokens, encode_prompt, single_token_id
+
+PATCH_KIND = "patch"
+"""Catalog result kind of saved activation patching (:func:`save_patching`)."""
+# what every record of one saved result repeats (the pair, its runs and the head scores); the reader
+# checks that the records agree on them, so rows of two different patching runs are never mixed
+_PAIR_KEYS = ("clean", "corrupted", "correct", "wrong", "clean_ld", "corrupted_ld", "tokens",
+              "corrupted_tokens", "positions", "head_layers", "head_scores")
 
 
 @dataclass
@@ -342,3 +353,75 @@ def plot_patching(result: PatchResult, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def pair_id(clean: str, corrupted: str, correct: str, wrong: str) -> str:
+    """The catalog name of a prompt pair, e.g. ``"Paris vs Rome (1f0c9a2b)"``: the answers to read it by
+    and 8 hex digits of a SHA-256 of all four strings, so one pair gets the same name wherever it is
+    patched and pairs with the same answers (but other prompts) get different ones."""
+    digest = hashlib.sha256(json.dumps([clean, corrupted, correct, wrong]).encode()).hexdigest()
+    return f"{correct.strip()} vs {wrong.strip()} ({digest[:8]})"
+
+
+def save_patching(store: Any, result: PatchResult, model: str) -> list[dict[str, Any]]:
+    """Save a patching result in ``store``'s catalog (kind ``patch``, one transaction); returns the records.
+
+    One record per patched point: run_id = ``model`` (the name the user gave; it need not be a recorded
+    run), point = the point, name = :func:`pair_id` of the prompts and answers, value = the point's best
+    score (the maximum over positions), extra = the point's scores over positions (N,) and its index in
+    ``result.points``, and, repeated in every record so each stands alone, the prompts, answers, both
+    logit differences, both token lists, the positions and, when patched, ``head_layers`` and the
+    (layers, heads) ``head_scores``. Saving the same pair again replaces the records of the same points.
+    """
+    shared: dict[str, Any] = {
+        key: value for key, value in result.to_dict().items() if key in _PAIR_KEYS
+    }  # JSON-ready: floats round-trip exactly through the catalog's JSON
+    name = pair_id(result.clean, result.corrupted, result.correct, result.wrong)
+    records = []
+    scores_by_point = np.asarray(result.scores, dtype=float)
+    for index, (point, scores) in enumerate(zip(result.points, scores_by_point, strict=True)):
+        records.append(
+            {
+                "point": point,
+                "name": name,
+                "params": {},
+                "value": float(scores.max()),
+                "extra": {"scores": scores.tolist(), "order": index, **shared},
+            }
+        )
+    store.save_results(PATCH_KIND, records, run=model)
+    return records
+
+
+def patch_result(results: Any) -> PatchResult:
+    """Rebuild the :class:`PatchResult` of one pair saved by :func:`save_patching`. ``results`` holds its
+    catalog rows with params and extra decoded (as :func:`neurometry.report.build.load_results` gives them,
+    filtered to one run and name); the points come back in the order they were patched."""
+    pairs = sorted(set(zip(results["run_id"], results["name"], strict=True)))
+    if len(pairs) != 1:
+        raise NeurometryError(
+            f"the patching rows hold {len(pairs)} (run, pair) combinations, not 1; select one run and name"
+        )
+    rows = sorted(results.itertuples(), key=lambda r: r.extra["order"])
+    shared = {key: rows[0].extra.get(key) for key in _PAIR_KEYS}
+    if any({key: r.extra.get(key) for key in _PAIR_KEYS} != shared for r in rows[1:]):
+        raise NeurometryError(
+            f"the saved rows of {pairs[0][1]!r} come from patching runs with different positions or heads; "
+            "patch the pair again with one setting to replace them"
+        )
+    heads = shared["head_scores"]
+    return PatchResult(
+        points=[r.point for r in rows],
+        tokens=list(shared["tokens"]),
+        corrupted_tokens=list(shared["corrupted_tokens"]),
+        positions=[int(p) for p in shared["positions"]],
+        scores=np.array([r.extra["scores"] for r in rows], dtype=np.float64).reshape(len(rows), -1),
+        clean_ld=float(shared["clean_ld"]),
+        corrupted_ld=float(shared["corrupted_ld"]),
+        head_scores=None if heads is None else np.array(heads, dtype=np.float64),
+        head_layers=list(shared["head_layers"] or []),
+        clean=shared["clean"],
+        corrupted=shared["corrupted"],
+        correct=shared["correct"],
+        wrong=shared["wrong"],
+    )
