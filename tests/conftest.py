@@ -37,3 +37,25 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 def sentences_file(tmp_path: Path) -> Path:
     rows = [{"text": t, "label": i % 2, "id": f"r{i}"} for i, t in enumerate(SENTENCES)]
     return write_jsonl(tmp_path / "sentences.jsonl", rows)
+
+
+def write_planted_finetune(folder: Path) -> tuple[Path, Path]:
+    """A planted finetune of the tiny seeded Llama as a .safetensors state dict (only layer 1's MLP output
+    changes, by a seeded rank-one update) and a file of three unrelated texts; returns both paths."""
+    from safetensors.torch import save_file
+
+    from neurometry.models.tiny import tiny_llama
+
+    fine = tiny_llama()  # the same seeded weights as the base loads
+    down = fine.module.model.layers[1].mlp.down_proj
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        down.weight += torch.outer(
+            torch.randn(down.out_features, generator=generator),
+            torch.randn(down.in_features, generator=generator),
+        )
+    weights = folder / "fine.safetensors"
+    save_file({k: t.detach().clone().contiguous() for k, t in fine.module.state_dict().items()}, str(weights))
+    texts = folder / "texts.txt"
+    texts.write_text("the cat sat on the mat\na dog ran in the park\nsome words about nothing\n")
+    return weights, texts

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from neurometry.cli import main
+from tests.conftest import write_planted_finetune
 
 TINY = "neurometry.models.tiny:tiny_llama"
 WORDS = ["red", "blue", "green", "small", "large", "quiet", "bright", "old"]
@@ -52,6 +53,7 @@ def served(tmp_path_factory) -> Served:
     rng = np.random.default_rng(0)
     y = x @ rng.standard_normal((x.shape[1], 3))
     np.save(folder / "targets.npy", y + 0.01 * y.std() * rng.standard_normal(y.shape))
+    weights, texts = write_planted_finetune(folder)
     for args in (
         ("measure", str(store), "--run", "mean", "--measures", "effective_rank,anisotropy", "--json"),
         ("compare", str(store), "--run-a", "mean", "--metric", "cka", "--json"),
@@ -63,6 +65,9 @@ def served(tmp_path_factory) -> Served:
         ("encode", str(store), "--run", "mean", "--targets", str(folder / "targets.npy"), "--json"),
         ("steer", "build", TINY, str(pairs), "--point", "resid.1", "--train", "6", "--out", str(vector), "--json"),
         ("steer", "eval", TINY, str(vector), "--alphas", "0,2,4", "--store", str(store), "--json"),
+        ("patch", TINY, "--clean", "the cat sat on the mat", "--corrupted", "the dog sat on the mat", "--correct",
+         "cat", "--wrong", "dog", "--no-heads", "--store", str(store), "--json"),
+        ("diff", TINY, str(weights), "--texts", str(texts), "--top-k", "3", "--store", str(store), "--json"),
     ):
         assert main(list(args)) == 0, args
     return Served(folder, store, vector, "sae")

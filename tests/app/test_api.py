@@ -64,7 +64,7 @@ def test_summary_points_and_comparisons_equal_the_catalog(client, served):
     summary = ok(client.get("/api/summary"))
     assert [(r["run"], r["committed_rows"]) for r in summary["runs"]] == [("tokens", 360), ("mean", 40)]
     assert summary["results"] == {"compare": 9, "encode": 3, "measure": 6, "probe": 3, "sae_features": 32,
-                                  "steer_sweep": 3}
+                                  "steer_sweep": 3, "patch": 2, "diff": 2}
     assert summary["playground"] is False
 
     points = ok(client.get("/api/runs/mean/points"))
@@ -95,6 +95,18 @@ def test_summary_points_and_comparisons_equal_the_catalog(client, served):
     assert [r["alpha"] for r in sweep["rows"]] == [0.0, 2.0, 4.0]
     assert sweep["rows"][0]["shift"] == 0.0 and sweep["rows"][0]["kl"] == 0.0  # alpha 0 changes nothing
     assert sweep["rows"][2]["kl"] > sweep["rows"][1]["kl"] > 0
+
+    (patch,) = ok(client.get("/api/patching"))
+    scores = np.array(patch["scores"], dtype=float)
+    assert patch["points"] == ["resid.0", "resid.1"] and scores.shape == (2, len(patch["tokens"]))
+    # the last block at the last position carries the whole clean run, so patching it restores it: 1
+    assert scores[-1, -1] == pytest.approx(1.0) and patch["correct"] == "cat"
+
+    (diff,) = ok(client.get("/api/diffs"))
+    assert diff["finetuned"] == "fine.safetensors"
+    norms = {p["point"]: p["norm"] for p in diff["points"]}
+    assert norms["resid.0"] == 0.0 and norms["resid.1"] > 0  # only layer 1 was changed by the finetune
+    assert len(next(p for p in diff["points"] if p["point"] == "resid.1")["lens"]) == 3
 
     (encoding,) = ok(client.get("/api/encodings"))  # targets planted as a linear map of resid.1
     assert encoding["points"] == ["embed", "resid.0", "resid.1"] and encoding["n_targets"] == 3

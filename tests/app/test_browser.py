@@ -179,6 +179,9 @@ def test_playground_generates(page):
     visit(page, "/steer")
     sweep = page.locator("svg.plot.line")
     assert sweep.count() == 2 and sweep.first.locator("circle").count() == 3  # shift and KL at 3 alphas
+    patching = page.locator("svg.plot.heatmap rect.cell")
+    assert patching.count() == 2 * 8  # resid.0 and resid.1 x the tokens of "[CLS] the cat sat on the mat [SEP]"
+    assert page.locator("text=Model diffing").count() == 1
     page.fill("#alpha", "0")
     page.fill("#prompt", "the cat")
     page.fill("#tokens", "4")

@@ -184,26 +184,9 @@ def test_user_errors_exit_2_in_one_line(pairs, tmp_path, capsys, args, fragment)
 
 @pytest.fixture
 def planted(tmp_path):
-    """A planted finetune of TINY as a .safetensors state dict (only layer 1's MLP output changes) and a
-    file of three unrelated texts."""
-    import torch
-    from safetensors.torch import save_file
+    from tests.conftest import write_planted_finetune
 
-    from neurometry.models.tiny import tiny_llama
-
-    fine = tiny_llama()  # the same seeded weights as the base TINY loads
-    down = fine.module.model.layers[1].mlp.down_proj
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        down.weight += torch.outer(
-            torch.randn(down.out_features, generator=generator),
-            torch.randn(down.in_features, generator=generator),
-        )
-    weights = tmp_path / "fine.safetensors"
-    save_file({k: t.detach().clone().contiguous() for k, t in fine.module.state_dict().items()}, str(weights))
-    texts = tmp_path / "texts.txt"
-    texts.write_text("the cat sat on the mat\na dog ran in the park\nsome words about nothing\n")
-    return weights, texts
+    return write_planted_finetune(tmp_path)
 
 
 def test_diff_reads_a_planted_finetune_from_safetensors(planted, tmp_path, capsys):

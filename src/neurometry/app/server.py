@@ -120,6 +120,16 @@ def create_app(store_path: str | Path, playground: Playground | None = None) -> 
         with reading() as store:
             return views.sweeps(store)
 
+    @app.get("/api/patching")
+    def patching() -> list[dict[str, Any]]:
+        with reading() as store:
+            return views.patching(store)
+
+    @app.get("/api/diffs")
+    def diffs() -> list[dict[str, Any]]:
+        with reading() as store:
+            return views.diffs(store)
+
     @app.get("/api/results/{kind}")
     def results(kind: str, page: int = 1, per_page: int = views.PER_PAGE) -> dict[str, Any]:
         with reading() as store:

@@ -169,6 +169,44 @@ def sweeps(store: Store) -> list[dict[str, Any]]:
     return list(out.values())
 
 
+def patching(store: Store) -> list[dict[str, Any]]:
+    """Saved activation patching (``patch --store``, the demo), one entry per model and prompt pair: the
+    (points x positions) normalised scores, 1 where patching the clean activation restores the answer."""
+    from neurometry.steer.patching import PATCH_KIND, patch_result
+
+    frame = load_results(store, PATCH_KIND)
+    out = []
+    for (model, pair), rows in frame.groupby(["run_id", "name"], sort=False):
+        result = patch_result(rows)
+        out.append({
+            "model": model, "pair": pair, "clean": result.clean, "corrupted": result.corrupted,
+            "correct": result.correct, "wrong": result.wrong, "points": result.points,
+            "tokens": [readable(result.tokens[p]) for p in result.positions],
+            "scores": [[finite(v) for v in row] for row in result.scores],
+        })
+    return out
+
+
+def diffs(store: Store) -> list[dict[str, Any]]:
+    """Saved model diffing (``diff --store``, the demo): per base model, finetuned model and settings,
+    the norm of the mean activation difference and its logit-lens tokens at each point, and the
+    generations steered with it."""
+    from neurometry.steer.diffing import DIFF_KIND, diff_document
+
+    frame = load_results(store, DIFF_KIND)
+    if frame.empty:
+        return []
+    keys = frame["params"].map(lambda p: json.dumps(p, sort_keys=True))
+    out = []
+    for (base, finetuned, params), rows in frame.groupby([frame["run_id"], frame["name"], keys], sort=False):
+        document, generated = diff_document(rows)
+        out.append({"base": base, "finetuned": Path(finetuned).name, "params": json.loads(params),
+                    "points": [{"point": p["point"], "norm": finite(p["norm"]), "lens": p.get("lens", [])}
+                               for p in document["points"]],
+                    "generations": generated})
+    return out
+
+
 def other_results(store: Store, kind: str, page: int = 1, per_page: int = PER_PAGE) -> dict[str, Any]:
     """Any kind of result as a paginated table (kinds without a page of their own)."""
     frame = load_results(store, kind)

@@ -400,9 +400,31 @@ async function sweepSections() {
   return box;
 }
 
+async function interventionSections() {
+  const [patches, diffs] = await Promise.all([api("/api/patching"), api("/api/diffs")]);
+  const box = document.createElement("div");
+  for (const p of patches) {
+    box.insertAdjacentHTML("beforeend", `<h2>Activation patching · ${esc(p.model)}</h2>
+      <p class="note">clean “${esc(p.clean)}” → ${esc(p.correct)}; corrupted “${esc(p.corrupted)}” → ${esc(p.wrong)}.
+      1: patching that point and token restores the clean answer; 0: no effect</p>`);
+    const tip = (i, j) => `${p.points[i]} at ${JSON.stringify(p.tokens[j])}\nscore ${fmt(p.scores[i][j])}`;
+    box.appendChild(heatmap({ rows: p.points, cols: p.tokens, values: p.scores, tip, cell: 16 }));
+  }
+  for (const d of diffs) {
+    box.insertAdjacentHTML("beforeend", `<h2>Model diffing · ${esc(d.base)} vs ${esc(d.finetuned)}</h2>
+      <p class="note">mean activation difference over the first ${d.params.first_k} positions${d.params.skip_first ? ` after the first ${d.params.skip_first}` : ""} of ${esc(d.params.texts)} texts, read through the logit lens</p>`
+      + table(["point", "norm", "lens tokens"], d.points.map((p) => [p.point, p.norm,
+        p.lens.map((t) => `<span class="pill" title="${fmt(t.prob)}">${esc(t.token)}</span>`).join("")]), { raw: [2] })
+      + (d.generations ? `<h3>steered with the difference at ${esc(d.generations.point)}, alpha ${fmt(d.generations.alpha)}</h3>`
+        + table(["prompt", "unsteered", "steered"], d.generations.generations.map((g) => [g.prompt, g.unsteered, g.steered]), { left: 3 }) : ""));
+  }
+  return box;
+}
+
 async function steerPage() {
   let info;
   const sweeps = await sweepSections();
+  sweeps.appendChild(await interventionSections());
   try { info = await api("/api/playground"); } catch (error) {
     page.innerHTML = `<h1>Steering</h1><p class="note">${esc(error.message)}</p>`;
     page.appendChild(sweeps);
