@@ -70,11 +70,10 @@ def summary(store: Store) -> dict[str, Any]:
 
 def run_points(store: Store, run: str) -> dict[str, Any]:
     """A run's points in depth order, with shape and committed rows, and the measures saved for each."""
-    measures = load_results(store, "measure")
-    measures = measures[measures["run_id"] == run]
+    points = store.points(run)  # an unknown run fails here, naming the runs there are
+    measures = load_results(store, "measure", run)
     names = list(dict.fromkeys(measures["name"]))
     values = {(r.point, r.name): finite(r.value) for r in measures.itertuples()}
-    points = store.points(run)
     return {
         "run": run,
         "measures": names,
