@@ -112,9 +112,12 @@ class Store:
             query += " WHERE run_id = ?"
             args = (run,)
         rows = self._conn.execute(query + " ORDER BY run_id, position", args).fetchall()
+        # the two queries are separate reads: a run a concurrent `record` registers between them has
+        # points but no run yet; it is left out until the next call sees both
         return [
             PointInfo(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], runs[r[0]].committed_rows)
             for r in rows
+            if r[0] in runs
         ]
 
     def point_info(self, point: str, run: str | None = None) -> PointInfo:
