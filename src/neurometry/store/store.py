@@ -272,7 +272,8 @@ def open_store(path: str | os.PathLike, create: bool = False, read_only: bool = 
         _create(path)
     elif not path.is_dir() or not is_store(path):
         raise NeurometryError(
-            f"{path} exists but is not a neurometry store; choose another --out folder"
+            f"{path} exists but is not a neurometry store (no {CATALOG_FILE} and {STAMP_FILE}); give the "
+            "folder that `neurometry record --out` made (recording into a new path makes one)"
         )
     conn = catalog.connect(path / CATALOG_FILE, read_only=read_only)
     name, version = catalog.read_format(conn)
