@@ -356,3 +356,33 @@ def test_search_prefers_whole_tokens():
     assert views_module.matching("rain", texts) == [1]  # whole token, any case
     assert views_module.matching("rai", texts) == [0, 1, 2]  # no whole token: inside one
     assert views_module.matching("dog", texts) == []
+
+
+def test_neuron_cache_computes_each_point_once_and_points_in_parallel(served, monkeypatch):
+    """Concurrent requests for one point compute it once; a slow point does not hold up another."""
+    from neurometry.app import neurons as neurons_module
+
+    calls: list[str] = []
+    slow = threading.Event()
+    real = neurons_module.neuron_table
+
+    def counted(store, run, point, **kwargs):
+        calls.append(point)
+        if point == "resid.0":
+            assert slow.wait(20), "resid.1 was not served while resid.0 was computing"
+        return real(store, run, point, **kwargs)
+
+    monkeypatch.setattr(views_module, "neuron_table", counted)
+    cache = views_module.NeuronCache()
+
+    def get(point: str) -> None:
+        cache.get(open_store(served.store, read_only=True), "tokens", point)
+
+    waiting = [threading.Thread(target=get, args=("resid.0",)) for _ in range(3)]
+    for thread in waiting:
+        thread.start()
+    get("resid.1")  # served while resid.0 is still computing
+    slow.set()
+    for thread in waiting:
+        thread.join(30)
+    assert sorted(calls) == ["resid.0", "resid.1"]

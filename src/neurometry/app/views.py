@@ -228,19 +228,29 @@ class NeuronCache:
     def __init__(self, size: int = 8):
         self.size = size
         self.tables: OrderedDict[tuple, tuple[NeuronTable, RowExamples]] = OrderedDict()
-        self.lock = Lock()
+        self.lock = Lock()  # guards the two dicts, briefly
+        self.computing: dict[tuple, Lock] = {}
 
     def get(self, store: Store, run: str, point: str) -> tuple[NeuronTable, RowExamples]:
         rows = store.point_info(point, run).n_rows
         key = (str(store.path), run, point, rows)
-        with self.lock:  # one computation per key, even when the page fires several requests at once
-            if key not in self.tables:
-                table = neuron_table(store, run, point)
-                self.tables[key] = (table, RowExamples(store, run, table.n_rows))
+        with self.lock:
+            key_lock = self.computing.setdefault(key, Lock())
+        # one computation per key even when a page fires several requests at once, while other points
+        # (a pass over a million rows takes tens of seconds) are served meanwhile
+        with key_lock:
+            with self.lock:
+                if key in self.tables:
+                    self.tables.move_to_end(key)
+                    return self.tables[key]
+            table = neuron_table(store, run, point)
+            entry = (table, RowExamples(store, run, table.n_rows))
+            with self.lock:
+                self.tables[key] = entry
                 while len(self.tables) > self.size:
                     self.tables.popitem(last=False)
-            self.tables.move_to_end(key)
-            return self.tables[key]
+                self.computing.pop(key, None)
+            return entry
 
 
 NEURON_SORTS = ("unit", "max", "mean", "std", "active")
