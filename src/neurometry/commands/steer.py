@@ -146,18 +146,15 @@ def _load_vector(args: argparse.Namespace) -> tuple[Any, dict]:
     return vector, meta
 
 
-def _check_store_path(path: Path) -> None:
+def _check_store(path: str) -> None:
     """Fail before the computation, not after it: --store must be a store or a new folder in an existing one."""
-    from neurometry.store.store import is_store
+    from neurometry.store.store import check_store_path
 
-    if path.exists() and not (path.is_dir() and is_store(path)):
-        raise NeurometryError(f"{path} exists but is not a neurometry store; give --store a store or a new folder")
-    if not path.exists() and not path.resolve().parent.is_dir():
-        raise NeurometryError(f"folder {path.parent} does not exist; create it or give --store another path")
+    check_store_path(path, create=True)
 
 
 def _result_store(path: str) -> Any:
-    """The --store to save into, created when missing (its path was checked by :func:`_check_store_path`)."""
+    """The --store to save into, created when missing (its path was checked by :func:`_check_store`)."""
     from neurometry.store import open_store
 
     return open_store(path, create=True)
@@ -177,7 +174,7 @@ def cmd_steer_eval(args: argparse.Namespace) -> None:
     from neurometry.steer.evaluate import save_sweep, sweep_document
 
     if args.store:
-        _check_store_path(Path(args.store))
+        _check_store(args.store)
     vector, meta = _load_vector(args)
     source = args.pairs or meta.get("pairs")
     if not source:
@@ -266,7 +263,7 @@ def cmd_patch(args: argparse.Namespace) -> None:
     from neurometry.steer import factual_pairs, patch_residual, plot_patching, save_patching
 
     if args.store:
-        _check_store_path(Path(args.store))
+        _check_store(args.store)
     if args.example is not None:
         examples = factual_pairs()
         if not 0 <= args.example < len(examples):
@@ -349,7 +346,7 @@ def cmd_diff(args: argparse.Namespace) -> None:
     from neurometry.steer.diffing import NEUTRAL, count_positions, lens_text
 
     if args.store:
-        _check_store_path(Path(args.store))
+        _check_store(args.store)
     if args.texts:
         path = Path(args.texts)
         if not path.is_file():

@@ -266,15 +266,9 @@ def open_store(path: str | os.PathLike, create: bool = False, read_only: bool = 
     interrupted creation never leaves a half-made store behind.
     """
     path = Path(path)
+    check_store_path(path, create)
     if not path.exists():
-        if not create:
-            raise NeurometryError(f"no store at {path}; record one with `neurometry record MODEL DATA --out {path}`")
         _create(path)
-    elif not path.is_dir() or not is_store(path):
-        raise NeurometryError(
-            f"{path} exists but is not a neurometry store (no {CATALOG_FILE} and {STAMP_FILE}); give the "
-            "folder that `neurometry record --out` made (recording into a new path makes one)"
-        )
     conn = catalog.connect(path / CATALOG_FILE, read_only=read_only)
     name, version = catalog.read_format(conn)
     if name != catalog.FORMAT_NAME:
@@ -289,12 +283,29 @@ def open_store(path: str | os.PathLike, create: bool = False, read_only: bool = 
     return Store(path, conn)
 
 
-def _create(path: Path) -> None:
+def check_store_path(path: str | os.PathLike, create: bool = False) -> None:
+    """The checks :func:`open_store` makes before it touches anything, for commands that save into a store
+    after long work and should fail before it: ``path`` is a store, or (with ``create``) a new folder in
+    an existing folder this process can write to."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir() or not is_store(path):
+            raise NeurometryError(
+                f"{path} exists but is not a neurometry store (no {CATALOG_FILE} and {STAMP_FILE}); give the "
+                "folder that `neurometry record --out` made (recording into a new path makes one)"
+            )
+        return
+    if not create:
+        raise NeurometryError(f"no store at {path}; record one with `neurometry record MODEL DATA --out {path}`")
     parent = path.parent.resolve()
     if not parent.exists():
-        raise NeurometryError(f"folder {parent} does not exist; create it first or choose another --out")
+        raise NeurometryError(f"folder {parent} does not exist; create it first or choose another path")
     if not os.access(parent, os.W_OK):
-        raise NeurometryError(f"cannot write in {parent}; choose an --out folder you can write to")
+        raise NeurometryError(f"cannot write in {parent}; choose a folder you can write to")
+
+
+def _create(path: Path) -> None:
+    parent = path.parent.resolve()
     tmp = parent / f".{path.name}.creating-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
