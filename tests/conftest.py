@@ -33,6 +33,19 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+TENSE_WORDS = ["red", "blue", "green", "small", "large", "quiet", "bright", "old"]
+
+
+def write_tense_sentences(path: Path) -> Path:
+    """40 templated sentences "the {a} cat saw a {b} dog" (8 x 5 adjectives) with a ``tense`` label
+    alternating past/present: the shared data of the report and dashboard tests."""
+    rows = [
+        {"text": f"the {a} cat saw a {b} dog", "tense": "past" if i % 2 else "present"}
+        for i, (a, b) in enumerate((a, b) for a in TENSE_WORDS for b in TENSE_WORDS[:5])
+    ]
+    return write_jsonl(path, rows)
+
+
 @pytest.fixture
 def sentences_file(tmp_path: Path) -> Path:
     rows = [{"text": t, "label": i % 2, "id": f"r{i}"} for i, t in enumerate(SENTENCES)]

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from neurometry.cli import main
-from tests.conftest import write_planted_finetune
+from tests.conftest import TENSE_WORDS, write_planted_finetune, write_tense_sentences
 
 TINY = "neurometry.models.tiny:tiny_llama"
-WORDS = ["red", "blue", "green", "small", "large", "quiet", "bright", "old"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +29,7 @@ def served(tmp_path_factory) -> Served:
     from neurometry.record import record
 
     folder = tmp_path_factory.mktemp("serve")
-    rows = [
-        {"text": f"the {a} cat saw a {b} dog", "tense": "past" if i % 2 else "present"}
-        for i, (a, b) in enumerate((a, b) for a in WORDS for b in WORDS[:5])
-    ]
-    data = folder / "d.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_tense_sentences(folder / "d.jsonl")
     store = folder / "s.nmstore"
     record(TINY, data, ["embed", "resid.0", "resid.1", "attn_pattern.0"], out=store, reduce="tokens", run="tokens",
            progress=False)
@@ -43,7 +37,7 @@ def served(tmp_path_factory) -> Served:
     pairs = folder / "pairs.jsonl"
     pairs.write_text("".join(
         json.dumps({"positive": f"the {w} is good", "negative": f"the {w} is bad", "target": " good", "opposite": " bad"})
-        + "\n" for w in WORDS
+        + "\n" for w in TENSE_WORDS
     ))
     vector = folder / "goodness.safetensors"
     # targets planted as a linear map of resid.1 (plus a little noise): encoding r is near 1 there

@@ -11,6 +11,7 @@ import pytest
 
 from neurometry.cli import main
 from neurometry.store import open_store
+from tests.conftest import TENSE_WORDS, write_tense_sentences
 
 TINY = "neurometry.models.tiny:tiny_llama"
 
@@ -35,13 +36,7 @@ def store_with_results(tmp_path_factory):
     from neurometry.record import record
 
     folder = tmp_path_factory.mktemp("report")
-    words = ["red", "blue", "green", "small", "large", "quiet", "bright", "old"]
-    rows = [
-        {"text": f"the {a} cat saw a {b} dog", "tense": "past" if i % 2 else "present"}
-        for i, (a, b) in enumerate((a, b) for a in words for b in words[:5])
-    ]
-    data = folder / "d.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_tense_sentences(folder / "d.jsonl")
     store = folder / "s.nmstore"
     record(TINY, data, ["embed", "resid.0", "resid.1"], out=store, reduce="tokens", progress=False)
     mean_store = folder / "m.nmstore"
@@ -173,7 +168,7 @@ def test_steer_sweep_section_from_a_store_without_runs(tmp_path, capsys):
 def test_encode_section(tmp_path, capsys):
     from neurometry.record import record
 
-    words = ["red", "blue", "green", "small", "large", "quiet", "bright", "old"]
+    words = TENSE_WORDS
     rows = [{"text": f"the {a} cat saw a {b} dog", "len_a": len(a), "len_b": len(b)} for a in words for b in words[:5]]
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
