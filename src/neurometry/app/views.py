@@ -151,21 +151,24 @@ def encodings(store: Store) -> list[dict[str, Any]]:
 def sweeps(store: Store) -> list[dict[str, Any]]:
     """Saved steering sweeps (``steer eval --store``, the demo): per vector, the target log-probability
     shift, KL and perplexity against alpha, and the generations saved with one alpha."""
-    frame = store.results("steer_sweep")
-    out: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
-    for r in frame.itertuples():
-        params, extra = json.loads(r.params), json.loads(r.extra)
-        key = (r.run_id, r.point, r.name, json.dumps(params.get("pairs")))
-        entry = out.setdefault(key, {"model": r.run_id, "point": r.point, "vector": r.name,
-                                     "pairs": params.get("pairs"), "n_pairs": extra.get("n_pairs"),
-                                     "vector_info": extra.get("vector", {}), "rows": [], "generations": []})
-        entry["rows"].append({"alpha": float(params["alpha"]), "shift": finite(r.value), "kl": finite(extra.get("kl")),
-                              "perplexity": finite(extra.get("perplexity"))})
-        if extra.get("generations"):
-            entry["generations"].append({"alpha": float(params["alpha"]), "rows": extra["generations"]})
-    for entry in out.values():
-        entry["rows"].sort(key=lambda row: row["alpha"])
-    return list(out.values())
+    from neurometry.steer.evaluate import SWEEP_KIND, sweep_rows
+
+    frame = load_results(store, SWEEP_KIND)
+    out = []
+    pairs = frame["params"].map(lambda p: json.dumps(p.get("pairs")))
+    for (model, point, vector, _), rows in frame.groupby(
+        [frame["run_id"], frame["point"], frame["name"], pairs], sort=False
+    ):
+        swept, generated = sweep_rows(rows)
+        extra = rows["extra"].iloc[0]
+        out.append({
+            "model": model, "point": point, "vector": vector, "pairs": rows["params"].iloc[0].get("pairs"),
+            "n_pairs": extra.get("n_pairs"), "vector_info": extra.get("vector", {}),
+            "rows": [{"alpha": r.alpha, "shift": finite(r.target_logprob_shift), "kl": finite(r.kl),
+                      "perplexity": finite(r.perplexity)} for r in swept],
+            "generations": [{"alpha": generated["alpha"], "rows": generated["generations"]}] if generated else [],
+        })
+    return out
 
 
 def patching(store: Store) -> list[dict[str, Any]]:
