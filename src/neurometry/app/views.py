@@ -19,7 +19,14 @@ import numpy as np
 from neurometry.app.neurons import NeuronTable, RowExamples, neuron_table
 from neurometry.errors import NeurometryError, did_you_mean
 from neurometry.features.examples import RESULT_KIND as FEATURES_KIND
-from neurometry.features.examples import display_token, readable, readable_context
+from neurometry.features.examples import (
+    FeatureExamples,
+    TokenContext,
+    display_token,
+    load_feature_examples,
+    readable,
+    readable_context,
+)
 from neurometry.report.build import compare_records, load_results
 from neurometry.store.store import Store
 
@@ -306,40 +313,31 @@ def neuron(cache: NeuronCache, store: Store, run: str, point: str, unit: int) ->
 
 # -- SAE features ------------------------------------------------------------------------------------
 class FeatureCache:
-    """Parsed feature examples per SAE, reloaded when the catalog's feature records change."""
+    """Each SAE's feature examples (:func:`~neurometry.features.examples.load_feature_examples`) by name,
+    reloaded when the catalog's feature records change."""
 
     def __init__(self) -> None:
         self.key: tuple | None = None
-        self.saes: dict[str, dict[str, Any]] = {}
+        self.saes: dict[str, FeatureExamples] = {}
         self.lock = Lock()
 
-    def get(self, store: Store) -> dict[str, dict[str, Any]]:
+    def get(self, store: Store) -> dict[str, FeatureExamples]:
         key = (str(store.path), *store.connection.execute(
             "SELECT COUNT(*), MAX(created) FROM results WHERE kind = ?", (FEATURES_KIND,)
         ).fetchone())
         with self.lock:
             if key != self.key:
-                self.saes, self.key = _load_features(store), key
+                # every saved set has a latent 0; its record's name is "SAE/0"
+                firsts = store.connection.execute(
+                    "SELECT run_id, name FROM results WHERE kind = ? AND name LIKE '%/0' ORDER BY run_id, name",
+                    (FEATURES_KIND,),
+                ).fetchall()
+                self.saes = {name[:-2]: load_feature_examples(store, name[:-2], run) for run, name in firsts}
+                self.key = key
             return self.saes
 
 
-def _load_features(store: Store) -> dict[str, dict[str, Any]]:
-    saes: dict[str, dict[str, Any]] = {}
-    for run, point, name, value, extra in store.connection.execute(
-        "SELECT run_id, point, name, value, extra FROM results WHERE kind = ? ORDER BY run_id, name", (FEATURES_KIND,)
-    ):
-        sae, latent = name.rsplit("/", 1)
-        record = json.loads(extra)
-        entry = saes.setdefault(sae, {"sae": sae, "run": run, "point": point, "n_latents": record.get("n_latents"),
-                                      "latents": {}})
-        # a re-save with fewer latents leaves the old records behind: only those of the latest count count
-        if int(latent) < int(record.get("n_latents", 10**9)):
-            record["frequency"] = finite(value)
-            entry["latents"][int(latent)] = record
-    return saes
-
-
-def _sae(cache: FeatureCache, store: Store, sae: str) -> dict[str, Any]:
+def _sae(cache: FeatureCache, store: Store, sae: str) -> FeatureExamples:
     saes = cache.get(store)
     if sae not in saes:
         raise NeurometryError(
@@ -352,11 +350,11 @@ def _sae(cache: FeatureCache, store: Store, sae: str) -> dict[str, Any]:
 def feature_sets(cache: FeatureCache, store: Store) -> list[dict[str, Any]]:
     """Each SAE with saved feature examples: point, run, latent count, and the log10 frequency histogram."""
     out = []
-    for entry in cache.get(store).values():
-        freq = np.array([r["frequency"] or 0.0 for r in entry["latents"].values()])
+    for name, examples in cache.get(store).items():
+        freq = examples.frequency
         counts, edges = np.histogram(np.log10(np.clip(freq, 1e-7, None)), bins=40)
         out.append({
-            "sae": entry["sae"], "run": entry["run"], "point": entry["point"], "latents": len(freq),
+            "sae": name, "run": examples.run, "point": examples.point, "latents": examples.d_sae,
             "dead": int((freq == 0).sum()), "dense": int((freq > 0.1).sum()),
             "histogram": {"counts": counts.tolist(), "edges": [float(e) for e in edges]},
         })
@@ -372,26 +370,31 @@ def features(cache: FeatureCache, store: Store, sae: str, query: str = "", sort:
     most or the tokens they promote (logit lens)."""
     if sort not in FEATURE_SORTS:
         raise NeurometryError(f"unknown sort {sort!r}; one of {', '.join(FEATURE_SORTS)}")
-    latents = _sae(cache, store, sae)["latents"]
+    examples = _sae(cache, store, sae)
     query = query.strip().lower()
-    chosen = list(latents)
+    chosen = list(range(examples.d_sae))
     if query.isdigit():
         chosen = [i for i in chosen if i == int(query)]
     elif query:
-        chosen = matching(query, {i: _searchable(latents[i]) for i in chosen})
-    keys = {"frequency": lambda i: -(latents[i]["frequency"] or 0.0),
-            "max": lambda i: -(latents[i].get("max_activation") or 0.0), "latent": lambda i: i}
+        chosen = matching(query, {i: _searchable(examples, i) for i in chosen})
+    keys = {"frequency": lambda i: -examples.frequency[i], "max": lambda i: -examples.max_activation[i],
+            "latent": lambda i: i}
     chosen.sort(key=keys[sort])
     listing = page_of(chosen, page, per_page)
-    listing["items"] = [_latent_row(i, latents[i]) for i in listing["items"]]
+    listing["items"] = [_latent_row(examples, i) for i in listing["items"]]
     return {"sae": sae, "sort": sort, **listing}
 
 
-def _searchable(record: dict[str, Any]) -> list[str]:
+def _logit_tokens(examples: FeatureExamples, index: int, key: str = "promoted") -> list[list]:
+    """A latent's promoted (or suppressed) [token, logit] pairs; none when saved without --model."""
+    return examples.logit_tokens[index][key] if examples.logit_tokens is not None else []
+
+
+def _searchable(examples: FeatureExamples, index: int) -> list[str]:
     # the tokens where the latent fires and those it promotes, not the whole contexts: a search for
     # "rain" should find rain latents, not every latent whose examples mention rain nearby
-    tokens = [display_token(c["token"]) for c in record.get("top", [])[:10]]
-    return tokens + [display_token(t) for t, _ in record.get("promoted", [])[:10]]
+    tokens = [display_token(c.token) for c in examples.top[index][:10]]
+    return tokens + [display_token(t) for t, _ in _logit_tokens(examples, index)[:10]]
 
 
 def matching(query: str, texts: dict[int, list[str]]) -> list[int]:
@@ -403,33 +406,31 @@ def matching(query: str, texts: dict[int, list[str]]) -> list[int]:
     return exact or [key for key, values in lowered.items() if any(query in t for t in values)]
 
 
-def _latent_row(index: int, record: dict[str, Any]) -> dict[str, Any]:
-    top = record.get("top", [])
+def _latent_row(examples: FeatureExamples, index: int) -> dict[str, Any]:
     return {
-        "latent": index, "frequency": record["frequency"], "max": finite(record.get("max_activation")),
-        "mean": finite(record.get("mean_activation")),
-        "top_tokens": list(dict.fromkeys(display_token(c["token"]) for c in top[:10]))[:5],
-        "promoted": [readable(t) for t, _ in record.get("promoted", [])[:5]],
+        "latent": index, "frequency": finite(examples.frequency[index]),
+        "max": finite(examples.max_activation[index]), "mean": finite(examples.mean_activation[index]),
+        "top_tokens": list(dict.fromkeys(display_token(c.token) for c in examples.top[index][:10]))[:5],
+        "promoted": [readable(t) for t, _ in _logit_tokens(examples, index)[:5]],
     }
 
 
 def feature(cache: FeatureCache, store: Store, sae: str, latent: int) -> dict[str, Any]:
     """One latent: statistics, top and quantile contexts (readable, with the token's activation), and
     the tokens its decoder direction promotes and suppresses through the unembedding."""
-    entry = _sae(cache, store, sae)
-    if latent not in entry["latents"]:
-        raise NeurometryError(f"latent {latent} is out of range: {sae} has latents 0..{len(entry['latents']) - 1}")
-    record = entry["latents"][latent]
+    examples = _sae(cache, store, sae)
+    if not 0 <= latent < examples.d_sae:
+        raise NeurometryError(f"latent {latent} is out of range: {sae} has latents 0..{examples.d_sae - 1}")
 
-    def context(c: dict[str, Any]) -> dict[str, Any]:
-        left, token, right = readable_context(c["left"], c["token"], c["right"])
-        return {"row": c["row"], "activation": finite(c["activation"]), "left": left, "token": token, "right": right}
+    def context(c: TokenContext) -> dict[str, Any]:
+        left, token, right = readable_context(c.left, c.token, c.right)
+        return {"row": c.row, "activation": finite(c.activation), "left": left, "token": token, "right": right}
 
     return {
-        **_latent_row(latent, record), "sae": sae, "point": entry["point"], "run": entry["run"],
-        "top": [context(c) for c in record.get("top", [])],
-        "quantiles": [{"examples": [context(c) for c in q["examples"]], **{k: v for k, v in q.items() if k != "examples"}}
-                      for q in record.get("quantiles", [])],
-        "promoted": [[readable(t), finite(v)] for t, v in record.get("promoted", [])],
-        "suppressed": [[readable(t), finite(v)] for t, v in record.get("suppressed", [])],
+        **_latent_row(examples, latent), "sae": sae, "point": examples.point, "run": examples.run,
+        "top": [context(c) for c in examples.top[latent]],
+        "quantiles": [{"quantile": [q.lower, q.upper], "examples": [context(c) for c in q.examples]}
+                      for q in examples.quantiles[latent]],
+        "promoted": [[readable(t), finite(v)] for t, v in _logit_tokens(examples, latent)],
+        "suppressed": [[readable(t), finite(v)] for t, v in _logit_tokens(examples, latent, "suppressed")],
     }
