@@ -108,11 +108,12 @@ class RowExamples:
     """What a stored row shows: the token in its context (token runs) or the input's text (per-input runs)."""
 
     def __init__(self, store: Store, run: str, n_rows: int, window: int = 8):
-        self.reduce = store.run_info(run).reduce
+        info = store.run_info(run)
+        self.reduce = info.reduce
         if self.reduce == "tokens":
             self.contexts = TokenContexts(store, run, n_rows, window)
         else:
-            inputs = store.inputs(store.run_info(run).dataset_id)
+            inputs = store.inputs(info.dataset_id)
             column = next((c for c in INPUT_COLUMNS if c in inputs.columns), None)
             self.input_row = store.row_index(run)["input_row"].to_numpy()
             if column:
