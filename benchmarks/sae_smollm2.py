@@ -126,7 +126,7 @@ def main() -> None:
     # a finished SAE resumes at its last step, so a rerun returns at once
     trained = train_sae(
         store, args.point, out, architecture="topk", d_sae=args.latents, k=args.k,
-        train=TrainConfig(batch_size=args.batch_size, lr=args.lr, min_position=1),
+        train=TrainConfig(batch_size=args.batch_size, lr=args.lr, min_position=1, epochs=1),  # the documented run
     )
     sae = trained.sae
     rate = f"{trained.rows_per_second:.0f} rows/s" if trained.resumed_from < trained.steps else "already trained"

@@ -11,6 +11,7 @@ from neurometry import demo
 from neurometry.demo import FROM_STORE, bundled_data, demo_stages, measure_stage, probe_tasks, stored
 from neurometry.record import record
 from neurometry.store import open_store
+from neurometry.store.results import DIFF, MEASURE, PROBE
 from tests.conftest import KRIEGESKORTE_MAT
 
 TINY_BERT = "neurometry.models.tiny:tiny_bert"
@@ -25,19 +26,19 @@ def store(tmp_path):
 
 
 def test_stored_is_none_until_the_results_are_saved(store):
-    from neurometry.commands.measure import measure_store
+    from neurometry.workflows.measure import measure_store
 
-    assert stored(store, "measure", "tiny") is None
+    assert stored(store, MEASURE, "tiny") is None
     records = measure_store(store, run="tiny", measures=["effective_rank", "anisotropy"], progress=False)
-    saved = stored(store, "measure", "tiny")
+    saved = stored(store, MEASURE, "tiny")
     assert len(records) == len(saved) == 6  # 3 points x 2 measures
     assert list(dict.fromkeys(saved["point"])) == ["embed", "resid.0", "resid.1"]  # depth order
     assert saved["extra"].map(type).eq(dict).all()  # decoded
-    assert len(stored(store, "measure", "tiny", point="resid.1")) == 2
-    assert len(stored(store, "measure", "tiny", point="resid.1", name="anisotropy")) == 1
-    assert stored(store, "measure", "tiny", name="twonn") is None
-    assert stored(store, "measure", "another-run") is None
-    assert stored(store, "probe", "tiny") is None
+    assert len(stored(store, MEASURE, "tiny", point="resid.1")) == 2
+    assert len(stored(store, MEASURE, "tiny", point="resid.1", name="anisotropy")) == 1
+    assert stored(store, MEASURE, "tiny", name="twonn") is None
+    assert stored(store, MEASURE, "another-run") is None
+    assert stored(store, PROBE, "tiny") is None
 
 
 def test_measure_stage_from_the_store_prints_and_draws_what_it_computed(store, tmp_path, capsys):
@@ -166,6 +167,6 @@ def test_diff_stage_from_the_store_prints_what_it_computed(deep_llama, tmp_path,
     assert lines[1].startswith("  lens of the difference at resid.22 ") and lines[1].count(", ") == 2  # top 3
     assert lines[2] == "  base model steered with the difference (resid.15, alpha 2):"
     assert lines[-1] == f"  the finetuned weights: {weights} (try: neurometry diff smollm2-135m {weights})"
-    saved = stored(open_store(tmp_path / "store"), "diff", "smollm2-135m", name=str(weights))
+    saved = stored(open_store(tmp_path / "store"), DIFF, "smollm2-135m", name=str(weights))
     assert sorted(saved["point"]) == ["resid.14", "resid.15", "resid.22"]
-    assert stored(open_store(tmp_path / "store"), "diff", "smollm2-135m", params={"first_k": 5}) is None
+    assert stored(open_store(tmp_path / "store"), DIFF, "smollm2-135m", params={"first_k": 5}) is None

@@ -25,7 +25,19 @@ from neurometry.models import load_model
 from neurometry.models.loaded import LoadedModel
 from neurometry.record import record
 from neurometry.store import open_store
+from neurometry.store.results import (
+    COMPARE,
+    DIFF,
+    MEASURE,
+    PATCH,
+    PROBE,
+    SAE_EVAL,
+    SAE_FEATURES,
+    STEER_SWEEP,
+    ResultKind,
+)
 from neurometry.store.store import Store
+from neurometry.tables.text import print_table
 
 FROM_STORE = "(from the store)"
 PROBE_MODELS = ["minilm", "smollm2-135m"]
@@ -36,17 +48,14 @@ def bundled_data(name: str = "sentences.jsonl") -> Path:
     return Path(str(resources.files("neurometry.data") / name))
 
 
-def stored(store: Store, kind: str, run: str | None = None, **match: Any) -> pd.DataFrame | None:
-    """The saved results of ``kind`` (of ``run``) whose columns equal ``match`` (``point=``, ``name=``,
-    ``params=`` a dict), decoded and in depth order as :func:`neurometry.report.build.load_results` gives
-    them; None when there are none, so the step computes them. Each command saves its records in one
-    transaction, so one row found means the whole step's rows are there."""
-    from neurometry.report.build import load_results
-
-    saved = load_results(store, kind, run)
-    for column, value in match.items():
-        # element by element: `==` on a column of dicts would not compare each row with one dict
-        saved = saved[saved[column].map(lambda cell, value=value: cell == value).astype(bool)]
+def stored(
+    store: Store, kind: ResultKind, run: str | None = None, result_set: str | None = None, **match: Any
+) -> pd.DataFrame | None:
+    """The saved results of ``kind`` (of ``run`` and ``result_set``) whose columns equal ``match``
+    (``point=``, ``name=``, ``params=`` a dict), as :meth:`ResultKind.load` gives them; None when there
+    are none, so the step computes them. Each command saves its records in one transaction, so one row
+    found means the whole step's rows are there."""
+    saved = kind.load(store, run, result_set, **match)
     return None if saved.empty else saved
 
 
@@ -76,7 +85,6 @@ class _Clock:
         self.seconds.append((stage.name, time.perf_counter() - started))
 
     def summary(self) -> None:
-        from neurometry.commands.table import print_table
 
         total = time.perf_counter() - self.start
         rows = [[f"{i}/{self.total} {name}", f"{s:.1f}"] for i, (name, s) in enumerate(self.seconds, 1)]
@@ -209,34 +217,38 @@ def _run_measures(demo: _Demo) -> None:
 def measure_stage(store: Store, run: str, plot: Path, label: str | None = "topic") -> list[dict]:
     """The measure stage on one run (every point, the default measures, neural collapse by ``label``):
     computed and saved, or read back from the store; printed and drawn the same either way."""
-    from neurometry.commands.measure import measure_store, plot_profiles, print_results
-    from neurometry.report.build import measure_records
+    from neurometry.plots import plot_profiles, save_figure
+    from neurometry.tables.measure import print_measures
+    from neurometry.workflows.measure import measure_records, measure_store
 
-    saved = stored(store, "measure", run)
+    saved = stored(store, MEASURE, run)
     if saved is None:
         records = measure_store(store, run=run, points=None, measures=None, label=label)
     else:
         records = measure_records(saved)
         print(FROM_STORE)
-    print_results(records)
-    plot_profiles(records, plot, f"{store.path.name} · run {run}")
+    print_measures(records)
+    save_figure(plot_profiles(records, f"{store.path.name} · run {run}"), plot)
     print(f"plot: {plot}")
     return records
 
 
 def _run_compare(demo: _Demo) -> None:
     """CKA between every pair of MiniLM layers: how fast the representation changes with depth."""
-    from neurometry.commands.compare import plot_results, print_results, run_compare
-    from neurometry.report.build import compare_records
+    from neurometry.plots import plot_comparison, save_figure
+    from neurometry.tables.compare import print_comparison
+    from neurometry.workflows.compare import compare_records, compare_set_name, run_compare
 
-    saved = stored(demo.store, "compare", "minilm-mean", name="cka")
+    result_set = compare_set_name("cka", str(demo.store_path), run_b="minilm-mean")
+    saved = stored(demo.store, COMPARE, "minilm-mean", result_set)
     if saved is None:
         document = run_compare(str(demo.store_path), None, "cka", run_a="minilm-mean", progress=False)
     else:
         document = {"results": compare_records(demo.store, saved)}
         print(FROM_STORE)
-    print_results(document)
-    plot_results(document, demo.out / "cka.png", "MiniLM layers, linear CKA (432 sentences, mean over tokens)")
+    print_comparison(document)
+    save_figure(plot_comparison(document, "MiniLM layers, linear CKA (432 sentences, mean over tokens)"),
+                demo.out / "cka.png")
     print(f"plot: {demo.out / 'cka.png'}")
 
 
@@ -262,24 +274,28 @@ def _record_brain(demo: _Demo) -> None:
 
 def _run_brain(demo: _Demo, mat: Path) -> None:
     """EfficientNet-Lite0 blocks against monkey and human IT (Kriegeskorte et al. 2008), by RSA."""
-    from neurometry.commands.compare import plot_results, print_results, run_compare
     from neurometry.compare.rdm import load_rdms
     from neurometry.datasets import KRIEGESKORTE_RDM_KEY
-    from neurometry.report.build import compare_records
+    from neurometry.plots import plot_comparison, save_figure
+    from neurometry.tables.compare import print_comparison
+    from neurometry.workflows.compare import compare_records, compare_set_name, run_compare
 
-    saved = stored(demo.store, "compare", "efficientnet-k92", name="rsa")
+    settings = dict(rdm_key=KRIEGESKORTE_RDM_KEY, permutations=200, bootstrap=200)
+    # found by what produced it: a user's own RSA of this run against other data is another result set
+    saved = stored(demo.store, COMPARE, "efficientnet-k92", compare_set_name("rsa", str(mat), **settings))
     if saved is None:
-        document = run_compare(str(demo.store_path), str(mat), "rsa", run_a="efficientnet-k92",
-                               rdm_key=KRIEGESKORTE_RDM_KEY, permutations=200, bootstrap=200, progress=False)
+        document = run_compare(str(demo.store_path), str(mat), "rsa", run_a="efficientnet-k92", progress=False,
+                               **settings)
     else:  # the brain RDMs in the file's order, as the computed comparison lists them
         document = {"results": compare_records(demo.store, saved, order_b=list(load_rdms(mat, KRIEGESKORTE_RDM_KEY)))}
         print(FROM_STORE)
-    print_results(document)
+    print_comparison(document)
     monkey_human = run_compare(str(mat), None, "rsa", rdm_key=KRIEGESKORTE_RDM_KEY, points_a=["mIT*"],
                                points_b=["hIT*"], progress=False)["results"][0]["value"]
     print(f"reference level: monkey IT vs human IT = {monkey_human:.4f}")
-    plot_results(document, demo.out / "brain-rsa.png", "EfficientNet-Lite0 blocks vs IT (correlation RDMs, Spearman)",
-                 reference=("monkey IT vs human IT", monkey_human))
+    title = "EfficientNet-Lite0 blocks vs IT (correlation RDMs, Spearman)"
+    figure = plot_comparison(document, title, reference=("monkey IT vs human IT", monkey_human))
+    save_figure(figure, demo.out / "brain-rsa.png")
     print(f"plot: {demo.out / 'brain-rsa.png'}")
 
 
@@ -309,8 +325,7 @@ def probe_tasks(
 
     A (model, task) whose probe results are in the store already is read from there; a model is loaded
     (with ``load``) only when one of its tasks is computed. Prints which came from the store."""
-    from neurometry.commands.probe import run_probe
-    from neurometry.report.build import scored_records
+    from neurometry.workflows.probe import run_probe, scored_records
 
     store = open_store(store_path) if store_path.exists() else None
     records, reused = [], []
@@ -318,7 +333,7 @@ def probe_tasks(
         model = None
         for task, (file, column, kind) in PROBE_TASKS.items():
             run = f"{name}-{task}"
-            saved = stored(store, "probe", run) if store is not None else None
+            saved = stored(store, PROBE, run) if store is not None else None
             if saved is not None:
                 results = scored_records(saved)
                 reused.append(run)
@@ -336,7 +351,6 @@ def probe_tasks(
 
 def print_probe_tasks(records: list[dict]) -> None:
     """Per model and task: held-out score at the embeddings, at the best point, at the last point."""
-    from neurometry.commands.table import print_table
 
     rows = []
     for (model, task), group in _by_model_task(records).items():
@@ -349,32 +363,10 @@ def print_probe_tasks(records: list[dict]) -> None:
 
 def plot_probe_tasks(records: list[dict], path: Path) -> None:
     """One panel per task: score against relative depth for each model, with its fold interval."""
-    import matplotlib
+    from neurometry.plots import plot_probe_tasks as draw
+    from neurometry.plots import save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = _by_model_task(records)
-    tasks = list(dict.fromkeys(task for _, task in groups))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(3.4 * len(tasks), 3.2), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for (model, t), group in groups.items():
-            if t != task:
-                continue
-            depth = [i / (len(group) - 1) for i in range(len(group))]
-            (line,) = ax.plot(depth, [r["score"] for r in group], marker="o", ms=2.5, label=model)
-            ax.fill_between(depth, [r["ci_low"] for r in group], [r["ci_high"] for r in group],
-                            color=line.get_color(), alpha=0.2)
-            ax.axhline(group[0]["baseline"], color=line.get_color(), linestyle=":", linewidth=0.8)
-        kind = next(g[0]["kind"] for (m, t), g in groups.items() if t == task)
-        ax.set_title(task, fontsize=10)
-        ax.set_xlabel("relative depth (embeddings = 0)", fontsize=8)
-        ax.set_ylabel("held-out accuracy" if kind == "logistic" else "held-out R^2", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    save_figure(draw(_by_model_task(records)), path)
 
 
 def _by_model_task(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
@@ -387,12 +379,11 @@ def _by_model_task(records: list[dict]) -> dict[tuple[str, str], list[dict]]:
 def _run_steering(demo: _Demo) -> None:
     """SmolLM2: a sentiment vector swept over alpha on held-out pairs, and steered generations; saved in the
     store (kind steer_sweep, run smollm2-135m) and read back from there on a rerun."""
-    from neurometry.commands.table import print_table
+    from neurometry.plots import plot_sweep, save_figure
     from neurometry.steer import (
         build_vector,
         generations,
         load_vector,
-        plot_sweep,
         save_sweep,
         save_vector,
         steering_pairs,
@@ -400,7 +391,7 @@ def _run_steering(demo: _Demo) -> None:
         sweep_rows,
     )
 
-    saved = stored(demo.store, "steer_sweep", "smollm2-135m", point="resid.12", name="sentiment")
+    saved = stored(demo.store, STEER_SWEEP, "smollm2-135m", point="resid.12", name="sentiment")
     if saved is None:
         model = demo.model("smollm2-135m")
         pairs = steering_pairs("sentiment")
@@ -419,7 +410,8 @@ def _run_steering(demo: _Demo) -> None:
         print(FROM_STORE)
     print_table(["alpha", "target logprob shift", "KL (neutral)", "perplexity (neutral)"],
                 [[f"{r.alpha:g}", f"{r.target_logprob_shift:+.3f}", f"{r.kl:.4f}", f"{r.perplexity:.1f}"] for r in rows])
-    plot_sweep(rows, demo.out / "steer-sweep.png", "SmolLM2 resid.12 sentiment vector (mean_diff), held-out pairs")
+    title = "SmolLM2 resid.12 sentiment vector (mean_diff), held-out pairs"
+    save_figure(plot_sweep(rows, title), demo.out / "steer-sweep.png")
     for row in table:
         print(f"  {row['prompt']!r}\n    unsteered: {row['unsteered']!r}\n    alpha 4:   {row['steered']!r}")
     print(f"plot: {demo.out / 'steer-sweep.png'}")
@@ -428,11 +420,12 @@ def _run_steering(demo: _Demo) -> None:
 def _run_patching(demo: _Demo, pair: dict[str, str]) -> None:
     """The causal trace of a factual recall: which layer and position restore the clean answer; saved in the
     store (kind patch, run smollm2-135m) and read back from there on a rerun."""
-    from neurometry.steer import patch_residual, patch_result, plot_patching, save_patching
+    from neurometry.plots import plot_patching, save_figure
+    from neurometry.steer import patch_residual, patch_result, save_patching
     from neurometry.steer.patching import pair_id
 
     name = pair_id(pair["clean"], pair["corrupted"], pair["correct"], pair["wrong"])
-    saved = stored(demo.store, "patch", "smollm2-135m", name=name)
+    saved = stored(demo.store, PATCH, "smollm2-135m", name=name)
     if saved is None:
         result = patch_residual(demo.model("smollm2-135m"), pair["clean"], pair["corrupted"], pair["correct"],
                                 pair["wrong"], heads=False)
@@ -440,7 +433,7 @@ def _run_patching(demo: _Demo, pair: dict[str, str]) -> None:
     else:
         result = patch_result(saved)
         print(FROM_STORE)
-    plot_patching(result, demo.out / "patching.png")
+    save_figure(plot_patching(result), demo.out / "patching.png")
     best = result.scores.argmax(axis=1)
     for layer in (0, 10, 20, 23, 29):
         i = result.points.index(f"resid.{layer}")
@@ -464,8 +457,8 @@ def _run_sae(demo: _Demo) -> None:
     from neurometry.features.evaluate import save_sae_eval
 
     store, folder = demo.store, demo.out / "sae-minilm-resid3"
-    evaluated = stored(store, "sae_eval", "minilm-tokens", name=str(folder.resolve()))
-    explained = stored(store, "sae_features", "minilm-tokens", name=f"{folder.name}/0")
+    evaluated = stored(store, SAE_EVAL, "minilm-tokens", name=str(folder.resolve()))
+    explained = stored(store, SAE_FEATURES, "minilm-tokens", folder.name, name=f"{folder.name}/0")
     trained = None
     if evaluated is None or explained is None:
         trained = train_sae(
@@ -509,7 +502,7 @@ def _run_diffing(demo: _Demo) -> None:
     lens_points, point, alpha = ["resid.14", "resid.22"], "resid.15", 2.0
     lens_settings, steer_settings = {"first_k": 5, "skip_first": 0}, {"first_k": 5, "skip_first": 1}
     lens_saved, steer_saved = (
-        stored(demo.store, "diff", "smollm2-135m", name=str(weights), params={**settings, "texts": NEUTRAL})
+        stored(demo.store, DIFF, "smollm2-135m", name=str(weights), params={**settings, "texts": NEUTRAL})
         for settings in (lens_settings, steer_settings)
     )
     # `neurometry diff ... --store` into this store writes the same kind: take only what this stage shows,

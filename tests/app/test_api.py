@@ -21,6 +21,7 @@ from neurometry.cli import main
 from neurometry.errors import NeurometryError
 from neurometry.features.examples import display_token
 from neurometry.store import open_store
+from neurometry.store.results import MEASURE, SAE_FEATURES, Result
 
 from .conftest import TINY
 
@@ -69,7 +70,7 @@ def test_summary_points_and_comparisons_equal_the_catalog(client, served):
 
     points = ok(client.get("/api/runs/mean/points"))
     assert [p["point"] for p in points["points"]] == ["embed", "resid.0", "resid.1"]
-    catalog = open_store(served.store).results("measure")
+    catalog = MEASURE.load(open_store(served.store))
     rank = points["measures"].index("effective_rank")
     for p in points["points"]:
         want = catalog[(catalog.point == p["point"]) & (catalog.name == "effective_rank")]["value"].item()
@@ -160,8 +161,8 @@ def test_pagination(client):
 def test_feature_search_and_detail(client, served):
     (sae,) = ok(client.get("/api/features"))
     assert sae["sae"] == served.sae and sae["latents"] == 32 and sum(sae["histogram"]["counts"]) == 32
-    records = open_store(served.store).results("sae_features")
-    records = {int(r.name.rsplit("/", 1)[1]): json.loads(r.extra) for r in records.itertuples()}
+    records = SAE_FEATURES.load(open_store(served.store))
+    records = {int(r.name.rsplit("/", 1)[1]): r.extra for r in records.itertuples()}
     latent, record = next((i, r) for i, r in sorted(records.items()) if r["top"])
     token = display_token(record["top"][0]["token"])
     found = ok(client.get(f"/api/features/{served.sae}", params={"q": token, "per_page": 500}))
@@ -258,7 +259,7 @@ def test_the_app_is_read_only(client, served):
     assert client.delete("/files/neurometry.json").status_code == 405
     store = open_store(served.store, read_only=True)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
-        store.save_results("measure", [{"point": "embed", "name": "x", "value": 1.0}], run="mean")
+        MEASURE.save(store, "mean", [Result("embed", "x", 1.0, params={"label": None, "seed": 0}, extra={"n_rows": 1})])
 
 
 def test_reads_while_record_writes_show_only_committed_rows(tmp_path):

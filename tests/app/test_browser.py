@@ -5,7 +5,6 @@ under test-artifacts/screenshots (or $NEUROMETRY_ARTIFACTS)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -19,6 +18,7 @@ import pytest
 from neurometry.app import Playground, create_app
 from neurometry.features.examples import display_token
 from neurometry.store import open_store
+from neurometry.store.results import COMPARE, SAE_FEATURES
 
 from .conftest import TINY
 
@@ -156,8 +156,8 @@ def test_neuron_search_finds_a_known_unit(page, served):
 
 
 def test_feature_search_and_latent_page(page, served):
-    records = open_store(served.store).results("sae_features")
-    records = {int(r.name.rsplit("/", 1)[1]): json.loads(r.extra) for r in records.itertuples()}
+    records = SAE_FEATURES.load(open_store(served.store))
+    records = {int(r.name.rsplit("/", 1)[1]): r.extra for r in records.itertuples()}
     latent, record = next((i, r) for i, r in sorted(records.items()) if r["top"])
     visit(page, "/features")
     histogram = page.locator("svg.plot.histogram rect")
@@ -213,6 +213,6 @@ def test_errors_are_shown_as_messages(page):
 
 @pytest.fixture(scope="module")
 def client_values(served) -> dict[str, float]:
-    results = open_store(served.store).results("compare")
-    row = results[(results.point == "embed") & results.params.str.contains('"point_b": "resid.1"')]
+    results = COMPARE.load(open_store(served.store))
+    row = results[(results.point == "embed") & results.params.map(lambda p: p["point_b"] == "resid.1")]
     return {"cka_embed_resid1": float(row["value"].item())}

@@ -8,7 +8,7 @@ from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.metrics import r2_score
 from sklearn.preprocessing import StandardScaler
 
-from neurometry.compare import predictivity
+from neurometry import ridge as ridge_module
 from neurometry.compare.predictivity import (
     DEFAULT_ALPHAS,
     cross_validated_predictions,
@@ -18,6 +18,7 @@ from neurometry.compare.predictivity import (
 )
 from neurometry.compare.registry import METRICS
 from neurometry.errors import NeurometryError
+from neurometry.ridge import RidgePath
 
 
 def planted(n: int, p: int, t: int, seed: int, scale_features: bool = True):
@@ -76,10 +77,15 @@ def test_folds_match_sklearn_ridge_and_ridgecv(n, p, t, seed):
                 )
                 assert chosen[f] == cv.alpha_
                 # the leave-one-out errors themselves, for every penalty
-                offset = y_train.mean(axis=0)
-                ridge = predictivity._RidgeFold.fit(x_train - x_train.mean(axis=0), y_train - offset)
-                ours = ridge.loo_mse(y_train - offset, np.asarray(DEFAULT_ALPHAS))
+                ridge = RidgePath.fit(x[train])
+                ours = ridge.loo_mse(y_train, DEFAULT_ALPHAS).mean(axis=1)
                 np.testing.assert_allclose(ours, cv.cv_results_.mean(axis=(0, 1)), rtol=1e-9)
+
+
+def test_default_grid_is_the_shared_one():
+    assert DEFAULT_ALPHAS is ridge_module.DEFAULT_ALPHAS
+    assert DEFAULT_ALPHAS == tuple(10.0**e for e in range(-3, 6))
+    assert METRICS["linear_predictivity"].params["alphas"] == DEFAULT_ALPHAS
 
 
 def test_both_directions_and_registry():

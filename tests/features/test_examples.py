@@ -13,7 +13,6 @@ import torch
 
 from neurometry.errors import NeurometryError
 from neurometry.features.examples import (
-    RESULT_KIND,
     export_feature_direction,
     feature_examples,
     feature_logit_tokens,
@@ -24,6 +23,7 @@ from neurometry.models.tiny import tiny_llama
 from neurometry.record import record
 from neurometry.steer.vectors import load_vector
 from neurometry.store import open_store
+from neurometry.store.results import SAE_FEATURES
 from tests.conftest import SENTENCES, write_jsonl
 from tests.features.conftest import mirror_sae
 
@@ -141,7 +141,7 @@ def test_catalog_round_trip(store, examples):
         assert save_feature_examples(store, examples, None, "mirror") == 2 * D
     finally:
         examples.logit_tokens = None
-    table = store.results(RESULT_KIND)
+    table = SAE_FEATURES.load(store)
     table = table[table["name"].str.startswith("mirror/")]
     assert len(table) == 2 * D and set(table["point"]) == {POINT}
     by_name = dict(zip(table["name"], table["value"], strict=True))

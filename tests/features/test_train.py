@@ -1,4 +1,4 @@
-"""SAE training: planted features recovered, shuffling buffer, held-out tail, exact resume."""
+"""SAE training: planted features recovered, the default schedule, shuffling buffer, held-out tail, exact resume."""
 
 from __future__ import annotations
 
@@ -10,8 +10,17 @@ from scipy.optimize import linear_sum_assignment
 
 from neurometry.errors import NeurometryError
 from neurometry.features.buffer import ShufflingBuffer, held_out_start
+from neurometry.features.evaluate import evaluate_sae
 from neurometry.features.io import load_sae
-from neurometry.features.train import TrainConfig, geometric_median, train_sae
+from neurometry.features.sae import SAEConfig, SparseAutoencoder
+from neurometry.features.train import (
+    TrainConfig,
+    _Trainer,
+    auto_batch_size,
+    geometric_median,
+    plan_schedule,
+    train_sae,
+)
 from neurometry.store import import_array, open_store
 
 
@@ -58,6 +67,60 @@ def test_topk_recovers_planted_directions_in_superposition(tmp_path):
     assert fvu < 0.1
 
 
+def test_default_schedule_fits_a_60000_row_point_that_one_pass_does_not(tmp_path):
+    """The issue's case: one pass over 60,000 rows at batch 4,096 is 13 steps and leaves FVU ~0.68 on
+    planted data; the default (3,000 steps at batch 1,024) fits it (measured: 0.03 held out)."""
+    torch.set_num_threads(1)
+    x, _ = superposition(60_000, d=32, m=48, active=3)
+    store = make_store(tmp_path / "s.nmstore", x)
+    settings = {"architecture": "topk", "d_sae": 96, "k": 3, "progress": False}
+
+    one_pass = train_sae(store, "x", tmp_path / "pass", train=TrainConfig(batch_size=4096, epochs=1), **settings)
+    assert one_pass.steps == 13 and one_pass.schedule.rule == "epochs"
+    fvu_pass = evaluate_sae(one_pass.sae, store, "x", start=one_pass.held_out_start, progress=False).fvu
+
+    default = train_sae(store, "x", tmp_path / "default", **settings)
+    plan = default.schedule
+    assert (plan.rule, plan.steps, plan.batch_size, plan.rows) == ("minimum", 3000, 1024, 57_000)
+    assert default.steps == 3000 and default.rows_seen == 3000 * 1024
+    assert plan.reason.startswith("3,000 steps (the minimum; one pass over 57,000 rows at batch 1,024")
+    fvu_default = evaluate_sae(default.sae, store, "x", start=default.held_out_start, progress=False).fvu
+
+    assert fvu_pass >= 0.5, fvu_pass
+    assert fvu_default <= 0.15, fvu_default
+    # the plan is saved with the SAE
+    assert load_sae(tmp_path / "default").cfg.extra["schedule"] == plan.to_dict()
+
+
+def test_plan_schedule_obeys_explicit_choices_and_scales_the_default():
+    # default: max(one pass, 3,000 steps); the batch is 4,096 capped at a power of two <= rows / 32
+    assert [auto_batch_size(n) for n in (10, 100, 5_000, 57_000, 131_072, 10**6)] == [10, 32, 128, 1024, 4096, 4096]
+    small = plan_schedule(TrainConfig(), 57_000)
+    assert (small.rule, small.steps, small.batch_size, small.steps_per_epoch) == ("minimum", 3000, 1024, 55)
+    big = plan_schedule(TrainConfig(), 40_000_000)
+    assert (big.rule, big.steps, big.batch_size) == ("one pass", 40_000_000 // 4096, 4096)
+    assert "more than the 3,000-step minimum" in big.reason
+    assert plan_schedule(TrainConfig(min_steps=5000), 57_000).steps == 5000
+    # an explicit batch, steps, passes or rows is obeyed, with no minimum
+    assert plan_schedule(TrainConfig(batch_size=4096), 57_000).steps == 3000
+    assert plan_schedule(TrainConfig(batch_size=4096, epochs=1), 57_000).steps == 13
+    assert plan_schedule(TrainConfig(epochs=2.5), 57_000).steps == int(2.5 * 57_000) // 1024
+    assert plan_schedule(TrainConfig(steps=40), 57_000).steps == 40
+    assert plan_schedule(TrainConfig(batch_size=256, train_rows=25_600), 57_000).steps == 100
+    with pytest.raises(NeurometryError, match="at most one of"):
+        TrainConfig(steps=10, epochs=1)
+    with pytest.raises(NeurometryError, match="fewer than one batch"):
+        plan_schedule(TrainConfig(batch_size=4096), 1000)
+    # warm-up (1%) and decay (last 20%) are fractions of the chosen steps
+    sae = SparseAutoencoder(SAEConfig(d_in=4, d_sae=8, k=2))
+    for steps in (13, 3000):
+        trainer = _Trainer(sae, TrainConfig(), steps)
+        lr = [trainer.lr_at(s) / trainer.train.lr for s in range(steps)]
+        warm, decay = max(1, steps // 100), int(steps * 0.8)
+        assert lr[warm - 1] == 1.0 and (warm == 1 or lr[0] < 1.0)
+        assert lr[decay - 1] == 1.0 and lr[-1] < 1.0 / (steps - decay) + 1e-12
+
+
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     torch.set_num_threads(2)
     x, _ = superposition(3000, d=16, m=24, active=2, seed=1)
@@ -81,7 +144,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 def test_resume_refuses_a_different_setup(tmp_path):
     x, _ = superposition(2000, d=8, m=12, active=2)
     store = make_store(tmp_path / "s.nmstore", x)
-    train = TrainConfig(batch_size=128, held_out=0.0)
+    train = TrainConfig(batch_size=128, held_out=0.0, epochs=1)
     train_sae(store, "x", tmp_path / "sae", d_sae=16, k=2, train=train, progress=False, max_steps=3)
     with pytest.raises(NeurometryError, match="different training setup"):
         train_sae(store, "x", tmp_path / "sae", d_sae=16, k=3, train=train, progress=False)
@@ -167,7 +230,7 @@ def test_min_position_leaves_first_tokens_out_of_training_and_evaluation(tmp_pat
     assert len(seen) == keep.sum() // 16 * 16 and keep[seen].all()
     result = train_sae(
         store, "resid.1", tmp_path / "sae", d_sae=16, k=2,
-        train=TrainConfig(batch_size=32, held_out=0.25, min_position=1), progress=False,
+        train=TrainConfig(batch_size=32, held_out=0.25, min_position=1, epochs=1), progress=False,
     )
     assert result.sae.cfg.extra["min_position"] == 1
     metrics = evaluate_sae(result.sae, store, "resid.1", start=result.held_out_start, progress=False)

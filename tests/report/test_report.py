@@ -11,6 +11,7 @@ import pytest
 
 from neurometry.cli import main
 from neurometry.store import open_store
+from neurometry.store.results import COMPARE, MEASURE, SAE_EVAL, SAE_FEATURES
 from tests.conftest import TENSE_WORDS, write_tense_sentences
 
 TINY = "neurometry.models.tiny:tiny_llama"
@@ -86,13 +87,13 @@ def test_report_holds_every_result_kind_self_contained(store_with_results, tmp_p
     # 1 measure profile + 1 frequency histogram
     assert len(images) == 2
     s = open_store(store)
-    rank = s.results("measure").query("name == 'effective_rank' and point == 'resid.1'")["value"].iloc[0]
+    rank = MEASURE.load(s).query("name == 'effective_rank' and point == 'resid.1'")["value"].iloc[0]
     assert f"{rank:.4g}" in page
-    fvu = json.loads(s.results("sae_eval")["extra"].iloc[0])["fvu"]
+    fvu = SAE_EVAL.load(s)["extra"].iloc[0]["fvu"]
     assert f"{fvu:.4g}" in page
     # the most frequent latent's best example, its token highlighted with its activation as the title
-    features = s.results("sae_features").sort_values("value", ascending=False)
-    best = json.loads(features["extra"].iloc[0])["top"][0]
+    features = SAE_FEATURES.load(s).sort_values("value", ascending=False)
+    best = features["extra"].iloc[0]["top"][0]
     assert re.search(rf'title="{best["activation"]:.3g}">', page)
 
     out2 = tmp_path / "mean.html"
@@ -102,7 +103,7 @@ def test_report_holds_every_result_kind_self_contained(store_with_results, tmp_p
     images2, external2 = images_and_links(page2)
     assert external2 == [] and len(images2) == 2  # the CKA layer x layer heatmap and the probe curve
     assert "Similarity" in page2 and "Probes" in page2
-    cka = open_store(mean_store).results("compare")
+    cka = COMPARE.load(open_store(mean_store))
     assert len(cka) == 9 and f"{cka['value'].iloc[1]:.4g}" in page2
 
 

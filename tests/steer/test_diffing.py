@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.models.hooks import capture
 from neurometry.models.tiny import tiny_llama
 from neurometry.steer.diffing import (
     DiffResult,
@@ -16,7 +17,7 @@ from neurometry.steer.diffing import (
     mean_activation_difference,
     steer_with_difference,
 )
-from neurometry.steer.lens import capture
+from neurometry.store.results import DIFF
 
 TEXTS = [
     "The train left the station at noon.",
@@ -147,7 +148,6 @@ def test_count_positions_matches_what_the_mean_pools(models):
 
 
 def test_saved_diffing_reads_back_exactly(models, tmp_path):
-    from neurometry.report.build import load_results
     from neurometry.steer.diffing import count_positions, diff_document, save_diff
     from neurometry.store import open_store
 
@@ -160,7 +160,7 @@ def test_saved_diffing_reads_back_exactly(models, tmp_path):
     store = open_store(tmp_path / "s.nmstore", create=True)  # diffing needs no recorded run
     save_diff(store, result, "base", "/weights/fine.safetensors", generations=table, generation_point="resid.1",
               generation_alpha=2.0)
-    saved = load_results(store, "diff", "base")
+    saved = DIFF.load(store, "base")
     assert list(saved["point"]) == ["resid.0", "resid.1", "resid.2"] and set(saved["name"]) == {
         "/weights/fine.safetensors"
     }
@@ -173,7 +173,7 @@ def test_saved_diffing_reads_back_exactly(models, tmp_path):
     assert generated == {"point": "resid.1", "alpha": 2.0, "generations": table}
     # without generations, and a second setting of the same models beside the first
     save_diff(store, DiffResult({"resid.2": diffs["resid.2"]}, FIRST_K, 8, 1), "base", "/weights/fine.safetensors")
-    both = load_results(store, "diff", "base")
+    both = DIFF.load(store, "base")
     with pytest.raises(NeurometryError, match="2 \\(run, finetuned, settings\\) combinations"):
         diff_document(both)
     again, generated = diff_document(both[both["params"].map(lambda p: p["skip_first"] == 1)])

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.models.hooks import encode_prompt, single_token_id
 from neurometry.models.tiny import tiny_llama
-from neurometry.steer.lens import encode_prompt, lens_logits, logit_lens, single_token_id
+from neurometry.steer.lens import lens_logits, logit_lens
 
 torch.set_num_threads(2)
 

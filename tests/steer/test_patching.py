@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.models.hooks import encode_prompt, single_token_id
 from neurometry.models.tiny import tiny_llama
-from neurometry.steer.lens import encode_prompt, single_token_id
-from neurometry.steer.patching import factual_pairs, logit_difference, patch_residual, plot_patching
+from neurometry.plots import plot_patching, save_figure
+from neurometry.steer.patching import factual_pairs, logit_difference, patch_residual
+from neurometry.store.results import PATCH
 
 torch.set_num_threads(2)
 
@@ -111,7 +113,7 @@ def test_result_document_and_plot(tiny_result, tmp_path):
     assert np.array(doc["scores"]).shape == (3, 8) and np.array(doc["head_scores"]).shape == (2, 4)
     assert doc["correct"] == "cat" and doc["tokens"][2] == "cat"
     path = tmp_path / "patch.png"
-    plot_patching(tiny_result, path)
+    save_figure(plot_patching(tiny_result), path)
     assert path.stat().st_size > 1000
 
 
@@ -228,13 +230,12 @@ def assert_same_result(back, original):
 
 
 def test_saved_result_reads_back_exactly(tiny_result, tmp_path):
-    from neurometry.report.build import load_results
     from neurometry.steer.patching import pair_id, patch_result, save_patching
     from neurometry.store import open_store
 
     store = open_store(tmp_path / "s.nmstore", create=True)  # patching needs no recorded run
     save_patching(store, tiny_result, "tiny")
-    saved = load_results(store, "patch", "tiny")
+    saved = PATCH.load(store, "tiny")
     assert list(saved["point"]) == ["embed", "resid.0", "resid.1"]
     assert set(saved["name"]) == {pair_id(CLEAN, CORRUPTED, "cat", "dog")}
     assert pair_id(CLEAN, CORRUPTED, "cat", "dog").startswith("cat vs dog (")
@@ -248,13 +249,12 @@ def test_saved_result_reads_back_exactly(tiny_result, tmp_path):
     assert np.array(extra["head_scores"]).shape == (2, 4) and extra["clean"] == CLEAN
     back = patch_result(saved)
     assert_same_result(back, tiny_result)
-    plot_patching(tiny_result, tmp_path / "computed.png")
-    plot_patching(back, tmp_path / "saved.png")
+    save_figure(plot_patching(tiny_result), tmp_path / "computed.png")
+    save_figure(plot_patching(back), tmp_path / "saved.png")
     assert (tmp_path / "saved.png").read_bytes() == (tmp_path / "computed.png").read_bytes()
 
 
-def test_saved_points_keep_their_order_and_mixed_saves_are_refused(tiny, tmp_path):
-    from neurometry.report.build import load_results
+def test_saved_points_keep_their_order_and_a_new_save_replaces_the_pair(tiny, tmp_path):
     from neurometry.steer.patching import patch_result, save_patching
     from neurometry.store import open_store
 
@@ -266,12 +266,11 @@ def test_saved_points_keep_their_order_and_mixed_saves_are_refused(tiny, tmp_pat
     assert subset.points == ["mlp_act.0", "resid.0", "attn_out.1"] and subset.head_scores is None
     store = open_store(tmp_path / "s.nmstore", create=True)
     save_patching(store, subset, "tiny")
-    assert_same_result(patch_result(load_results(store, "patch")), subset)
-    # the same pair again at other positions replaces resid.0 only: the reader will not mix the two
-    save_patching(store, patch_residual(tiny, CLEAN, CORRUPTED, "cat", "dog", points="resid.0", heads=False),
-                  "tiny")
-    with pytest.raises(NeurometryError, match="different positions or heads"):
-        patch_result(load_results(store, "patch"))
+    assert_same_result(patch_result(PATCH.load(store)), subset)
+    # the same pair again at other positions and points replaces the whole saved trace: nothing old is left
+    again = patch_residual(tiny, CLEAN, CORRUPTED, "cat", "dog", points="resid.0", heads=False)
+    save_patching(store, again, "tiny")
+    assert_same_result(patch_result(PATCH.load(store)), again)
     save_patching(store, subset, "other-model")
     with pytest.raises(NeurometryError, match="2 \\(run, pair\\) combinations"):
-        patch_result(load_results(store, "patch"))
+        patch_result(PATCH.load(store))

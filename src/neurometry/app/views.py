@@ -18,7 +18,6 @@ import numpy as np
 
 from neurometry.app.neurons import NeuronTable, RowExamples, neuron_table
 from neurometry.errors import NeurometryError, did_you_mean
-from neurometry.features.examples import RESULT_KIND as FEATURES_KIND
 from neurometry.features.examples import (
     FeatureExamples,
     TokenContext,
@@ -27,7 +26,19 @@ from neurometry.features.examples import (
     readable,
     readable_context,
 )
-from neurometry.report.build import compare_records, load_results
+from neurometry.report.build import compare_records
+from neurometry.store.results import (
+    COMPARE,
+    DIFF,
+    ENCODE,
+    KINDS,
+    MEASURE,
+    PATCH,
+    PROBE,
+    SAE_FEATURES,
+    STEER_SWEEP,
+    listing,
+)
 from neurometry.store.store import Store
 
 PER_PAGE = 50
@@ -78,7 +89,7 @@ def summary(store: Store) -> dict[str, Any]:
 def run_points(store: Store, run: str) -> dict[str, Any]:
     """A run's points in depth order, with shape and committed rows, and the measures saved for each."""
     points = store.points(run)  # an unknown run fails here, naming the runs there are
-    measures = load_results(store, "measure", run)
+    measures = MEASURE.load(store, run)
     names = list(dict.fromkeys(measures["name"]))
     values = {(r.point, r.name): finite(r.value) for r in measures.itertuples()}
     return {
@@ -96,7 +107,7 @@ def run_points(store: Store, run: str) -> dict[str, Any]:
 def comparisons(store: Store) -> list[dict[str, Any]]:
     """Each saved comparison as a matrix: points of A (rows) x points of B (columns), both in depth
     order, with intervals and p-values where they were computed. A depth profile is the one-column case."""
-    frame = load_results(store, "compare")
+    frame = COMPARE.load(store)
     groups: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
     for run, results in frame.groupby("run_id", sort=False):
         for r in compare_records(store, results):
@@ -125,7 +136,7 @@ def comparisons(store: Store) -> list[dict[str, Any]]:
 
 def probes(store: Store) -> list[dict[str, Any]]:
     """Probe score against depth per run and label, with the fold interval and the chance baseline."""
-    frame = load_results(store, "probe")
+    frame = PROBE.load(store)
     out = []
     for (run, label), group in frame.groupby([frame["run_id"], frame["params"].map(lambda p: str(p.get("label")))],
                                              sort=False):
@@ -141,7 +152,7 @@ def probes(store: Store) -> list[dict[str, Any]]:
 
 def encodings(store: Store) -> list[dict[str, Any]]:
     """Encoding models (``neurometry encode``): mean and median held-out r over targets, by point."""
-    frame = load_results(store, "encode")
+    frame = ENCODE.load(store)
     out = []
     for (run, targets), group in frame.groupby(
         [frame["run_id"], frame["params"].map(lambda p: json.dumps(p.get("targets")))], sort=False
@@ -158,9 +169,9 @@ def encodings(store: Store) -> list[dict[str, Any]]:
 def sweeps(store: Store) -> list[dict[str, Any]]:
     """Saved steering sweeps (``steer eval --store``, the demo): per vector, the target log-probability
     shift, KL and perplexity against alpha, and the generations saved with one alpha."""
-    from neurometry.steer.evaluate import SWEEP_KIND, sweep_rows
+    from neurometry.steer.evaluate import sweep_rows
 
-    frame = load_results(store, SWEEP_KIND)
+    frame = STEER_SWEEP.load(store)
     out = []
     pairs = frame["params"].map(lambda p: json.dumps(p.get("pairs")))
     for (model, point, vector, _), rows in frame.groupby(
@@ -181,9 +192,9 @@ def sweeps(store: Store) -> list[dict[str, Any]]:
 def patching(store: Store) -> list[dict[str, Any]]:
     """Saved activation patching (``patch --store``, the demo), one entry per model and prompt pair: the
     (points x positions) normalised scores, 1 where patching the clean activation restores the answer."""
-    from neurometry.steer.patching import PATCH_KIND, patch_result
+    from neurometry.steer.patching import patch_result
 
-    frame = load_results(store, PATCH_KIND)
+    frame = PATCH.load(store)
     out = []
     for (model, pair), rows in frame.groupby(["run_id", "name"], sort=False):
         result = patch_result(rows)
@@ -200,9 +211,9 @@ def diffs(store: Store) -> list[dict[str, Any]]:
     """Saved model diffing (``diff --store``, the demo): per base model, finetuned model and settings,
     the norm of the mean activation difference and its logit-lens tokens at each point, and the
     generations steered with it."""
-    from neurometry.steer.diffing import DIFF_KIND, diff_document
+    from neurometry.steer.diffing import diff_document
 
-    frame = load_results(store, DIFF_KIND)
+    frame = DIFF.load(store)
     if frame.empty:
         return []
     keys = frame["params"].map(lambda p: json.dumps(p, sort_keys=True))
@@ -218,9 +229,9 @@ def diffs(store: Store) -> list[dict[str, Any]]:
 
 def other_results(store: Store, kind: str, page: int = 1, per_page: int = PER_PAGE) -> dict[str, Any]:
     """Any kind of result as a paginated table (kinds without a page of their own)."""
-    frame = load_results(store, kind)
-    if frame.empty:
-        kinds = [k for k, in store.connection.execute("SELECT DISTINCT kind FROM results")]
+    kinds = sorted(set(listing(store)["kind"]))
+    frame = KINDS[kind].load(store) if kind in KINDS else None
+    if frame is None or frame.empty:
         raise NeurometryError(f"no results of kind {kind!r}{did_you_mean(kind, kinds)}; kinds here: {', '.join(kinds)}")
     rows = [
         {"run": r.run_id, "point": r.point, "name": r.name, "value": finite(r.value),
@@ -322,17 +333,14 @@ class FeatureCache:
         self.lock = Lock()
 
     def get(self, store: Store) -> dict[str, FeatureExamples]:
-        key = (str(store.path), *store.connection.execute(
-            "SELECT COUNT(*), MAX(created) FROM results WHERE kind = ?", (FEATURES_KIND,)
-        ).fetchone())
+        sets = listing(store)
+        sets = sets[sets["kind"] == SAE_FEATURES.name]
+        key = (str(store.path), *map(tuple, (sets["run_id"], sets["result_set"], sets["records"], sets["created"])))
         with self.lock:
             if key != self.key:
-                # every saved set has a latent 0; its record's name is "SAE/0"
-                firsts = store.connection.execute(
-                    "SELECT run_id, name FROM results WHERE kind = ? AND name LIKE '%/0' ORDER BY run_id, name",
-                    (FEATURES_KIND,),
-                ).fetchall()
-                self.saes = {name[:-2]: load_feature_examples(store, name[:-2], run) for run, name in firsts}
+                # each SAE's examples are one result set, named as the SAE was saved
+                self.saes = {r.result_set: load_feature_examples(store, r.result_set, r.run_id)
+                             for r in sets.itertuples()}
                 self.key = key
             return self.saes
 

@@ -15,8 +15,10 @@ from neurometry.compare.rdm_comparison import compare_rdms, noise_ceiling, rsa
 from neurometry.compare.registry import METRICS, Metric, get_metric
 from neurometry.compare.shape import permutation_distance, procrustes
 from neurometry.compare.stats import bootstrap_interval, permutation_test
+from neurometry.ridge import DEFAULT_ALPHAS  # linear_predictivity's penalties, shared with encoding
 
 __all__ = [
+    "DEFAULT_ALPHAS",
     "METRICS",
     "RDM",
     "CompareResult",

@@ -13,9 +13,12 @@ ridge regression in place of their PLS and R^2 in place of their per-unit correl
   targets, the first in ``alphas`` on a tie: scikit-learn's ``RidgeCV(alphas, fit_intercept=True)``
   on the same standardised data. Standardising the targets makes each target weigh the same in that
   choice, matching the uniform average of R^2 below.
-- One eigendecomposition of the training fold's X^T X (or X X^T when features outnumber rows) gives
-  the leave-one-out errors and the coefficients for every penalty. Cost per fold and direction about
-  (n_alphas + 2) x n_train x min(n_train, p) x n_targets plus the eigendecomposition.
+- One eigendecomposition of the training fold's X^T X (or X X^T when features outnumber rows),
+  :class:`neurometry.ridge.RidgePath`, gives the leave-one-out errors and the predictions for every
+  penalty. Cost per fold and direction about (n_alphas + 2) x n_train x min(n_train, p) x n_targets
+  plus the eigendecomposition.
+- The default penalties are :data:`neurometry.ridge.DEFAULT_ALPHAS` (1e-3 .. 1e5), the grid shared
+  with the encoding models.
 - Held-out predictions, back in the targets' units, are pooled over the folds; R^2 is computed per
   target column over all stimuli (``1 - SS_res / SS_tot`` about the column mean) and combined as
   scikit-learn's ``r2_score(..., multioutput=...)``: ``"uniform_average"`` (default, the mean over
@@ -29,12 +32,10 @@ carrying the same original stimulus (in either representation) are kept in one f
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -42,81 +43,10 @@ from neurometry.arrays import as_rows, check_same_rows
 from neurometry.compare.registry import Metric, Params, register
 from neurometry.errors import NeurometryError
 from neurometry.folds import fold_assignment
-from neurometry.ridge import check_alphas, standardise
-
-DEFAULT_ALPHAS: tuple[float, ...] = tuple(10.0**e for e in range(-3, 4))
-"""Ridge penalties tried by default: 1e-3, 1e-2, ..., 1e3 (on standardised features)."""
+from neurometry.ridge import DEFAULT_ALPHAS, RidgePath, check_alphas, standardise
 
 MULTIOUTPUT = ("uniform_average", "variance_weighted")
 DIRECTIONS = ("a_to_b", "b_to_a", "mean")
-
-
-def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    # torch's float64 matmul: numpy's bundled OpenBLAS can crash on large X @ X.T
-    with warnings.catch_warnings():  # torch warns about read-only arrays; we never write to them
-        warnings.simplefilter("ignore")
-        return torch.mm(torch.from_numpy(a), torch.from_numpy(b)).numpy()
-
-
-def _eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # torch's LAPACK eigh: several times faster than numpy's bundled one here
-    values, vectors = torch.linalg.eigh(torch.from_numpy(a))
-    return values.numpy(), vectors.numpy()
-
-
-@dataclass
-class _RidgeFold:
-    """Ridge on one standardised, centred training fold, for every penalty at once.
-
-    Centred features X (n, p), centred targets Y, w(alpha) = 1 / (eig + alpha) per component.
-
-    Primal (p <= n), X^T X = V diag(eig) V^T and L = X V: fitted values L diag(w) L^T Y, leverage
-    (L*L) w + 1/n (the 1/n is the unpenalised intercept), coefficients V diag(w) L^T Y.
-
-    Dual (p > n), X X^T = Q diag(eig) Q^T and L = Q with its columns centred (the centring projector
-    applied; it drops the intercept's direction, the constant vector, exactly): the residual is
-    alpha L diag(w) L^T Y and 1 - leverage is alpha (L*L) w, so the leave-one-out residual is their
-    ratio with alpha cancelled. This avoids 1 - leverage by subtraction, which loses digits when the
-    fit nearly interpolates (small alpha, more features than rows). Coefficients X^T L diag(w) L^T Y.
-    """
-
-    left: np.ndarray  # L (n, r)
-    right: np.ndarray  # L^T Y (r, t)
-    back: np.ndarray  # (p, r): V (primal) or X^T L (dual)
-    eig: np.ndarray  # (r,) squared singular values of X
-    primal: bool
-
-    @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray) -> _RidgeFold:
-        n, p = x.shape
-        primal = p <= n
-        if primal:
-            eig, back = _eigh(_mm(np.ascontiguousarray(x.T), x))
-            left = _mm(x, back)  # X V = U diag(s)
-        else:
-            eig, q = _eigh(_mm(x, np.ascontiguousarray(x.T)))
-            left = q - q.mean(axis=0)
-            back = _mm(np.ascontiguousarray(x.T), left)
-        right = _mm(np.ascontiguousarray(left.T), y)
-        return cls(left, right, back, np.clip(eig, 0.0, None), primal)
-
-    def loo_mse(self, y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-        """Mean squared leave-one-out error of each penalty, over rows and target columns."""
-        n = len(y)
-        weights = 1.0 / (self.eig[:, None] + alphas[None, :])  # (r, n_alphas)
-        spread = _mm(self.left**2, weights)  # (n, n_alphas)
-        mse = np.empty(len(alphas))
-        for i in range(len(alphas)):
-            smoothed = _mm(self.left, weights[:, i, None] * self.right)
-            if self.primal:
-                loo = (y - smoothed) / (1.0 - 1.0 / n - spread[:, i, None])
-            else:
-                loo = smoothed / spread[:, i, None]
-            mse[i] = np.mean(loo**2)
-        return mse
-
-    def coef(self, alpha: float) -> np.ndarray:
-        return _mm(self.back, (1.0 / (self.eig + alpha))[:, None] * self.right)
 
 
 def cross_validated_predictions(
@@ -144,19 +74,13 @@ def cross_validated_predictions(
     chosen = np.empty(int(fold.max()) + 1)
     for f in range(len(chosen)):
         test, train = fold == f, fold != f
-        x_mean, x_scale = standardise(x[train])
+        # standardised targets weigh alike in the choice of the penalty; predictions go back to units
         y_mean, y_scale = standardise(y[train])
-        x_train = (x[train] - x_mean) / x_scale
         y_train = (y[train] - y_mean) / y_scale
-        # ridge with an intercept = ridge on centred data; recentre against rounding
-        x_offset, y_offset = x_train.mean(axis=0), y_train.mean(axis=0)
-        ridge = _RidgeFold.fit(x_train - x_offset, y_train - y_offset)
-        mse = ridge.loo_mse(y_train - y_offset, grid)
+        ridge = RidgePath.fit(x[train])  # standardised features, unpenalised intercept
+        mse = ridge.loo_mse(y_train, grid).mean(axis=1)  # over rows and targets
         chosen[f] = grid[int(np.argmin(mse))]  # argmin returns the first of equal minima
-        coef = ridge.coef(chosen[f])
-        intercept = y_offset - x_offset @ coef
-        standardised = _mm((x[test] - x_mean) / x_scale, coef) + intercept
-        predictions[test] = y_mean + y_scale * standardised
+        predictions[test] = y_mean + y_scale * ridge.predict(y_train, x[test], chosen[f])
     return predictions, chosen
 
 

@@ -27,9 +27,9 @@ from neurometry.errors import NeurometryError
 from neurometry.features.buffer import row_mask
 from neurometry.features.metrics import ReconstructionAccumulator, ReconstructionMetrics
 from neurometry.features.sae import SparseAutoencoder
+from neurometry.models.hooks import hooked, require_text, token_point, unembedding
 from neurometry.models.loaded import LoadedModel
-from neurometry.steer.interventions import _hooks, _token_point
-from neurometry.steer.lens import _require_text, unembedding
+from neurometry.store.results import SAE_EVAL, Result
 
 PROGRESS_MIN_CHUNKS = 4
 """Show a progress bar when streaming at least this many chunks."""
@@ -176,9 +176,9 @@ def ce_loss_recovered(
     a point whose width is not the SAE's ``d_in``, no text with two tokens, or when zero-ablating the
     point does not change the loss (loss recovered is then undefined).
     """
-    _require_text(model)
+    require_text(model)
     unembedding(model)  # a clear error for models without an LM head, before any forward pass
-    hook_point = _token_point(model, point)
+    hook_point = token_point(model, point)
     texts = [texts] if isinstance(texts, str) else list(texts)
     if not texts or not all(isinstance(t, str) for t in texts):
         raise NeurometryError("texts must be a non-empty list of strings")
@@ -209,10 +209,9 @@ def ce_loss_recovered(
         return new
 
     def run(batch: dict[str, torch.Tensor], replace: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
-        handles: list = []
-        with _hooks(handles):
-            if replace is not None:
-                handles.append(hook_point.attach(model.module, replace))
+        if replace is None:
+            return _logits(model.forward(batch))
+        with hooked(model, hook_point, replace):
             return _logits(model.forward(batch))
 
     totals = {"clean": 0.0, "spliced": 0.0, "zero": 0.0}
@@ -266,6 +265,6 @@ def save_sae_eval(
         record.update({f"ce_{k}": v for k, v in ce.as_dict().items()})
     record.setdefault("ce_loss_recovered", None)
     name = str(Path(sae_folder).resolve())
-    store.save_results("sae_eval", [{"point": point, "name": name, "value": metrics.fvu, "extra": record}], run)
+    SAE_EVAL.save(store, run, [Result(point, name, metrics.fvu, extra=record, result_set=name)])
     return record
 

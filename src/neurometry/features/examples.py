@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,10 @@ from neurometry.errors import NeurometryError
 from neurometry.features.buffer import row_mask
 from neurometry.features.evaluate import PROGRESS_MIN_CHUNKS, check_point_width
 from neurometry.features.sae import SparseAutoencoder
+from neurometry.models.hooks import decode_tokens, require_text, unembedding
 from neurometry.models.loaded import LoadedModel
-from neurometry.steer.lens import _require_text, decode_tokens, unembedding
+from neurometry.store.results import SAE_FEATURES, Result
 
-RESULT_KIND = "sae_features"
 RESERVOIR_FACTOR = 4
 """Candidates kept per quantile bin and example (the reservoir holds this many times the examples shown)."""
 
@@ -377,22 +376,16 @@ def save_feature_examples(store: Any, examples: FeatureExamples, run: str | None
     run = run or examples.run
     store.run_info(run)
     records = [
-        {
-            "point": examples.point,
-            "name": f"{name}/{j}",
-            "params": {},
-            "value": float(examples.frequency[j]),
-            "extra": examples.latent(j),
-        }
+        Result(examples.point, f"{name}/{j}", float(examples.frequency[j]), extra=examples.latent(j),
+               result_set=name)
         for j in range(examples.d_sae)
     ]
-    store.save_results(RESULT_KIND, records, run)
-    return len(records)
+    return SAE_FEATURES.save(store, run, records)
 
 
 def load_feature_examples(store: Any, name: str, run: str | None = None) -> FeatureExamples:
     """Read back what :func:`save_feature_examples` wrote under ``name`` (in ``run``, or the one run holding it)."""
-    table = store.results(RESULT_KIND, run)
+    table = SAE_FEATURES.load(store, run, result_set=name)
     prefix = f"{name}/"
     table = table[table["name"].str.startswith(prefix)]
     table = table[table["name"].str[len(prefix) :].str.fullmatch(r"\d+")]
@@ -404,7 +397,7 @@ def load_feature_examples(store: Any, name: str, run: str | None = None) -> Feat
     runs = sorted(table["run_id"].unique())
     if len(runs) > 1:
         raise NeurometryError(f"feature examples {name!r} are in several runs ({', '.join(runs)}); name one with run=")
-    extras = {int(n[len(prefix) :]): json.loads(e) for n, e in zip(table["name"], table["extra"], strict=True)}
+    extras = {int(n[len(prefix) :]): e for n, e in zip(table["name"], table["extra"], strict=True)}
     if 0 not in extras:
         raise NeurometryError(f"feature examples {name!r} lack latent 0; save them again")
     n_latents = int(extras[0]["n_latents"])
@@ -466,13 +459,13 @@ def feature_logit_tokens(
 
     Logit effects W_dec diag(gamma) W_U^T (d_sae, vocab): W_dec (d_sae, d_in) the decoder rows, W_U
     (vocab, d_in) the model's unembedding (``lm_head``) and gamma the final norm's weight (the layout's
-    ``final_norm``, found as the logit lens finds it, :func:`neurometry.steer.lens.unembedding`). The
+    ``final_norm``, found as the logit lens finds it, :func:`neurometry.models.hooks.unembedding`). The
     norm's division by the residual's scale is the same for every token, so it does not change the
     ranking and is left out, as are biases (they do not depend on the latent). ``through_norm=False``,
     or an SAE trained on ``final_norm`` itself, leaves gamma out. Meaningful for residual-stream points,
     whose width is the unembedding's.
     """
-    _require_text(model)
+    require_text(model)
     _check_positive(top=top, latents_per_block=latents_per_block)
     norm, head = unembedding(model)
     weight = getattr(head, "weight", None)

@@ -14,7 +14,17 @@ Recipe (one per architecture, from the papers named in :mod:`neurometry.features
   reconstructed rows every ``resample_every`` steps in the first half of training (Bricken et al. 2023).
 - Decoder rows are kept at unit norm (the gradient along each row is removed) except for ``relu``,
   whose weighted penalty makes the norm irrelevant.
-- Adam, learning rate warmed up over the first 1% of steps and decayed linearly to 0 over the last 20%.
+- Adam, learning rate warmed up over the first 1% of steps and decayed linearly to 0 over the last 20%
+  (SAELens' tutorials decay over the last 20% and warm the L1 penalty up over the first 5%, as here).
+
+How long (:func:`plan_schedule`): an explicit ``steps``, ``epochs`` (passes) or ``train_rows`` is
+obeyed exactly. Otherwise training runs for one pass or ``min_steps`` (3,000) steps, whichever is
+more: an SAE needs thousands of Adam steps whatever the store's size, and one pass over a
+60,000-row point at batch 4,096 is only 13 steps (planted data in ``tests/features/test_train.py``:
+held-out FVU 0.66 after one pass, 0.03 after the default 3,000 steps). Without an explicit
+``batch_size`` the batch is 4,096 rows, capped at a power of two no larger than 1/32 of the training
+rows (at least 32), so the minimum costs small points fewer rows (60,000 rows: batch 1,024). Warm-ups and decay are fractions of the chosen step count. The
+plan and the reason for it are saved under ``schedule`` in ``cfg.json`` and returned.
 
 A checkpoint (``checkpoint/state.safetensors`` + ``checkpoint/state.json`` in the output folder) is
 written every ``checkpoint_every`` steps and at the end, each time with the SAE as trained so far
@@ -45,6 +55,10 @@ from neurometry.features.sae import SAEConfig, SparseAutoencoder
 from neurometry.store import open_store
 
 CHECKPOINT_DIR = "checkpoint"
+DEFAULT_BATCH_SIZE = 4096
+MIN_STEPS = 3000
+BATCH_FRACTION = 32  # without an explicit batch size, a batch is at most 1/32 of the training rows
+MIN_AUTO_BATCH = 32
 
 
 @dataclass
@@ -52,10 +66,15 @@ class TrainConfig:
     """How to train (saved in the checkpoint; a resume must use the same values).
 
     Attributes:
-        batch_size: rows per step.
+        batch_size: rows per step; None: 4,096, capped at 1/32 of the training rows (a power of
+            two, at least 32) so that small points get many steps (:func:`plan_schedule`).
         lr: Adam learning rate.
-        train_rows: rows to train on in total (several epochs if more than the training rows);
-            None: one pass.
+        train_rows: rows to train on in total (several epochs if more than the training rows).
+        steps: optimisation steps in total.
+        epochs: passes over the training rows (may be fractional).
+        min_steps: when none of ``train_rows``, ``steps`` and ``epochs`` is given, train for one
+            pass or this many steps, whichever is more. At most one of the three may be given, and
+            it is obeyed exactly.
         buffer_rows: rows in the shuffling buffer.
         held_out: fraction of inputs (the last ones) kept out of training for evaluation.
         seed: weights and row order.
@@ -68,9 +87,12 @@ class TrainConfig:
             text, often an attention sink with a huge norm); evaluation uses the same rows.
     """
 
-    batch_size: int = 4096
+    batch_size: int | None = None
     lr: float = 4e-4
     train_rows: int | None = None
+    steps: int | None = None
+    epochs: float | None = None
+    min_steps: int = MIN_STEPS
     buffer_rows: int = 65536
     held_out: float = 0.05
     seed: int = 0
@@ -84,8 +106,73 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.init_b_dec not in ("geometric_median", "mean"):
             raise NeurometryError(f"init_b_dec must be 'geometric_median' or 'mean', got {self.init_b_dec!r}")
-        if self.batch_size < 1 or self.lr <= 0:
+        if (self.batch_size is not None and self.batch_size < 1) or self.lr <= 0:
             raise NeurometryError(f"batch_size and lr must be positive, got {self.batch_size} and {self.lr}")
+        given = [name for name in ("train_rows", "steps", "epochs") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise NeurometryError(f"give at most one of train_rows, steps and epochs, got {' and '.join(given)}")
+        for name in given:
+            if getattr(self, name) <= 0:
+                raise NeurometryError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.min_steps < 1:
+            raise NeurometryError(f"min_steps must be positive, got {self.min_steps}")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long a run trains and why (:func:`plan_schedule`; saved under ``schedule`` in ``cfg.json``)."""
+
+    steps: int
+    batch_size: int
+    rows: int  # training rows (one pass)
+    steps_per_epoch: int
+    epochs: float  # passes the steps make
+    rule: str  # "steps", "epochs", "train_rows", "one pass" or "minimum"
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def auto_batch_size(rows: int) -> int:
+    """4,096, or the largest power of two at most rows / 32 when that is smaller (at least 32, at most rows)."""
+    cap = max(1, rows // BATCH_FRACTION)
+    power = 1 << (cap.bit_length() - 1)
+    return max(1, min(DEFAULT_BATCH_SIZE, rows, max(MIN_AUTO_BATCH, power)))
+
+
+def plan_schedule(train: TrainConfig, rows: int) -> Schedule:
+    """The batch size and number of steps for ``rows`` training rows, and a sentence saying why.
+
+    An explicit ``steps``, ``epochs`` or ``train_rows`` is obeyed; otherwise max(one pass, ``min_steps``).
+    """
+    batch = train.batch_size if train.batch_size is not None else auto_batch_size(rows)
+    if batch > rows:
+        raise NeurometryError(
+            f"{rows} training rows are fewer than one batch of {batch}; lower --batch-size or record more"
+        )
+    per_epoch = rows // batch
+    capped = train.batch_size is None and batch < DEFAULT_BATCH_SIZE
+    how = f"{rows:,} rows at batch {batch:,}" + (f" ({DEFAULT_BATCH_SIZE:,} capped at rows/{BATCH_FRACTION})" if capped else "")
+    if train.steps is not None:
+        steps, rule = int(train.steps), "steps"
+        reason = f"{steps:,} steps (as asked; one pass over {how} is {per_epoch:,} steps)"
+    elif train.epochs is not None:
+        steps, rule = max(1, int(train.epochs * rows) // batch), "epochs"
+        passes = f"{train.epochs:g} pass" + ("" if train.epochs == 1 else "es")
+        reason = f"{steps:,} steps ({passes} as asked over {how}, {per_epoch:,} steps/pass)"
+    elif train.train_rows is not None:
+        steps, rule = max(1, int(train.train_rows) // batch), "train_rows"
+        reason = f"{steps:,} steps ({train.train_rows:,} training rows as asked, {how})"
+    elif per_epoch >= train.min_steps:
+        steps, rule = per_epoch, "one pass"
+        reason = f"{steps:,} steps (one pass over {how}; more than the {train.min_steps:,}-step minimum)"
+    else:
+        steps, rule = train.min_steps, "minimum"
+        reason = (f"{steps:,} steps (the minimum; one pass over {how} is {per_epoch:,} steps, "
+                  f"so {steps * batch / rows:.1f} passes)")
+    return Schedule(steps=steps, batch_size=batch, rows=rows, steps_per_epoch=per_epoch,
+                    epochs=steps * batch / rows, rule=rule, reason=reason)
 
 
 @dataclass
@@ -101,6 +188,7 @@ class TrainResult:
     rows_per_second: float
     resumed_from: int  # step the run resumed at (0 when fresh)
     history: list[dict[str, float]] = field(default_factory=list)
+    schedule: Schedule | None = None  # the steps and batch size, and why
 
 
 def geometric_median(x: torch.Tensor, iterations: int = 100, tol: float = 1e-7) -> torch.Tensor:
@@ -332,7 +420,7 @@ def train_sae(
         out: output folder: ``cfg.json``, ``sae_weights.safetensors`` and ``checkpoint/``.
         cfg: the SAE; when None it is built from ``sae_settings`` (``d_sae``, ``architecture``,
             ``k``, ...) with ``d_in`` from the point.
-        train: training settings (:class:`TrainConfig`).
+        train: training settings (:class:`TrainConfig`); how many steps: :func:`plan_schedule`.
         fresh: ignore and overwrite an existing checkpoint in ``out`` instead of resuming.
         max_steps: stop after this many steps in total (a later call resumes); for tests and
             time-boxed runs.
@@ -352,17 +440,20 @@ def train_sae(
         raise NeurometryError(f"--out {folder} is a file; give a folder for the SAE")
     stop = held_out_start(store, point, info.run_id, train.held_out)
     keep = row_mask(store, point, info.run_id, train.min_position)
+    schedule = plan_schedule(train, stop if keep is None else int(keep[:stop].sum()))
+    batch_size = schedule.batch_size
     buffer = ShufflingBuffer(
-        store, point, info.run_id, stop, train.batch_size, train.buffer_rows, train.seed, keep=keep
+        store, point, info.run_id, stop, batch_size, train.buffer_rows, train.seed, keep=keep
     )
     per_epoch = buffer.batches_per_epoch()
-    total_steps = max(1, (train.train_rows or buffer.usable) // train.batch_size)
+    total_steps = schedule.steps
     torch.manual_seed(train.seed)
     sae = SparseAutoencoder(cfg, seed=train.seed)
     trainer = _Trainer(sae, train, total_steps)
     signature = {
         "sae": cfg.to_dict(),
         "train": dataclasses.asdict(train),
+        "schedule": {"steps": total_steps, "batch_size": batch_size},
         "run": info.run_id,
         "point": point,
         "rows": stop,
@@ -379,7 +470,7 @@ def train_sae(
             next(batches)
     else:
         # the first shuffled batches of epoch 0 (rows of many inputs) set the scale and b_dec
-        sample = torch.cat(list(itertools.islice(buffer.epoch(0), max(1, 16384 // train.batch_size))))
+        sample = torch.cat(list(itertools.islice(buffer.epoch(0), max(1, 16384 // batch_size))))
         if train.normalise_input:
             trainer.input_scale = math.sqrt(d_in) / float(sample.norm(dim=1).mean().clamp_min(1e-12))
         with torch.no_grad():
@@ -395,8 +486,9 @@ def train_sae(
             "held_out_start": stop,
             "run": info.run_id,
             "min_position": train.min_position,
-            "epochs": trainer.rows_seen / max(1, per_epoch * train.batch_size),
+            "epochs": trainer.rows_seen / max(1, per_epoch * batch_size),
             "train": dataclasses.asdict(train),
+            "schedule": schedule.to_dict(),
         }
         current = SparseAutoencoder(dataclasses.replace(cfg, extra={**cfg.extra, **summary}), seed=train.seed)
         current.load_state_dict(sae.state_dict())
@@ -442,4 +534,5 @@ def train_sae(
         rows_per_second=trained / seconds if seconds > 0 else 0.0,
         resumed_from=resumed,
         history=trainer.history,
+        schedule=schedule,
     )

@@ -2,7 +2,8 @@
 
 ``load_model(spec)`` gives a ``LoadedModel`` (module, tokenizer or preprocessing, and its
 ``HookPoint`` aliases); ``zoo()`` lists the built-in models; ``describe_points`` lists a
-model's points with their shapes.
+model's points with their shapes. :mod:`neurometry.models.hooks` is the one way to run a model
+with hooks (capture, add to or replace the tensors of hook points).
 """
 
 from neurometry.models.describe import describe_points

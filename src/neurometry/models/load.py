@@ -10,7 +10,7 @@ from pathlib import Path
 from torch import nn
 
 from neurometry.errors import NeurometryError, did_you_mean
-from neurometry.models.loaded import LoadedModel, _is_hf
+from neurometry.models.loaded import LoadedModel, is_hf_model
 from neurometry.models.points import HookPoint
 from neurometry.models.registry import ZOO_NAMES, load_zoo_model
 
@@ -87,7 +87,7 @@ def load_callable(spec: str) -> LoadedModel:
         raise NeurometryError(
             f"{spec!r} gave a {type(obj).__name__}, not a torch.nn.Module; return the model"
         )
-    if _is_hf(obj):
+    if is_hf_model(obj):
         from neurometry.models.hf import tokenizer_for, wrap_hf
 
         return wrap_hf(obj, tokenizer_for(obj), spec, {"source": spec})

@@ -87,7 +87,7 @@ class LoadedModel:
             return self.module(batch)
         sig = inspect.signature(self.module.forward)
         params = sig.parameters
-        hf = _is_hf(self.module)
+        hf = is_hf_model(self.module)
         if hf:
             keys = {"input_ids", "attention_mask"}
             if getattr(self.module.config, "type_vocab_size", None):  # BERT-like: segment ids matter
@@ -110,7 +110,7 @@ class LoadedModel:
         (``enabled=False`` restores the one it was loaded with, usually ``"sdpa"``); the
         results agree with SDPA to about 1e-6. No-op for other models.
         """
-        if not _is_hf(self.module):
+        if not is_hf_model(self.module):
             return
         current = self.module.config._attn_implementation
         if self._attn_default is None:
@@ -122,7 +122,7 @@ class LoadedModel:
     @property
     def attention_probs_enabled(self) -> bool:
         """Whether attention modules currently return probabilities."""
-        return _is_hf(self.module) and self.module.config._attn_implementation == "eager"
+        return is_hf_model(self.module) and self.module.config._attn_implementation == "eager"
 
     # ------------------------------------------------------------------ points
     def order(self) -> dict[tuple[str, str], int]:
@@ -214,7 +214,7 @@ class LoadedModel:
         return sorted(chosen.values(), key=self._rank)
 
 
-def _is_hf(module: nn.Module) -> bool:
+def is_hf_model(module: nn.Module) -> bool:
     """Whether ``module`` is a Hugging Face ``PreTrainedModel`` (without importing transformers)."""
     return any(
         c.__name__ == "PreTrainedModel" and c.__module__.startswith("transformers")

@@ -5,7 +5,6 @@ models from activations to many targets (units, voxels, behaviour), all cross-va
 from neurometry.probe.control import SelectivityResult, control_task_labels, selectivity
 from neurometry.probe.directions import direction, load_direction, save_direction
 from neurometry.probe.encoding import (
-    DEFAULT_ALPHAS,
     EncodingResult,
     best_points,
     encode,
@@ -14,6 +13,7 @@ from neurometry.probe.encoding import (
 )
 from neurometry.probe.linear import LinearProbe, ProbeResult, probe
 from neurometry.probe.sparse import rank_units, sparse_probe
+from neurometry.ridge import DEFAULT_ALPHAS  # the penalty grid shared with linear predictivity
 
 __all__ = [
     "DEFAULT_ALPHAS",

@@ -19,7 +19,10 @@ Conventions (shared by :func:`select_alphas` and :func:`encode`):
   target: R = U^T Y (r x targets) is formed once, the held-out rows are rotated once (A = X_test V),
   and the held-out predictions for penalty alpha are A diag(s / (s^2 + alpha)) R. The big products are
   n_train x r x targets once and n_test x r x targets per penalty (r = min(n_train, features)). The
-  decomposition is the eigendecomposition of the smaller Gram matrix (X^T X or X X^T), through torch.
+  decomposition is the eigendecomposition of the smaller Gram matrix (X^T X or X X^T), through torch:
+  :class:`neurometry.ridge.RidgePath`, the engine linear predictivity uses too.
+- The default penalties are :data:`neurometry.ridge.DEFAULT_ALPHAS` (1e-3 .. 1e5), the grid shared
+  with linear predictivity.
 - :func:`select_alphas` scores each penalty and target by the mean squared error of the held-out
   predictions pooled over the folds (each row predicted once), and picks per target the penalty with
   the lowest error; on an exact tie, the larger penalty (the smoother model).
@@ -39,19 +42,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 from neurometry.arrays import as_rows, check_same_rows
 from neurometry.errors import NeurometryError
 from neurometry.folds import check_folds, fold_assignment
-from neurometry.linalg import as_tensor
-from neurometry.ridge import check_alphas, standardise
-
-DEFAULT_ALPHAS: tuple[float, ...] = tuple(10.0**e for e in range(-1, 6))
-"""Ridge penalties tried by default: 0.1, 1, 10, ..., 1e5 (on standardised features)."""
-
-# target columns handled at once: bounds the temporaries (train rows x block float64) to about 256 MiB
-_BLOCK_BYTES = 2**28
+from neurometry.ridge import DEFAULT_ALPHAS, RidgePath, check_alphas, column_blocks
 
 
 def _columns(index: np.ndarray, limit: int = 10) -> str:
@@ -81,65 +76,16 @@ def _check_targets(targets: Any) -> np.ndarray:
     return y
 
 
-@dataclass
-class _Fold:
-    """One training fold's decomposition, shared by every penalty and target, and the held-out rows.
-
-    With the standardised, centred training X = U S V^T (thin SVD, r = min(n_train, features)) the
-    held-out ridge predictions for penalty alpha are X_test V diag(s / (s^2 + alpha)) U^T Y. They are
-    formed as ``held_out`` diag(1 / (eig + alpha)) ``left``^T Y with eig = s^2 from the eigendecomposition
-    of the smaller Gram matrix (several times faster than the SVD, and as accurate as scikit-learn's
-    Cholesky solve of X^T X + alpha I, which works with the same Gram matrix):
-
-    - features <= rows (primal): X^T X = V diag(eig) V^T; left = X V (= U S), held_out = X_test V.
-    - features > rows (dual): X X^T = U diag(eig) U^T; left = U, held_out = X_test X^T U (= X_test V S).
-    """
-
-    left: torch.Tensor  # (n_train, r)
-    eig: torch.Tensor  # (r,) squared singular values
-    held_out: torch.Tensor  # (n_test, r)
-
-    @classmethod
-    def fit(cls, x_train: np.ndarray, x_test: np.ndarray) -> _Fold:
-        mean, scale = standardise(x_train)
-        train = as_tensor((x_train - mean) / scale)
-        # recentre against rounding: ridge with an intercept is ridge on exactly centred data
-        train -= train.mean(dim=0)
-        test = as_tensor((x_test - mean) / scale)
-        if train.shape[1] <= train.shape[0]:
-            eig, v = torch.linalg.eigh(train.T @ train)
-            left, held_out = train @ v, test @ v
-        else:
-            eig, left = torch.linalg.eigh(train @ train.T)
-            held_out = test @ (train.T @ left)
-        return cls(left, eig.clamp(min=0.0), held_out)
-
-    def scaled(self, alpha: float) -> torch.Tensor:
-        """held_out diag(1 / (eig + alpha)): times ``left``^T Y gives the predictions for ``alpha``."""
-        return self.held_out / (self.eig + alpha)
-
-
-def _blocks(n_rows: int, n_targets: int) -> list[slice]:
-    size = max(1, _BLOCK_BYTES // (8 * max(n_rows, 1)))
-    return [slice(lo, min(lo + size, n_targets)) for lo in range(0, n_targets, size)]
-
-
 def _held_out_sse(x: np.ndarray, y: np.ndarray, fold: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Sum over held-out rows of the squared error of every penalty and target (n_alphas, t)."""
-    sse = torch.zeros((len(grid), y.shape[1]), dtype=torch.float64)
+    sse = np.zeros((len(grid), y.shape[1]))
     for f in range(int(fold.max()) + 1):
         test, train = fold == f, fold != f
-        decomposition = _Fold.fit(x[train], x[test])
-        scaled = [decomposition.scaled(float(a)) for a in grid]
-        for block in _blocks(int(train.sum()), y.shape[1]):
-            y_train = as_tensor(np.ascontiguousarray(y[train, block]))  # a fresh copy: centred in place
-            offset = y_train.mean(dim=0)
-            rotated = decomposition.left.T @ y_train.sub_(offset)  # (r, block): once for all penalties
-            residual_base = as_tensor(np.ascontiguousarray(y[test, block])) - offset
-            for i, a_rotate in enumerate(scaled):
-                residual = residual_base - a_rotate @ rotated
-                sse[i, block] += (residual * residual).sum(dim=0)
-    return sse.numpy()
+        ridge = RidgePath.fit(x[train])
+        # copy the fold's rows out of the targets a block of columns at a time: bounded memory
+        for block in column_blocks(int(train.sum()), y.shape[1]):
+            sse[:, block] += ridge.held_out_sse(y[train, block], x[test], y[test, block], grid)
+    return sse
 
 
 def _pick(scores: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -183,23 +129,6 @@ def select_alphas(
     fold = fold_assignment(len(x), folds, seed, groups)
     mse = _held_out_sse(x, y, fold, grid) / len(x)
     return grid[_pick(mse, grid)], mse
-
-
-def _predict_per_target(
-    x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, alpha: np.ndarray
-) -> np.ndarray:
-    """Ridge fitted on the training rows with each target's own penalty, evaluated on ``x_test``."""
-    decomposition = _Fold.fit(x_train, x_test)
-    predictions = np.empty((len(x_test), y_train.shape[1]))
-    for value in np.unique(alpha):
-        columns = np.flatnonzero(alpha == value)
-        weighted = decomposition.scaled(float(value))
-        for block in _blocks(len(y_train), len(columns)):
-            targets = as_tensor(np.ascontiguousarray(y_train[:, columns[block]]))  # a fresh copy
-            offset = targets.mean(dim=0)
-            fitted = weighted @ (decomposition.left.T @ targets.sub_(offset)) + offset
-            predictions[:, columns[block]] = fitted.numpy()
-    return predictions
 
 
 def held_out_predictions(
@@ -260,7 +189,8 @@ def _nested(
             x_train, y_train = x[train], y[train]
             mse = _held_out_sse(x_train, y_train, inner, grid)
             chosen[f] = grid[_pick(mse, grid)]
-        predictions[test] = _predict_per_target(x[train], y[train], x[test], chosen[f])
+        # refit on the whole outer training set, each target with its own penalty
+        predictions[test] = RidgePath.fit(x[train]).predict(y[train], x[test], chosen[f])
     return predictions, chosen
 
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
 from neurometry.models import HookPoint, LoadedModel, load_model
-from neurometry.record.capture import Capture
+from neurometry.models.hooks import capture
 from neurometry.record.data import dataset_id, load_table
 from neurometry.record.reduce import (
     IMAGE_REDUCTIONS,
@@ -223,13 +223,12 @@ def record(
         loaded.enable_attention_probs()
 
     batches = _Batches(loaded, table, max_tokens, reduce)
-    capture = Capture(loaded.module, hook_points)
     n_inputs = len(table)
 
     def rows_of(start: int, stop: int) -> dict[str, np.ndarray]:
         inputs, real = batches.inputs(start, stop)
         mask = TokenMask(real) if real is not None else None
-        captured = capture.run(lambda: loaded.forward(inputs))
+        _, captured = capture(loaded, inputs, hook_points, stop_early=True)
         return {
             p.name: to_disk(_reduce(p, captured[p.name], mask, reduce, batches.key_width), dtype, p.name, start)
             for p in hook_points

@@ -1,6 +1,6 @@
 """Build the report: one section per kind of saved result, each a function registered in ``SECTIONS``.
 
-Every section reads the catalog's results (``Store.results(kind)``) and draws with the same plotting
+Every section reads the catalog's results (``KIND.load(store)`` of :mod:`neurometry.store.results`) and draws with the same plotting
 functions as the CLI (``--plot``), so a figure in the report is the figure the command draws. Figures
 are embedded as base64 PNG and the CSS is inline: the file opens anywhere, offline, and can be mailed.
 """
@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,35 @@ import pandas as pd
 
 from neurometry.errors import NeurometryError
 from neurometry.features.examples import readable, readable_context
+from neurometry.plots import (
+    Figure,
+    figure_png,
+    plot_comparison,
+    plot_encode,
+    plot_latent_frequencies,
+    plot_patching,
+    plot_probe,
+    plot_profiles,
+    plot_sweep,
+)
 from neurometry.store import open_store
+from neurometry.store.results import (
+    COMPARE,
+    DIFF,
+    ENCODE,
+    MEASURE,
+    PATCH,
+    PROBE,
+    SAE_EVAL,
+    SAE_FEATURES,
+    STEER_SWEEP,
+    ResultKind,
+    listing,
+)
 from neurometry.store.store import Store
+from neurometry.workflows.compare import compare_records
+from neurometry.workflows.measure import measure_records
+from neurometry.workflows.probe import scored_records
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -34,12 +59,9 @@ th{background:#f4f4f4}td.l,th.l{text-align:left}img{max-width:100%;border:1px so
 """
 
 
-def _png(draw: Callable[[Path], Any]) -> str:
-    """An <img> with the PNG that ``draw(path)`` writes, inlined as base64."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "figure.png"
-        draw(path)
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
+def _png(figure: Figure) -> str:
+    """An <img> with ``figure`` inlined as a base64 PNG."""
+    data = base64.b64encode(figure_png(figure)).decode("ascii")
     return f'<img alt="figure" src="data:image/png;base64,{data}">'
 
 
@@ -60,87 +82,20 @@ def _table(columns: list[str], rows: list[list[Any]], left: int = 1) -> str:
     return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
 
 
-def _natural(name: str) -> tuple:
-    """Sort key that compares the numbers inside a name as numbers: resid.2 before resid.10."""
-    parts = re.split(r"(\d+)", name)
-    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
 
 
-def _ranks(store: Store, run_ids: pd.Series, points: pd.Series) -> list[tuple[int, int]]:
-    """(depth, natural rank) of each (run, point): depth in the recorded run; a point that is no recorded
-    point of its run (a steering result's run is the model's name) sorts after them, by natural order."""
-    depth = {(p.run_id, p.point): i for i, p in enumerate(store.points())}
-    natural = {name: i for i, name in enumerate(sorted(set(points), key=_natural))}
-    return [(depth.get((r, p), len(depth)), natural[p]) for r, p in zip(run_ids, points, strict=True)]
 
 
-def _parse(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
-    """Results with params/extra decoded, in depth order (the catalog returns points by name, so
-    block.10 would come before block.2)."""
-    frame = frame.copy()
-    frame["params"] = frame["params"].map(lambda s: json.loads(s) if s else {})
-    frame["extra"] = frame["extra"].map(lambda s: json.loads(s) if s else {})
-    ranks = _ranks(store, frame["run_id"], frame["point"])
-    frame["depth_rank"] = [d for d, _ in ranks]
-    frame["name_rank"] = [n for _, n in ranks]
-    return frame.sort_values(["run_id", "depth_rank", "name_rank"], kind="stable")
-
-
-def load_results(store: Store, kind: str, run: str | None = None) -> pd.DataFrame:
-    """Saved results of ``kind`` (of one run, or all): one row per record with ``params`` and ``extra``
-    decoded to dicts, points in depth order. The sections and the demo read the catalog through this."""
-    return _parse(store, store.results(kind, run))
-
-
-# -- catalog rows back into the records the commands print and plot ------------------------------
-def measure_records(results: pd.DataFrame) -> list[dict]:
-    """`neurometry measure` records (point, measure, value, fields) from decoded ``measure`` rows, in the
-    order the command produces them: points by depth, then measures in the command's default order."""
-    from neurometry.commands.measure import DEFAULT_MEASURES
-    from neurometry.measures import MEASURES
-
-    order = {name: i for i, name in enumerate(dict.fromkeys([*DEFAULT_MEASURES, *MEASURES]))}
-    rows = sorted(
-        results.itertuples(), key=lambda r: (r.run_id, r.depth_rank, r.name_rank, order.get(r.name, len(order)))
-    )
-    return [{"point": r.point, "measure": r.name, "value": r.value, **r.extra} for r in rows]
-
-
-def compare_records(store: Store, results: pd.DataFrame, order_b: list[str] | None = None) -> list[dict]:
-    """`neurometry compare` records from decoded ``compare`` rows: A points by depth, and within each, B
-    points by depth in the same store (else in ``order_b``, e.g. the RDM order of a .mat file, else by
-    natural order of their names)."""
-    ranks_b = _ranks(store, results["run_id"], results["params"].map(lambda p: str(p.get("point_b"))))
-    if order_b is not None:
-        index = {name: i for i, name in enumerate(order_b)}
-        points_b = results["params"].map(lambda p: p.get("point_b"))
-        ranks_b = [(index.get(b, len(index)), n) for b, (_, n) in zip(points_b, ranks_b, strict=True)]
-    rows = sorted(
-        zip(results.itertuples(), ranks_b, strict=True),
-        key=lambda pair: (pair[0].run_id, pair[0].depth_rank, pair[0].name_rank, pair[1]),
-    )
-    return [
-        {"point_a": r.point, "point_b": r.params.get("point_b"), "metric": r.name, "value": r.value,
-         "params": r.params, **r.extra}
-        for r, _ in rows
-    ]
-
-
-def scored_records(results: pd.DataFrame) -> list[dict]:
-    """`neurometry probe` or `encode` records (point, score, fields) from decoded ``probe``/``encode`` rows."""
-    return [{"point": r.point, "score": r.value, **r.extra} for r in results.itertuples()]
 
 
 # -- sections ------------------------------------------------------------------------------------
 def measure_section(store: Store, results: pd.DataFrame) -> str:
     """Each measure against depth, per run, and the table of values."""
-    from neurometry.commands.measure import plot_profiles
-
     parts = []
     for run, group in results.groupby("run_id", sort=False):
         records = measure_records(group)
         parts.append(f"<h3>run {html.escape(run)}</h3>")
-        parts.append(_png(lambda p, rec=records, run=run: plot_profiles(rec, p, f"{store.path.name} · run {run}")))
+        parts.append(_png(plot_profiles(records, f"{store.path.name} · run {run}")))
         table = group.pivot_table(index="point", columns="name", values="value", sort=False)
         parts.append(_table(["point", *map(str, table.columns)], [[i, *row] for i, row in zip(table.index, table.values, strict=True)]))
     return "\n".join(parts)
@@ -148,8 +103,6 @@ def measure_section(store: Store, results: pd.DataFrame) -> str:
 
 def compare_section(store: Store, results: pd.DataFrame) -> str:
     """Layer x layer heatmaps and depth profiles (with intervals and significance), one per comparison."""
-    from neurometry.commands.compare import plot_results
-
     parts = []
     keyed: dict[tuple, list[dict]] = {}
     for run, group in results.groupby("run_id", sort=False):
@@ -160,7 +113,7 @@ def compare_section(store: Store, results: pd.DataFrame) -> str:
         source_b = json.loads(params).get("source_b", "")
         title = f"{metric}: run {run} against {Path(str(source_b)).name}"
         parts.append(f"<h3>{html.escape(title)}</h3>")
-        parts.append(_png(lambda p, d={"results": records}, t=title: plot_results(d, p, t)))
+        parts.append(_png(plot_comparison({"results": records}, title)))
         rows = [[r["point_a"], r["point_b"], r["value"], r.get("ci_low"), r.get("ci_high"), r.get("p_value")]
                 for r in records[:60]]
         parts.append(_table(["A", "B", "value", "ci low", "ci high", "p"], rows, left=2))
@@ -171,8 +124,6 @@ def compare_section(store: Store, results: pd.DataFrame) -> str:
 
 def probe_section(store: Store, results: pd.DataFrame) -> str:
     """Probe score against depth (with its interval and baseline), per run and label."""
-    from neurometry.commands.probe import plot_probe
-
     parts = []
     for (run, label), group in results.groupby(
         [results["run_id"], results["params"].map(lambda p: str(p.get("label")))], sort=False
@@ -180,7 +131,7 @@ def probe_section(store: Store, results: pd.DataFrame) -> str:
         records = scored_records(group)
         title = f"probe {label}: run {run}"
         parts.append(f"<h3>{html.escape(title)}</h3>")
-        parts.append(_png(lambda p, d={"results": records}, t=title: plot_probe(d, p, t)))
+        parts.append(_png(plot_probe({"results": records}, title)))
         rows = [[r["point"], r.get("kind"), r.get("k"), r["score"], r.get("ci_low"), r.get("ci_high"),
                  r.get("baseline")] for r in records]
         parts.append(_table(["point", "kind", "k", "score", "ci low", "ci high", "baseline"], rows, left=2))
@@ -191,8 +142,6 @@ def encode_section(store: Store, results: pd.DataFrame) -> str:
     """Encoding models, per run and target set: mean held-out r against depth with the targets'
     interquartile range, and the table of mean, median and max r and of how many targets each point
     predicts best."""
-    from neurometry.commands.probe import plot_encode
-
     parts = []
     targets = results["params"].map(lambda p: json.dumps(p.get("targets")))
     for (run, named), group in results.groupby([results["run_id"], targets], sort=False):
@@ -202,7 +151,7 @@ def encode_section(store: Store, results: pd.DataFrame) -> str:
         what = Path(named).name if isinstance(named, str) else ", ".join(map(str, named or []))
         title = f"encoding {scores.shape[1]} targets ({what}): run {run}"
         parts.append(f"<h3>{html.escape(title)}</h3>")
-        parts.append(_png(lambda p, d={"results": records}, t=title: plot_encode(d, p, t)))
+        parts.append(_png(plot_encode({"results": records}, title)))
         # the rule of neurometry.probe.best_points (which needs the fitted results): argmax, first point on ties
         best = np.bincount(np.argmax(scores, axis=0), minlength=len(records))
         ceiling = any("normalized_r" in r for r in records)
@@ -221,7 +170,7 @@ def encode_section(store: Store, results: pd.DataFrame) -> str:
 def steer_sweep_section(store: Store, results: pd.DataFrame) -> str:
     """Each steering vector's alpha sweep (target log-prob shift, KL and perplexity on neutral text), drawn
     as `neurometry steer eval --plot` draws it, with its table and any saved steered generations."""
-    from neurometry.steer.evaluate import plot_sweep, sweep_rows
+    from neurometry.steer.evaluate import sweep_rows
 
     parts = []
     pairs = results["params"].map(lambda p: str(p.get("pairs")))
@@ -234,7 +183,7 @@ def steer_sweep_section(store: Store, results: pd.DataFrame) -> str:
         evaluated = f"{extra['n_pairs']} held-out pairs of " if extra.get("n_pairs") else "pairs of "
         title = f"{run} {point} {name}{f' ({method})' if method else ''}: {evaluated}{Path(source).name}"
         parts.append(f"<h3>{html.escape(title)}</h3>")
-        parts.append(_png(lambda p, rows=rows, t=title: plot_sweep(rows, p, t)))
+        parts.append(_png(plot_sweep(rows, title)))
         parts.append(_table(
             ["alpha", "target logprob shift", "KL (neutral)", "perplexity (neutral)"],
             [[r.alpha, r.target_logprob_shift, r.kl, r.perplexity] for r in rows],
@@ -254,7 +203,7 @@ def patch_section(store: Store, results: pd.DataFrame) -> str:
     """Each saved patching result (per model and prompt pair): the point x position heatmap, with the
     per-head panel when heads were patched, drawn as `neurometry patch --plot` draws it, and per point the
     best score and the position it is at."""
-    from neurometry.steer.patching import patch_result, plot_patching
+    from neurometry.steer.patching import patch_result
 
     parts = []
     for (run, _), group in results.groupby(["run_id", "name"], sort=False):
@@ -263,7 +212,7 @@ def patch_section(store: Store, results: pd.DataFrame) -> str:
         note = (f"logit difference {result.correct!r} - {result.wrong!r}: clean {result.clean_ld:+.3f}, corrupted "
                 f"{result.corrupted_ld:+.3f}; score = the share of it a patch restores (0 = corrupted, 1 = clean)")
         parts.append(f'<h3>{html.escape(title)}</h3><p class="note">{html.escape(note)}</p>')
-        parts.append(_png(lambda p, r=result: plot_patching(r, p)))
+        parts.append(_png(plot_patching(result)))
         rows = []
         for point, scores in zip(result.points, result.scores, strict=True):
             best = int(np.argmax(scores))
@@ -326,11 +275,6 @@ def _context_html(example: dict, top: float) -> str:
 def sae_features_section(store: Store, results: pd.DataFrame, per_sae: int = 24, contexts: int = 3) -> str:
     """For each SAE: frequency histogram, and the most frequent latents with their top contexts
     (the token highlighted by its activation relative to the latent's maximum)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     parts = []
     names = results["name"].str.rsplit("/", n=1).str[0]
     for name, group in results.groupby(names, sort=False):
@@ -339,16 +283,7 @@ def sae_features_section(store: Store, results: pd.DataFrame, per_sae: int = 24,
         freq = latents["value"].to_numpy(dtype=float)
         parts.append(f"<h3>{html.escape(name)} · {html.escape(str(latents['point'].iloc[0]))} · {len(latents)} latents</h3>")
 
-        def draw(path: Path, freq: np.ndarray = freq) -> None:
-            fig, ax = plt.subplots(figsize=(6, 2.6))
-            ax.hist(np.log10(np.clip(freq, 1e-7, None)), bins=50, color="#d0781f")
-            ax.set_xlabel("log10 activation frequency")
-            ax.set_ylabel("latents")
-            fig.tight_layout()
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-
-        parts.append(_png(draw))
+        parts.append(_png(plot_latent_frequencies(freq)))
         parts.append(f'<p class="note">dead (never active): {int((freq == 0).sum())}; dense (&gt; 10% of rows): {int((freq > 0.1).sum())}</p>')
         shown = latents.sort_values("value", ascending=False).head(per_sae)
         rows = []
@@ -368,16 +303,16 @@ def sae_features_section(store: Store, results: pd.DataFrame, per_sae: int = 24,
     return "\n".join(parts)
 
 
-SECTIONS: dict[str, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
-    "measure": ("Geometry by depth", measure_section),
-    "compare": ("Similarity", compare_section),
-    "probe": ("Probes", probe_section),
-    "encode": ("Encoding models", encode_section),
-    "steer_sweep": ("Steering vectors", steer_sweep_section),
-    "patch": ("Activation patching", patch_section),
-    "diff": ("Model diffing", diff_section),
-    "sae_eval": ("Sparse autoencoders: evaluation", sae_eval_section),
-    "sae_features": ("Sparse autoencoders: features", sae_features_section),
+SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
+    MEASURE: ("Geometry by depth", measure_section),
+    COMPARE: ("Similarity", compare_section),
+    PROBE: ("Probes", probe_section),
+    ENCODE: ("Encoding models", encode_section),
+    STEER_SWEEP: ("Steering vectors", steer_sweep_section),
+    PATCH: ("Activation patching", patch_section),
+    DIFF: ("Model diffing", diff_section),
+    SAE_EVAL: ("Sparse autoencoders: evaluation", sae_eval_section),
+    SAE_FEATURES: ("Sparse autoencoders: features", sae_features_section),
 }
 """Result kind -> (heading, section function). A new kind of result plugs in here by name."""
 
@@ -397,16 +332,15 @@ def build_report(store: str | Path | Store, out: str | Path) -> Path:
     body = [f"<h1>neurometry report</h1><p class='note'>{html.escape(str(store.path.resolve()))}</p>"]
     overview = [[r.run_id, r.model, r.reduce, r.n_inputs, r.committed_rows, r.status] for r in runs]
     body.append(_table(["run", "model", "reduce", "inputs", "rows", "status"], overview, left=3))
-    all_results = store.results()
     nav, sections = [], []
     for kind, (heading, section) in SECTIONS.items():
-        subset = all_results[all_results["kind"] == kind]
+        subset = kind.load(store)
         if subset.empty:
             continue
-        anchor = f"s-{kind}"
+        anchor = f"s-{kind.name}"
         nav.append(f'<a href="#{anchor}">{html.escape(heading)}</a>')
-        sections.append(f'<h2 id="{anchor}">{html.escape(heading)}</h2>\n{section(store, _parse(store, subset))}')
-    others = sorted(set(all_results["kind"]) - set(SECTIONS))
+        sections.append(f'<h2 id="{anchor}">{html.escape(heading)}</h2>\n{section(store, subset)}')
+    others = sorted(set(listing(store)["kind"]) - {kind.name for kind in SECTIONS})
     if not sections:
         body.append(
             '<p class="note">No results yet. Run <code>neurometry measure</code>, <code>compare</code>, '

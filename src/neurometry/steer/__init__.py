@@ -13,7 +13,6 @@ from neurometry.steer.evaluate import (
     SweepRow,
     generations,
     neutral_texts,
-    plot_sweep,
     save_sweep,
     steering_pairs,
     sweep,
@@ -26,7 +25,6 @@ from neurometry.steer.patching import (
     factual_pairs,
     patch_residual,
     patch_result,
-    plot_patching,
     save_patching,
 )
 from neurometry.steer.vectors import activations_at, build_from_store, build_vector, load_vector, save_vector
@@ -56,8 +54,6 @@ __all__ = [
     "neutral_texts",
     "patch_residual",
     "patch_result",
-    "plot_patching",
-    "plot_sweep",
     "save_patching",
     "save_sweep",
     "save_vector",

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.models.hooks import capture, decode_tokens, require_text, unembedding
 from neurometry.models.loaded import LoadedModel
 from neurometry.steer.evaluate import generations
-from neurometry.steer.lens import _require_text, capture, decode_tokens, unembedding
+from neurometry.store.results import DIFF, Result, set_name
 
-DIFF_KIND = "diff"
 """Catalog result kind of saved model diffing (:func:`save_diff`)."""
 NEUTRAL = "neutral"
 """The ``texts`` name of the built-in neutral sentences (``neutral_texts(20)``) in saved diffing results."""
@@ -86,8 +86,8 @@ def _describe(model: LoadedModel) -> dict[str, Any]:
 
 def check_same_architecture(base: LoadedModel, finetuned: LoadedModel) -> None:
     """Raise ``NeurometryError`` unless the two models share tokenizer, vocabulary, width and depth."""
-    _require_text(base)
-    _require_text(finetuned)
+    require_text(base)
+    require_text(finetuned)
     a, b = _describe(base), _describe(finetuned)
     for key in a:
         if a[key] != b[key]:
@@ -191,7 +191,7 @@ def difference_lens(
 
     Returns ``[(token, probability), ...]``, the ``top_k`` most probable tokens (float64 softmax), best first.
     """
-    _require_text(base)
+    require_text(base)
     if top_k < 1:
         raise NeurometryError(f"top_k must be at least 1, not {top_k}")
     found = base.resolve(point)
@@ -281,15 +281,16 @@ def save_diff(
         if generations is not None and row["point"] == generation_point:
             extra.update(alpha=float(generation_alpha), generations=[dict(g) for g in generations])
         records.append(
-            {"point": row["point"], "name": finetuned, "params": params, "value": row["norm"], "extra": extra}
+            Result(row["point"], finetuned, row["norm"], params=params, extra=extra,
+                   result_set=set_name(finetuned=finetuned, **params))
         )
-    store.save_results(DIFF_KIND, records, run=base)
+    DIFF.save(store, base, records)
     return records
 
 
 def diff_document(results: Any) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Read back one diffing result saved by :func:`save_diff`: ``results`` holds its catalog rows with
-    params and extra decoded (as :func:`neurometry.report.build.load_results` gives them, filtered to one
+    params and extra decoded (as :meth:`neurometry.store.results.ResultKind.load` gives them, filtered to one
     run, name and params). Returns the document :meth:`DiffResult.to_dict` gave (points in their saved
     order) and ``{"point", "alpha", "generations"}`` when generations were saved, else None."""
     groups = {(r.run_id, r.name, json.dumps(r.params, sort_keys=True)) for r in results.itertuples()}

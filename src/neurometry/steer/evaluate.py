@@ -29,9 +29,9 @@ import torch
 from neurometry.errors import NeurometryError
 from neurometry.models.loaded import LoadedModel
 from neurometry.steer.interventions import apply
+from neurometry.store.results import STEER_SWEEP, Result, set_name
 
 STEERING_SETS = ("sentiment", "formality", "english_french")
-SWEEP_KIND = "steer_sweep"
 """Catalog result kind of a saved sweep (:func:`save_sweep`)."""
 # vector-file keys that say nothing about the vector itself (the model and point are the record's run and point)
 _FILE_KEYS = ("format", "version", "tensor", "model", "point")
@@ -162,32 +162,6 @@ def generations(
     return table
 
 
-def plot_sweep(rows: Sequence[SweepRow], path: str | Path, title: str) -> None:
-    """The three measures against alpha, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    alphas = [r.alpha for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-    for ax, (key, label) in zip(
-        axes,
-        (
-            ("target_logprob_shift", "log p(target) - log p(opposite), shift"),
-            ("kl", "KL from unsteered (neutral text)"),
-            ("perplexity", "perplexity (neutral text)"),
-        ),
-        strict=True,
-    ):
-        ax.plot(alphas, [getattr(r, key) for r in rows], marker="o")
-        ax.set_xlabel("alpha")
-        ax.set_title(label, fontsize=9)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
 
 
 def sweep_document(rows: Sequence[SweepRow]) -> dict[str, Any]:
@@ -232,21 +206,16 @@ def save_sweep(
         if generations is not None and row.alpha == generation_alpha:
             extra["generations"] = [dict(g) for g in generations]
         records.append(
-            {
-                "point": point,
-                "name": vector_name,
-                "params": {"alpha": row.alpha, "pairs": pairs},
-                "value": row.target_logprob_shift,
-                "extra": extra,
-            }
+            Result(point, vector_name, row.target_logprob_shift, params={"alpha": row.alpha, "pairs": pairs},
+                   extra=extra, result_set=set_name(vector=vector_name, pairs=pairs))
         )
-    store.save_results(SWEEP_KIND, records, run=model)
+    STEER_SWEEP.save(store, model, records)
     return records
 
 
 def sweep_rows(results: Any) -> tuple[list[SweepRow], dict[str, Any] | None]:
     """Read back one sweep saved by :func:`save_sweep`: ``results`` holds its catalog rows with params and
-    extra decoded (as :func:`neurometry.report.build.load_results` gives them). Returns the rows in
+    extra decoded (as :meth:`neurometry.store.results.ResultKind.load` gives them). Returns the rows in
     increasing alpha and ``{"alpha", "generations"}`` when generations were saved, else None."""
     others = [f.name for f in fields(SweepRow) if f.name not in ("alpha", "target_logprob_shift")]
     rows, generated = [], None

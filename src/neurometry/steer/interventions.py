@@ -1,10 +1,10 @@
 """Interventions on a running model, as context managers: steering, directional ablation, clamping,
 zero / mean ablation of an attention head or an MLP.
 
-Every function here registers forward hooks on ``model.module`` when the ``with`` block starts and
-removes them when it ends, also when the block raises. They act on every forward pass inside the
-block, including the passes of ``model.module.generate(...)``. Interventions nest: hooks run in the
-order they were registered.
+Every function here registers forward hooks on ``model.module`` (through
+:mod:`neurometry.models.hooks`) when the ``with`` block starts and removes them when it ends, also when
+the block raises. They act on every forward pass inside the block, including the passes of
+``model.module.generate(...)``. Interventions nest: hooks run in the order they were registered.
 
 Example::
 
@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.models.hooks import Positions, adding, capture, hooked, removing, token_point
 from neurometry.models.loaded import LoadedModel
 from neurometry.models.points import HookPoint
-
-Positions = int | Sequence[int] | slice | None
 
 
 def _vector(values: Any, name: str, width: int | None = None) -> torch.Tensor:
@@ -40,65 +39,12 @@ def _vector(values: Any, name: str, width: int | None = None) -> torch.Tensor:
     return t
 
 
-def _token_point(model: LoadedModel, point: str) -> HookPoint:
-    found = model.resolve(point)
-    if len(found) != 1:
-        raise NeurometryError(f"{point!r} names {len(found)} points; give one point (no glob)")
-    if found[0].kind != "tokens":
-        raise NeurometryError(
-            f"point {found[0].name!r} is {found[0].kind!r}; interventions need a (batch, tokens, d) point "
-            "such as resid.i, attn_out.i or mlp_act.i"
-        )
-    return found[0]
-
-
 def _check_width(point: HookPoint, tensor: torch.Tensor, vector: torch.Tensor) -> None:
     if tensor.shape[-1] != vector.numel():
         raise NeurometryError(
             f"the vector has {vector.numel()} values but {point.name} has {tensor.shape[-1]} features; "
             "build the vector at this point of this model"
         )
-
-
-@contextmanager
-def _hooks(handles: list) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-class _PastLength:
-    """Tokens already in the KV cache for the forward pass that is running (0 without a cache).
-
-    Read by a pre-hook on the root module: ``generate`` passes the cache as ``past_key_values``
-    (``cache`` in recent transformers); its ``get_seq_length()`` is the number of earlier positions.
-    """
-
-    def __init__(self) -> None:
-        self.value = 0
-
-    def hook(self, _module: torch.nn.Module, _args: tuple, kwargs: dict) -> None:
-        self.value = 0
-        for key in ("past_key_values", "cache"):
-            cache = kwargs.get(key)
-            if cache is not None and hasattr(cache, "get_seq_length"):
-                self.value = int(cache.get_seq_length())
-                return
-
-
-def _position_index(positions: Positions) -> Any:
-    if positions is None or isinstance(positions, slice):
-        return positions
-    if isinstance(positions, (bool, np.bool_)):
-        raise NeurometryError(f"positions must be ints or a slice, got {positions!r}")
-    if isinstance(positions, (int, np.integer)):
-        return [int(positions)]
-    out = list(positions)
-    if not out or not all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in out):
-        raise NeurometryError(f"positions must be a non-empty list of ints or a slice, got {positions!r}")
-    return [int(p) for p in out]
 
 
 @contextmanager
@@ -128,32 +74,9 @@ def apply(
         raise NeurometryError(f"alpha must be a number, got {alpha!r}") from None
     if not np.isfinite(alpha):
         raise NeurometryError(f"alpha must be finite, got {alpha}")
-    hook_point = _token_point(model, point)
+    hook_point = token_point(model, point)
     direction = _vector(vector, "vector")
-    index = _position_index(positions)
-    past = _PastLength()
-
-    def steer(tensor: torch.Tensor) -> torch.Tensor | None:
-        _check_width(hook_point, tensor, direction)
-        if index is not None and past.value > 0:
-            return None  # cached generation step: the explicit positions were in the prompt pass
-        delta = (alpha * direction).to(dtype=tensor.dtype, device=tensor.device)
-        if index is None:
-            return tensor + delta
-        seq = tensor.shape[1]
-        if not isinstance(index, slice):
-            bad = [p for p in index if not -seq <= p < seq]
-            if bad:
-                raise NeurometryError(
-                    f"positions {bad} are outside the {seq} positions of the input; use smaller indices"
-                )
-        out = tensor.clone()
-        out[:, index] += delta
-        return out
-
-    handles = [model.module.register_forward_pre_hook(past.hook, with_kwargs=True)]
-    with _hooks(handles):
-        handles.append(hook_point.attach(model.module, steer))
+    with adding(model, hook_point, alpha * direction, positions):
         yield
 
 
@@ -186,7 +109,7 @@ def ablate_direction(model: LoadedModel, direction: Any, points: str | Sequence[
         return project_out
 
     handles: list = []
-    with _hooks(handles):
+    with removing(handles):
         for p in found:
             handles.append(p.attach(model.module, make(p)))
         yield
@@ -195,7 +118,7 @@ def ablate_direction(model: LoadedModel, direction: Any, points: str | Sequence[
 @contextmanager
 def clamp_unit(model: LoadedModel, point: str, unit: int, value: float) -> Iterator[None]:
     """Set feature ``unit`` of ``point``'s tensor (last axis) to ``value`` at every position."""
-    hook_point = _token_point(model, point)
+    hook_point = token_point(model, point)
     value = float(value)
     if not np.isfinite(value):
         raise NeurometryError(f"value must be finite, got {value}")
@@ -208,9 +131,7 @@ def clamp_unit(model: LoadedModel, point: str, unit: int, value: float) -> Itera
         out[..., unit] = value
         return out
 
-    handles: list = []
-    with _hooks(handles):
-        handles.append(hook_point.attach(model.module, clamp))
+    with hooked(model, hook_point, clamp):
         yield
 
 
@@ -273,9 +194,7 @@ def ablate_head(
         out[..., lo:hi] = 0.0 if value is None else value.to(dtype=tensor.dtype, device=tensor.device)
         return out
 
-    handles: list = []
-    with _hooks(handles):
-        handles.append(point.attach(model.module, ablate))
+    with hooked(model, point, ablate):
         yield
 
 
@@ -305,9 +224,7 @@ def ablate_mlp(
             return torch.zeros_like(tensor)
         return value.to(dtype=tensor.dtype, device=tensor.device).expand_as(tensor).clone()
 
-    handles: list = []
-    with _hooks(handles):
-        handles.append(point.attach(model.module, ablate))
+    with hooked(model, point, ablate):
         yield
 
 
@@ -318,18 +235,9 @@ def mean_head_output(model: LoadedModel, prompts: list[str], layer: int, head: i
     head_dim = model.module.get_submodule(proj_path).in_features // n_heads
     if not 0 <= head < n_heads:
         raise NeurometryError(f"head {head} is outside 0..{n_heads - 1}")
-    captured: list[torch.Tensor] = []
     point = HookPoint("head_input", proj_path, "tokens", "input")
-
-    def keep(tensor: torch.Tensor) -> None:
-        captured.append(tensor[..., head * head_dim : (head + 1) * head_dim].detach().to(torch.float64))
-
     encoded = dict(model.tokenizer(list(prompts), return_tensors="pt", padding=True))
-    handle = point.attach(model.module, keep)
-    try:
-        with torch.inference_mode():
-            model.forward(encoded)
-    finally:
-        handle.remove()
+    _, captured = capture(model, encoded, [point], stop_early=True)
+    heads = captured[point.name][..., head * head_dim : (head + 1) * head_dim].to(torch.float64)
     mask = encoded["attention_mask"].bool()
-    return captured[0][mask].mean(dim=0).numpy()
+    return heads[mask].mean(dim=0).numpy()

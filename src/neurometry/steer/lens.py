@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from neurometry.errors import NeurometryError
+from neurometry.models.hooks import capture, decode_tokens, encode_prompt, single_token_id, unembedding
 from neurometry.models.loaded import LoadedModel
 from neurometry.models.points import HookPoint
 
@@ -63,81 +63,6 @@ class LensResult:
                 row["target_prob"] = float(self.target_prob[i])
             rows.append(row)
         return {"tokens": list(self.tokens), "position": self.position, "target": self.target, "points": rows}
-
-
-def _require_text(model: LoadedModel) -> None:
-    if model.modality != "text" or model.tokenizer is None:
-        raise NeurometryError(
-            f"{model.name} is not a text model with a tokenizer; pick a causal language model"
-        )
-
-
-def single_token_id(model: LoadedModel, text: str, what: str = "target") -> int:
-    """The id of ``text`` when it encodes to exactly one token (no special tokens), else an error.
-
-    Leading spaces matter for BPE tokenizers: the answer after "The capital of France is" is
-    ``" Paris"``, not ``"Paris"``.
-    """
-    _require_text(model)
-    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
-    if len(ids) != 1:
-        pieces = [model.tokenizer.decode([i]) for i in ids]
-        raise NeurometryError(
-            f"{what} {text!r} encodes to {len(ids)} tokens {pieces} with {model.name}'s tokenizer, not 1; "
-            "pick a string that is a single token (mind the leading space)"
-        )
-    return int(ids[0])
-
-
-def encode_prompt(model: LoadedModel, prompt: str) -> dict[str, torch.Tensor]:
-    """The tokenizer output for one prompt (batch of 1, special tokens as the tokenizer adds them)."""
-    _require_text(model)
-    batch = dict(model.tokenizer([prompt], return_tensors="pt"))
-    if batch["input_ids"].shape[1] == 0:
-        raise NeurometryError("the prompt encodes to no tokens; give a non-empty prompt")
-    return batch
-
-
-def decode_tokens(model: LoadedModel, ids: Any) -> list[str]:
-    """Each token id decoded on its own (so the strings line up with positions)."""
-    return [model.tokenizer.decode([int(i)]) for i in ids]
-
-
-def unembedding(model: LoadedModel) -> tuple[nn.Module | None, nn.Module]:
-    """The model's final norm (None when the family has none) and its unembedding (``lm_head``).
-
-    Found from the layout's ``final_norm`` point and the HF output embeddings, so the same code
-    serves Llama (``model.norm``, ``lm_head``) and GPT-2 (``transformer.ln_f``, ``lm_head``).
-    """
-    get_out = getattr(model.module, "get_output_embeddings", None)
-    head = get_out() if callable(get_out) else None
-    if head is None and "logits" in model.points:
-        head = model.points["logits"].module(model.module)
-    if head is None:
-        raise NeurometryError(
-            f"{model.name} has no unembedding (lm_head); the logit lens needs a causal language model"
-        )
-    norm = model.points["final_norm"].module(model.module) if "final_norm" in model.points else None
-    return norm, head
-
-
-def capture(model: LoadedModel, batch: dict[str, torch.Tensor], points: list[HookPoint]) -> tuple[Any, dict]:
-    """Run ``model`` once on ``batch``; return its output and ``{point name: tensor}`` (detached)."""
-    cached: dict[str, torch.Tensor] = {}
-    handles = []
-    try:
-        for p in points:
-
-            def keep(t: torch.Tensor, name: str = p.name) -> None:
-                cached[name] = t.detach().clone()
-
-            handles.append(p.attach(model.module, keep))
-        with torch.no_grad():
-            out = model.forward(batch)
-    finally:
-        for h in handles:
-            h.remove()
-    return out, cached
 
 
 def _lens_points(model: LoadedModel, points: list[str] | str | None) -> list[HookPoint]:

@@ -35,18 +35,17 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.models.hooks import capture, decode_tokens, encode_prompt, hooked, single_token_id
 from neurometry.models.loaded import LoadedModel
 from neurometry.models.points import HookPoint
-from neurometry.steer.lens import capture, decode_tokens, encode_prompt, single_token_id
+from neurometry.store.results import PATCH, Result
 
-PATCH_KIND = "patch"
 """Catalog result kind of saved activation patching (:func:`save_patching`)."""
 # what every record of one saved result repeats (the pair, its runs and the head scores); the reader
 # checks that the records agree on them, so rows of two different patching runs are never mixed
@@ -168,12 +167,8 @@ def _patched_lds(
     ``edit`` gets the point's (n_rows, T, ...) tensor and returns the patched one (row r holds patch r).
     """
     repeated = {k: v.expand(n_rows, *v.shape[1:]).contiguous() for k, v in batch.items()}
-    handle = point.attach(model.module, edit)
-    try:
-        with torch.no_grad():
-            out = model.forward(repeated)
-    finally:
-        handle.remove()
+    with hooked(model, point, edit), torch.no_grad():
+        out = model.forward(repeated)
     logits = out.logits if hasattr(out, "logits") else out
     return np.atleast_1d(logit_difference(logits, *ids))
 
@@ -308,51 +303,6 @@ def patch_residual(
     )
 
 
-def plot_patching(result: PatchResult, path: str | Path) -> None:
-    """Heatmap of ``result.scores`` (points down, positions across, labelled with the clean tokens,
-    the corrupted token under it where they differ); a second panel of ``head_scores`` when present."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    has_heads = result.head_scores is not None
-    n_pts, n_pos = result.scores.shape
-    width = max(5.0, 0.6 * n_pos + 2.5) + (4.0 if has_heads else 0.0)
-    height = max(3.0, 0.22 * n_pts + 1.8)
-    fig, axes = plt.subplots(
-        1,
-        2 if has_heads else 1,
-        figsize=(width, height),
-        squeeze=False,
-        gridspec_kw={
-            "width_ratios": [max(n_pos, 1), 0.6 * result.head_scores.shape[1]] if has_heads else [1]
-        },
-    )
-    lim = max(1.0, float(np.nanmax(np.abs(result.scores))))
-    ax = axes[0, 0]
-    im = ax.imshow(result.scores, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
-    labels = []
-    for p in result.positions:
-        a, b = result.tokens[p], result.corrupted_tokens[p]
-        labels.append(repr(a)[1:-1] if a == b else f"{repr(a)[1:-1]}\n/{repr(b)[1:-1]}")
-    ax.set_xticks(range(n_pos), labels, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(n_pts), result.points, fontsize=7)
-    ax.set_title(f"patching {result.correct!r} vs {result.wrong!r}", fontsize=9)
-    fig.colorbar(im, ax=ax, label="normalised logit difference")
-    if has_heads:
-        hx = axes[0, 1]
-        hl = max(1.0, float(np.nanmax(np.abs(result.head_scores))))
-        im2 = hx.imshow(
-            result.head_scores, aspect="auto", cmap="RdBu_r", vmin=-hl, vmax=hl, interpolation="nearest"
-        )
-        hx.set_xlabel("head")
-        hx.set_yticks(range(len(result.head_layers)), result.head_layers, fontsize=7)
-        hx.set_title("per-head (all positions)", fontsize=9)
-        fig.colorbar(im2, ax=hx)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def pair_id(clean: str, corrupted: str, correct: str, wrong: str) -> str:
@@ -381,21 +331,16 @@ def save_patching(store: Any, result: PatchResult, model: str) -> list[dict[str,
     scores_by_point = np.asarray(result.scores, dtype=float)
     for index, (point, scores) in enumerate(zip(result.points, scores_by_point, strict=True)):
         records.append(
-            {
-                "point": point,
-                "name": name,
-                "params": {},
-                "value": float(scores.max()),
-                "extra": {"scores": scores.tolist(), "order": index, **shared},
-            }
+            Result(point, name, float(scores.max()), extra={"scores": scores.tolist(), "order": index, **shared},
+                   result_set=name)
         )
-    store.save_results(PATCH_KIND, records, run=model)
+    PATCH.save(store, model, records)
     return records
 
 
 def patch_result(results: Any) -> PatchResult:
     """Rebuild the :class:`PatchResult` of one pair saved by :func:`save_patching`. ``results`` holds its
-    catalog rows with params and extra decoded (as :func:`neurometry.report.build.load_results` gives them,
+    catalog rows with params and extra decoded (as :meth:`neurometry.store.results.ResultKind.load` gives them,
     filtered to one run and name); the points come back in the order they were patched."""
     pairs = sorted(set(zip(results["run_id"], results["name"], strict=True)))
     if len(pairs) != 1:

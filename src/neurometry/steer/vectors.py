@@ -35,7 +35,8 @@ import torch
 
 from neurometry.arrays import as_rows, check_same_rows
 from neurometry.errors import NeurometryError, did_you_mean
-from neurometry.models.loaded import LoadedModel, _is_hf
+from neurometry.models.hooks import capture
+from neurometry.models.loaded import LoadedModel, is_hf_model
 
 METHODS = ("mean_diff", "pca", "logistic")
 POSITION_NAMES = ("last", "first", "mean")
@@ -56,15 +57,13 @@ def _check_position(position: int | str) -> None:
 
 def _run_batch(model: LoadedModel, encoded: dict[str, torch.Tensor], point_name: str) -> torch.Tensor:
     """The point's tensor for one padded batch, with position ids that ignore padding."""
-    from neurometry.record.capture import Capture
-
     point = model.resolve(point_name)[0]
     mask = encoded["attention_mask"]
     module = model.module
     kwargs: dict[str, Any] = {"input_ids": encoded["input_ids"], "attention_mask": mask}
     params = inspect.signature(module.forward).parameters
     if (
-        _is_hf(module)
+        is_hf_model(module)
         and "position_ids" in params
         and not getattr(module.config, "is_encoder_decoder", False)
     ):
@@ -81,7 +80,8 @@ def _run_batch(model: LoadedModel, encoded: dict[str, torch.Tensor], point_name:
         def forward() -> Any:
             return model.forward(dict(encoded))
 
-    value = Capture(module, [point]).run(forward)[point.name]
+    _, captured = capture(model, encoded, [point], stop_early=True, run=forward)
+    value = captured[point.name]
     if value.ndim != 3:
         raise NeurometryError(
             f"point {point_name!r} gives a tensor of shape {tuple(value.shape)}; steering needs a "

@@ -13,7 +13,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 FORMAT_NAME = "neurometry-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+RESULTS_TABLE = """
+CREATE TABLE IF NOT EXISTS results (
+    run_id TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- one of neurometry.store.results.KINDS
+    result_set TEXT NOT NULL,        -- what produced the rows (its settings, its other side); saving replaces it
+    point TEXT NOT NULL,
+    name TEXT NOT NULL,
+    params TEXT NOT NULL,            -- JSON
+    value REAL,
+    extra TEXT NOT NULL,             -- JSON
+    schema INTEGER NOT NULL,         -- version of the kind's record layout when written
+    created TEXT NOT NULL,
+    PRIMARY KEY (run_id, kind, result_set, point, name, params)
+);
+"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,18 +83,7 @@ CREATE TABLE IF NOT EXISTS tokens (
     token TEXT NOT NULL,
     PRIMARY KEY (run_id, row)
 );
-CREATE TABLE IF NOT EXISTS results (
-    run_id TEXT NOT NULL,
-    point TEXT NOT NULL,
-    kind TEXT NOT NULL,              -- e.g. 'measure'
-    name TEXT NOT NULL,
-    params TEXT NOT NULL,            -- JSON
-    value REAL,
-    extra TEXT NOT NULL,             -- JSON
-    created TEXT NOT NULL,
-    PRIMARY KEY (run_id, point, kind, name, params)
-);
-"""
+""" + RESULTS_TABLE
 
 
 def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
@@ -112,6 +117,24 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a catalog of an older format ``version`` to :data:`FORMAT_VERSION`, in one transaction.
+
+    Version 1 had no result sets: its results become the unnamed set ``''`` of schema 1, which readers
+    that look for a producer's set do not find, so the step that wrote them computes them again.
+    """
+    with transaction(conn):
+        if version == 1:
+            conn.execute("ALTER TABLE results RENAME TO results_v1")
+            conn.execute(RESULTS_TABLE)
+            conn.execute(
+                "INSERT INTO results SELECT run_id, kind, '', point, name, params, value, extra, 1, created"
+                " FROM results_v1"
+            )
+            conn.execute("DROP TABLE results_v1")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (str(FORMAT_VERSION),))
 
 
 def read_format(conn: sqlite3.Connection) -> tuple[str | None, int | None]:

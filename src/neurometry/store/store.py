@@ -209,37 +209,60 @@ class Store:
         ).fetchall()
         return pd.DataFrame([json.loads(r[0]) for r in rows])
 
-    # -- results ---------------------------------------------------------------------------
-    def save_results(self, kind: str, records: list[dict], run: str) -> None:
-        """Store analysis results (one transaction). Each record has point, name, params, value, extra."""
+    # -- results (read and write them through neurometry.store.results, which owns the kinds) ----------
+    def replace_results(self, kind: str, run: str, schema: int, rows: list[dict], whole_sets: bool) -> None:
+        """In one transaction, delete what ``rows`` replace and insert them. Each row has ``result_set``,
+        ``point``, ``name``, ``params`` and ``extra`` (JSON-ready dicts) and ``value``. ``whole_sets``
+        deletes every row of each named set first; otherwise only the rows of the (set, point) pairs saved."""
         now = pd.Timestamp.now("UTC").isoformat()
+        where = "run_id = ? AND kind = ? AND result_set = ?"
         with self.transaction() as conn:
-            for rec in records:
-                conn.execute(
-                    "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run,
-                        rec["point"],
-                        kind,
-                        rec["name"],
-                        catalog.dumps(rec.get("params", {})),
-                        None if rec.get("value") is None else float(rec["value"]),
-                        catalog.dumps(rec.get("extra", {})),
-                        now,
-                    ),
-                )
+            if whole_sets:
+                for name in dict.fromkeys(r["result_set"] for r in rows):
+                    conn.execute(f"DELETE FROM results WHERE {where}", (run, kind, name))
+            else:
+                for name, point in dict.fromkeys((r["result_set"], r["point"]) for r in rows):
+                    conn.execute(f"DELETE FROM results WHERE {where} AND point = ?", (run, kind, name, point))
+            conn.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (run, kind, r["result_set"], r["point"], r["name"], catalog.dumps(r["params"]),
+                     None if r["value"] is None else float(r["value"]), catalog.dumps(r["extra"]), schema, now)
+                    for r in rows
+                ],
+            )
 
-    def results(self, kind: str | None = None, run: str | None = None) -> pd.DataFrame:
-        """Saved analysis results as a table (run_id, point, kind, name, params, value, extra)."""
-        query = "SELECT run_id, point, kind, name, params, value, extra FROM results WHERE 1=1"
+    def result_rows(
+        self, kind: str | None = None, run: str | None = None, result_set: str | None = None
+    ) -> pd.DataFrame:
+        """Saved results as stored: run_id, kind, result_set, point, name, params and extra (JSON text),
+        value, schema, created."""
+        query = "SELECT * FROM results WHERE 1=1"
         args: list = []
-        if kind:
-            query += " AND kind = ?"
-            args.append(kind)
-        if run:
-            query += " AND run_id = ?"
-            args.append(run)
-        return pd.read_sql_query(query + " ORDER BY run_id, point, name", self._conn, params=args)
+        for column, value in (("kind", kind), ("run_id", run), ("result_set", result_set)):
+            if value is not None:
+                query += f" AND {column} = ?"
+                args.append(value)
+        return pd.read_sql_query(query + " ORDER BY run_id, kind, point, name, result_set", self._conn, params=args)
+
+    def result_sets(self) -> pd.DataFrame:
+        """One row per (run_id, kind, result_set) with ``points``, ``records`` and ``created`` (the latest)."""
+        return pd.read_sql_query(
+            "SELECT run_id, kind, result_set, COUNT(DISTINCT point) AS points, COUNT(*) AS records,"
+            " MAX(created) AS created FROM results GROUP BY run_id, kind, result_set ORDER BY run_id, kind, result_set",
+            self._conn,
+        )
+
+    def delete_results(self, kind: str | None = None, run: str | None = None, result_set: str | None = None) -> int:
+        """Delete saved results (all that match); returns how many rows went."""
+        query = "DELETE FROM results WHERE 1=1"
+        args: list = []
+        for column, value in (("kind", kind), ("run_id", run), ("result_set", result_set)):
+            if value is not None:
+                query += f" AND {column} = ?"
+                args.append(value)
+        with self.transaction() as conn:
+            return conn.execute(query, args).rowcount
 
     # -- plumbing for the writer -----------------------------------------------------------
     def transaction(self):
@@ -274,8 +297,18 @@ def open_store(path: str | os.PathLike, create: bool = False, read_only: bool = 
     if name != catalog.FORMAT_NAME:
         conn.close()
         raise NeurometryError(f"{path} is not a neurometry store (catalog format {name!r}); choose another folder")
+    if version is not None and version < catalog.FORMAT_VERSION and not read_only:
+        catalog.migrate(conn, version)
+        stamp = {"format": catalog.FORMAT_NAME, "version": catalog.FORMAT_VERSION}
+        (path / STAMP_FILE).write_text(json.dumps(stamp) + "\n")
+        version = catalog.FORMAT_VERSION
     if version != catalog.FORMAT_VERSION:
         conn.close()
+        if version is not None and version < catalog.FORMAT_VERSION:
+            raise NeurometryError(
+                f"{path} is in store format version {version}; open it once with a command that may write "
+                f"(`neurometry ls {path}`) to upgrade it to version {catalog.FORMAT_VERSION}"
+            )
         raise NeurometryError(
             f"{path} was written in store format version {version}; this neurometry reads version "
             f"{catalog.FORMAT_VERSION}: record it again, or use the neurometry release that wrote it"

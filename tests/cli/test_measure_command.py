@@ -11,6 +11,7 @@ import pytest
 from neurometry import measures, open_store, record
 from neurometry.cli import main
 from neurometry.models.tiny import tiny_bert
+from neurometry.store.results import MEASURE
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_json_results_equal_in_memory_measures_and_are_saved(store_path, capsys)
     cosine = measures.layer_cosine(store.activations("resid.0"), store.activations("resid.1")).value
     assert by_key[("resid.1", "layer_cosine")]["value"] == pytest.approx(cosine, rel=1e-9)
     assert by_key[("resid.1", "layer_cosine")]["previous_point"] == "resid.0"
-    saved = store.results("measure")
+    saved = MEASURE.load(store)
     assert len(saved) == len(doc["results"])
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from neurometry import open_store, record
-from neurometry.commands.measure import measure_store
 from neurometry.models import load_model
+from neurometry.workflows.measure import measure_store
 from tests.conftest import SENTENCES, write_jsonl
 
 PROMPTS = [

@@ -13,6 +13,7 @@ from neurometry import open_store, record
 from neurometry.cli import main
 from neurometry.compare.kernel_alignment import cka
 from neurometry.models.tiny import tiny_bert
+from neurometry.store.results import COMPARE
 from tests.conftest import KRIEGESKORTE_MAT
 
 SENTENCES = Path(__file__).resolve().parents[2] / "src" / "neurometry" / "data" / "sentences.jsonl"
@@ -76,7 +77,7 @@ def test_store_self_similarity_matrix_is_saved_and_plotted(tmp_path, capsys):
         assert value[p, p] == pytest.approx(1.0, abs=1e-12)
     a, b = points[0], points[-1]
     assert value[a, b] == pytest.approx(cka(store.activations(a), store.activations(b)), rel=1e-9)
-    saved = store.results("compare")
+    saved = COMPARE.load(store)
     assert len(saved) == len(points) ** 2
     code, text, _ = run(capsys, "compare", str(out), "--metric", "cka")
     assert code == 0 and "A \\ B" in text  # a grid when there are only values

@@ -12,6 +12,7 @@ from neurometry.cli import main
 from neurometry.features.io import load_sae
 from neurometry.steer import load_vector
 from neurometry.store import open_store
+from neurometry.store.results import SAE_EVAL, SAE_FEATURES
 
 TINY = "neurometry.models.tiny:tiny_llama"
 
@@ -60,14 +61,14 @@ def test_train_eval_features_export(token_store, tmp_path, capsys):
     assert result["rows_from"] == start and result["n_rows"] == len(meta) - start
     assert result["l0"] <= 4.0 and 0 <= result["fvu"] < 0.5
     assert result["ce_spliced_loss"] != result["ce_clean_loss"]
-    assert len(store.results("sae_eval")) == 1
+    assert len(SAE_EVAL.load(store)) == 1
 
     code, text, err = run(capsys, "sae", "features", str(out), str(token_store), "--top", "5", "--json")
     assert code == 0, err
     shown = json.loads(text)["results"]
     frequencies = [r["frequency"] for r in shown]
     assert frequencies == sorted(frequencies, reverse=True)
-    assert len(store.results("sae_features")) == 64
+    assert len(SAE_FEATURES.load(store)) == 64
 
     code, text, err = run(capsys, "sae", "export", str(out), "--latent", "3", "--out", str(tmp_path / "f3.safetensors"))
     assert code == 0, err
@@ -76,11 +77,32 @@ def test_train_eval_features_export(token_store, tmp_path, capsys):
     assert info["point"] == "resid.1" and info["position"] == "all"
 
 
+def test_train_states_its_schedule_and_obeys_explicit_steps(token_store, tmp_path, capsys):
+    common = ("sae", "train", str(token_store), "--point", "resid.1", "--latents", "32", "--k", "2")
+    # the default on a small point: 3,000 steps at an automatic batch, and the reason, printed and saved
+    code, text, err = run(capsys, *common, "--max-steps", "4", "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    assert "schedule: 3,000 steps (the minimum; one pass over" in text and "capped at rows/32" in text
+    saved = load_sae(tmp_path / "a").cfg.extra
+    assert saved["steps"] == 4 and saved["schedule"]["steps"] == 3000 and saved["schedule"]["batch_size"] == 32
+    assert saved["train"]["batch_size"] is None
+    code, text, err = run(capsys, *common, "--steps", "7", "--batch-size", "64", "--out", str(tmp_path / "b"), "--json")
+    assert code == 0, err
+    trained = json.loads(text)["results"][0]
+    assert trained["steps"] == 7 and trained["batch_size"] == 64 and trained["schedule"].startswith("7 steps (as asked")
+    code, text, err = run(capsys, *common, "--epochs", "1", "--out", str(tmp_path / "c"), "--json")
+    assert code == 0, err
+    trained = json.loads(text)["results"][0]
+    assert trained["steps"] == trained["rows_seen"] // 32 < 3000 and "1 pass as asked" in trained["schedule"]
+
+
 def test_user_errors_exit_2(token_store, tmp_path, capsys):
     cases = [
         ("sae", "train", str(tmp_path / "missing"), "--point", "resid.1", "--out", str(tmp_path / "o")),
         ("sae", "train", str(token_store), "--point", "resid.9", "--out", str(tmp_path / "o")),
         ("sae", "train", str(token_store), "--point", "resid.1", "--k", "99", "--latents", "16",
+         "--out", str(tmp_path / "o")),
+        ("sae", "train", str(token_store), "--point", "resid.1", "--steps", "10", "--epochs", "1",
          "--out", str(tmp_path / "o")),
         ("sae", "eval", str(tmp_path / "no-sae"), str(token_store)),
         ("sae", "export", str(tmp_path / "no-sae"), "--latent", "1", "--out", str(tmp_path / "v.safetensors")),

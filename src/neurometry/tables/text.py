@@ -1,4 +1,4 @@
-"""Plain-text tables and JSON documents for the CLI."""
+"""Plain-text tables and JSON documents: what every command, the demo and the report's text share."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import pytest
 from neurometry import open_store, record
 from neurometry.cli import main
 from neurometry.models.tiny import tiny_bert
+from neurometry.store.results import PROBE
 
 PACKAGE_SENTENCES = Path(__file__).resolve().parents[2] / "src" / "neurometry" / "data" / "sentences.jsonl"
 
@@ -92,7 +93,7 @@ def test_store_token_run_probe_saves_results_and_keeps_inputs_whole(sentences_fi
     store = open_store(out)
     assert [r["point"] for r in doc["results"]] == [p.point for p in store.points()]
     assert all(r["n_groups"] == store.metadata()["input_row"].nunique() for r in doc["results"])
-    assert len(store.results("probe")) == len(doc["results"])
+    assert len(PROBE.load(store)) == len(doc["results"])
 
 
 @pytest.mark.parametrize(

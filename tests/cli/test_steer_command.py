@@ -11,6 +11,7 @@ import pytest
 
 from neurometry.cli import main
 from neurometry.steer import load_vector
+from neurometry.store.results import DIFF, PATCH, STEER_SWEEP
 
 TINY = "neurometry.models.tiny:tiny_llama"
 
@@ -80,7 +81,6 @@ def test_build_eval_generate_round_trip(pairs, tmp_path, capsys):
 
 def test_eval_store_saves_the_sweep_it_prints(pairs, tmp_path, capsys):
     from neurometry import open_store
-    from neurometry.report.build import load_results
     from neurometry.steer import SweepRow, sweep_rows
 
     vector = tmp_path / "v.safetensors"
@@ -94,24 +94,24 @@ def test_eval_store_saves_the_sweep_it_prints(pairs, tmp_path, capsys):
     )
     assert code == 0, err
     printed = json.loads(text)["results"]
-    saved = open_store(store).results("steer_sweep")
+    saved = STEER_SWEEP.load(open_store(store))
     assert len(saved) == 3
     assert set(saved["run_id"]) == {TINY} and set(saved["point"]) == {"resid.1"} and set(saved["name"]) == {"v"}
-    by_alpha = {json.loads(r.params)["alpha"]: r for r in saved.itertuples()}
+    by_alpha = {r.params["alpha"]: r for r in saved.itertuples()}
     for row in printed:
         record = by_alpha[row["alpha"]]
-        extra, params = json.loads(record.extra), json.loads(record.params)
+        extra, params = record.extra, record.params
         assert record.value == row["target_logprob_shift"]  # exact: the same floats, not recomputed
         assert (extra["kl"], extra["perplexity"]) == (row["kl"], row["perplexity"])
         assert params["pairs"] == str(pairs.resolve())
         assert extra["n_pairs"] == 3 and extra["vector"]["method"] == "mean_diff"
         assert extra["vector"]["train_pairs"] == 5 and "point" not in extra["vector"]
-    rows, generated = sweep_rows(load_results(open_store(store), "steer_sweep"))
+    rows, generated = sweep_rows(STEER_SWEEP.load(open_store(store)))
     assert rows == [SweepRow(**r) for r in printed] and generated is None
     # without --json the table is printed and the store named; a rerun replaces the rows, not adds to them
     code, text, err = run(capsys, "steer", "eval", TINY, str(vector), "--alphas=-1,0,2", "--store", str(store))
     assert code == 0, err
-    assert f"saved in {store}" in text and len(open_store(store).results("steer_sweep")) == 3
+    assert f"saved in {store}" in text and len(STEER_SWEEP.load(open_store(store))) == 3
 
 
 def test_lens_and_patch_json(capsys, tmp_path):
@@ -201,7 +201,6 @@ def test_diff_reads_a_planted_finetune_from_safetensors(planted, tmp_path, capsy
 
 def test_diff_store_saves_what_it_prints(planted, tmp_path, capsys, monkeypatch):
     from neurometry import open_store
-    from neurometry.report.build import load_results
     from neurometry.steer import diff_document
 
     weights, texts = planted
@@ -210,7 +209,7 @@ def test_diff_store_saves_what_it_prints(planted, tmp_path, capsys, monkeypatch)
     code, text, err = run(capsys, *args, "--json")
     assert code == 0, err
     printed = json.loads(text)
-    saved = load_results(open_store(store), "diff")
+    saved = DIFF.load(open_store(store))
     assert set(saved["run_id"]) == {TINY} and set(saved["name"]) == {str(weights.resolve())}
     assert saved["params"].iloc[0] == {"first_k": 5, "skip_first": 0, "texts": str(texts.resolve())}
     document, generated = diff_document(saved)
@@ -221,12 +220,11 @@ def test_diff_store_saves_what_it_prints(planted, tmp_path, capsys, monkeypatch)
     code, text, err = run(capsys, "diff", TINY, weights.name, "--texts", str(texts), "--store", str(store))
     assert code == 0, err
     assert f"saved in {store} (kind diff, run {TINY}, name {weights.resolve()})" in text
-    assert len(load_results(open_store(store), "diff")) == len(printed["points"])
+    assert len(DIFF.load(open_store(store))) == len(printed["points"])
 
 
 def test_patch_store_saves_what_it_prints(tmp_path, capsys):
     from neurometry import open_store
-    from neurometry.report.build import load_results
     from neurometry.steer import patch_result
     from neurometry.steer.patching import pair_id
 
@@ -236,7 +234,7 @@ def test_patch_store_saves_what_it_prints(tmp_path, capsys):
     code, text, err = run(capsys, "patch", TINY, *pair, "--json", "--store", str(store))
     assert code == 0, err
     printed = json.loads(text)
-    saved = load_results(open_store(store), "patch")
+    saved = PATCH.load(open_store(store))
     name = pair_id("the cat sat on the mat", "the dog sat on the mat", "cat", "dog")
     assert set(saved["run_id"]) == {TINY} and set(saved["name"]) == {name}
     assert list(saved["point"]) == printed["points"] == ["resid.0", "resid.1"]
@@ -246,7 +244,7 @@ def test_patch_store_saves_what_it_prints(tmp_path, capsys):
     code, text, err = run(capsys, "patch", TINY, *pair, "--no-heads", "--store", str(store))
     assert code == 0, err
     assert f"saved in {store} (kind patch, run {TINY}, name {name!r})" in text
-    assert patch_result(load_results(open_store(store), "patch")).head_scores is None  # replaced, not mixed
+    assert patch_result(PATCH.load(open_store(store))).head_scores is None  # replaced, not mixed
 
 
 def test_build_from_two_groups_of_a_store(tmp_path, capsys):

@@ -1,0 +1,113 @@
+"""`neurometry compare`: parse, call :mod:`neurometry.workflows.compare`, print."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from neurometry.cli.output import finish, plots
+from neurometry.errors import NeurometryError
+from neurometry.tables.compare import print_comparison
+from neurometry.workflows.compare import run_compare
+
+# CLI flag -> metric parameter; only flags the user gives are passed on
+METRIC_OPTIONS = {
+    "kernel": "kernel",
+    "estimator": "estimator",
+    "bandwidth": "bandwidth",
+    "batch_size": "batch_size",
+    "rdm": "rdm",
+    "compare": "compare",
+    "alpha": "alpha",
+    "k": "k",
+    "keep": "keep",
+    "folds": "folds",
+    "direction": "direction",
+}
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    params = {
+        param: getattr(args, flag)
+        for flag, param in METRIC_OPTIONS.items()
+        if getattr(args, flag) is not None
+    }
+    try:
+        document = run_compare(
+            args.a,
+            args.b,
+            args.metric,
+            points_a=args.points_a,
+            points_b=args.points_b,
+            run_a=args.run_a,
+            run_b=args.run_b,
+            rdm_key=args.rdm_key,
+            subjects=args.subjects,
+            permutations=args.permutations,
+            bootstrap=args.bootstrap,
+            confidence=args.confidence,
+            seed=args.seed,
+            progress=not args.json,
+            **params,
+        )
+    except NeurometryError as exc:
+        message = str(exc)
+        for flag, param in METRIC_OPTIONS.items():  # speak in flags, not parameter names
+            message = message.replace(
+                f"unknown parameter {param!r}", f"option --{flag.replace('_', '-')} does not apply"
+            )
+        raise NeurometryError(message) from None
+    title = f"{args.metric}: {Path(args.a).name} vs {Path(args.b or args.a).name}"
+    finish(args, document, lambda: print_comparison(document), lambda: plots().plot_comparison(document, title))
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="similarity of representations: CKA, RSA, shape metrics, CCA, neighbours, predictivity",
+        description="Compare every point of A with every point of B (A with itself when B is omitted).",
+    )
+    p.add_argument("a", help="store, .npy (stimuli x features, or RDMs) or .mat of RDMs")
+    p.add_argument(
+        "b", nargs="?", help="the same kinds; omitted: A against itself (self-similarity across depth)"
+    )
+    p.add_argument(
+        "--metric",
+        required=True,
+        help="cka, rsa, procrustes, permutation, cca, svcca, pwcca, "
+        "mutual_knn, cknna, cycle_knn, linear_predictivity",
+    )
+    p.add_argument("--points-a", nargs="+", metavar="GLOB", help="points of store A (default: all)")
+    p.add_argument("--points-b", nargs="+", metavar="GLOB", help="points of store B, or names of B's RDMs")
+    p.add_argument("--run-a", help="run of store A when it holds several")
+    p.add_argument("--run-b", help="run of store B when it holds several")
+    p.add_argument("--rdm-key", help="variable of a .mat file that holds the RDMs")
+    p.add_argument(
+        "--subjects",
+        action="store_true",
+        help="B's RDMs are subjects of one region: compare with their pooled RDM and report the noise ceiling",
+    )
+    p.add_argument("--permutations", type=int, default=0, metavar="N", help="permutation test over stimuli")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap interval over stimuli")
+    p.add_argument("--confidence", type=float, default=0.95, help="bootstrap interval level (default 0.95)")
+    p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("metric options (each applies to the metrics named)")
+    g.add_argument("--kernel", choices=["linear", "rbf"], help="cka kernel (default linear)")
+    g.add_argument(
+        "--estimator", choices=["biased", "unbiased", "minibatch"], help="cka HSIC estimator (default biased)"
+    )
+    g.add_argument(
+        "--bandwidth", type=float, help="cka rbf bandwidth, a fraction of the median distance (default 1)"
+    )
+    g.add_argument("--batch-size", type=int, help="cka minibatch size")
+    g.add_argument("--rdm", help="rsa RDM method: correlation, cosine, euclidean, sqeuclidean, mahalanobis")
+    g.add_argument("--compare", help="rsa RDM comparison: spearman, pearson, kendall_tau_a, cosine, corr_cov")
+    g.add_argument("--alpha", type=float, help="procrustes partial whitening in [0, 1] (1: none, 0: full)")
+    g.add_argument("--k", type=int, help="neighbours for mutual_knn, cknna, cycle_knn")
+    g.add_argument("--keep", type=float, help="svcca variance kept (default 0.99)")
+    g.add_argument("--folds", type=int, help="linear_predictivity cross-validation folds")
+    g.add_argument("--direction", choices=["a_to_b", "b_to_a", "mean"], help="linear_predictivity direction")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    p.add_argument("--plot", metavar="FILE.png", help="heatmap (layer x layer) or profile across depth")
+    p.set_defaults(func=cmd_compare)
+

@@ -1,0 +1,18 @@
+"""`neurometry demo`: the main job on built-in models and data."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from neurometry.demo import run_demo
+
+    run_demo(args.out, quick=args.quick)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the main job on built-in models and data")
+    p.add_argument("--out", default="neurometry-demo", help="folder for the demo's store and figures")
+    p.add_argument("--quick", action="store_true", help="fewer stages, for a fast look")
+    p.set_defaults(func=cmd_demo)

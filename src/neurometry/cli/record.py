@@ -1,0 +1,45 @@
+"""`neurometry record`: a model over a dataset into a store."""
+
+from __future__ import annotations
+
+import argparse
+
+from neurometry.tables.text import emit_json
+
+
+def cmd_record(args: argparse.Namespace) -> None:
+    from neurometry.record import record
+
+    result = record(
+        args.model, args.data, args.points, args.out, reduce=args.reduce, dtype=args.dtype,
+        batch_size=args.batch_size, max_tokens=args.max_tokens, run=args.run, overwrite=args.overwrite,
+        progress=not args.quiet, chunk_rows=args.chunk_rows,
+    )
+    if args.json:
+        emit_json(result.__dict__, indent=2)
+        return
+    if result.already_complete:
+        print(f"run {result.run_id!r} is already complete in {result.store}; nothing to do")
+    else:
+        resumed = f" (resumed at input {result.resumed_at})" if result.resumed_at else ""
+        print(f"recorded {len(result.points)} points x {result.n_rows} rows from {result.n_inputs} inputs"
+              f" into {result.store}, run {result.run_id!r}{resumed}")
+    print(f"next: neurometry ls {result.store}")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("record", help="record hook points of a model over a dataset into a store")
+    p.add_argument("model", help="zoo name, local Hugging Face folder, or module:attribute")
+    p.add_argument("data", help=".jsonl, .csv or .parquet with a text (or image) column")
+    p.add_argument("--points", nargs="+", required=True, help="aliases, module paths or globs (resid.*)")
+    p.add_argument("--out", required=True, help="store folder (created if missing)")
+    p.add_argument("--reduce", default=None, help="text: tokens|mean|first|last (default mean); image: mean|none")
+    p.add_argument("--dtype", default="float32", help="float32|float16|bfloat16 on disk")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-tokens", type=int, default=128, help="truncate inputs to this many tokens")
+    p.add_argument("--run", default=None, help="run name (default: from the model name)")
+    p.add_argument("--overwrite", action="store_true", help="replace a complete run recorded with other settings")
+    p.add_argument("--chunk-rows", type=int, default=None, help="rows per on-disk chunk and commit (default ~2 MiB)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_record)

@@ -1,1 +1,0 @@
-"""CLI commands that need more than a few lines each."""

@@ -1,0 +1,17 @@
+"""Every figure neurometry draws: one module per stage, each function turning results (or arrays) into a
+:class:`matplotlib.figure.Figure`; :func:`save_figure` writes one. This is the only package that imports
+matplotlib. Figures are built without pyplot, so drawing keeps no global state and works in threads."""
+
+from matplotlib.figure import Figure
+
+from neurometry.plots.compare import plot_comparison
+from neurometry.plots.features import plot_latent_frequencies
+from neurometry.plots.figure import figure_png, save_figure
+from neurometry.plots.measure import plot_profiles
+from neurometry.plots.probe import plot_encode, plot_probe, plot_probe_tasks
+from neurometry.plots.steer import plot_patching, plot_sweep
+
+__all__ = [
+    "Figure", "figure_png", "plot_comparison", "plot_encode", "plot_latent_frequencies", "plot_patching", "plot_probe",
+    "plot_probe_tasks", "plot_profiles", "plot_sweep", "save_figure",
+]
