@@ -26,7 +26,6 @@ from neurometry.features.examples import (
     readable,
     readable_context,
 )
-from neurometry.report.build import compare_records
 from neurometry.store.results import (
     COMPARE,
     DIFF,
@@ -40,6 +39,7 @@ from neurometry.store.results import (
     listing,
 )
 from neurometry.store.store import Store
+from neurometry.workflows.compare import compare_records
 
 PER_PAGE = 50
 MAX_PER_PAGE = 500
@@ -70,7 +70,7 @@ def page_of(items: list, page: int = 1, per_page: int = PER_PAGE) -> dict[str, A
 # -- runs and points -------------------------------------------------------------------------------
 def summary(store: Store) -> dict[str, Any]:
     """The store's runs and how many results of each kind it holds."""
-    counts = store.connection.execute("SELECT kind, COUNT(*) FROM results GROUP BY kind ORDER BY kind").fetchall()
+    counts = {kind: int(n) for kind, n in listing(store).groupby("kind")["records"].sum().items()}
     points = store.points()
     return {
         "store": f"{store.path.parent.name}/{store.path.name}",
@@ -82,7 +82,7 @@ def summary(store: Store) -> dict[str, Any]:
             }
             for r in store.runs()
         ],
-        "results": dict(counts),
+        "results": counts,
     }
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from neurometry.cli.output import finish
 from neurometry.errors import NeurometryError, did_you_mean
-from neurometry.tables.text import emit_json
 
 
 def cmd_dataset(args: argparse.Namespace) -> None:
@@ -14,12 +14,12 @@ def cmd_dataset(args: argparse.Namespace) -> None:
     if args.name not in DATASETS:
         raise NeurometryError(f"unknown dataset {args.name!r}{did_you_mean(args.name, DATASETS)}; known: {', '.join(DATASETS)}")
     path = DATASETS[args.name](args.out)
-    if args.json:
-        emit_json({"data": str(path)}, indent=2)
-        return
-    print(f"wrote {path}")
-    if args.name == "kriegeskorte92":
-        print(f"brain RDMs: {kriegeskorte_mat()} --rdm-key {KRIEGESKORTE_RDM_KEY}")
+
+    def show() -> None:
+        if args.name == "kriegeskorte92":
+            print(f"brain RDMs: {kriegeskorte_mat()} --rdm-key {KRIEGESKORTE_RDM_KEY}")
+
+    finish(args, {"data": str(path)}, show, wrote=[path])
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.tables.text import emit_json
+from neurometry.cli.output import finish
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -13,11 +13,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     store = open_store(args.store)
     written = export_point(store, args.point, args.out, run=args.run, meta_format=args.meta)
-    if args.json:
-        emit_json({"files": [str(p) for p in written]}, indent=2)
-        return
-    for path in written:
-        print(f"wrote {path}")
+    finish(args, {"files": [str(p) for p in written]}, lambda: None, wrote=written)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.tables.text import emit_json
+from neurometry.cli.output import finish
 
 
 def cmd_import(args: argparse.Namespace) -> None:
     from neurometry.store.importing import import_file
 
     result = import_file(args.file, args.out, args.point, run=args.run, metadata=args.metadata, key=args.key)
-    if args.json:
-        emit_json(result.__dict__, indent=2)
-        return
-    shape = " x ".join(map(str, result.shape))
-    variable = f"[{result.key!r}]" if result.key else ""
-    print(f"imported {result.n_rows} rows x {shape} ({result.dtype}) from {args.file}{variable} into {result.store},"
-          f" run {result.run_id!r}, point {result.point!r}")
-    for note in result.notes:
-        print(f"note: {note}")
-    print(f"next: neurometry ls {result.store}")
+
+    def show() -> None:
+        shape = " x ".join(map(str, result.shape))
+        variable = f"[{result.key!r}]" if result.key else ""
+        print(f"imported {result.n_rows} rows x {shape} ({result.dtype}) from {args.file}{variable} into "
+              f"{result.store}, run {result.run_id!r}, point {result.point!r}")
+        for note in result.notes:
+            print(f"note: {note}")
+        print(f"next: neurometry ls {result.store}")
+
+    finish(args, result.__dict__, show)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.tables.text import emit_json
+from neurometry.cli.output import finish
 
 
 def cmd_record(args: argparse.Namespace) -> None:
@@ -15,16 +15,17 @@ def cmd_record(args: argparse.Namespace) -> None:
         batch_size=args.batch_size, max_tokens=args.max_tokens, run=args.run, overwrite=args.overwrite,
         progress=not args.quiet, chunk_rows=args.chunk_rows,
     )
-    if args.json:
-        emit_json(result.__dict__, indent=2)
-        return
-    if result.already_complete:
-        print(f"run {result.run_id!r} is already complete in {result.store}; nothing to do")
-    else:
-        resumed = f" (resumed at input {result.resumed_at})" if result.resumed_at else ""
-        print(f"recorded {len(result.points)} points x {result.n_rows} rows from {result.n_inputs} inputs"
-              f" into {result.store}, run {result.run_id!r}{resumed}")
-    print(f"next: neurometry ls {result.store}")
+
+    def show() -> None:
+        if result.already_complete:
+            print(f"run {result.run_id!r} is already complete in {result.store}; nothing to do")
+        else:
+            resumed = f" (resumed at input {result.resumed_at})" if result.resumed_at else ""
+            print(f"recorded {len(result.points)} points x {result.n_rows} rows from {result.n_inputs} inputs"
+                  f" into {result.store}, run {result.run_id!r}{resumed}")
+        print(f"next: neurometry ls {result.store}")
+
+    finish(args, result.__dict__, show)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
