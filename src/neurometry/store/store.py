@@ -237,13 +237,9 @@ class Store:
     ) -> pd.DataFrame:
         """Saved results as stored: run_id, kind, result_set, point, name, params and extra (JSON text),
         value, schema, created."""
-        query = "SELECT * FROM results WHERE 1=1"
-        args: list = []
-        for column, value in (("kind", kind), ("run_id", run), ("result_set", result_set)):
-            if value is not None:
-                query += f" AND {column} = ?"
-                args.append(value)
-        return pd.read_sql_query(query + " ORDER BY run_id, kind, point, name, result_set", self._conn, params=args)
+        where, args = _result_filter(kind, run, result_set)
+        query = f"SELECT * FROM results WHERE {where} ORDER BY run_id, kind, point, name, result_set"
+        return pd.read_sql_query(query, self._conn, params=args)
 
     def result_sets(self) -> pd.DataFrame:
         """One row per (run_id, kind, result_set) with ``points``, ``records`` and ``created`` (the latest)."""
@@ -255,14 +251,9 @@ class Store:
 
     def delete_results(self, kind: str | None = None, run: str | None = None, result_set: str | None = None) -> int:
         """Delete saved results (all that match); returns how many rows went."""
-        query = "DELETE FROM results WHERE 1=1"
-        args: list = []
-        for column, value in (("kind", kind), ("run_id", run), ("result_set", result_set)):
-            if value is not None:
-                query += f" AND {column} = ?"
-                args.append(value)
+        where, args = _result_filter(kind, run, result_set)
         with self.transaction() as conn:
-            return conn.execute(query, args).rowcount
+            return conn.execute(f"DELETE FROM results WHERE {where}", args).rowcount
 
     # -- plumbing for the writer -----------------------------------------------------------
     def transaction(self):
@@ -275,6 +266,14 @@ class Store:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _result_filter(kind: str | None, run: str | None, result_set: str | None) -> tuple[str, list[str]]:
+    """The WHERE clause (and its arguments) that keeps the results of ``kind``, ``run`` and ``result_set``
+    (each only when given)."""
+    given = [(column, value) for column, value in (("kind", kind), ("run_id", run), ("result_set", result_set))
+             if value is not None]
+    return " AND ".join(["1=1", *(f"{column} = ?" for column, _ in given)]), [value for _, value in given]
 
 
 def is_store(path: Path) -> bool:
