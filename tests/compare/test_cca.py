@@ -129,6 +129,56 @@ def test_pwcca_weights_favour_the_components_carrying_x_variance(rng):
     assert pwcca(y, loud_first) != pytest.approx(pwcca(loud_first, y), abs=1e-3)
 
 
+def _inverse_sqrt(s: np.ndarray) -> np.ndarray:
+    lam, v = np.linalg.eigh(s)
+    return (v / np.sqrt(lam)) @ v.T
+
+
+def _morcos_pwcca(x: np.ndarray, y: np.ndarray) -> float:
+    """Morcos, Raghu & Bengio (2018): sum_i alpha_i rho_i with alpha_i = sum_j |<h_i, x_j>| / Z, h_i the
+    unit-norm canonical variates Xc Sxx^-1/2 u_i of x and x_j x's centred neurons (over stimuli)."""
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    ixx, iyy = _inverse_sqrt(xc.T @ xc), _inverse_sqrt(yc.T @ yc)
+    u, rho, _ = np.linalg.svd(ixx @ xc.T @ yc @ iyy, full_matrices=False)
+    h = xc @ ixx @ u  # canonical variates, unit norm and orthogonal
+    alpha = np.abs(h.T @ xc).sum(axis=1)
+    return float(np.dot(alpha / alpha.sum(), rho))
+
+
+def _google_style_pwcca(x: np.ndarray, y: np.ndarray) -> float:
+    """google/svcca ``compute_pwcca`` with x the side of fewer neurons, written from its description: the
+    weight directions are the singular vectors u_i of the whitened cross-covariance applied to x's centred
+    activity WITHOUT the whitening Sxx^-1/2 (plus the neuron means), orthonormalised by QR, and the weights
+    sum |<p_i, x_j>| over x's uncentred neurons."""
+    mean = x.mean(0)
+    xc, yc = x - mean, y - y.mean(0)
+    ixx, iyy = _inverse_sqrt(xc.T @ xc), _inverse_sqrt(yc.T @ yc)
+    u, rho, _ = np.linalg.svd(ixx @ xc.T @ yc @ iyy, full_matrices=False)
+    directions = xc @ u + mean  # (n, d1); mean added per neuron index, as that code does
+    p, _ = np.linalg.qr(directions)
+    alpha = np.abs(p.T @ x).sum(axis=1)
+    return float(np.dot(alpha / alpha.sum(), rho))
+
+
+def test_pwcca_is_morcos_formula_not_google_svcca(rng):
+    n = 200
+    q = _orthonormal_centred(rng, n, 8)
+    mix = rng.standard_normal((3, 3))
+    # x (3 neurons, the narrower side, passed first) with an anisotropic covariance and non-zero means
+    x = (q[:, :3] * [10.0, 1.0, 0.3]) @ mix + [2.0, -1.0, 0.5]
+    # y mixes x's space with noise in five other directions: distinct canonical correlations below 1
+    y = q[:, :3] @ rng.standard_normal((3, 4)) + 0.8 * q[:, 3:] @ rng.standard_normal((5, 4))
+    rho = canonical_correlations(x, y)
+    assert rho[0] < 0.999 and np.all(np.diff(rho) < -1e-3)
+    assert pwcca(x, y) == pytest.approx(_morcos_pwcca(x, y), abs=1e-10)
+    # google/svcca's weights differ: not a matter of which side goes first
+    assert abs(pwcca(x, y) - _google_style_pwcca(x, y)) > 1e-3
+    # ... except where x is white and centred (Sxx = c I): there the omitted whitening is a constant
+    white = q[:, :3] * 4.0
+    assert pwcca(white, y) == pytest.approx(_google_style_pwcca(white, y), abs=1e-10)
+    assert pwcca(white, y) == pytest.approx(_morcos_pwcca(white, y), abs=1e-10)
+
+
 def test_registered_metrics_and_take(rng):
     assert METRICS["svcca"].params == {"keep": 0.99}
     assert METRICS["cca"].params == {} and METRICS["pwcca"].params == {}

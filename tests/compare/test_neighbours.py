@@ -71,7 +71,9 @@ def hsic_biased(k_mat, l_mat):
     return np.trace(k_mat @ h @ l_mat @ h)
 
 
-def brute_cknna(x, y, k, unbiased=True):
+def brute_cknna(x, y, k, unbiased=True, epsilon=0.0):
+    """HSIC(M_K M_L K, M_K M_L L) / (sqrt(HSIC(M_K K, M_K K) HSIC(M_L L, M_L L)) + epsilon): the paper's
+    ratio with epsilon = 0, platonic-rep's ``cknna`` (its denominator plus 1e-6) with epsilon = 1e-6."""
     sx, sy = dense_similarity(x), dense_similarity(y)
     kx, ky = sx.copy(), sy.copy()
     np.fill_diagonal(kx, 1.0)  # the kernel itself: unit rows have self-similarity 1
@@ -79,7 +81,7 @@ def brute_cknna(x, y, k, unbiased=True):
     mx, my = neighbour_mask(sx, k, unbiased), neighbour_mask(sy, k, unbiased)
     hsic = hsic_unbiased if unbiased else hsic_biased
     cross = hsic(mx * my * kx, mx * my * ky)
-    return cross / np.sqrt(hsic(mx * kx, mx * kx) * hsic(my * ky, my * ky))
+    return cross / (np.sqrt(hsic(mx * kx, mx * kx) * hsic(my * ky, my * ky)) + epsilon)
 
 
 # ---- known answers ----
@@ -149,6 +151,28 @@ def test_agrees_with_dense_brute_force(n, d, k):
         assert cknna(x, y, k, unbiased=False) == pytest.approx(
             brute_cknna(x, y, k, unbiased=False), abs=1e-12
         )
+
+
+def test_cknna_with_platonic_reps_epsilon():
+    # platonic-rep's published numbers divide by sqrt(HSIC_KK HSIC_LL) + 1e-6; epsilon=1e-6 reproduces them
+    rng = np.random.default_rng(11)
+    z = rng.normal(size=(120, 4))
+    x = z @ rng.normal(size=(4, 16)) + 0.5 * rng.normal(size=(120, 16))
+    y = z @ rng.normal(size=(4, 8)) + 0.5 * rng.normal(size=(120, 8))
+    for unbiased in (True, False):
+        exact, reference = brute_cknna(x, y, 10, unbiased), brute_cknna(x, y, 10, unbiased, epsilon=1e-6)
+        assert cknna(x, y, 10, unbiased=unbiased, epsilon=1e-6) == pytest.approx(reference, rel=1e-12)
+        assert cknna(x, y, 10, unbiased=unbiased) == pytest.approx(exact, rel=1e-12)  # the default: no epsilon
+    # the unbiased denominator is small (3.7e-2 here), so the epsilon is visible: 2.7e-5 relative
+    exact, reference = cknna(x, y, 10), cknna(x, y, 10, epsilon=1e-6)
+    assert 1e-5 < (exact - reference) / exact < 1e-3
+    metric = METRICS["cknna"]
+    assert metric.params == {"k": 10, "unbiased": True, "epsilon": 0.0}
+    p = metric.resolve({"epsilon": 1e-6})
+    assert metric.score(metric.prepare(x, p), metric.prepare(y, p), p) == pytest.approx(reference, rel=1e-12)
+    for bad in (-1e-6, float("nan"), float("inf"), "tiny", True):
+        with pytest.raises(NeurometryError, match="epsilon must be"):
+            cknna(x, y, 10, epsilon=bad)
 
 
 def test_ties_go_to_the_lower_index():

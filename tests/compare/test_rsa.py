@@ -203,12 +203,26 @@ def test_noise_ceiling_equals_rsatoolbox(method: str) -> None:
     subjects = _subjects()
     lower, upper = noise_ceiling(subjects, method)
     expected_lower, expected_upper = boot_noise_ceiling(RDMs(subjects), method=OURS_TO_RSATOOLBOX[method])
-    # rsatoolbox pools corr_cov RDMs with a conjugate-gradient solve stopped at relative tolerance 1e-5,
-    # so only there the agreement is looser; the exact value is checked against the dense V below
-    tol = 1e-4 if method == "corr_cov" else TOL
-    assert abs(lower - expected_lower) < tol and abs(upper - expected_upper) < tol
     assert 0 < lower < upper < 1
     assert noise_ceiling([RDM(v, 25) for v in subjects], method) == (lower, upper)
+    if method != "corr_cov":
+        assert abs(lower - expected_lower) < TOL and abs(upper - expected_upper) < TOL
+        return
+    # corr_cov: boot_noise_ceiling pools with rsatoolbox.util.inference_util.pool_rdm, which pools corr_cov
+    # RDMs by z-scores (as for corr); we pool by whitened norms (test_noise_ceiling_corr_cov_exact_pooling).
+    # With z-score pooling, our corr_cov comparisons give rsatoolbox's ceiling to rounding: the pooling,
+    # not a solver, is the difference.
+    def zscore_pool(group: np.ndarray) -> RDM:
+        z = (group - group.mean(1, keepdims=True)) / group.std(1, keepdims=True)
+        return RDM(z.mean(0) - z.mean(0).min(), 25)
+
+    z_upper = np.mean([compare_rdms(zscore_pool(subjects), RDM(s, 25), "corr_cov") for s in subjects])
+    z_lower = np.mean(
+        [compare_rdms(zscore_pool(np.delete(subjects, i, 0)), RDM(s, 25), "corr_cov") for i, s in enumerate(subjects)]
+    )
+    assert z_lower == pytest.approx(expected_lower, abs=1e-12) and z_upper == pytest.approx(expected_upper, abs=1e-12)
+    # and ours differs from it by more than rounding (1.1e-5 on the lower bound here)
+    assert abs(lower - expected_lower) > 1e-6
 
 
 @pytest.mark.parametrize("method", list(OURS_TO_RSATOOLBOX))
@@ -254,6 +268,37 @@ def test_noise_ceiling_corr_cov_exact_pooling() -> None:
     upper = np.mean([whitened_corr(pool(subjects), s) for s in subjects])
     lower = np.mean([whitened_corr(pool(np.delete(subjects, i, 0)), s) for i, s in enumerate(subjects)])
     assert noise_ceiling(subjects, "corr_cov") == pytest.approx((lower, upper), abs=1e-10)
+
+
+def test_crossnobis_noise_dof_where_rsatoolbox_differs() -> None:
+    # Residuals around C condition means over K runs have C (K - 1) degrees of freedom; rsatoolbox's
+    # prec_from_measurements(dataset, "conds") divides by (C - 1) K, so its precision, and every crossnobis
+    # distance computed with it, is (C - 1) K / (C (K - 1)) times ours (1.25 for C = 6, K = 3).
+    pytest.importorskip("rsatoolbox")
+    from rsatoolbox.data import Dataset, prec_from_measurements
+    from rsatoolbox.rdm import calc_rdm
+
+    from neurometry.compare.rdm import noise_covariance
+
+    rng = np.random.default_rng(0)
+    c, k, d = 6, 3, 4
+    data = 3 * rng.normal(size=(1, c, d)) + rng.normal(size=(k, c, d))
+    dataset = Dataset(
+        data.reshape(k * c, d),
+        obs_descriptors={"conds": np.tile(np.arange(c), k), "runs": np.repeat(np.arange(k), c)},
+    )
+    for theirs_method, shrinkage in (("full", 0.0), ("diag", 1.0)):
+        precision = prec_from_measurements(dataset, "conds", method=theirs_method)
+        theirs = calc_rdm(dataset, method="crossnobis", descriptor="conds", cv_descriptor="runs", noise=precision)
+        ours = compute_rdm(data, "crossnobis", shrinkage=shrinkage).dissimilarities
+        np.testing.assert_allclose(theirs.get_vectors()[0], ours * (c - 1) * k / (c * (k - 1)), rtol=1e-10)
+    # ours is the unbiased noise variance: pure noise of variance 1, averaged over draws
+    c, k, d = 4, 2, 3
+    draws = [rng.normal(size=(k, c, d)) for _ in range(2000)]
+    variance = np.mean(
+        [np.trace(noise_covariance((x - x.mean(0)).reshape(k * c, d), 0.0, dof=(k - 1) * c)) / d for x in draws]
+    )
+    assert variance == pytest.approx(1.0, abs=0.03)
 
 
 def test_noise_ceiling_planted_and_errors() -> None:

@@ -96,6 +96,62 @@ def test_procrustes_partial_whitening_matches_the_definition(rng):
         assert procrustes(x, y, alpha=alpha) == pytest.approx(expected, abs=1e-10)
 
 
+def netrep_angle(x: np.ndarray, y: np.ndarray, alpha: float, center: bool = True) -> float:
+    """netrep's ``LinearMetric(alpha).fit(x, y).score(x, y)`` re-derived from its definitions (Williams et al.
+    2021 with netrep's ``whiten``): centre, zero-pad to one width, whiten each side with
+    Z = V diag(alpha + (1 - alpha) lam^-1/2) V^T from the eigendecomposition of X^T X (no 1/n) with the
+    eigenvalues floored at 1e-7 (none for alpha > 1 - 1e-7; netrep's variance-preserving rescale of Z
+    does not change an angle), align by the orthogonal Procrustes rotation, and take the angle."""
+    width = max(x.shape[1], y.shape[1])
+    sides = []
+    for a in (x, y):
+        a = np.pad(a - a.mean(0) if center else a, ((0, 0), (0, width - a.shape[1])))
+        if alpha <= 1 - 1e-7:
+            lam, v = np.linalg.eigh(a.T @ a)
+            lam = np.maximum(lam, 1e-7)
+            a = a @ ((v * (alpha + (1 - alpha) / np.sqrt(lam))) @ v.T)
+        sides.append(a)
+    xw, yw = sides
+    u, _, vt = np.linalg.svd(xw.T @ yw)
+    aligned = xw @ u @ vt
+    cosine = np.sum(aligned * yw) / (np.linalg.norm(aligned) * np.linalg.norm(yw))
+    return float(np.arccos(np.clip(cosine, -1.0, 1.0)))
+
+
+def test_procrustes_netrep_scaling_equals_netrep(rng):
+    # netrep whitens with X^T X, we (by default) with X^T X / n: for 0 < alpha < 1 the values differ,
+    # and ours on X equal netrep's on X / sqrt(n); scaling="netrep" gives netrep's value on X itself
+    n = 60
+    x = rng.standard_normal((n, 6)) @ np.diag([3.0, 2.0, 1.0, 1.0, 0.5, 0.1])
+    y = np.c_[x[:, :4] @ rng.standard_normal((4, 4)), rng.standard_normal((n, 1))] + 0.3 * rng.standard_normal((n, 5))
+    for alpha in (0.0, 0.1, 0.5, 0.9, 1 - 1e-8, 1.0):
+        assert procrustes(x, y, alpha=alpha, scaling="netrep") == pytest.approx(netrep_angle(x, y, alpha), abs=1e-10)
+    for alpha in (0.1, 0.5, 0.9):
+        ours, theirs = procrustes(x, y, alpha=alpha), netrep_angle(x, y, alpha)
+        assert abs(ours - theirs) > 1e-3  # the claim the docstring makes: not netrep's value
+        assert ours == pytest.approx(netrep_angle(x / np.sqrt(n), y / np.sqrt(n), alpha), abs=1e-10)
+        assert ours == pytest.approx(
+            procrustes(x / np.sqrt(n), y / np.sqrt(n), alpha=alpha, scaling="netrep"), abs=1e-10
+        )
+    # the scalings agree where the scale cannot matter
+    for alpha in (0.0, 1.0):
+        assert procrustes(x, y, alpha=alpha, scaling="netrep") == pytest.approx(procrustes(x, y, alpha=alpha), abs=1e-12)
+    # netrep's eigenvalue floor: eigenvalues of X^T X below 1e-7 are not fully whitened
+    tiny_x, tiny_y = x * 1e-5, y * 1e-5
+    assert procrustes(tiny_x, tiny_y, alpha=0.5, scaling="netrep") == pytest.approx(
+        netrep_angle(tiny_x, tiny_y, 0.5), abs=1e-10
+    )
+    # without centring too, and through the registry (the CLI's --scaling netrep)
+    assert procrustes(x, y, alpha=0.4, center=False, scaling="netrep") == pytest.approx(
+        netrep_angle(x, y, 0.4, center=False), abs=1e-10
+    )
+    proc = METRICS["procrustes"]
+    p = proc.resolve({"alpha": 0.5, "scaling": "netrep"})
+    assert proc.score(proc.prepare(x, p), proc.prepare(y, p), p) == pytest.approx(netrep_angle(x, y, 0.5), abs=1e-10)
+    with pytest.raises(NeurometryError, match="scaling must be one of covariance, netrep"):
+        procrustes(x, y, alpha=0.5, scaling="n")
+
+
 @pytest.mark.parametrize("alpha", [1.0, 0.5, 0.0])
 def test_procrustes_is_a_metric(rng, alpha):
     reps = [rng.standard_normal((40, 6)) @ rng.standard_normal((6, 6)) for _ in range(5)]
@@ -195,7 +251,7 @@ def test_permutation_is_a_metric(rng):
 
 def test_registered_metrics_and_take(rng):
     proc, perm = METRICS["procrustes"], METRICS["permutation"]
-    assert proc.params == {"alpha": 1.0, "center": True} and not proc.higher_is_similar
+    assert proc.params == {"alpha": 1.0, "center": True, "scaling": "covariance"} and not proc.higher_is_similar
     assert perm.params == {"center": True} and not perm.higher_is_similar
     x, y = rng.standard_normal((25, 4)), rng.standard_normal((25, 3))
     rows = rng.integers(0, 25, size=25)

@@ -6,9 +6,15 @@
   inverse). ``cca`` is their mean.
 - SVCCA (Raghu, Gilmer, Yosinski & Sohl-Dickstein 2017, NeurIPS): each side is first reduced to its top
   principal components explaining a fraction ``keep`` of its variance, then mean CCA.
-- PWCCA (Morcos, Raghu & Bengio 2018, NeurIPS): canonical correlations weighted by how much of x's
-  activity each canonical variate accounts for (``alpha_i = sum_j |<h_i, x_j>|``, normalised), following
-  google/svcca ``pwcca.py``.
+- PWCCA (Morcos, Raghu & Bengio 2018, NeurIPS), as the paper defines it: rho_PW = sum_i alpha_i rho_i
+  with alpha_i = sum_j |<h_i, x_j>| / sum_k sum_j |<h_k, x_j>|, where h_i = Xc Sxx^{-1/2} u_i are x's
+  unit-norm canonical variates (u_i the left singular vectors of Sxx^{-1/2} Sxy Syy^{-1/2}) and x_j the
+  centred activity of x's neuron j over the stimuli. This is not google/svcca's ``compute_pwcca``, whose
+  weights use the directions Xc u_i (the singular vectors applied without the whitening Sxx^{-1/2}),
+  orthonormalised by QR, against uncentred activity, from the side with fewer neurons; the two agree
+  only when x's covariance is a multiple of the identity and its means are 0 (on an anisotropic x of 3
+  neurons against 4: 0.706 here and by the paper's formula, 0.787 by that code's weighting;
+  ``tests/compare/test_cca.py``).
 
 Too few stimuli make CCA trivial: centred stimuli span n - 1 dimensions, so if the two ranks add up to
 more than n - 1 the column spaces share ``rank_x + rank_y - (n - 1)`` directions and that many canonical
@@ -246,11 +252,16 @@ def svcca(x: Any, y: Any, keep: float = 0.99) -> float:
 def pwcca(x: Any, y: Any) -> float:
     """Projection-weighted CCA (Morcos, Raghu & Bengio 2018), in [0, 1]; NOT symmetric.
 
-    The canonical correlations rho_i are averaged with weights alpha_i = sum_j |<h_i, x_j>| / Z, where h_i
-    are x's canonical variates (unit-norm combinations of x's centred features, over stimuli) and x_j
-    x's centred features: components carrying more of x's activity count more. The weights always come
-    from the first argument ``x``. (google/svcca's ``compute_pwcca`` takes them from whichever side has
-    fewer neurons, and from uncentred activity; to match it pass the narrower representation first.)
+        rho_PW = sum_i alpha_i rho_i,   alpha_i = sum_j |<h_i, x_j>| / sum_k sum_j |<h_k, x_j>|,
+
+    with rho_i the canonical correlations, h_i = Xc Sxx^{-1/2} u_i x's canonical variates (unit norm over
+    stimuli; u_i the left singular vectors of Sxx^{-1/2} Sxy Syy^{-1/2}) and x_j the centred activity of
+    x's feature j: components carrying more of x's activity count more. The weights always come from the
+    first argument ``x``. This is the paper's definition, not google/svcca's ``compute_pwcca``: that code
+    weights with the directions Xc u_i (no Sxx^{-1/2}), orthonormalised, against uncentred activity, and
+    takes them from whichever side has fewer neurons, so its values differ whenever x's features are
+    correlated or of unequal variance, whichever side is passed first (they agree when Sxx is a
+    multiple of the identity and the means are 0).
     Shapes: x (n_stimuli, d1), y (n_stimuli, d2), rank_x + rank_y <= n - 1.
     """
     xs, ys = _prepared_pair(PWCCA, _prepare_pwcca, x, y, PWCCA.resolve({}))

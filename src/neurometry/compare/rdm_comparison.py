@@ -418,7 +418,8 @@ def _pool(vectors: np.ndarray, method: str, n: int, valid: np.ndarray | None) ->
     """The group RDM that best represents ``vectors`` under ``method`` (rsatoolbox's ``pool_rdm``).
 
     Each subject's RDM is first brought to the scale the method sees: ranks (spearman, kendall_tau_a),
-    z-scores (pearson), unit root-mean-square (cosine), unit whitened norm after centring (corr_cov);
+    z-scores (pearson), unit root-mean-square (cosine), unit whitened norm after centring (corr_cov, as
+    ``rsatoolbox.util.pooling.pool_rdm``; its ``boot_noise_ceiling`` pools corr_cov by z-scores instead);
     then averaged.
     """
     if method in ("spearman", "kendall_tau_a"):
@@ -473,9 +474,17 @@ def noise_ceiling(subject_rdms: Sequence[RDM] | np.ndarray, method: str = "spear
 
     Nili et al. (2014), PLoS Comput. Biol. 10(4): the upper bound is the mean over subjects of
     compare(subject, group RDM of all subjects), the lower bound the mean of compare(subject, group RDM
-    of the other subjects) (leave one subject out). The group RDM is pooled as rsatoolbox's ``pool_rdm``
-    does for ``method`` (mean of ranks for spearman / kendall_tau_a, of z-scores for pearson), so the
-    bounds equal rsatoolbox's ``boot_noise_ceiling(rdms, method)``.
+    of the other subjects) (leave one subject out). The group RDM is pooled as :func:`pool_rdms` does for
+    ``method`` (mean of ranks for spearman / kendall_tau_a, of z-scores for pearson, of unit-RMS vectors
+    for cosine), so for those methods the bounds equal rsatoolbox's ``boot_noise_ceiling(rdms, method)``.
+
+    For ``corr_cov`` the subjects' centred RDMs are scaled to unit whitened norm sqrt(v' V^-1 v) before
+    averaging (as rsatoolbox's ``rsatoolbox.util.pooling.pool_rdm``), the pooling that maximises the
+    mean corr_cov. rsatoolbox's ``boot_noise_ceiling`` instead pools with
+    ``rsatoolbox.util.inference_util.pool_rdm``, which treats ``corr_cov`` like ``corr``: the mean of
+    z-scores. That pooling, not a solver tolerance, is why the two ceilings differ (by 1e-5 to 1.5e-4 on
+    the planted subjects of ``tests/compare/test_rsa.py``); with z-score pooling our comparisons give
+    rsatoolbox's ceiling to rounding.
 
     Args:
         subject_rdms: RDMs of the same conditions, one per subject (at least 2): a sequence of

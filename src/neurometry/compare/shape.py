@@ -9,6 +9,13 @@ triangle inequality), in radians, between 0 and pi/2 for ``procrustes``: lower m
 
 Widths may differ: the narrower side is implicitly zero-padded (as netrep does); all-zero features add
 nothing to a norm or a cross product, so no padded copy is ever made.
+
+Partial whitening (0 < alpha < 1) depends on the scale of the covariance it uses. By default
+(``scaling="covariance"``) it is the covariance X^T X / n of the paper; netrep's ``LinearMetric`` whitens
+with X^T X (its ``whiten`` takes the eigenvalues of ``X.T @ X``), so its values equal ours on
+X / sqrt(n), not on X. ``scaling="netrep"`` reproduces netrep's values (and its eigenvalue floor of 1e-7
+and its skipping of whitening for alpha > 1 - 1e-7), to match published tables computed with netrep.
+alpha = 1 and alpha = 0 do not depend on the scaling.
 """
 
 from __future__ import annotations
@@ -24,6 +31,13 @@ from neurometry.arrays import as_rows, check_same_rows
 from neurometry.compare.registry import Metric, Params, register
 from neurometry.errors import NeurometryError
 from neurometry.linalg import as_tensor, cross_product, thin_svd
+
+SCALINGS = ("covariance", "netrep")
+"""``scaling`` values of ``procrustes``: whiten with X^T X / n (default) or with X^T X as netrep does."""
+
+NETREP_EIGVAL_TOL = 1e-7
+"""netrep's ``whiten(..., eigval_tol=1e-7)``: eigenvalues of X^T X are floored here, and alpha above
+1 - this skips whitening."""
 
 REFINE_BELOW_RAD = 1e-2
 """Below this angle the distance is recomputed from the aligned residual, not arccos of a cosine.
@@ -73,6 +87,15 @@ def _check_alpha(alpha: Any) -> float:
     return value
 
 
+def _check_scaling(value: Any) -> str:
+    if value not in SCALINGS:
+        raise NeurometryError(
+            f"procrustes scaling must be one of {', '.join(SCALINGS)} (covariance: X'X/n; netrep: X'X as "
+            f"netrep's LinearMetric), got {value!r}"
+        )
+    return str(value)
+
+
 def _check_flag(value: Any, name: str) -> bool:
     # accept what a CLI or JSON may hand over, but refuse anything ambiguous
     if isinstance(value, bool | np.bool_):
@@ -110,10 +133,11 @@ def _numerical_rank(singular_values: np.ndarray, shape: tuple[int, int]) -> int:
 def _prepare_shape(x: np.ndarray, params: Params, name: str = "a representation") -> ShapeState:
     alpha = _check_alpha(params["alpha"])
     center = _check_flag(params["center"], "procrustes center")
+    netrep = _check_scaling(params.get("scaling", "covariance")) == "netrep"
     n, d = x.shape
     xc = _centred(x, center)
     dims = n - 1 if center else n
-    if alpha == 1.0:
+    if alpha == 1.0 or (netrep and alpha > 1.0 - NETREP_EIGVAL_TOL):
         # no whitening: only X X^T matters (every distance depends on X through X^T Y), so when n < d
         # the n x n factor R^T of Xc^T = W R stands in for Xc (Xc = R^T W^T, W orthonormal columns)
         if n >= d:
@@ -129,7 +153,11 @@ def _prepare_shape(x: np.ndarray, params: Params, name: str = "a representation"
         u, s, _ = thin_svd(xc)
         rank = _numerical_rank(s, xc.shape)
         u, s = u[:, :rank], s[:rank]
-        scores = u * (alpha * s + (1.0 - alpha) * np.sqrt(n))
+        if netrep:
+            # netrep: X (alpha I + (1 - alpha) (X^T X)^{-1/2}), eigenvalues s^2 floored at 1e-7
+            scores = u * (alpha * s + (1.0 - alpha) * s / np.sqrt(np.maximum(s**2, NETREP_EIGVAL_TOL)))
+        else:
+            scores = u * (alpha * s + (1.0 - alpha) * np.sqrt(n))
     norm = np.linalg.norm(scores)
     if rank == 0 or norm == 0.0:
         raise _constant_error("procrustes", name)
@@ -211,7 +239,7 @@ PROCRUSTES = register(
         prepare=_prepare_shape,
         score=_score_shape,
         take=_take_shape,
-        params={"alpha": 1.0, "center": True},
+        params={"alpha": 1.0, "center": True, "scaling": "covariance"},
         higher_is_similar=False,
     )
 )
@@ -236,7 +264,7 @@ def _rows_pair(metric: Metric, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return xr, yr
 
 
-def procrustes(x: Any, y: Any, alpha: float = 1.0, center: bool = True) -> float:
+def procrustes(x: Any, y: Any, alpha: float = 1.0, center: bool = True, scaling: str = "covariance") -> float:
     """Angular Procrustes shape distance (radians, 0 = same shape) between two representations.
 
     Each side is centred (if ``center``) and partially whitened,
@@ -247,6 +275,14 @@ def procrustes(x: Any, y: Any, alpha: float = 1.0, center: bool = True) -> float
     linear map (a CCA-like distance: a function of the canonical correlations). For 0 < alpha < 1 the
     value also depends on the overall scale of the data (the covariance sets the mix), as in the paper.
 
+    That scale is where implementations differ. The default whitens with the covariance X^T X / n, as
+    written above. netrep's ``LinearMetric(alpha)`` whitens with X^T X (no 1/n), so for 0 < alpha < 1
+    its value on X and Y equals this default on X * sqrt(n) and Y * sqrt(n) (equivalently: netrep on
+    X / sqrt(n) equals ours on X), and differs from ours on X itself. ``scaling="netrep"`` computes
+    netrep's value: ``X_phi = X (alpha I + (1 - alpha) (X^T X)^{-1/2})`` with the eigenvalues of X^T X
+    floored at 1e-7 and no whitening for alpha > 1 - 1e-7, as netrep's ``whiten`` does. Use it only to
+    reproduce numbers published with netrep; alpha = 0 and alpha = 1 are the same under both.
+
     A singular covariance (n <= d, or collinear features) is handled by whitening only the directions with
     non-zero variance (a pseudo-inverse; the data has no component along the others). With alpha=0 the two
     ranks must not add up to more than the n - 1 dimensions centred stimuli span (the column spaces would
@@ -255,11 +291,12 @@ def procrustes(x: Any, y: Any, alpha: float = 1.0, center: bool = True) -> float
     Args:
         x: (n_stimuli, d1) array; y: (n_stimuli, d2) array, same stimuli in the same order.
         alpha: partial whitening in [0, 1]. center: subtract each feature's mean first.
+        scaling: ``"covariance"`` (X^T X / n, default) or ``"netrep"`` (X^T X, netrep's values).
 
     Returns:
         The distance in [0, pi/2] (Williams, Kunz, Kornblith & Linderman 2021, NeurIPS).
     """
-    params = PROCRUSTES.resolve({"alpha": alpha, "center": center})
+    params = PROCRUSTES.resolve({"alpha": alpha, "center": center, "scaling": scaling})
     xr, yr = _rows_pair(PROCRUSTES, x, y)
     return _score_shape(_prepare_shape(xr, params, "x"), _prepare_shape(yr, params, "y"), params)
 

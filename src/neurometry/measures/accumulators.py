@@ -390,9 +390,11 @@ class ClassMomentsState:
 
     @cached_property
     def centred_means(self) -> np.ndarray:
-        """(C, d) class means minus the global mean (the mean of all rows, as in Papyan et al.)."""
-        global_shifted = self.sums.sum(0) / self.n
-        return self.means_shifted - global_shifted
+        """(C, d) class means minus the global mean mu_G = (1/C) sum_c mu_c, the unweighted mean of the
+        class means (Papyan, Han & Donoho 2020 and their code). With imbalanced classes this is not the
+        mean of all rows, which the largest class would pull towards itself; a simplex ETF is centred
+        on mu_G whatever the class counts."""
+        return self.means_shifted - self.means_shifted.mean(0)
 
     @cached_property
     def variances(self) -> np.ndarray:

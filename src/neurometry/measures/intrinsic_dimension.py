@@ -527,8 +527,12 @@ def twonn(
     mu_i = r2_i / r1_i (second over first nearest-neighbour distance); the largest ``discard_fraction``
     of the mu are dropped and the slope of -log(1 - F_emp(mu)) against log(mu), fitted through the
     origin with F_emp(mu_(i)) = i / N over all N ratios, is the dimension (scikit-dimension's
-    ``TwoNN(discard_fraction, method='linear')``). Rows with a duplicate (r1 = 0) are dropped, as
-    skdim does. At most ``max_rows`` rows, a seeded subsample, are used.
+    ``TwoNN(discard_fraction, method='linear')``; the values in scikit-dimension's repository test
+    ``test_results.py``, 4.05496 and 4.11323, come from an off-by-one F_emp = (i - 1) / N, see
+    ``docs/measures.md``). Rows with a duplicate (r1 = 0) are dropped, as skdim intends; distances are
+    computed from differences, so every duplicate has r1 exactly 0 at any width (skdim's path above 25
+    features, sqrt(|x|^2 + |y|^2 - 2 x.y), leaves some a rounding-sized r1 and keeps them). At most
+    ``max_rows`` rows, a seeded subsample, are used.
     """
     return run_one("twonn", x, discard_fraction=discard_fraction, seed=seed, max_rows=max_rows)
 

@@ -1,8 +1,15 @@
 """Neural collapse (Papyan, Han & Donoho 2020, PNAS) and class-distance normalised variance
 (Galanti, Gyorgy & Hutter 2022) of features H (n, d) with class labels y (n,).
 
-Class statistics stream: per-class counts and sums, plus the float64 second moment for nc1. The
-global mean is the mean of all rows; class means are centred on it.
+Class statistics stream: per-class counts and sums, plus the float64 second moment for nc1.
+
+Definitions (as in Papyan et al. and their reference code): mu_c is the mean of class c's rows, and the
+global mean is mu_G = (1/C) sum_c mu_c, the unweighted mean of the C class means, not the mean of all
+rows. The two agree for balanced classes; with imbalanced ones the mean of all rows is pulled towards
+the largest class, and a perfectly collapsed simplex ETF with class counts 10/20/40/400 would read as
+far from collapsed (nc2_equiangular 0.56, nc2_equinorm 0.48, nc3 0.44 instead of about 0). The
+"centred class means" M (C, d) are mu_c - mu_G; Sigma_B = M^T M / C. Sigma_W averages over all n rows,
+(1/n) sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T, so each row counts once (as in the reference).
 """
 
 from __future__ import annotations
@@ -52,22 +59,25 @@ def _nc1(states: Mapping[str, Any], p: Mapping[str, Any]) -> MeasureResult:
 
 def nc1(h: np.ndarray, labels: np.ndarray) -> MeasureResult:
     """NC1 = tr(Sigma_W Sigma_B^+) / C for features H (n, d) and labels (n,) (Papyan et al. 2020):
-    Sigma_W the within-class covariance (1/n sum (h - mu_c)(h - mu_c)^T), Sigma_B the between-class
-    covariance of the C class means centred on the global mean (1/C sum), ^+ the pseudo-inverse.
-    Falls towards 0 as features collapse onto their class means."""
+    Sigma_W = (1/n) sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T the within-class covariance over all n rows,
+    Sigma_B = (1/C) sum_c (mu_c - mu_G)(mu_c - mu_G)^T the between-class covariance of the C class means
+    centred on mu_G = (1/C) sum_c mu_c (the unweighted mean of the class means, not the mean of all
+    rows), ^+ the pseudo-inverse. Falls towards 0 as features collapse onto their class means."""
     return run_one("nc1", h, labels=labels)
 
 
-@register("nc2_equinorm", "labels", ("class_moments",), "NC2 equinorm: CV of centred class-mean norms")
+@register("nc2_equinorm", "labels", ("class_moments",), "NC2 equinorm: std (ddof=1) / mean of centred class-mean norms")
 def _nc2_equinorm(states: Mapping[str, Any], p: Mapping[str, Any]) -> MeasureResult:
     c = _classes(states, "nc2_equinorm")
     norms = np.linalg.norm(c.centred_means, axis=1)
-    return result(norms.std() / norms.mean(), norms=norms)
+    return result(norms.std(ddof=1) / norms.mean(), norms=norms)
 
 
 def nc2_equinorm(h: np.ndarray, labels: np.ndarray) -> MeasureResult:
-    """NC2 equinorm (Papyan et al. 2020): std / mean over classes of ||mu_c - mu_G|| (population std),
-    for H (n, d) and labels (n,). 0 when all centred class means have the same norm."""
+    """NC2 equinorm (Papyan et al. 2020): std / mean over the C classes of ||mu_c - mu_G||, for H (n, d)
+    and labels (n,), with mu_G = (1/C) sum_c mu_c the unweighted mean of the class means. The std is the
+    sample std (ddof=1, divided by C - 1), as ``torch.std`` in the reference code; the population std
+    would be smaller by sqrt((C - 1) / C). 0 when all centred class means have the same norm."""
     return run_one("nc2_equinorm", h, labels=labels)
 
 
@@ -82,7 +92,9 @@ def _nc2_equiangular(states: Mapping[str, Any], p: Mapping[str, Any]) -> Measure
     mu = c.centred_means
     norms = np.linalg.norm(mu, axis=1)
     if (norms == 0).any():
-        raise NeurometryError("nc2_equiangular: a class mean equals the global mean; its angle is undefined")
+        raise NeurometryError(
+            "nc2_equiangular: a class mean equals the mean of the class means; its angle is undefined"
+        )
     u = mu / norms[:, None]
     i, j = _pairs(len(u))
     cos = np.einsum("kd,kd->k", u[i], u[j])
@@ -92,8 +104,9 @@ def _nc2_equiangular(states: Mapping[str, Any], p: Mapping[str, Any]) -> Measure
 
 def nc2_equiangular(h: np.ndarray, labels: np.ndarray) -> MeasureResult:
     """NC2 equiangularity (Papyan et al. 2020, the "maximal-angle" panel): the mean absolute deviation
-    of the pairwise cosines of the centred class means from -1/(C-1), over the C(C-1)/2 pairs; 0 for a
-    simplex ETF. ``fields['std_cos']`` is the std of those cosines (the "equiangularity" panel)."""
+    of the pairwise cosines of the centred class means mu_c - mu_G (mu_G the unweighted mean of the class
+    means) from -1/(C-1), over the C(C-1)/2 pairs; 0 for a simplex ETF whatever the class counts.
+    ``fields['std_cos']`` is the population std of those cosines (the "equiangularity" panel)."""
     return run_one("nc2_equiangular", h, labels=labels)
 
 
@@ -122,8 +135,8 @@ def _nc3(states: Mapping[str, Any], p: Mapping[str, Any]) -> MeasureResult:
 
 def nc3(h: np.ndarray, labels: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> MeasureResult:
     """NC3 self-duality (Papyan et al. 2020): ||W / ||W||_F - M / ||M||_F||_F^2 with W (C, d) the
-    classifier weights (rows of the classes present) and M (C, d) the centred class means of H (n, d);
-    labels must be integers indexing the rows of W. Between 0 (aligned) and 4."""
+    classifier weights (rows of the classes present) and M (C, d) the class means of H (n, d) centred on
+    their unweighted mean; labels must be integers indexing the rows of W. Between 0 (aligned) and 4."""
     return run_one("nc3", h, labels=labels, classifier=(w, b))
 
 
