@@ -170,3 +170,105 @@ def test_diff_stage_from_the_store_prints_what_it_computed(deep_llama, tmp_path,
     saved = stored(open_store(tmp_path / "store"), DIFF, "smollm2-135m", name=str(weights))
     assert sorted(saved["point"]) == ["resid.14", "resid.15", "resid.22"]
     assert stored(open_store(tmp_path / "store"), DIFF, "smollm2-135m", params={"first_k": 5}) is None
+
+
+# -- the demo after a user's own analysis (issue 15) ---------------------------------------------------------
+def _write_rdm_mat(path, key, rdms):
+    """A MATLAB file holding ``rdms`` (name -> condensed vector) as a struct array with ``RDM`` and ``name``
+    fields under ``key``: the layout of Kriegeskorte et al. 2008's file."""
+    import numpy as np
+    import scipy.io
+
+    table = np.zeros(len(rdms), dtype=[("RDM", object), ("name", object)])
+    for i, (name, vector) in enumerate(rdms.items()):
+        table[i] = (vector, name)
+    scipy.io.savemat(path, {key: table})
+    return path
+
+
+def test_the_brain_stage_reruns_unchanged_after_a_users_own_rsa(tmp_path, capsys):
+    """Issue 15: the demo's brain RSA, then the comparison its closing lines invite (RSA of the same run
+    against the user's behaviour.mat, without permutations, saved in the same store), then the demo
+    again: the rerun reads back only its own comparison and prints the same table, where it used to read
+    the user's rows too and die on their missing p-values."""
+    import numpy as np
+    from scipy.spatial.distance import pdist
+    from scipy.stats import spearmanr
+
+    from neurometry.cli import main
+    from neurometry.datasets import KRIEGESKORTE_RDM_KEY
+    from neurometry.store.results import COMPARE
+    from tests.conftest import write_tense_sentences
+
+    stimuli = write_tense_sentences(tmp_path / "stimuli.jsonl")  # 40 stimuli
+    record(TINY_BERT, stimuli, ["embed", "resid.*"], tmp_path / "store", reduce="mean", run="efficientnet-k92",
+           progress=False)
+    rng = np.random.default_rng(0)
+    x = open_store(tmp_path / "store").activations("resid.1", run="efficientnet-k92").astype(np.float64)
+    monkey = pdist(x, "correlation") + 0.05 * rng.random(780)  # related to the model, not equal to it
+    human = monkey + 0.2 * rng.random(780)
+    brain = _write_rdm_mat(tmp_path / "brain.mat", KRIEGESKORTE_RDM_KEY, {"mIT": monkey, "hIT": human})
+    behaviour = tmp_path / "behaviour.mat"
+    import scipy.io
+
+    scipy.io.savemat(behaviour, {"rdms_behav_92": rng.random(780)})
+
+    demo._run_brain(demo._Demo(tmp_path, quick=False), brain)
+    first = capsys.readouterr().out
+    lines = first.splitlines()
+    assert lines[0].split() == ["rsa:", "A", "\\", "B", "mIT", "hIT"]
+    assert [line.split()[0] for line in lines[2:5]] == ["embed", "resid.0", "resid.1"]
+    assert lines[5] == "cells: value [bootstrap interval] p (permutation test); * p < 0.05"
+    assert lines[6] == f"reference level: monkey IT vs human IT = {spearmanr(monkey, human)[0]:.4f}"
+
+    assert main(["compare", str(tmp_path / "store"), str(behaviour), "--metric", "rsa", "--points-a", "resid.*",
+                 "--run-a", "efficientnet-k92", "--rdm-key", "rdms_behav_92"]) == 0
+    capsys.readouterr()
+    saved = COMPARE.load(open_store(tmp_path / "store"), "efficientnet-k92")
+    assert len(saved) == 3 * 2 + 2  # the demo's 3 points x 2 regions beside the user's 2 points
+    assert saved["extra"].map(lambda e: e["p_value"] is None).sum() == 2  # the user's: no permutations
+
+    demo._run_brain(demo._Demo(tmp_path, quick=False), brain)
+    assert capsys.readouterr().out == FROM_STORE + "\n" + first
+
+
+def test_the_comparison_table_prints_records_lacking_statistics(capsys):
+    """A printer never assumes fields another producer did not write: a record without p-value, null mean
+    or interval (absent or None) and a pair missing from a grid print as '-'."""
+    from neurometry.tables.compare import print_comparison
+
+    full = {"metric": "rsa", "value": 0.5, "p_value": 0.01, "null_mean": 0.001, "ci_low": 0.4, "ci_high": 0.6}
+    print_comparison({"results": [
+        {**full, "point_a": "embed", "point_b": "behaviour"},
+        {"metric": "rsa", "value": 0.25, "point_a": "resid.0", "point_b": "behaviour"},  # no statistics at all
+        {**full, "point_a": "resid.1", "point_b": "behaviour", "p_value": None, "null_mean": None},
+    ]})
+    assert capsys.readouterr().out.splitlines() == [
+        "point A  point B    rsa     p     null mean  CI low  CI high",
+        "-------  ---------  ------  ----  ---------  ------  -------",
+        "embed    behaviour  0.5000  0.01  0.0010     0.4000  0.6000",
+        "resid.0  behaviour  0.2500  -     -          -       -",
+        "resid.1  behaviour  0.5000  -     -          0.4000  0.6000",
+    ]
+    print_comparison({"results": [
+        {**full, "point_a": "embed", "point_b": "mIT"},
+        {**full, "point_a": "embed", "point_b": "hIT", "ci_low": None, "ci_high": None},
+        {"metric": "rsa", "value": 0.25, "point_a": "resid.0", "point_b": "mIT"},  # and no (resid.0, hIT)
+    ]})
+    assert capsys.readouterr().out.splitlines()[:4] == [
+        "rsa: A \\ B  mIT                            hIT",
+        "----------  -----------------------------  --------------",
+        "embed       0.5000 [0.400, 0.600] p=0.01*  0.5000 p=0.01*",
+        "resid.0     0.2500                         -",
+    ]
+    print_comparison({"results": [
+        {"metric": "cka", "value": 1.0, "point_a": "embed", "point_b": "embed"},
+        {"metric": "cka", "value": 0.5, "point_a": "embed", "point_b": "resid.0"},
+        {"metric": "cka", "value": 0.5, "point_a": "resid.0", "point_b": "embed"},
+    ]})
+    assert capsys.readouterr().out.splitlines() == [
+        "cka: A \\ B  embed   resid.0",
+        "----------  ------  -------",
+        "embed       1.0000  0.5000",
+        "resid.0     0.5000  -",
+    ]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 import threading
 import time
 
@@ -25,10 +24,12 @@ from neurometry.store.results import MEASURE, SAE_FEATURES, Result
 
 from .conftest import TINY
 
+LOCAL = "http://127.0.0.1:8765"  # the test client's default Host, "testserver", is refused like any other name
+
 
 @pytest.fixture(scope="module")
 def client(served):
-    with TestClient(create_app(served.store), raise_server_exceptions=False) as test_client:
+    with TestClient(create_app(served.store), raise_server_exceptions=False, base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -229,14 +230,62 @@ def test_a_file_inside_the_store_is_served(client, served):
     assert response.content == (served.store / "neurometry.json").read_bytes()
 
 
-def _raw_get(served, path: str) -> bytes:
-    """The server's answer to a request line sent verbatim (HTTP clients normalise `..` away)."""
+# -- Host header (DNS rebinding) ---------------------------------------------------------------------------
+@pytest.mark.parametrize("host", ["localhost", "localhost:8765", "LocalHost:1", "127.0.0.1", "127.0.0.1:8765",
+                                  "[::1]", "[::1]:8765"])
+def test_loopback_host_names_are_answered(served, host):
+    with TestClient(create_app(served.store), raise_server_exceptions=False, base_url=f"http://{host}") as client:
+        assert client.get("/files/catalog.sqlite").content == (served.store / "catalog.sqlite").read_bytes()
+        assert [r["run"] for r in ok(client.get("/api/summary"))["runs"]] == ["tokens", "mean"]
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "testserver", "127.0.0.1.evil.example",
+                                  "localhost.evil.example:8765", "192.168.1.7:8765", "[::2]:8765"])
+@pytest.mark.parametrize("path", ["/", "/api/summary", "/files/catalog.sqlite", "/static/app.js"])
+def test_a_foreign_host_header_is_refused(served, host, path):
+    """What a DNS-rebinding page sends: its own name, resolved to this machine. The store never leaves."""
+    with TestClient(create_app(served.store), raise_server_exceptions=False, base_url=f"http://{host}") as client:
+        response = client.get(path)
+    message = error(response, 400)
+    assert message.startswith("refused: the Host header names ") and "--host" in message
+    assert b"SQLite format" not in response.content
+
+
+def test_a_foreign_host_header_is_refused_on_the_wire(served):
+    """Raw requests to a running server: a rebinding page's Host header gets a one-line JSON 400, the
+    loopback name the file."""
+    refused = _raw_get(served, "/files/catalog.sqlite", host="attacker.example:8765")
+    head, _, body = refused.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, refused[:300]
+    assert json.loads(body) == {"error": "refused: the Host header names 'attacker.example', not this server; "
+                                         "open it at http://127.0.0.1:PORT/ (or give that name with --host)"}
+    served_file = _raw_get(served, "/files/catalog.sqlite", host="127.0.0.1:8765")
+    assert served_file.startswith(b"HTTP/1.1 200") and b"SQLite format 3" in served_file
+
+
+def test_the_host_given_with_serve_is_answered_too(served):
+    assert _raw_get(served, "/api/summary", host="dashboard.lab:8765", listen="dashboard.lab").startswith(
+        b"HTTP/1.1 200")
+    assert _raw_get(served, "/api/summary", host="192.168.1.7:8765", listen="192.168.1.7").startswith(b"HTTP/1.1 200")
+    assert _raw_get(served, "/api/summary", host="other.lab:8765", listen="dashboard.lab").startswith(b"HTTP/1.1 400")
+    # every interface: any address and this machine's name, never another domain name
+    assert _raw_get(served, "/api/summary", host="10.1.2.3:8765", listen="0.0.0.0").startswith(b"HTTP/1.1 200")
+    assert _raw_get(served, "/api/summary", host=f"{socket.gethostname()}:8765", listen="::").startswith(
+        b"HTTP/1.1 200")
+    assert _raw_get(served, "/api/summary", host="evil.example", listen="0.0.0.0").startswith(b"HTTP/1.1 400")
+    assert _raw_get(served, "/api/summary", host="", listen="0.0.0.0").startswith(b"HTTP/1.1 400")
+
+
+def _raw_get(served, path: str, host: str = "localhost", listen: str | None = None) -> bytes:
+    """The server's answer to a request line sent verbatim (HTTP clients normalise `..` away) with the
+    header ``Host: host``, from an app told it listens on ``listen`` (``serve --host``)."""
     import uvicorn
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(served.store), host="127.0.0.1", port=port, log_level="error"))
+    app = create_app(served.store, host=listen)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -244,7 +293,7 @@ def _raw_get(served, path: str) -> bytes:
         while not server.started and time.time() < deadline:
             time.sleep(0.02)
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
             chunks = []
             while chunk := conn.recv(65536):
                 chunks.append(chunk)
@@ -258,7 +307,7 @@ def test_the_app_is_read_only(client, served):
     assert client.post("/api/summary").status_code == 405
     assert client.delete("/files/neurometry.json").status_code == 405
     store = open_store(served.store, read_only=True)
-    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+    with pytest.raises(NeurometryError, match="read-only"):
         MEASURE.save(store, "mean", [Result("embed", "x", 1.0, params={"label": None, "seed": 0}, extra={"n_rows": 1})])
 
 
@@ -284,7 +333,7 @@ def test_reads_while_record_writes_show_only_committed_rows(tmp_path):
         kwargs=dict(reduce="mean", run="polled", batch_size=4, chunk_rows=chunk, progress=False),
     )
     seen: list[int] = []
-    with TestClient(create_app(store_path), raise_server_exceptions=False) as client:
+    with TestClient(create_app(store_path), raise_server_exceptions=False, base_url=LOCAL) as client:
         writer.start()
         deadline = time.time() + 120
         while (writer.is_alive() or not seen or seen[-1] < len(rows)) and time.time() < deadline:
@@ -306,7 +355,7 @@ def test_reads_while_record_writes_show_only_committed_rows(tmp_path):
 # -- playground --------------------------------------------------------------------------------------------
 def test_playground_generates_steered_and_unsteered(served):
     playground = Playground(TINY, [served.vector])
-    with TestClient(create_app(served.store, playground), raise_server_exceptions=False) as client:
+    with TestClient(create_app(served.store, playground), raise_server_exceptions=False, base_url=LOCAL) as client:
         info = ok(client.get("/api/playground"))
         assert info["vectors"][0]["name"] == "goodness" and info["vectors"][0]["point"] == "resid.1"
         request = {"vector": "goodness", "alpha": 0.0, "prompt": "the cat", "max_new_tokens": 4}
@@ -342,7 +391,7 @@ def test_serve_cli_errors_exit_2(served, tmp_path, capsys):
 
 def test_an_empty_store_shows_empty_pages(tmp_path):
     open_store(tmp_path / "empty.nmstore", create=True).close()
-    with TestClient(create_app(tmp_path / "empty.nmstore"), raise_server_exceptions=False) as client:
+    with TestClient(create_app(tmp_path / "empty.nmstore"), raise_server_exceptions=False, base_url=LOCAL) as client:
         summary = ok(client.get("/api/summary"))
         assert summary["runs"] == [] and summary["results"] == {}
         for path in ("/api/comparisons", "/api/probes", "/api/encodings", "/api/sweeps", "/api/features"):

@@ -13,6 +13,7 @@ import pytest
 
 from neurometry.errors import NeurometryError
 from neurometry.store import open_store
+from neurometry.store.catalog import FORMAT_VERSION
 from neurometry.store.results import COMPARE, KINDS, MEASURE, PATCH, Result, listing, set_name
 from neurometry.store.writer import import_array
 
@@ -136,5 +137,5 @@ def test_a_format_1_store_is_upgraded_in_place_with_its_results(tmp_path):
     loaded = MEASURE.load(upgraded)
     assert loaded[["point", "name", "value", "result_set"]].values.tolist() == [["resid.1", "twonn", 7.5, ""]]
     assert loaded["extra"].iloc[0] == {"n_rows": 3}
-    assert json.loads((path / "neurometry.json").read_text())["version"] == 2
+    assert json.loads((path / "neurometry.json").read_text())["version"] == FORMAT_VERSION
     assert open_store(path, read_only=True).result_rows()["schema"].tolist() == [1]

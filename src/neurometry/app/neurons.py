@@ -15,6 +15,7 @@ import numpy as np
 from neurometry.errors import NeurometryError
 from neurometry.features.examples import TokenContexts, display_token, readable_context
 from neurometry.store.store import Store
+from neurometry.threads import blas_threads
 
 INPUT_COLUMNS = ("text", "image", "path", "stimulus", "name")
 """Data columns shown for a stored row of a per-input run (reduce mean/first/last/none), first found wins."""
@@ -60,22 +61,24 @@ def neuron_table(store: Store, run: str, point: str, top: int = 10, chunk_rows: 
     high = np.full(width, -np.inf)
     positive = np.zeros(width, dtype=np.int64)
     start = 0
-    for block in store.iter_chunks(point, run, chunk_rows=chunk_rows, stop=info.n_rows):
-        values = block.astype(np.float64)
-        if shift is None:
-            shift = values.mean(0)  # power sums of a - shift keep the variance accurate for large means
-        centred = values - shift
-        s1 += centred.sum(0)
-        s2 += np.einsum("ij,ij->j", centred, centred)
-        low = np.minimum(low, block.min(0))
-        high = np.maximum(high, block.max(0))
-        positive += np.count_nonzero(block > 0, axis=0)
-        # only rows that beat some unit's current last kept value can enter (few, once the tables fill)
-        candidates = np.flatnonzero((block.astype(np.float32) > best_values[-1]).any(1))
-        if len(candidates):
-            best_values, best_rows = _merge_top(best_values, best_rows, block[candidates].astype(np.float32),
-                                                start + candidates)
-        start += len(block)
+    # pages are served from several threads at once on a shared machine: one BLAS thread (neurometry.threads)
+    with blas_threads():
+        for block in store.iter_chunks(point, run, chunk_rows=chunk_rows, stop=info.n_rows):
+            values = block.astype(np.float64)
+            if shift is None:
+                shift = values.mean(0)  # power sums of a - shift keep the variance accurate for large means
+            centred = values - shift
+            s1 += centred.sum(0)
+            s2 += np.einsum("ij,ij->j", centred, centred)
+            low = np.minimum(low, block.min(0))
+            high = np.maximum(high, block.max(0))
+            positive += np.count_nonzero(block > 0, axis=0)
+            # only rows that beat some unit's current last kept value can enter (few, once the tables fill)
+            candidates = np.flatnonzero((block.astype(np.float32) > best_values[-1]).any(1))
+            if len(candidates):
+                best_values, best_rows = _merge_top(best_values, best_rows, block[candidates].astype(np.float32),
+                                                    start + candidates)
+            start += len(block)
     n = start
     mean_centred = s1 / n
     return NeuronTable(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
@@ -50,11 +50,67 @@ def check_store(store_path: str | Path) -> Path:
     return root
 
 
-def create_app(store_path: str | Path, playground: Playground | None = None) -> FastAPI:
-    """The web app over the store at ``store_path``; ``playground`` adds the steering page."""
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+
+
+def allowed_host_names(host: str | None = None) -> Callable[[str], bool]:
+    """Which ``Host`` header names (the port stripped, lower case) the app answers: the loopback names,
+    plus ``host`` (the ``--host`` the server listens on). Listening on every interface (``0.0.0.0``,
+    ``::``) also accepts any IP address and this machine's own names. Any other name is what a DNS
+    rebinding page sends (its own domain, resolved to this machine), so it is refused."""
+    import ipaddress
+    import socket
+
+    names = set(LOOPBACK_NAMES)
+    wildcard = host is not None and host.strip("[]") in WILDCARD_HOSTS
+    if host is not None and not wildcard:
+        names.add(host.strip("[]").lower())
+    if wildcard:
+        names.add(socket.gethostname().lower())  # not getfqdn: a reverse lookup can hang offline
+
+    def allowed(name: str) -> bool:
+        if name in names:
+            return True
+        if not wildcard:
+            return False
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            return False
+        return True
+
+    return allowed
+
+
+def host_name(header: str) -> str:
+    """The name part of a ``Host`` header (``localhost:8765`` -> ``localhost``, ``[::1]:8765`` -> ``::1``),
+    lower case; '' when there is none."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else ""
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def create_app(store_path: str | Path, playground: Playground | None = None, host: str | None = None) -> FastAPI:
+    """The web app over the store at ``store_path``; ``playground`` adds the steering page. Requests whose
+    ``Host`` header names neither this machine's loopback nor ``host`` (the address ``serve`` listens on)
+    get a 400 (:func:`allowed_host_names`): the defence against DNS rebinding."""
     root = check_store(store_path)
     neuron_cache, feature_cache = views.NeuronCache(), views.FeatureCache()
     app = FastAPI(title=f"neurometry · {root.name}", docs_url=None, redoc_url=None, openapi_url=None)
+    allowed = allowed_host_names(host)
+
+    @app.middleware("http")
+    async def check_host(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        name = host_name(request.headers.get("host", ""))
+        if not allowed(name):
+            return JSONResponse(
+                {"error": f"refused: the Host header names {name[:80] or 'nothing'!r}, not this server; open it at "
+                          "http://127.0.0.1:PORT/ (or give that name with --host)"},
+                status_code=400,
+            )
+        return await call_next(request)
 
     @contextmanager
     def reading() -> Iterator[Store]:
@@ -196,7 +252,7 @@ def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8765, mod
     _check_port(host, port)
     check_store(store_path)  # before a model is loaded
     playground = Playground(model, vectors or []) if model else None
-    app = create_app(store_path, playground)
+    app = create_app(store_path, playground, host=host)
     print(f"serving {store_path} at http://{host}:{port}/ (read-only; Ctrl-C stops)", file=sys.stderr, flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: listening on {host}: anyone who can reach this machine can read the store", file=sys.stderr)
@@ -208,6 +264,8 @@ def _check_port(host: str, port: int) -> None:
     traceback-like message and exit)."""
     import socket
 
+    if not 0 <= port <= 65535:
+        raise NeurometryError(f"--port must be between 1 and 65535 (or 0: any free port), got {port}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurometry.cli.output import finish, plots
+from neurometry.cli.output import check_output_path, finish, plots
 from neurometry.errors import NeurometryError
 from neurometry.tables.compare import print_comparison
 from neurometry.workflows.compare import run_compare
@@ -19,7 +19,9 @@ METRIC_OPTIONS = {
     "rdm": "rdm",
     "compare": "compare",
     "alpha": "alpha",
+    "scaling": "scaling",
     "k": "k",
+    "epsilon": "epsilon",
     "keep": "keep",
     "folds": "folds",
     "direction": "direction",
@@ -32,6 +34,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         for flag, param in METRIC_OPTIONS.items()
         if getattr(args, flag) is not None
     }
+    if args.plot:
+        check_output_path(args.plot, "--plot")
     try:
         document = run_compare(
             args.a,
@@ -103,7 +107,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--rdm", help="rsa RDM method: correlation, cosine, euclidean, sqeuclidean, mahalanobis")
     g.add_argument("--compare", help="rsa RDM comparison: spearman, pearson, kendall_tau_a, cosine, corr_cov")
     g.add_argument("--alpha", type=float, help="procrustes partial whitening in [0, 1] (1: none, 0: full)")
+    g.add_argument(
+        "--scaling",
+        choices=["covariance", "netrep"],
+        help="procrustes whitening scale for 0 < alpha < 1: covariance X'X/n (default) or netrep's X'X",
+    )
     g.add_argument("--k", type=int, help="neighbours for mutual_knn, cknna, cycle_knn")
+    g.add_argument(
+        "--epsilon", type=float, help="cknna: added to its denominator (default 0; platonic-rep's code uses 1e-6)"
+    )
     g.add_argument("--keep", type=float, help="svcca variance kept (default 0.99)")
     g.add_argument("--folds", type=int, help="linear_predictivity cross-validation folds")
     g.add_argument("--direction", choices=["a_to_b", "b_to_a", "mean"], help="linear_predictivity direction")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.cli.output import finish
+from neurometry.cli.output import check_output_path, finish
 from neurometry.errors import NeurometryError, did_you_mean
 
 
@@ -13,6 +13,7 @@ def cmd_dataset(args: argparse.Namespace) -> None:
 
     if args.name not in DATASETS:
         raise NeurometryError(f"unknown dataset {args.name!r}{did_you_mean(args.name, DATASETS)}; known: {', '.join(DATASETS)}")
+    check_output_path(args.out, folder=True)
     path = DATASETS[args.name](args.out)
 
     def show() -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from neurometry.cli.output import check_output_path
+
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from neurometry.demo import run_demo
 
+    check_output_path(args.out, folder=True)
     run_demo(args.out, quick=args.quick)
 
 

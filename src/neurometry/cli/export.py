@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.cli.output import finish
+from neurometry.cli.output import check_output_path, finish
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -12,6 +12,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from neurometry.store.export import export_point
 
     store = open_store(args.store)
+    check_output_path(args.out)
     written = export_point(store, args.point, args.out, run=args.run, meta_format=args.meta)
     finish(args, {"files": [str(p) for p in written]}, lambda: None, wrote=written)
 

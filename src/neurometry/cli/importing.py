@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.cli.output import finish
+from neurometry.cli.output import check_output_path, finish
 
 
 def cmd_import(args: argparse.Namespace) -> None:
     from neurometry.store.importing import import_file
 
+    check_output_path(args.out, folder=True)
     result = import_file(args.file, args.out, args.point, run=args.run, metadata=args.metadata, key=args.key)
 
     def show() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurometry.cli.output import finish, plots
+from neurometry.cli.output import check_output_path, finish, plots
 from neurometry.errors import NeurometryError
 from neurometry.measures import MEASURES
 from neurometry.store import open_store
@@ -25,6 +25,8 @@ def cmd_measure(args: argparse.Namespace) -> None:
             print(f"{name:22s} {m.kind:10s} {m.doc}")
         return
     measures = [m.strip() for m in args.measures.split(",") if m.strip()] if args.measures else None
+    if args.plot:
+        check_output_path(args.plot, "--plot")
     source = Path(args.source)
     if source.suffix == ".npy":
         if not source.is_file():

@@ -1,14 +1,19 @@
-"""The ending every command shares: draw ``--plot``, print the table or one JSON document (``--json``),
-then name the files written."""
+"""What every command shares: checking its output paths and list options before any work
+(:func:`check_output_path`, :func:`parse_numbers`), and the ending: draw ``--plot``, print the table or one
+JSON document (``--json``), then name the files written (:func:`finish`)."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from neurometry.errors import NeurometryError
 from neurometry.tables.text import emit_json
 
 if TYPE_CHECKING:
@@ -40,3 +45,59 @@ def plots() -> ModuleType:
     import neurometry.plots
 
     return neurometry.plots
+
+
+def check_output_path(path: str | os.PathLike, flag: str = "--out", *, folder: bool = False) -> Path:
+    """Fail with one line, before any computation, when ``path`` cannot be written; returns it as a Path.
+
+    A file path (the default) must not be a folder and must lie in an existing folder; a ``folder`` path must
+    not be a file, and it (or, when it does not exist yet, the nearest existing folder above it) must be a
+    folder. Either way that folder must take a new file: one is created and removed again, which also catches
+    read-only mounts and places like ``/proc`` that ``os.access`` calls writable. ``flag`` names the option in
+    the message. Nothing is left behind and nothing is created.
+    """
+    path = Path(path)
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise NeurometryError(f"{flag} {path} is a file; give a folder (a new name or an existing folder)")
+        base = path
+        while not base.exists() and base != base.parent:
+            base = base.parent
+        if not base.is_dir():
+            raise NeurometryError(f"{flag} {path}: {base} is a file, not a folder; choose another {flag}")
+    else:
+        if path.is_dir():
+            raise NeurometryError(f"{flag} {path} is a folder; give a file name inside it")
+        base = path.parent
+        if not base.exists():
+            raise NeurometryError(f"folder {base} does not exist; create it first or choose another {flag}")
+        if not base.is_dir():
+            raise NeurometryError(f"{base} is a file, not a folder; choose another {flag}")
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".neurometry-write-check-", dir=base)
+    except OSError as exc:
+        raise NeurometryError(
+            f"cannot write in {base} ({exc.strerror or exc}); choose another {flag}"
+        ) from None
+    os.close(handle)
+    os.unlink(probe)
+    return path
+
+
+def parse_numbers(text: str, flag: str, kind: type = float, minimum: float | None = None) -> list[Any]:
+    """``"1,2,4"`` as a list of ``kind`` (int or float), each finite and at least ``minimum``; anything else
+    fails with one line naming ``flag``."""
+    what = "whole numbers" if kind is int else "numbers"
+    values = []
+    for part in text.split(","):
+        try:
+            value = kind(part.strip())
+        except ValueError:
+            raise NeurometryError(
+                f"{flag} takes comma-separated {what} (e.g. {flag} 1,2,4); {part.strip()!r} in {text!r} is not one"
+            ) from None
+        if not math.isfinite(value) or (minimum is not None and value < minimum):
+            bound = f" of at least {minimum:g}" if minimum is not None else ""
+            raise NeurometryError(f"{flag} takes finite {what}{bound}; {text!r} holds {part.strip()}")
+        values.append(value)
+    return values

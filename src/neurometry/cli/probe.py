@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurometry.cli.output import finish, plots
+from neurometry.cli.output import check_output_path, finish, parse_numbers, plots
 from neurometry.tables.probe import print_encode, print_probe
 from neurometry.workflows.probe import run_encode, run_probe
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    ks = [int(k) for k in args.k.split(",")] if args.k else None
+    ks = parse_numbers(args.k, "--k", int, minimum=1) if args.k else None
+    if args.plot:
+        check_output_path(args.plot, "--plot")
+    if args.save_directions:
+        check_output_path(args.save_directions, "--save-directions", folder=True)
     document = run_probe(
         args.source,
         label=args.label,
@@ -33,6 +37,8 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
+    if args.plot:
+        check_output_path(args.plot, "--plot")
     document = run_encode(
         args.source,
         targets=args.targets,

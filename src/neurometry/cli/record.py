@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.cli.output import finish
+from neurometry.cli.output import check_output_path, finish
 
 
 def cmd_record(args: argparse.Namespace) -> None:
     from neurometry.record import record
+    from neurometry.record.data import check_data_path
 
+    check_data_path(args.data)
+    check_output_path(args.out, folder=True)
     result = record(
         args.model, args.data, args.points, args.out, reduce=args.reduce, dtype=args.dtype,
         batch_size=args.batch_size, max_tokens=args.max_tokens, run=args.run, overwrite=args.overwrite,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from neurometry.cli.output import check_output_path
+
 
 def cmd_report(args: argparse.Namespace) -> None:
     from neurometry.report import build_report
 
+    check_output_path(args.out, "-o")
     path = build_report(args.store, args.out)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; opens offline)")
 

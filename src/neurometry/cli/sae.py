@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from neurometry.cli.output import finish
+from neurometry.cli.output import check_output_path, finish
 from neurometry.tables.text import print_table
 
 
@@ -18,6 +18,7 @@ def cmd_sae_train(args: argparse.Namespace) -> None:
         batch_size=args.batch_size, lr=args.lr, train_rows=args.train_rows, steps=args.steps, epochs=args.epochs,
         held_out=args.held_out, seed=args.seed, min_position=args.min_position,
     )
+    check_output_path(args.out, folder=True)
     result, record = train_on_store(
         args.store, args.point, args.out, train, run=args.run, architecture=args.arch, latents=args.latents,
         k=args.k, l1=args.l1, l0=args.l0, fresh=args.fresh, max_steps=args.max_steps, progress=not args.json,
@@ -84,6 +85,7 @@ def cmd_sae_export(args: argparse.Namespace) -> None:
     from neurometry.features.examples import export_feature_direction
     from neurometry.features.io import load_sae
 
+    check_output_path(args.out)
     path = export_feature_direction(load_sae(args.sae), args.latent, args.out)
     print(f"wrote {path} (use it with `neurometry steer eval|generate`)")
 

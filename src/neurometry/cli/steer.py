@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
-from neurometry.cli.output import finish
+from neurometry.cli.output import check_output_path, finish, parse_numbers
+from neurometry.errors import NeurometryError
 from neurometry.store.results import DIFF, PATCH, STEER_SWEEP, ResultKind
 from neurometry.tables.text import print_table
 
@@ -15,6 +17,7 @@ def cmd_steer_build(args: argparse.Namespace) -> None:
     from neurometry.store.store import is_store
     from neurometry.workflows.steer import build_from_pairs, build_from_store_groups
 
+    check_output_path(args.out)
     if Path(args.pairs).is_dir() and is_store(Path(args.pairs)):
         path, vector, extra = build_from_store_groups(
             args.model, args.pairs, args.point, args.label, args.positive, args.out, run=args.run, method=args.method
@@ -39,7 +42,9 @@ def cmd_steer_eval(args: argparse.Namespace) -> None:
     from neurometry.steer.evaluate import sweep_document
     from neurometry.workflows.steer import evaluate_vector
 
-    alphas = [float(a) for a in args.alphas.split(",")]
+    alphas = parse_numbers(args.alphas, "--alphas")
+    if args.plot:
+        check_output_path(args.plot, "--plot")
     rows, meta, n_pairs = evaluate_vector(
         args.model, args.vector, alphas, pairs=args.pairs, max_pairs=args.max_pairs, store=args.store
     )
@@ -61,6 +66,10 @@ def cmd_steer_generate(args: argparse.Namespace) -> None:
     from neurometry.steer import generations
     from neurometry.workflows.steer import vector_for
 
+    if args.max_new_tokens < 1:
+        raise NeurometryError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
+    if not math.isfinite(args.alpha):
+        raise NeurometryError(f"--alpha must be a finite number, got {args.alpha}")
     vector, meta = vector_for(args.model, args.vector)
     table = generations(load_model(args.model), vector, meta["point"], args.alpha, args.prompt, args.max_new_tokens)
 
@@ -95,6 +104,8 @@ def cmd_patch(args: argparse.Namespace) -> None:
     from neurometry.steer.patching import pair_id
     from neurometry.workflows.steer import patch_pair
 
+    if args.plot:
+        check_output_path(args.plot, "--plot")
     given = {"clean": args.clean, "corrupted": args.corrupted, "correct": args.correct, "wrong": args.wrong}
     result, pair = patch_pair(args.model, given, example=args.example, points=args.points, heads=not args.no_heads,
                               store=args.store)

@@ -710,7 +710,8 @@ def _load_mat(path: Path, key: str | None) -> dict[str, RDM]:
     if key is None:
         if len(variables) != 1:
             raise NeurometryError(
-                f"{path.name} holds {len(variables)} variables; name one with key (--key): {', '.join(variables)}"
+                f"{path.name} holds {len(variables)} variables; name one with key= in Python or --rdm-key on "
+                f"the command line (the one holding the RDMs): {', '.join(variables)}"
             )
         key = variables[0]
     if key not in variables:

@@ -24,10 +24,16 @@ _FROM_SAELENS = {"topk": "topk", "standard": "relu", "jumprelu": "jumprelu"}
 
 
 def save_sae(folder: str | Path, sae: SparseAutoencoder) -> Path:
-    """Write ``folder/cfg.json`` and ``folder/sae_weights.safetensors`` (float32); returns the folder."""
+    """Write ``folder/cfg.json`` and ``folder/sae_weights.safetensors`` (float32); returns the folder.
+
+    Weights holding NaN or Inf are refused before anything is written."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
+    tensors = {name: t.to(torch.float32).contiguous() for name, t in sae.inference_state().items()}
+    bad = [name for name, t in tensors.items() if not bool(torch.isfinite(t).all())]
+    if bad:
+        raise NeurometryError(f"SAE tensors {', '.join(bad)} hold NaN or Inf; not saving them to {folder}")
     folder.mkdir(parents=True, exist_ok=True)
     cfg = sae.cfg
     document: dict[str, Any] = {
@@ -44,7 +50,6 @@ def save_sae(folder: str | Path, sae: SparseAutoencoder) -> Path:
     }
     if cfg.architecture == "topk":
         document["k"] = cfg.k
-    tensors = {name: t.to(torch.float32).contiguous() for name, t in sae.inference_state().items()}
     # write beside, then rename: a reader never sees a half-written SAE
     tmp_weights = folder / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp_weights))
@@ -65,8 +70,17 @@ def read_config(folder: str | Path) -> SAEConfig:
         raise NeurometryError(f"{folder} has no {CFG_FILE}; it is not a saved SAE folder")
     try:
         document = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise NeurometryError(f"{path} is not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise NeurometryError(f"{path} must hold a JSON object (an SAE config); it holds {type(document).__name__}")
+    try:
+        return _config(document, path)
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        raise NeurometryError(f"{path} is not a readable SAE config ({type(error).__name__}: {error})") from None
+
+
+def _config(document: dict[str, Any], path: Path) -> SAEConfig:
     if isinstance(document.get("neurometry"), dict):
         return SAEConfig.from_dict(document["neurometry"])
     arch = document.get("architecture", "standard")

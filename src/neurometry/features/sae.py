@@ -71,10 +71,24 @@ class SAEConfig:
             raise NeurometryError(
                 f"unknown SAE architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
             )
-        if self.d_in < 1 or self.d_sae < 1:
-            raise NeurometryError(f"d_in and d_sae must be positive, got {self.d_in} and {self.d_sae}")
+        if self.d_in < 1:
+            raise NeurometryError(f"d_in must be at least 1, got {self.d_in}")
+        if self.d_sae < 1:
+            raise NeurometryError(f"the number of latents d_sae (--latents) must be at least 1, got {self.d_sae}")
         if self.architecture in ("topk", "batchtopk") and not 1 <= self.k <= self.d_sae:
             raise NeurometryError(f"k must be between 1 and the number of latents ({self.d_sae}), got {self.k}")
+        # `not x >= 0` rather than `x < 0`: NaN fails every comparison and must be refused too
+        for name, flag in (("l1_coefficient", "--l1"), ("l0_coefficient", "--l0"), ("aux_coefficient", "")):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                how = f" ({flag})" if flag else ""
+                raise NeurometryError(f"{name}{how} must be a finite number of at least 0, got {value}")
+        for name in ("jumprelu_bandwidth", "jumprelu_init_threshold"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise NeurometryError(f"{name} must be a finite number above 0, got {value}")
+        if self.aux_k is not None and self.aux_k < 0:
+            raise NeurometryError(f"aux_k must be 0 (off) or more, got {self.aux_k}")
         if self.aux_k is None:
             self.aux_k = min(self.d_sae, max(1, self.d_in // 2))
 

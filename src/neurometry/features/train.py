@@ -106,16 +106,22 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.init_b_dec not in ("geometric_median", "mean"):
             raise NeurometryError(f"init_b_dec must be 'geometric_median' or 'mean', got {self.init_b_dec!r}")
-        if (self.batch_size is not None and self.batch_size < 1) or self.lr <= 0:
-            raise NeurometryError(f"batch_size and lr must be positive, got {self.batch_size} and {self.lr}")
+        # `not x > 0` rather than `x <= 0`: NaN fails every comparison and must be refused too
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise NeurometryError(f"the learning rate (--lr) must be a finite number above 0, got {self.lr}")
+        if self.batch_size is not None and not self.batch_size >= 1:
+            raise NeurometryError(f"batch_size (--batch-size) must be at least 1, got {self.batch_size}")
         given = [name for name in ("train_rows", "steps", "epochs") if getattr(self, name) is not None]
         if len(given) > 1:
             raise NeurometryError(f"give at most one of train_rows, steps and epochs, got {' and '.join(given)}")
         for name in given:
-            if getattr(self, name) <= 0:
-                raise NeurometryError(f"{name} must be positive, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise NeurometryError(f"{name} (--{name.replace('_', '-')}) must be a finite number above 0, got {value}")
         if self.min_steps < 1:
             raise NeurometryError(f"min_steps must be positive, got {self.min_steps}")
+        if self.min_position < 0:
+            raise NeurometryError(f"min_position (--min-position) must be 0 or more, got {self.min_position}")
 
 
 @dataclass(frozen=True)
@@ -331,7 +337,12 @@ class _Trainer:
         loss.backward()
         if arch != "relu":
             sae.remove_parallel_gradient()
-        self.opt.step()
+        try:
+            self.opt.step()
+        except RuntimeError as exc:  # the step size lr / bias correction overflows float32
+            if "overflow" not in str(exc):
+                raise
+            raise NeurometryError(f"SAE training diverged at step {self.step}: the update overflowed; lower --lr") from None
         if arch != "relu":
             sae.normalise_decoder()
         self.step += 1
@@ -343,10 +354,22 @@ class _Trainer:
         parts["dead_fraction"] = float(self.dead_mask().double().mean())
         return parts
 
+    def check_finite(self, sae: SparseAutoencoder | None = None) -> None:
+        """Refuse weights holding NaN or Inf (an update overflowed: the loss of the step that made them was
+        still finite), in the trained SAE or ``sae`` (the one to save), before anything is saved."""
+        module = self.sae if sae is None else sae
+        bad = [name for name, param in module.named_parameters() if not bool(torch.isfinite(param).all())]
+        if bad:
+            raise NeurometryError(
+                f"SAE training diverged by step {self.step}: {', '.join(bad)} "
+                f"{'holds' if len(bad) == 1 else 'hold'} NaN or Inf, so nothing was saved; lower --lr"
+            )
+
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, folder: Path, signature: dict[str, Any]) -> None:
         from safetensors.torch import save_file
 
+        self.check_finite()
         ck = folder / CHECKPOINT_DIR
         ck.mkdir(parents=True, exist_ok=True)
         tensors = {f"param.{k}": v.detach().clone() for k, v in self.sae.state_dict().items()}
@@ -426,6 +449,8 @@ def train_sae(
             time-boxed runs.
     """
     train = train or TrainConfig()
+    if max_steps is not None and max_steps < 1:
+        raise NeurometryError(f"max_steps (--max-steps) must be at least 1, got {max_steps}")
     store = open_store(store) if isinstance(store, (str, Path)) else store
     info = store.point_info(point, run)
     d_in = int(math.prod(info.shape))
@@ -478,7 +503,8 @@ def train_sae(
             center = geometric_median(scaled) if train.init_b_dec == "geometric_median" else scaled.mean(0)
             sae.b_dec.copy_(center)
     def save_current() -> SparseAutoencoder:
-        """The SAE as trained so far, input scale folded in, saved in SAELens' layout into ``folder``."""
+        """The checkpoint, and the SAE as trained so far, input scale folded in, saved in SAELens' layout into
+        ``folder``; weights holding NaN or Inf are refused before either is written."""
         summary = {
             "input_scale": trainer.input_scale,
             "steps": trainer.step,
@@ -493,6 +519,9 @@ def train_sae(
         current = SparseAutoencoder(dataclasses.replace(cfg, extra={**cfg.extra, **summary}), seed=train.seed)
         current.load_state_dict(sae.state_dict())
         current.fold_input_scale(trainer.input_scale)
+        trainer.check_finite()
+        trainer.check_finite(current)  # folding the scale in can overflow too
+        trainer.save_checkpoint(folder, signature)
         save_sae(folder, current)
         return current
 
@@ -516,12 +545,10 @@ def train_sae(
                 )
             bar.update(1)
             if trainer.step % train.checkpoint_every == 0 and trainer.step < end:
-                trainer.save_checkpoint(folder, signature)
                 save_current()  # an interrupted run leaves a usable SAE too
     finally:
         bar.close()
     seconds = time.perf_counter() - started
-    trainer.save_checkpoint(folder, signature)
     final = save_current()
     trained = trainer.rows_seen - rows_before
     return TrainResult(

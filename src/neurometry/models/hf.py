@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pickle
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -92,11 +94,28 @@ def load_hf_folder(folder: str | Path, name: str | None = None) -> LoadedModel:
         config = transformers.AutoConfig.from_pretrained(folder)
         model = _auto_class(config).from_pretrained(folder, dtype=torch.float32)
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    except pickle.UnpicklingError as exc:
+        raise NeurometryError(refused_pickle_message(folder, exc)) from None
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NeurometryError(f"cannot load Hugging Face folder {str(folder)!r}: {first}") from exc
     info = {"source": str(folder), "load_seconds": round(time.perf_counter() - t0, 2)}
     return wrap_hf(model, tokenizer, name or str(folder), info)
+
+
+def refused_pickle_message(folder: Path, exc: Exception) -> str:
+    """One line for a pickled checkpoint (``pytorch_model.bin``) that torch's safe loader refused: which file,
+    why (unpickling what it holds could run code), and how to convert it to safetensors."""
+    weights = sorted(p.name for p in folder.glob("*.bin")) or ["pytorch_model.bin"]
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+    held = (f"it refers to {found.group(1)}, which is not on torch's list of safe types" if found
+            else "it holds more than plain tensors")
+    return (
+        f"cannot load Hugging Face folder {str(folder)!r}: torch's safe loader (weights_only=True) refused "
+        f"{weights[0]}, a pickle, because {held}, and unpickling it could run code; only if you trust its source, "
+        "convert it once to model.safetensors beside config.json (safetensors.torch.save_file of the tensors of "
+        "torch.load(path, weights_only=False)); transformers then reads that instead"
+    )
 
 
 def tokenizer_for(model: nn.Module) -> Any | None:

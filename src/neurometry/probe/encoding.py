@@ -47,6 +47,7 @@ from neurometry.arrays import as_rows, check_same_rows
 from neurometry.errors import NeurometryError
 from neurometry.folds import check_folds, fold_assignment
 from neurometry.ridge import DEFAULT_ALPHAS, RidgePath, check_alphas, column_blocks
+from neurometry.threads import blas_threads
 
 
 def _columns(index: np.ndarray, limit: int = 10) -> str:
@@ -79,12 +80,13 @@ def _check_targets(targets: Any) -> np.ndarray:
 def _held_out_sse(x: np.ndarray, y: np.ndarray, fold: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Sum over held-out rows of the squared error of every penalty and target (n_alphas, t)."""
     sse = np.zeros((len(grid), y.shape[1]))
-    for f in range(int(fold.max()) + 1):
-        test, train = fold == f, fold != f
-        ridge = RidgePath.fit(x[train])
-        # copy the fold's rows out of the targets a block of columns at a time: bounded memory
-        for block in column_blocks(int(train.sum()), y.shape[1]):
-            sse[:, block] += ridge.held_out_sse(y[train, block], x[test], y[test, block], grid)
+    with blas_threads(torch_threads=True):  # small products per fold, through torch (neurometry.threads)
+        for f in range(int(fold.max()) + 1):
+            test, train = fold == f, fold != f
+            ridge = RidgePath.fit(x[train])
+            # copy the fold's rows out of the targets a block of columns at a time: bounded memory
+            for block in column_blocks(int(train.sum()), y.shape[1]):
+                sse[:, block] += ridge.held_out_sse(y[train, block], x[test], y[test, block], grid)
     return sse
 
 
@@ -171,26 +173,27 @@ def _nested(
     group = None if groups is None else np.asarray(groups).reshape(-1)
     predictions = np.empty_like(y)
     chosen = np.empty((int(fold.max()) + 1, y.shape[1]))
-    for f in range(len(chosen)):
-        test, train = fold == f, fold != f
-        if len(grid) == 1:
-            chosen[f] = grid[0]
-        else:
-            n_train = int(train.sum())
-            if n_train < 2 * inner_folds:
-                raise NeurometryError(
-                    f"an outer training set has {n_train} rows, too few for {inner_folds} inner folds "
-                    f"(needs {2 * inner_folds}); use fewer folds or inner_folds, or more rows"
-                )
-            try:
-                inner = fold_assignment(n_train, inner_folds, seed, None if group is None else group[train])
-            except NeurometryError as error:
-                raise NeurometryError(f"inner cross-validation within outer fold {f}: {error}") from None
-            x_train, y_train = x[train], y[train]
-            mse = _held_out_sse(x_train, y_train, inner, grid)
-            chosen[f] = grid[_pick(mse, grid)]
-        # refit on the whole outer training set, each target with its own penalty
-        predictions[test] = RidgePath.fit(x[train]).predict(y[train], x[test], chosen[f])
+    with blas_threads(torch_threads=True):  # the outer folds' fits (neurometry.threads)
+        for f in range(len(chosen)):
+            test, train = fold == f, fold != f
+            if len(grid) == 1:
+                chosen[f] = grid[0]
+            else:
+                n_train = int(train.sum())
+                if n_train < 2 * inner_folds:
+                    raise NeurometryError(
+                        f"an outer training set has {n_train} rows, too few for {inner_folds} inner folds "
+                        f"(needs {2 * inner_folds}); use fewer folds or inner_folds, or more rows"
+                    )
+                try:
+                    inner = fold_assignment(n_train, inner_folds, seed, None if group is None else group[train])
+                except NeurometryError as error:
+                    raise NeurometryError(f"inner cross-validation within outer fold {f}: {error}") from None
+                x_train, y_train = x[train], y[train]
+                mse = _held_out_sse(x_train, y_train, inner, grid)
+                chosen[f] = grid[_pick(mse, grid)]
+            # refit on the whole outer training set, each target with its own penalty
+            predictions[test] = RidgePath.fit(x[train]).predict(y[train], x[test], chosen[f])
     return predictions, chosen
 
 

@@ -35,6 +35,7 @@ from sklearn.preprocessing import StandardScaler
 from neurometry.arrays import as_rows
 from neurometry.errors import NeurometryError, did_you_mean
 from neurometry.folds import check_folds, fold_assignment
+from neurometry.threads import blas_threads
 
 ESTIMATOR_KINDS = ("logistic", "ridge")
 PROBE_KINDS = ("auto", "logistic", "ridge")
@@ -380,9 +381,10 @@ def _cross_validate(
         _check_training_classes(target.values, fold, target.classes, name)
     scores = np.empty(int(fold.max()) + 1)
     y = target.values
-    for f in range(len(scores)):
-        train, test = fold != f, fold == f
-        scores[f] = _fit_score(x[train], y[train], x[test], y[test], target.kind, C, alpha)
+    with blas_threads():  # many small fits: one BLAS thread each (see neurometry.threads)
+        for f in range(len(scores)):
+            train, test = fold != f, fold == f
+            scores[f] = _fit_score(x[train], y[train], x[test], y[test], target.kind, C, alpha)
     return scores
 
 

@@ -40,6 +40,7 @@ from neurometry.probe.linear import (
     _n_groups,
     _result,
 )
+from neurometry.threads import blas_threads
 
 RANK_METHODS = ("f_statistic", "mean_difference")
 
@@ -179,15 +180,16 @@ def sparse_probe(
     _check_training_classes(codes, fold, target.classes, "y")
     n_folds = int(fold.max()) + 1
     scores = np.empty((len(ks), n_folds))
-    for f in range(n_folds):
-        train, test = fold != f, fold == f
-        x_train, x_test = x[train], x[test]
-        order = rank_units(x_train, codes[train], rank_by)
-        for i, k in enumerate(ks):
-            units = order[:k]
-            scores[i, f] = _fit_score(
-                x_train[:, units], codes[train], x_test[:, units], codes[test], "logistic", C, 1.0
-            )
+    with blas_threads():  # many small fits: one BLAS thread each (see neurometry.threads)
+        for f in range(n_folds):
+            train, test = fold != f, fold == f
+            x_train, x_test = x[train], x[test]
+            order = rank_units(x_train, codes[train], rank_by)
+            for i, k in enumerate(ks):
+                units = order[:k]
+                scores[i, f] = _fit_score(
+                    x_train[:, units], codes[train], x_test[:, units], codes[test], "logistic", C, 1.0
+                )
     overall = rank_units(x, codes, rank_by)
     baseline = _baseline(target, fold)
     params = {

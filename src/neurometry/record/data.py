@@ -10,12 +10,27 @@ import pandas as pd
 
 from neurometry.errors import NeurometryError
 
+# utf-8-sig: a byte-order mark (Windows editors write one) is read and dropped; without one it is utf-8
 READERS = {
-    ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False),
-    ".json": lambda p: pd.read_json(p, dtype=False),
-    ".csv": lambda p: pd.read_csv(p, keep_default_na=False),
+    ".jsonl": lambda p: pd.read_json(p, lines=True, dtype=False, encoding="utf-8-sig"),
+    ".json": lambda p: pd.read_json(p, dtype=False, encoding="utf-8-sig"),
+    ".csv": lambda p: pd.read_csv(p, keep_default_na=False, encoding="utf-8-sig"),
     ".parquet": pd.read_parquet,
 }
+
+
+def check_data_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path when it is a file; else one line saying what it is (a folder, or nothing) and what to
+    give instead."""
+    path = Path(path)
+    if path.is_dir():
+        raise NeurometryError(
+            f"DATA {path} is a folder; give one .jsonl, .csv or .parquet file (a table with a text or image "
+            "column), e.g. one inside it"
+        )
+    if not path.is_file():
+        raise NeurometryError(f"data file {path} does not exist; give a .jsonl, .csv or .parquet file")
+    return path
 
 
 def load_table(path: str | os.PathLike, modality: str) -> pd.DataFrame:
@@ -24,9 +39,7 @@ def load_table(path: str | os.PathLike, modality: str) -> pd.DataFrame:
     Returns the table with every column kept as row metadata. Image paths are made absolute,
     relative to the data file's folder.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise NeurometryError(f"data file {path} does not exist; give a .jsonl, .csv or .parquet file")
+    path = check_data_path(path)
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise NeurometryError(f"cannot read {path.name}: DATA must end in .jsonl, .json, .csv or .parquet")

@@ -31,7 +31,8 @@ from neurometry.record.reduce import (
     reduce_tokens,
 )
 from neurometry.store import catalog, open_store
-from neurometry.store.store import Store
+from neurometry.store.chunks import is_disk_full
+from neurometry.store.store import RunInfo, Store, check_store_path
 from neurometry.store.writer import (
     PointSpec,
     RunLock,
@@ -74,6 +75,7 @@ def _check_out(out: Path) -> None:
     if out.exists():
         if not out.is_dir():
             raise NeurometryError(f"--out {out} is a file; give a folder for the store")
+        check_store_path(out, create=True)  # a store, and writable: found out before the model loads
         return
     parent = out.parent.resolve()
     if not parent.is_dir():
@@ -193,14 +195,20 @@ def record(
     overwrite: bool = False,
     progress: bool = True,
     chunk_rows: int | None = None,
+    repair_from_row: int | None = None,
 ) -> RecordResult:
     """Record ``points`` of ``model`` over the rows of ``data`` into the store at ``out``.
 
     ``reduce``: text models ``tokens`` (one row per real token), ``mean``, ``first`` or ``last``
     (one row per input; default ``mean``); image models ``mean`` (spatial average, default) or
     ``none`` (whole maps). ``chunk_rows`` overrides the rows per on-disk chunk (about 2 MiB by
-    default), which is also the unit of commit. Rerunning the same call resumes an interrupted run;
-    a complete run with the same settings is left as it is.
+    default), which is also the unit of commit. Rerunning the same call resumes an interrupted run,
+    with or without ``overwrite``; a complete run with the same settings is left as it is, and only
+    a run recorded with other settings is replaced (with ``overwrite``).
+
+    ``repair_from_row`` records an existing run again from the chunk holding that row on (what
+    ``neurometry verify --repair-by-rerecording`` does for a damaged chunk); the settings must be the
+    run's own, its catalog rows and results are kept.
     """
     out = Path(out)
     data = Path(data)
@@ -210,6 +218,8 @@ def record(
         raise NeurometryError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     if batch_size < 1 or max_tokens < 1:
         raise NeurometryError("--batch-size and --max-tokens must be at least 1")
+    if chunk_rows is not None and chunk_rows < 1:
+        raise NeurometryError(f"--chunk-rows {chunk_rows} must be at least 1 (leave it out for about 2 MiB a chunk)")
     _check_out(out)
     loaded = load_model(model) if isinstance(model, str) else model
     allowed = TEXT_REDUCTIONS if loaded.modality == "text" else IMAGE_REDUCTIONS
@@ -247,10 +257,16 @@ def record(
     }
 
     created = not out.exists()
-    store = open_store(out, create=True)
-    lock = RunLock(store, run_id)
     try:
-        plan = _prepare_run(store, run_id, settings, specs, batches, table, data, overwrite, chunk_rows)
+        store = open_store(out, create=True)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise NeurometryError(f"the disk holding {out} is full ({exc.strerror}); free some space and run again") from None
+        raise
+    lock = RunLock(store, run_id)
+    writer = None
+    try:
+        plan = _prepare_run(store, run_id, settings, specs, batches, table, data, overwrite, chunk_rows, repair_from_row)
         n_rows = int(batches.input_row_ends[-1])
         if plan.done:
             return RecordResult(out, run_id, [s.point for s in specs], n_inputs, n_rows, n_inputs, True)
@@ -271,16 +287,26 @@ def record(
             writer.finish()
         except NeurometryError:
             writer.close()
-            # Bad values mid-run: remove the run (or the store this call made) rather than leave it half-written.
-            delete_run(store, run_id)
-            if created:
-                store.close()
-                shutil.rmtree(out, ignore_errors=True)
+            if repair_from_row is None:
+                # Bad values mid-run: remove the run (or the store this call made) rather than leave it half-written.
+                delete_run(store, run_id)
+                if created:
+                    store.close()
+                    shutil.rmtree(out, ignore_errors=True)
             raise
         finally:
             bar.close()
             writer.close()
         return RecordResult(out, run_id, [s.point for s in specs], n_inputs, n_rows, first_input, False)
+    except (OSError, sqlite3.OperationalError) as exc:
+        if not is_disk_full(exc):
+            raise
+        # What was committed stays valid (every chunk is whole, the failed one was removed): resume later.
+        done = f" ({writer.committed_rows} of {writer.n_rows} rows are committed)" if writer is not None else ""
+        raise NeurometryError(
+            f"the disk holding {out} is full{done}; free some space and rerun the same command: it resumes "
+            "from the last commit"
+        ) from None
     finally:
         lock.release()
         store.close()
@@ -305,15 +331,30 @@ def _prepare_run(
     data: Path,
     overwrite: bool,
     chunk_rows: int | None,
+    repair_from_row: int | None = None,
 ) -> _RunPlan:
-    """Resume, skip or replace an existing run, or create the arrays of a new one.
+    """Resume, skip, repair or replace an existing run, or create the arrays of a new one.
 
-    A new run's catalog rows are inserted later, in one transaction, by ``register``: until then the
-    run does not exist for readers, and a kill leaves only arrays that the next call replaces.
+    The same settings resume (or leave a complete run as it is), with or without ``overwrite``: only
+    other settings replace a run. A new run's catalog rows are inserted later, in one transaction, by
+    ``register``: until then the run does not exist for readers, and a kill leaves only arrays that
+    the next call replaces.
     """
     existing = {r.run_id: r for r in store.runs()}.get(run_id)
+    if repair_from_row is not None:
+        if existing is None:
+            raise NeurometryError(f"no run {run_id!r} in {store.path} to record again")
+        if existing.settings != settings:
+            changed = sorted(k for k in set(settings) | set(existing.settings)
+                             if settings.get(k) != existing.settings.get(k))
+            raise NeurometryError(
+                f"run {run_id!r} was recorded with other settings than this model and data give now (they differ "
+                f"in {', '.join(changed)}); nothing was changed: give the model that recorded it, or record the "
+                "data again under another --run"
+            )
+        return _rewind(store, existing, repair_from_row, batches.input_row_ends)
     if existing is not None:
-        if existing.settings == settings and not overwrite:
+        if existing.settings == settings:
             return _RunPlan(existing.committed_inputs, existing.committed_rows, existing.complete,
                             existing.chunk_rows)
         if existing.complete and not overwrite:
@@ -350,3 +391,70 @@ def _prepare_run(
                              ((run_id, *row) for row in batches.token_rows()))
 
     return _RunPlan(0, 0, False, chunk_rows, register)
+
+
+def _rewind(store: Store, run: RunInfo, row: int, input_row_ends: np.ndarray) -> _RunPlan:
+    """Move the commit mark of ``run`` back to the start of the chunk holding ``row`` (and forget the
+    checksums from there on), so that recording resumes there and writes those chunks again.
+
+    From row 0 the arrays are made afresh (their metadata may be what was damaged), after the commit
+    mark has moved: readers never see committed rows without their files."""
+    chunk = min(row, run.committed_rows) // run.chunk_rows
+    rows = chunk * run.chunk_rows
+    inputs = int(np.searchsorted(input_row_ends, rows, side="right"))
+    with store.transaction() as tx:
+        tx.execute("UPDATE commits SET input_end = ?, row_end = ? WHERE run_id = ?", (inputs, rows, run.run_id))
+        tx.execute("UPDATE runs SET status = 'recording', finished = NULL WHERE run_id = ?", (run.run_id,))
+        tx.execute("DELETE FROM chunks WHERE run_id = ? AND chunk >= ?", (run.run_id, chunk))
+    if rows == 0:
+        specs = [PointSpec(p.point, p.module_path, p.kind, p.shape) for p in store.points(run.run_id)]
+        create_run_arrays(store, run.run_id, specs, run.dtype, run.n_rows, run.chunk_rows)
+    return _RunPlan(inputs, rows, False, run.chunk_rows)
+
+
+def rerecord(
+    store_path: str | os.PathLike,
+    run_id: str,
+    from_row: int,
+    model: str | LoadedModel | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> RecordResult:
+    """Record run ``run_id`` of a store again from the chunk holding ``from_row`` on (to repair damaged
+    chunks), with the run's own recorded settings: its data file (which must still hold what was
+    recorded), points, reduction, dtype and token limit. The model is ``model``, or the name the run
+    recorded when that loads. The run's catalog rows and saved results are kept.
+    """
+    store = open_store(store_path)
+    try:
+        info = store.run_info(run_id)
+        source = store.dataset_source(info.dataset_id)
+    finally:
+        store.close()
+    settings = info.settings
+    if info.dataset_id == f"import-{run_id}":
+        raise NeurometryError(
+            f"run {run_id!r} was imported from {source}, not recorded: import that file again under another "
+            "--run name with `neurometry import`"
+        )
+    data = Path(source) if source else None
+    if data is None or not data.is_file():
+        raise NeurometryError(
+            f"the data file of run {run_id!r} ({source}) is gone; put it back there to record the run again"
+        )
+    if dataset_id(data) != settings["dataset_id"]:
+        raise NeurometryError(
+            f"the data file {data} of run {run_id!r} has changed since the run was recorded; put the recorded "
+            "version back there to record the run again"
+        )
+    spec = model if model is not None else settings["model"]
+    try:
+        loaded = load_model(spec)
+    except NeurometryError as exc:
+        hint = "" if model is not None else "; name the model that recorded it with --model (zoo name, folder or module:attribute)"
+        raise NeurometryError(f"cannot load model {spec!r} to record run {run_id!r} again ({exc}){hint}") from None
+    return record(
+        loaded, data, [point for point, _, _ in settings["points"]], store_path, reduce=settings["reduce"],
+        dtype=settings["dtype"], batch_size=batch_size, max_tokens=settings["max_tokens"], run=run_id,
+        progress=progress, repair_from_row=from_row,
+    )

@@ -31,6 +31,7 @@ from neurometry.plots import (
     plot_sweep,
 )
 from neurometry.store import open_store
+from neurometry.store.chunks import is_disk_full
 from neurometry.store.results import (
     COMPARE,
     DIFF,
@@ -355,6 +356,13 @@ def build_report(store: str | Path | Store, out: str | Path) -> Path:
         f"<style>{CSS}</style></head><body><nav>{''.join(nav)}</nav>{''.join(body)}{''.join(sections)}</body></html>"
     )
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise NeurometryError(f"the disk is full while writing {out}; free some space and build the report again") from None
+        raise NeurometryError(f"cannot write {out} ({exc.strerror or exc}); choose another -o") from None
+    finally:
+        tmp.unlink(missing_ok=True)  # what a failed write left; gone after a successful replace anyway
     return out

@@ -1,7 +1,9 @@
 """The store's catalog: an embedded SQLite database of datasets, runs, points, rows and commits.
 
 SQLite in WAL mode is the commit point of the store: an array chunk counts as stored only once the
-catalog row that covers it is committed, so a crash between the two leaves nothing half-visible.
+catalog row that covers it is committed, so a crash between the two leaves nothing half-visible. The
+same transaction records each new chunk file's size and CRC-32C (table ``chunks``, format 3), so a
+chunk deleted, truncated or overwritten later is caught when it is read.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from neurometry.errors import NeurometryError
+
 FORMAT_NAME = "neurometry-store"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # what a read-only open serves as it is (format 2 lacks only the chunk checksums)
 
 RESULTS_TABLE = """
 CREATE TABLE IF NOT EXISTS results (
@@ -28,6 +33,17 @@ CREATE TABLE IF NOT EXISTS results (
     schema INTEGER NOT NULL,         -- version of the kind's record layout when written
     created TEXT NOT NULL,
     PRIMARY KEY (run_id, kind, result_set, point, name, params)
+);
+"""
+
+CHUNKS_TABLE = """
+CREATE TABLE IF NOT EXISTS chunks (
+    run_id TEXT NOT NULL,
+    point TEXT NOT NULL,
+    chunk INTEGER NOT NULL,          -- index along rows: rows [chunk * chunk_rows, (chunk + 1) * chunk_rows)
+    nbytes INTEGER NOT NULL,         -- size of the chunk file
+    crc32c INTEGER NOT NULL,         -- CRC-32C of the chunk file's bytes
+    PRIMARY KEY (run_id, point, chunk)
 );
 """
 
@@ -83,21 +99,78 @@ CREATE TABLE IF NOT EXISTS tokens (
     token TEXT NOT NULL,
     PRIMARY KEY (run_id, row)
 );
-""" + RESULTS_TABLE
+""" + RESULTS_TABLE + CHUNKS_TABLE
 
 
 def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
     """Open the catalog with WAL journaling, so readers never block the writer and a kill loses nothing committed.
 
-    ``read_only`` opens it with SQLite's ``mode=ro``, so a viewer cannot change the store by mistake.
+    ``read_only`` opens it with SQLite's ``mode=ro``, so a viewer cannot change the store by mistake. Where
+    that cannot open it (a read-only folder or mount without the WAL's ``-shm`` file, where ``mode=ro``
+    would need to create one), it is opened ``immutable``: nobody can be writing there, and with no
+    ``-wal`` file beside it the main file holds every commit. A damaged or truncated catalog raises
+    :class:`NeurometryError`.
     """
-    if read_only:
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30, isolation_level=None)
-    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
+    conn = None
+    try:
+        if read_only:
+            conn = _connect_read_only(path)
+        else:
+            conn = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        check_size(conn, path)
+        return conn
+    except BaseException as exc:
+        if conn is not None:
+            conn.close()
+        if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+            raise damaged(path, exc) from None  # "file is not a database", "database disk image is malformed"
+        raise
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    uri = path.resolve().as_uri()
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise NeurometryError(
+                f"{path.parent} is read-only and its catalog has commits still in {wal.name}; open the store once "
+                "where it is writable (any command, e.g. `neurometry ls`) to fold them in, then copy it here again"
+            ) from None
+    conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     return conn
+
+
+def check_size(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a catalog file shorter than its pages (a truncated copy), which SQLite would read as zeros.
+
+    Only ``stat`` looks at the file: opening it again in this process and closing it would drop every
+    SQLite lock this process holds on it (POSIX record locks belong to the process, not the descriptor).
+    While a -wal file holds frames the main file may lag behind by design, so only one without is judged.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    size = path.stat().st_size
+    if size < pages * page_size:
+        raise damaged(path, f"truncated: {size} of {pages * page_size} bytes")
+
+
+def damaged(path: Path, reason: object) -> NeurometryError:
+    return NeurometryError(
+        f"the catalog {path} is damaged ({reason}); it indexes every run and result of the store, so restore the "
+        "store from a copy, or record it again into a new --out"
+    )
 
 
 def initialise(conn: sqlite3.Connection) -> None:
@@ -124,8 +197,11 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
 
     Version 1 had no result sets: its results become the unnamed set ``''`` of schema 1, which readers
     that look for a producer's set do not find, so the step that wrote them computes them again.
+    Version 2 had no chunk checksums: its chunks stay without, and reads check them for presence and
+    size only (``neurometry verify`` counts them as unchecked).
     """
     with transaction(conn):
+        conn.execute(CHUNKS_TABLE)
         if version == 1:
             conn.execute("ALTER TABLE results RENAME TO results_v1")
             conn.execute(RESULTS_TABLE)
@@ -140,8 +216,10 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
 def read_format(conn: sqlite3.Connection) -> tuple[str | None, int | None]:
     try:
         rows = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-    except sqlite3.DatabaseError:
-        return None, None
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # an SQLite file of something else
+            return None, None
+        raise
     version = rows.get("version")
     return rows.get("format"), int(version) if version is not None else None
 

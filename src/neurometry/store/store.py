@@ -9,7 +9,12 @@ Layout of a store folder::
       locks/RUN.lock           held by the one process recording RUN
 
 Only committed rows are visible: a run that is still recording (or was killed) shows the rows of
-its last commit, so readers and a concurrent ``record`` never see a half-written chunk.
+its last commit, so readers and a concurrent ``record`` never see a half-written chunk. Every chunk a
+read touches is checked against the size and CRC-32C its commit recorded (:mod:`neurometry.store.chunks`),
+so a deleted, truncated or overwritten chunk file raises instead of reading back as zeros or garbage.
+
+A store in a folder this process cannot write to (a read-only mount, another user's files) is opened
+read-only: everything reads as usual, and the first write says the store is read-only.
 """
 
 from __future__ import annotations
@@ -24,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import zarr
 
 from neurometry.errors import NeurometryError, did_you_mean
 from neurometry.store import catalog
+from neurometry.store.chunks import PointChunks, recorded_checksums
 
 CATALOG_FILE = "catalog.sqlite"
 STAMP_FILE = "neurometry.json"
@@ -76,9 +81,23 @@ def bfloat16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
 class Store:
     """An opened store. Use :func:`open_store` to get one."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
+    def __init__(self, path: Path, conn: sqlite3.Connection, read_only: str | None = None):
         self.path = path
         self._conn = conn
+        self._read_only = read_only  # why writes are refused, or None
+
+    @property
+    def read_only(self) -> bool:
+        """True when this store was opened read-only (asked for, or its folder cannot be written)."""
+        return self._read_only is not None
+
+    def check_writable(self) -> None:
+        """Raise :class:`NeurometryError` when this store refuses writes."""
+        if self._read_only is not None:
+            raise NeurometryError(
+                f"{self.path} is read-only ({self._read_only}); copy the store to a folder you can write to "
+                "and run this there"
+            )
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, runs={[r.run_id for r in self.runs()]})"
@@ -135,8 +154,13 @@ class Store:
         return candidates[0]
 
     # -- arrays ----------------------------------------------------------------------------
-    def _array(self, info: PointInfo) -> zarr.Array:
-        return zarr.open_array(str(self.path / "arrays" / info.run_id / info.point), mode="r")
+    def chunk_files(self, info: PointInfo) -> PointChunks:
+        """The committed chunk files of a point, with the checksums their commits recorded."""
+        n_chunks = 0
+        if info.n_rows:
+            n_chunks = -(-info.n_rows // self.run_info(info.run_id).chunk_rows)
+        recorded = recorded_checksums(self._conn, info.run_id, info.point, n_chunks)
+        return PointChunks(self.path, info.run_id, info.point, info.n_rows, recorded)
 
     def _decode(self, info: PointInfo, block: np.ndarray) -> np.ndarray:
         return bfloat16_bits_to_float32(block) if info.dtype == "bfloat16" else block
@@ -147,7 +171,7 @@ class Store:
         float16 stays float16; bfloat16 is widened to float32.
         """
         info = self.point_info(point, run)
-        return self._decode(info, self._array(info)[: info.n_rows])
+        return self._decode(info, self.chunk_files(info).read(0, info.n_rows))
 
     def iter_chunks(
         self,
@@ -163,11 +187,11 @@ class Store:
         The default block is the on-disk chunk, which reads each chunk file exactly once.
         """
         info = self.point_info(point, run)
-        array = self._array(info)
+        files = self.chunk_files(info)
         stop = info.n_rows if stop is None else min(stop, info.n_rows)
-        step = chunk_rows or array.chunks[0]
+        step = chunk_rows or files.chunk_rows
         for begin in range(start, stop, step):
-            yield self._decode(info, array[begin : min(begin + step, stop)])
+            yield self._decode(info, files.read(begin, min(begin + step, stop)))
 
     # -- metadata --------------------------------------------------------------------------
     def _one_run(self, run: str | None) -> str:
@@ -201,6 +225,11 @@ class Store:
         joined = inputs.iloc[frame["input_row"].to_numpy()].reset_index(drop=True)
         joined = joined.drop(columns=[c for c in joined.columns if c in frame.columns])
         return pd.concat([frame.reset_index(drop=True), joined], axis=1)
+
+    def dataset_source(self, dataset_id: str) -> str | None:
+        """Where a dataset's rows came from: the data file's absolute path as recorded (or an import's source)."""
+        row = self._conn.execute("SELECT source FROM datasets WHERE dataset_id = ?", (dataset_id,)).fetchone()
+        return row[0] if row else None
 
     def inputs(self, dataset_id: str) -> pd.DataFrame:
         """The data rows of a dataset, in file order, with every original column."""
@@ -257,7 +286,10 @@ class Store:
 
     # -- plumbing for the writer -----------------------------------------------------------
     def transaction(self):
-        """A write transaction on the catalog: ``with store.transaction() as conn: ...``."""
+        """A write transaction on the catalog: ``with store.transaction() as conn: ...``.
+
+        A read-only store refuses it with one line that says so."""
+        self.check_writable()
         return catalog.transaction(self._conn)
 
     @property
@@ -284,35 +316,60 @@ def open_store(path: str | os.PathLike, create: bool = False, read_only: bool = 
     """Open the store at ``path``; with ``create=True`` make it if it does not exist; with
     ``read_only=True`` the catalog refuses every write (for viewers such as ``neurometry serve``).
 
-    A new store is built in a temporary folder beside ``path`` and renamed into place, so an
-    interrupted creation never leaves a half-made store behind.
+    A store this process cannot write to (a read-only mount, a folder of another user) opens
+    read-only by itself, so every command that only reads works there; a write then raises
+    :class:`NeurometryError` saying so (``create=True`` refuses it up front). A new store is built in a
+    temporary folder beside ``path`` and renamed into place, so an interrupted creation never leaves a
+    half-made store behind.
     """
     path = Path(path)
     check_store_path(path, create)
     if not path.exists():
         _create(path)
-    conn = catalog.connect(path / CATALOG_FILE, read_only=read_only)
-    name, version = catalog.read_format(conn)
+    reason = "opened read-only" if read_only else None
+    if reason is None and not writable(path):
+        reason = "its folder or catalog cannot be written"
+    conn = catalog.connect(path / CATALOG_FILE, read_only=reason is not None)
+    try:
+        name, version = catalog.read_format(conn)
+    except sqlite3.OperationalError:
+        conn.close()
+        raise
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise catalog.damaged(path / CATALOG_FILE, exc) from None
     if name != catalog.FORMAT_NAME:
         conn.close()
         raise NeurometryError(f"{path} is not a neurometry store (catalog format {name!r}); choose another folder")
-    if version is not None and version < catalog.FORMAT_VERSION and not read_only:
+    if version is not None and version < catalog.FORMAT_VERSION and reason is None:
         catalog.migrate(conn, version)
         stamp = {"format": catalog.FORMAT_NAME, "version": catalog.FORMAT_VERSION}
         (path / STAMP_FILE).write_text(json.dumps(stamp) + "\n")
         version = catalog.FORMAT_VERSION
-    if version != catalog.FORMAT_VERSION:
+    readable = catalog.READABLE_VERSIONS if reason is not None else (catalog.FORMAT_VERSION,)
+    if version not in readable:
         conn.close()
         if version is not None and version < catalog.FORMAT_VERSION:
+            where = ("copy it to a folder you can write to and open it there once with any command"
+                     if reason != "opened read-only" else "open it once with a command that may write")
             raise NeurometryError(
-                f"{path} is in store format version {version}; open it once with a command that may write "
-                f"(`neurometry ls {path}`) to upgrade it to version {catalog.FORMAT_VERSION}"
+                f"{path} is in store format version {version}; {where} (`neurometry ls {path}`) to upgrade it "
+                f"to version {catalog.FORMAT_VERSION}"
             )
         raise NeurometryError(
             f"{path} was written in store format version {version}; this neurometry reads version "
             f"{catalog.FORMAT_VERSION}: record it again, or use the neurometry release that wrote it"
         )
-    return Store(path, conn)
+    return Store(path, conn, read_only=reason)
+
+
+def writable(path: Path) -> bool:
+    """Whether this process may write the store at ``path`` (its folder, catalog and arrays).
+
+    ``os.access`` answers for the file system too: a read-only mount refuses even root."""
+    targets = [path, path / CATALOG_FILE, path / "arrays"]
+    targets += [path / f"{CATALOG_FILE}-{suffix}" for suffix in ("wal", "shm") if (path / f"{CATALOG_FILE}-{suffix}").exists()]
+    return all(os.access(target, os.W_OK) for target in targets if target.exists())
 
 
 def check_store_path(path: str | os.PathLike, create: bool = False) -> None:
@@ -325,6 +382,11 @@ def check_store_path(path: str | os.PathLike, create: bool = False) -> None:
             raise NeurometryError(
                 f"{path} exists but is not a neurometry store (no {CATALOG_FILE} and {STAMP_FILE}); give the "
                 "folder that `neurometry record --out` made (recording into a new path makes one)"
+            )
+        if create and not writable(path):
+            raise NeurometryError(
+                f"{path} is read-only (its folder or catalog cannot be written); copy the store to a folder you "
+                "can write to, or choose another store"
             )
         return
     if not create:

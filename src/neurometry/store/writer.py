@@ -6,7 +6,8 @@ The protocol:
    makes each array once at its final shape, and its metadata never changes afterwards.
 2. Rows are buffered per point and written only in whole chunks, each chunk file once, by a writer
    thread (with O_DIRECT where the file system allows), while the model computes the next batches.
-3. After a chunk's files are written, one catalog transaction moves the commit mark forward.
+3. After a chunk's files are written, one catalog transaction moves the commit mark forward and
+   records each new chunk file's size and CRC-32C (so reads can tell a damaged chunk).
    Readers see rows below the mark only. A resumed run continues from the mark; rows it
    recomputes below the mark are dropped, so every row is stored exactly once.
 4. A new run's catalog rows (dataset, run, points, token rows) appear in one transaction, before
@@ -15,6 +16,7 @@ The protocol:
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
 import math
@@ -33,6 +35,7 @@ import zarr.codecs
 
 from neurometry.errors import NeurometryError
 from neurometry.store import catalog
+from neurometry.store.chunks import crc32c
 from neurometry.store.store import CATALOG_FILE, Store
 
 TARGET_CHUNK_BYTES = 2 * 2**20
@@ -92,12 +95,16 @@ def write_chunk_file(path: Path, data: np.ndarray) -> None:
     direct = getattr(os, "O_DIRECT", 0) if (view.nbytes % DIRECT_ALIGN == 0
                                             and data.ctypes.data % DIRECT_ALIGN == 0) else 0
     try:
-        _write_file(tmp, view, direct)
-    except OSError:
-        if not direct:
-            raise
-        _write_file(tmp, view, 0)  # a file system that accepts O_DIRECT on open but not on write
-    os.replace(tmp, path)
+        try:
+            _write_file(tmp, view, direct)
+        except OSError as exc:
+            if not direct or exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            _write_file(tmp, view, 0)  # a file system that accepts O_DIRECT on open but not on write
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a disk-full or failed write leaves no partial file behind
+        raise
 
 
 class RunLock:
@@ -134,7 +141,7 @@ def insert_dataset(conn: sqlite3.Connection, dataset_id: str, source: str, table
 def delete_run(store: Store, run_id: str) -> None:
     """Remove a run's catalog rows, then its arrays (catalog first: arrays without a run are invisible)."""
     with store.transaction() as tx:
-        for table in ("runs", "points", "commits", "tokens", "results"):
+        for table in ("runs", "points", "commits", "tokens", "results", "chunks"):
             tx.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
     shutil.rmtree(store.path / "arrays" / run_id, ignore_errors=True)
 
@@ -201,11 +208,15 @@ class RunWriter:
         self.flushed_rows = committed_rows  # rows handed to the writer thread
         self.next_row = int(input_row_ends[first_input - 1]) if first_input > 0 else 0
         self.root = store.path / "arrays" / run_id
-        self.arrays = {s.point: zarr.open_array(str(self.root / s.point), mode="r+") for s in specs}
+        # every chunk file is written, all-zero ones too: a committed chunk without a file is damage
+        self.arrays = {
+            s.point: zarr.open_array(str(self.root / s.point), mode="r+").with_config({"write_empty_chunks": True})
+            for s in specs
+        }
         self.buffers = {s.point: _RowBuffer(s.shape, dtype, 2 * chunk_rows) for s in specs}
         self.buffered = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurometry-writer")
-        self._pending: Future | None = None
+        self._pending: Future[list[tuple[str, int, int, int]]] | None = None
         self._pending_rows = committed_rows
         # Catalog rows of a new run (dataset, run, points, token rows) are inserted by the writer
         # thread, in one transaction of its own, while the first batches are computed.
@@ -257,11 +268,17 @@ class RunWriter:
         self._pending = self._pool.submit(self._write, start, blocks)
         self._pending_rows = self.flushed_rows
 
-    def _write(self, start: int, blocks: dict[str, np.ndarray]) -> None:
+    def _write(self, start: int, blocks: dict[str, np.ndarray]) -> list[tuple[str, int, int, int]]:
+        """Write the chunk files of rows ``[start, start + len)``; returns (point, chunk, nbytes, crc32c) of each."""
+        written = []
         for point, data in blocks.items():
             array = self.arrays[point]
             if array.compressors or array.filters:
                 array[start : start + len(data)] = data
+                for chunk in range(start // self.chunk_rows, -(-(start + len(data)) // self.chunk_rows)):
+                    key = array.metadata.encode_chunk_key((chunk,) + (0,) * (data.ndim - 1))
+                    encoded = self.root.joinpath(point, *key.split("/")).read_bytes()
+                    written.append((point, chunk, len(encoded), crc32c(encoded)))
                 continue
             # Uncompressed chunks are the raw little-endian bytes of the full chunk shape (Zarr v3
             # pads edge chunks), so whole chunks go straight to their files.
@@ -273,21 +290,26 @@ class RunWriter:
                     padded[: len(block)] = block
                     padded[len(block) :] = 0
                     block = padded
-                key = array.metadata.encode_chunk_key(((start + lo) // size,) + (0,) * (block.ndim - 1))
+                chunk = (start + lo) // size
+                key = array.metadata.encode_chunk_key((chunk,) + (0,) * (block.ndim - 1))
                 write_chunk_file(self.root.joinpath(point, *key.split("/")), block)
+                written.append((point, chunk, block.nbytes, crc32c(np.ascontiguousarray(block))))
+        return written
 
     def _wait_and_commit(self) -> None:
         if self._pending is not None:
-            self._pending.result()  # a failed write raises here, before anything is committed
+            written = self._pending.result()  # a failed write raises here, before anything is committed
             self._pending = None
-            self._commit(self._pending_rows)
+            self._commit(self._pending_rows, written=written)
 
-    def _commit(self, rows: int, final: bool = False) -> None:
+    def _commit(self, rows: int, final: bool = False, written: list[tuple[str, int, int, int]] = ()) -> None:
         if self._registered is not None:
             self._registered.result()
             self._registered = None
         input_end = int(np.searchsorted(self.input_row_ends, rows, side="right"))
         with self.store.transaction() as tx:
+            tx.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
+                           [(self.run_id, *entry) for entry in written])
             tx.execute("INSERT OR REPLACE INTO commits VALUES (?, ?, ?)", (self.run_id, input_end, rows))
             if final:
                 tx.execute(
@@ -330,6 +352,7 @@ def import_array(
     ``metadata`` (one row per stored row) becomes the run's data rows. All or nothing: the run
     appears in the catalog only once every row is written.
     """
+    store.check_writable()
     if any(r.run_id == run_id for r in store.runs()):
         raise NeurometryError(f"run {run_id!r} already exists in {store.path}; choose another name")
     iterator = iter(chunks)

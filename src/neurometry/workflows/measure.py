@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from neurometry.errors import NeurometryError
 from neurometry.measures import MEASURES, MeasureResult, get_measure, run_measures
 from neurometry.store import Store
 from neurometry.store.results import MEASURE, Result, set_name
+from neurometry.threads import blas_threads
 
 DEFAULT_MEASURES = [
     "effective_rank", "participation_ratio", "alpha_req", "n_components_90", "stable_rank", "twonn", "mle_id",
@@ -129,11 +131,15 @@ def metadata_labels(src: Source, label: str | None) -> np.ndarray | None:
 def classifier_file(path: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
     if path is None:
         return None
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     if not path.is_file():
         raise NeurometryError(f"classifier file {path} does not exist; give a .safetensors with W (and b)")
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise NeurometryError(f"{path} is not a readable safetensors file ({error}); save W and b with safetensors") from None
     if "W" not in tensors:
         raise NeurometryError(f"{path} has no tensor 'W' (classes x features); save W and b with safetensors")
     weights = tensors["W"]
@@ -165,14 +171,16 @@ def measure_sources(
         previous[src.shape] = src
         if not chosen:
             continue
-        results = run_measures(
-            src.chunks, chosen,
-            labels=label_values if any(MEASURES[n].kind == "labels" for n in chosen) else None,
-            input_ids=input_ids if "rank_collapse" in chosen else None,
-            classifier=classifier if {"nc3", "nc4"} & set(chosen) else None,
-            other=prior.chunks if (prior is not None and "layer_cosine" in chosen) else None,
-            seed=seed, max_rows=max_rows,
-        )
+        # nc4 fits a logistic classifier (a small lbfgs fit): one BLAS thread (neurometry.threads)
+        with blas_threads() if {"nc3", "nc4"} & set(chosen) else nullcontext():
+            results = run_measures(
+                src.chunks, chosen,
+                labels=label_values if any(MEASURES[n].kind == "labels" for n in chosen) else None,
+                input_ids=input_ids if "rank_collapse" in chosen else None,
+                classifier=classifier if {"nc3", "nc4"} & set(chosen) else None,
+                other=prior.chunks if (prior is not None and "layer_cosine" in chosen) else None,
+                seed=seed, max_rows=max_rows,
+            )
         records.extend(_record(src, res, prior) for res in results.values())
     return records
 
@@ -206,6 +214,7 @@ def measure_store(
 ) -> list[dict]:
     """Measure points of one run of a store; returns one record per (point, measure) and saves them in the
     catalog, one result set per measure and setting (a point measured again replaces its own rows only)."""
+    store.check_writable()  # before the work, not after it
     run, sources = store_sources(store, run, points)
     meta = sources[0].metadata if sources else None
     label_values = metadata_labels(sources[0], label) if sources else None

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from neurometry.errors import NeurometryError
 from neurometry.store import open_store
 from neurometry.store.results import ENCODE, PROBE, Result, set_name
+from neurometry.threads import blas_threads
 from neurometry.workflows.measure import Source, metadata_labels, npy_source, read_labels, store_sources
 
 
@@ -82,36 +83,37 @@ def run_probe(
     sources, store, run = _sources(source, run, points)
     y = _label_values(sources, label, labels_file)
     records = []
-    for src in tqdm(sources, desc="probe", unit="point", file=sys.stderr, disable=not progress, delay=1.0):
-        x = _read_rows(src)
-        if len(x) != len(y):
-            raise NeurometryError(f"{len(y)} labels for {len(x)} rows of {src.name}; give one label per row")
-        groups = _groups(src)
-        if kind == "sparse":
-            for result in sparse_probe(x, y, ks, rank_by=rank_by, groups=groups, folds=folds, seed=seed):
-                records.append({"point": src.name, **result.to_dict()})
-            continue
-        if control:
-            if src.metadata is None or "token_id" not in src.metadata.columns:
-                raise NeurometryError(
-                    "--control needs a token run (record with --reduce tokens): it labels token types"
+    with blas_threads():  # every point's many small fits: one BLAS thread each (neurometry.threads)
+        for src in tqdm(sources, desc="probe", unit="point", file=sys.stderr, disable=not progress, delay=1.0):
+            x = _read_rows(src)
+            if len(x) != len(y):
+                raise NeurometryError(f"{len(y)} labels for {len(x)} rows of {src.name}; give one label per row")
+            groups = _groups(src)
+            if kind == "sparse":
+                for result in sparse_probe(x, y, ks, rank_by=rank_by, groups=groups, folds=folds, seed=seed):
+                    records.append({"point": src.name, **result.to_dict()})
+                continue
+            if control:
+                if src.metadata is None or "token_id" not in src.metadata.columns:
+                    raise NeurometryError(
+                        "--control needs a token run (record with --reduce tokens): it labels token types"
+                    )
+                result = selectivity(
+                    x, y, src.metadata["token_id"].to_numpy(), groups=groups, folds=folds, seed=seed
                 )
-            result = selectivity(
-                x, y, src.metadata["token_id"].to_numpy(), groups=groups, folds=folds, seed=seed
-            )
-            record = {
-                "point": src.name,
-                **result.task.to_dict(),
-                "control_score": result.control.score,
-                "selectivity": result.selectivity,
-            }
-        else:
-            record = {"point": src.name, **probe(x, y, kind, groups=groups, folds=folds, seed=seed).to_dict()}
-        if directions is not None:
-            record["direction_file"] = str(
-                _save_direction(x, y, src, directions, direction_method, store, run)
-            )
-        records.append(record)
+                record = {
+                    "point": src.name,
+                    **result.task.to_dict(),
+                    "control_score": result.control.score,
+                    "selectivity": result.selectivity,
+                }
+            else:
+                record = {"point": src.name, **probe(x, y, kind, groups=groups, folds=folds, seed=seed).to_dict()}
+            if directions is not None:
+                record["direction_file"] = str(
+                    _save_direction(x, y, src, directions, direction_method, store, run)
+                )
+            records.append(record)
     if store is not None:
         PROBE.save(store, run, [
             Result(

@@ -62,6 +62,7 @@ def load_pairs(source: str) -> tuple[list[dict[str, str]], str]:
 def load_finetuned(base_spec: str, finetuned: str) -> Any:
     """A model spec, or a .safetensors state dict for the base model's architecture (loaded into a fresh
     copy of the base), e.g. the weights ``scripts/finetune_narrow.py`` caches."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from neurometry.models import load_model
@@ -71,8 +72,13 @@ def load_finetuned(base_spec: str, finetuned: str) -> Any:
         return load_model(finetuned)
     if not path.is_file():
         raise NeurometryError(f"no file {path}; give a model or a .safetensors state dict of {base_spec}")
+    try:
+        state = load_file(str(path))  # before the model loads: a broken file fails at once
+    except (SafetensorError, OSError, ValueError) as error:
+        raise NeurometryError(
+            f"{path} is not a readable safetensors file ({error}); give a state dict saved with safetensors.torch.save_file"
+        ) from None
     model = load_model(base_spec)
-    state = load_file(str(path))
     missing, unexpected = model.module.load_state_dict(state, strict=False)
     if unexpected or len(missing) == len(model.module.state_dict()):
         raise NeurometryError(
@@ -220,8 +226,8 @@ def diff_models(
         texts_name = str(path.resolve())
     else:
         lines, texts_name = neutral_texts(20), NEUTRAL
+    tuned = load_finetuned(base_spec, finetuned)  # first: a broken weights file fails before the base loads
     base = load_model(base_spec)
-    tuned = load_finetuned(base_spec, finetuned)
     differences = mean_activation_difference(base, tuned, lines, points=points, first_k=first_k, skip_first=skip_first)
     lens = {
         name: difference_lens(base, diff, name, top_k=top_k)
