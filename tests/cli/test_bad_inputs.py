@@ -168,7 +168,6 @@ BAD_INPUTS = [
     ("steer generate {tiny} {root}/garbage.safetensors --alpha 1 --prompt hi",
      "garbage.safetensors is not a readable safetensors file"),
     # lens, patch, diff
-    ("lens {tiny} --prompt hi --top-k 0", "top_k must be at least 1"),
     ("patch {tiny} --example 9999", "--example must be"),
     ("patch {tiny} --example 0 --plot /proc/p.png", "cannot write in /proc"),
     ("diff {tiny} {root}/one_byte.safetensors", "one_byte.safetensors is not a readable safetensors file"),
@@ -222,6 +221,12 @@ USAGE_ERRORS = [
     ("models --bogus", "unrecognized arguments: --bogus"),
     ("points", "the following arguments are required: model"),
     ("serve {store} --port abc", "argument --port: invalid int value: 'abc'"),
+    ("lens {tiny} --prompt hi --top-k 0", "argument --top-k: must be at least 1, got 0"),
+    ("diff {tiny} {root}/one_byte.safetensors --top-k 0", "argument --top-k: must be at least 1, got 0"),
+    ("diff {tiny} {root}/one_byte.safetensors --first-k 0", "argument --first-k: must be at least 1, got 0"),
+    ("diff {tiny} {root}/one_byte.safetensors --skip-first -1", "argument --skip-first: must be at least 0"),
+    ("sae eval {out}/no-sae {store} --max-texts 0", "argument --max-texts: must be at least 1, got 0"),
+    ("sae features {out}/no-sae {store} --top two", "argument --top: 'two' is not a whole number"),
 ]
 
 

@@ -7,6 +7,7 @@ import json
 import re
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 
 from neurometry.cli import main
@@ -248,3 +249,22 @@ def test_patch_and_diff_sections_from_a_store_without_runs(tmp_path, capsys):
     assert "m against /cache/fine.safetensors: token positions 1-4 of the built-in neutral sentences (97 averaged)" in page
     assert "steered with the difference at resid.1, alpha 2" in page
     assert " I pick purple &lt;fruit&gt;" in page and " I eat eggs" in page
+
+
+def test_comparison_figures_draw_incomplete_grids_as_gaps():
+    """Records of several producers or an undefined value: the heatmap leaves the cell empty (NaN) and the
+    profile a gap, instead of a KeyError."""
+    from neurometry.plots import plot_comparison
+
+    def record(a: str, b: str, value: float | None) -> dict:
+        return {"point_a": a, "point_b": b, "metric": "cka", "value": value,
+                "params": {"kernel": "linear", "estimator": "biased"}}
+
+    points = [f"p{i}" for i in range(6)]
+    grid = [record(a, b, 0.5) for a in points for b in points if (a, b) != ("p1", "p2")]
+    image = np.ma.filled(plot_comparison({"results": grid}, "grid").axes[0].images[0].get_array(), np.nan)
+    assert np.isnan(image[1, 2]) and np.count_nonzero(np.isnan(image)) == 1
+    profile = [record(a, "IT", 0.1 * i) for i, a in enumerate(points)] + [record("p0", "V4", 0.3)]
+    lines = plot_comparison({"results": profile}, "profile").axes[0].get_lines()
+    v4 = next(line for line in lines if line.get_label() == "V4").get_ydata()
+    assert v4[0] == 0.3 and np.isnan(v4[1:]).all()

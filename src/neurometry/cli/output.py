@@ -101,3 +101,19 @@ def parse_numbers(text: str, flag: str, kind: type = float, minimum: float | Non
             raise NeurometryError(f"{flag} takes finite {what}{bound}; {text!r} holds {part.strip()}")
         values.append(value)
     return values
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` for a whole number of at least ``minimum``; anything else is a usage error,
+    said in one line."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse

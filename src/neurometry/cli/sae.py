@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from neurometry.cli.output import check_output_path, finish
+from neurometry.cli.output import check_output_path, finish, whole_number
 from neurometry.tables.text import print_table
 
 
@@ -135,8 +135,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--point", help="default: the point the SAE was trained on")
     p.add_argument("--run")
     p.add_argument("--model", help="splice the SAE into this model and report CE loss recovered")
-    p.add_argument("--max-texts", type=int, default=64, help="held-out texts for the CE loss (default 64)")
-    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--max-texts", type=whole_number(1), default=64, help="held-out texts for the CE loss (default 64)")
+    p.add_argument("--max-length", type=whole_number(1), default=128)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sae_eval)
 
@@ -145,11 +145,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("store")
     p.add_argument("--point")
     p.add_argument("--run")
-    p.add_argument("--top", type=int, default=20, help="top examples per latent")
-    p.add_argument("--window", type=int, default=8, help="tokens of context each side")
+    p.add_argument("--top", type=whole_number(1), default=20, help="top examples per latent")
+    p.add_argument("--window", type=whole_number(0), default=8, help="tokens of context each side")
     p.add_argument("--model", help="also the tokens each latent promotes through the unembedding")
     p.add_argument("--name", help="name in the catalog (default: the SAE folder's name)")
-    p.add_argument("--show", type=int, default=20, help="latents printed (most frequent first)")
+    p.add_argument("--show", type=whole_number(0), default=20, help="latents printed (most frequent first)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sae_features)
 

@@ -7,7 +7,7 @@ import argparse
 import math
 from pathlib import Path
 
-from neurometry.cli.output import check_output_path, finish, parse_numbers
+from neurometry.cli.output import check_output_path, finish, parse_numbers, whole_number
 from neurometry.errors import NeurometryError
 from neurometry.store.results import DIFF, PATCH, STEER_SWEEP, ResultKind
 from neurometry.tables.text import print_table
@@ -218,7 +218,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", help="a single-token continuation whose rank to follow, e.g. ' Paris'")
     p.add_argument("--points", nargs="+", help="default: embed and every resid point")
     p.add_argument("--position", type=int, default=-1)
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=whole_number(1), default=5)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lens)
 
@@ -232,11 +232,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lens-points", nargs="+", help="points whose difference to read through the lens (default all)"
     )
-    p.add_argument("--first-k", type=int, default=5, help="positions averaged (default 5)")
+    p.add_argument("--first-k", type=whole_number(1), default=5, help="positions averaged (default 5)")
     p.add_argument(
-        "--skip-first", type=int, default=0, help="leave out the first positions (attention sinks)"
+        "--skip-first", type=whole_number(0), default=0, help="leave out the first positions (attention sinks)"
     )
-    p.add_argument("--top-k", type=int, default=10)
+    p.add_argument("--top-k", type=whole_number(1), default=10)
     p.add_argument("--json", action="store_true")
     _add_store_argument(p, DIFF, "the norms and lens tokens")
     p.set_defaults(func=cmd_diff)

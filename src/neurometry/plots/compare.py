@@ -21,13 +21,15 @@ def plot_comparison(document: dict[str, Any], title: str, reference: tuple[str, 
     metric = _describe(records[0])
     if min(len(rows_a), len(cols_b)) > 4:
         value = {(r["point_a"], r["point_b"]): r["value"] for r in records}
-        grid = np.array([[value[pa, pb] for pb in cols_b] for pa in rows_a], dtype=float)
+        grid = np.array([[_number(value.get((pa, pb))) for pb in cols_b] for pa in rows_a], dtype=float)
         fig = new_figure(max(6.0, 2.0 + 0.3 * len(cols_b)), max(5.0, 1.5 + 0.3 * len(rows_a)))
         ax = fig.subplots()
         image = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
         if grid.size <= 144:  # small enough to read the numbers
             middle = (np.nanmax(grid) + np.nanmin(grid)) / 2
             for (i, j), v in np.ndenumerate(grid):
+                if np.isnan(v):
+                    continue
                 color = "black" if v > middle else "white"
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color=color)
         ax.set_xticks(range(len(cols_b)), cols_b, rotation=90, fontsize=7)
@@ -46,12 +48,12 @@ def plot_comparison(document: dict[str, Any], title: str, reference: tuple[str, 
         x = np.arange(len(long_side))
         for short in short_side:
             sel = {r[key_long]: r for r in records if r[key_short] == short}
-            ys = np.array([sel[p]["value"] for p in long_side])
+            ys = np.array([_number(sel.get(p, {}).get("value")) for p in long_side], dtype=float)
             (line,) = ax.plot(x, ys, marker="o", label=short)
-            if all(sel[p].get("ci_low") is not None for p in long_side):
+            if all(sel.get(p, {}).get("ci_low") is not None for p in long_side):
                 ax.fill_between(x, [sel[p]["ci_low"] for p in long_side], [sel[p]["ci_high"] for p in long_side],
                                 color=line.get_color(), alpha=0.2)
-            if all(sel[p].get("p_value") is not None for p in long_side):
+            if all(sel.get(p, {}).get("p_value") is not None for p in long_side):
                 sig = np.array([sel[p]["p_value"] < 0.05 for p in long_side])
                 ax.plot(x[sig], ys[sig], "*", color=line.get_color(), markersize=10)
         if reference is not None:
@@ -66,6 +68,11 @@ def plot_comparison(document: dict[str, Any], title: str, reference: tuple[str, 
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _number(value: float | None) -> float:
+    """A missing pair or value (another producer's record, an undefined metric) as NaN: a gap, not an error."""
+    return np.nan if value is None else float(value)
 
 
 def _describe(record: dict[str, Any]) -> str:
