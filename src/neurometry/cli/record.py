@@ -16,7 +16,8 @@ def cmd_record(args: argparse.Namespace) -> None:
     result = record(
         args.model, args.data, args.points, args.out, reduce=args.reduce, dtype=args.dtype,
         batch_size=args.batch_size, max_tokens=args.max_tokens, run=args.run, overwrite=args.overwrite,
-        progress=not args.quiet, chunk_rows=args.chunk_rows,
+        progress=not args.quiet, chunk_rows=args.chunk_rows, device=args.device, model_dtype=args.model_dtype,
+        max_batch_tokens=args.max_batch_tokens,
     )
 
     def show() -> None:
@@ -39,8 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="store folder (created if missing)")
     p.add_argument("--reduce", default=None, help="text: tokens|mean|first|last (default mean); image: mean|none")
     p.add_argument("--dtype", default="float32", help="float32|float16|bfloat16 on disk")
+    p.add_argument("--device", default="cpu", help="auto|cpu|cuda|cuda:N|mps to run the model on (auto: CUDA when present)")
+    p.add_argument("--model-dtype", default="float32", help="float32|bfloat16|float16 for the model's weights")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=128, help="truncate inputs to this many tokens")
+    p.add_argument("--max-batch-tokens", type=int, default=None,
+                   help="text: batch by padded tokens (inputs x longest), length-sorted; replaces --batch-size")
     p.add_argument("--run", default=None, help="run name (default: from the model name)")
     p.add_argument("--overwrite", action="store_true", help="replace a complete run recorded with other settings")
     p.add_argument("--chunk-rows", type=int, default=None, help="rows per on-disk chunk and commit (default ~2 MiB)")

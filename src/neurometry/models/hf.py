@@ -47,14 +47,23 @@ def _generic_points(model: nn.Module) -> dict[str, HookPoint]:
     return points
 
 
-def wrap_hf(model: nn.Module, tokenizer: Any, name: str, info: dict[str, Any] | None = None) -> LoadedModel:
-    """A ``LoadedModel`` around a text ``PreTrainedModel`` (set to eval, float32, CPU)."""
+def wrap_hf(
+    model: nn.Module,
+    tokenizer: Any,
+    name: str,
+    info: dict[str, Any] | None = None,
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> LoadedModel:
+    """A ``LoadedModel`` around a text ``PreTrainedModel`` (set to eval, on ``device`` in ``dtype``:
+    by default float32 on the CPU)."""
     if tokenizer is None:
         raise NeurometryError(
             f"no tokenizer for {name!r}; set `model.tokenizer = AutoTokenizer.from_pretrained(...)` "
             "or save the tokenizer in the model folder"
         )
-    model = model.to(device="cpu", dtype=torch.float32).eval()
+    model = model.to(device=device or "cpu", dtype=dtype or torch.float32).eval()
     layout = layout_for_model_type(getattr(model.config, "model_type", None))
     points = layout_points(model, layout) if layout else _generic_points(model)
     return LoadedModel(
@@ -78,11 +87,18 @@ def _auto_class(config: Any) -> Any:
     return transformers.AutoModel
 
 
-def load_hf_folder(folder: str | Path, name: str | None = None) -> LoadedModel:
+def load_hf_folder(
+    folder: str | Path,
+    name: str | None = None,
+    *,
+    device: torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> LoadedModel:
     """Load a local Hugging Face folder (``config.json``, weights, tokenizer) as a ``LoadedModel``.
 
     Causal-LM architectures load with their LM head (so ``logits`` is a point); others load
-    as the bare ``AutoModel``.
+    as the bare ``AutoModel``. The weights load in ``dtype`` (default float32) and move to
+    ``device`` (default the CPU).
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -92,7 +108,7 @@ def load_hf_folder(folder: str | Path, name: str | None = None) -> LoadedModel:
     t0 = time.perf_counter()
     try:
         config = transformers.AutoConfig.from_pretrained(folder)
-        model = _auto_class(config).from_pretrained(folder, dtype=torch.float32)
+        model = _auto_class(config).from_pretrained(folder, dtype=dtype or torch.float32)
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     except pickle.UnpicklingError as exc:
         raise NeurometryError(refused_pickle_message(folder, exc)) from None
@@ -100,7 +116,7 @@ def load_hf_folder(folder: str | Path, name: str | None = None) -> LoadedModel:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NeurometryError(f"cannot load Hugging Face folder {str(folder)!r}: {first}") from exc
     info = {"source": str(folder), "load_seconds": round(time.perf_counter() - t0, 2)}
-    return wrap_hf(model, tokenizer, name or str(folder), info)
+    return wrap_hf(model, tokenizer, name or str(folder), info, device=device, dtype=dtype)
 
 
 def refused_pickle_message(folder: Path, exc: Exception) -> str:

@@ -7,9 +7,11 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from neurometry.errors import NeurometryError, did_you_mean
+from neurometry.models.devices import resolve_device, resolve_model_dtype
 from neurometry.models.loaded import LoadedModel, is_hf_model
 from neurometry.models.points import HookPoint
 from neurometry.models.registry import ZOO_NAMES, load_zoo_model
@@ -23,24 +25,33 @@ def _quiet_transformers() -> None:
     transformers.utils.logging.set_verbosity_error()
 
 
-def load_model(spec: str) -> LoadedModel:
+def load_model(
+    spec: str, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
+) -> LoadedModel:
     """Load ``spec``: a zoo name (``minilm``), a local Hugging Face folder, or ``module:attribute``.
 
-    The module is returned in eval mode, float32, on CPU. Every user mistake raises
+    The module is returned in eval mode, float32, on CPU; ``device`` (``cpu|cuda|cuda:N|mps|auto``,
+    see ``models.devices.resolve_device``) and ``dtype`` (``float32|bfloat16|float16``) move and cast
+    it (a Hugging Face folder loads straight in ``dtype``). A ``LoadedModel`` given as ``spec`` is
+    returned, placed when ``device`` or ``dtype`` is given. Every user mistake raises
     ``NeurometryError`` with a one-line fix.
     """
     if isinstance(spec, LoadedModel):
-        return spec
+        return spec.place(device, dtype)
+    if device is not None:
+        device = resolve_device(device)  # before the load: a missing GPU is found out at once
+    if dtype is not None:
+        dtype = resolve_model_dtype(dtype)
     _quiet_transformers()
     spec = str(spec)
     if spec in ZOO_NAMES:
-        return load_zoo_model(spec)
+        return load_zoo_model(spec).place(device, dtype)
     if Path(spec).is_dir():
         from neurometry.models.hf import load_hf_folder
 
-        return load_hf_folder(spec)
+        return load_hf_folder(spec, device=device, dtype=dtype)
     if ":" in spec and not Path(spec).exists():
-        return load_callable(spec)
+        return load_callable(spec).place(device, dtype)
     if os.sep in spec or spec.startswith("."):
         raise NeurometryError(
             f"no such model folder {spec!r}; give an existing Hugging Face folder or a zoo name"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ class LoadedModel:
 
     Attributes:
         name: zoo name, folder path or ``"module:attr"``.
-        module: the ``nn.Module`` (eval mode, float32, CPU).
+        module: the ``nn.Module`` (eval mode; float32 on the CPU unless loaded or placed otherwise).
         modality: ``"text"`` or ``"image"``.
         tokenizer: HF tokenizer for text (pad token set, right padding), else None.
         preprocess: for images, ``list of paths -> (B, 3, H, W)`` float batch, else None.
@@ -72,6 +73,36 @@ class LoadedModel:
             raise NeurometryError(f"modality must be 'text' or 'image', not {self.modality!r}")
         order = self.order()
         self.points = dict(sorted(self.points.items(), key=lambda kv: self._rank(kv[1], order)))
+
+    # ------------------------------------------------------------------ placement
+    @property
+    def device(self) -> torch.device:
+        """The device of the module's first parameter (or buffer); the CPU for a module without any."""
+        for tensor in itertools.chain(self.module.parameters(), self.module.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the module's first floating parameter; float32 for a module without any."""
+        for tensor in self.module.parameters():
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.float32
+
+    def place(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> LoadedModel:
+        """Move the module to ``device`` and cast its floating weights to ``dtype`` (in place; returns self).
+
+        ``device``: ``cpu|cuda|cuda:N|mps|auto`` or a ``torch.device``; ``dtype``:
+        ``float32|bfloat16|float16`` or a ``torch.dtype``; ``None`` leaves either as it is.
+        """
+        from neurometry.models.devices import resolve_device, resolve_model_dtype
+
+        target = resolve_device(device) if device is not None else None
+        cast = resolve_model_dtype(dtype) if dtype is not None else None
+        if (target is not None and target != self.device) or (cast is not None and cast != self.dtype):
+            self.module.to(device=target, dtype=cast)
+        return self
 
     # ------------------------------------------------------------------ running
     def forward(self, batch: Any) -> Any:

@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
 from neurometry.models import HookPoint, LoadedModel, load_model
+from neurometry.models.devices import device_name, dtype_name, inputs_to, resolve_device, resolve_model_dtype
 from neurometry.models.hooks import capture
+from neurometry.record import batching
 from neurometry.record.data import dataset_id, load_table
 from neurometry.record.reduce import (
     IMAGE_REDUCTIONS,
@@ -86,15 +88,23 @@ def _check_out(out: Path) -> None:
         raise NeurometryError(f"cannot write in {parent}; choose an --out folder you can write to") from None
 
 
-def to_disk(values: torch.Tensor, dtype: str, point: str, first_input: int) -> np.ndarray:
-    """Convert rows to the on-disk dtype, refusing NaN/Inf and float16 overflow.
+def to_disk(values: torch.Tensor, dtype: str, point: str, first_input: int,
+            model_dtype: str = "float32") -> np.ndarray:
+    """Convert rows to the on-disk dtype (and to the CPU), refusing NaN/Inf and float16 overflow.
 
     One float64 sum of the converted rows is finite exactly when every value is (float16 overflow
-    turns into inf on conversion), so the common case costs a single reduction.
+    turns into inf on conversion), so the common case costs a single reduction. ``model_dtype``
+    names the precision the model ran in, for the message when the model itself overflowed.
     """
     converted = {"float32": values.float, "float16": values.half, "bfloat16": values.bfloat16}[dtype]()
     if not torch.isfinite(converted.sum(dtype=torch.float64)):
         if not torch.isfinite(values).all():
+            if model_dtype != "float32":
+                raise NeurometryError(
+                    f"point {point} is NaN or Inf in the batch starting at input row {first_input}: the model "
+                    f"overflowed in {model_dtype}; nothing was stored, record with --model-dtype float32"
+                    + (" or bfloat16" if model_dtype == "float16" else "")
+                )
             raise NeurometryError(
                 f"point {point} is NaN or Inf in the batch starting at input row {first_input}; "
                 "check that input, or record in float32 with a model that runs in float32"
@@ -103,6 +113,7 @@ def to_disk(values: torch.Tensor, dtype: str, point: str, first_input: int) -> n
             f"point {point} exceeds the {dtype} range near input row {first_input}; record with --dtype float32"
             + (" or bfloat16" if dtype == "float16" else "")
         )
+    converted = converted.cpu()
     if dtype == "bfloat16":
         return converted.view(torch.int16).numpy().view(np.uint16)
     return converted.numpy()
@@ -145,7 +156,14 @@ class _Batches:
     def inputs(self, start: int, stop: int) -> tuple[object, torch.Tensor | None]:
         if self.model.modality != "text":
             return self.model.preprocess(self.table["image"].iloc[start:stop].tolist()), None
-        lengths = self.lengths[start:stop]
+        return self._padded(self.lengths[start:stop], self.token_ids[self.offsets[start] : self.offsets[stop]])
+
+    def inputs_at(self, indices: np.ndarray) -> tuple[object, torch.Tensor]:
+        """Text inputs ``indices`` (any order), padded together: row ``k`` is input ``indices[k]``."""
+        ids = np.concatenate([self.token_ids[self.offsets[i] : self.offsets[i + 1]] for i in indices])
+        return self._padded(self.lengths[indices], ids)
+
+    def _padded(self, lengths: np.ndarray, flat_ids: np.ndarray) -> tuple[object, torch.Tensor]:
         width = int(lengths.max())
         positions = np.arange(width)
         if self.left_padding:
@@ -153,7 +171,7 @@ class _Batches:
         else:
             mask = positions < lengths[:, None]
         ids = np.full(mask.shape, self.pad_id, dtype=np.int64)
-        ids[mask] = self.token_ids[self.offsets[start] : self.offsets[stop]]  # batch-major, like the mask
+        ids[mask] = flat_ids  # batch-major, like the mask
         batch = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask.astype(np.int64))}
         if self.with_token_types:
             batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
@@ -167,6 +185,11 @@ class _Batches:
             ids = self.token_ids[begin:end].tolist()
             for position, (token_id, token) in enumerate(zip(ids, convert(ids), strict=True)):
                 yield begin + position, input_row, position, token_id, str(token)
+
+
+def _widen(value: torch.Tensor) -> torch.Tensor:
+    """Half-precision activations as float32, so reductions and the finiteness check run in float32."""
+    return value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
 
 
 def _reduce(point: HookPoint, value: torch.Tensor, mask: TokenMask | None, reduce: str, key_width: int):
@@ -196,6 +219,9 @@ def record(
     progress: bool = True,
     chunk_rows: int | None = None,
     repair_from_row: int | None = None,
+    max_batch_tokens: int | None = None,
+    device: str | torch.device | None = None,
+    model_dtype: str | None = None,
 ) -> RecordResult:
     """Record ``points`` of ``model`` over the rows of ``data`` into the store at ``out``.
 
@@ -206,9 +232,22 @@ def record(
     with or without ``overwrite``; a complete run with the same settings is left as it is, and only
     a run recorded with other settings is replaced (with ``overwrite``).
 
+    ``max_batch_tokens`` (text models) replaces ``batch_size``: batches hold as many inputs as fit
+    in that many padded tokens (inputs x longest length), with the inputs of each window of up to
+    4,096 consecutive inputs sorted by length so padding is small; rows are stored in input order
+    and equal those of file-order batches, so the choice is not part of the run's settings.
+
     ``repair_from_row`` records an existing run again from the chunk holding that row on (what
     ``neurometry verify --repair-by-rerecording`` does for a damaged chunk); the settings must be the
     run's own, its catalog rows and results are kept.
+
+    ``device`` (``cpu|cuda|cuda:N|mps|auto``) and ``model_dtype`` (``float32|bfloat16|float16``) place
+    the model; ``None`` leaves a given ``LoadedModel`` where it is (a model named by a string loads as
+    float32 on the CPU). The device and precision the model ran in are saved in the run's settings
+    (``device``, ``model_dtype``); reductions and the finiteness check run in float32 or wider whatever
+    the model's precision, and NaN/Inf (half-precision overflow) is refused before anything is stored.
+    A run is resumed on any device, but only in the precision it was recorded in (runs saved before
+    these keys existed count as float32).
     """
     out = Path(out)
     data = Path(data)
@@ -218,10 +257,15 @@ def record(
         raise NeurometryError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     if batch_size < 1 or max_tokens < 1:
         raise NeurometryError("--batch-size and --max-tokens must be at least 1")
+    if max_batch_tokens is not None and max_batch_tokens < 1:
+        raise NeurometryError(f"--max-batch-tokens {max_batch_tokens} must be at least 1 (leave it out for --batch-size)")
     if chunk_rows is not None and chunk_rows < 1:
         raise NeurometryError(f"--chunk-rows {chunk_rows} must be at least 1 (leave it out for about 2 MiB a chunk)")
+    target = resolve_device(device) if device is not None else None  # a missing GPU: one line, nothing made
+    cast = resolve_model_dtype(model_dtype) if model_dtype is not None else None
     _check_out(out)
-    loaded = load_model(model) if isinstance(model, str) else model
+    loaded = load_model(model, device=target, dtype=cast) if isinstance(model, str) else model.place(target, cast)
+    run_device, run_dtype = loaded.device, dtype_name(loaded.dtype)
     allowed = TEXT_REDUCTIONS if loaded.modality == "text" else IMAGE_REDUCTIONS
     reduce = reduce or "mean"
     if reduce not in allowed:
@@ -229,23 +273,31 @@ def record(
     table = load_table(data, loaded.modality)
     hook_points = loaded.resolve(points)
     run_id = _check_run_name(run or default_run_name(loaded.name))
+    if max_batch_tokens is not None and loaded.modality != "text":
+        raise NeurometryError("--max-batch-tokens applies to text models; use --batch-size for images")
     if any(p.kind == "attention" for p in hook_points) and hasattr(loaded, "enable_attention_probs"):
         loaded.enable_attention_probs()
 
     batches = _Batches(loaded, table, max_tokens, reduce)
     n_inputs = len(table)
 
-    def rows_of(start: int, stop: int) -> dict[str, np.ndarray]:
-        inputs, real = batches.inputs(start, stop)
-        mask = TokenMask(real) if real is not None else None
-        _, captured = capture(loaded, inputs, hook_points, stop_early=True)
+    def rows_of(start: int, stop: int, indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        inputs, real = batches.inputs(start, stop) if indices is None else batches.inputs_at(indices)
+        mask = TokenMask(real.to(run_device)) if real is not None else None
+        _, captured = capture(loaded, inputs_to(inputs, run_device, loaded.dtype), hook_points, stop_early=True)
         return {
-            p.name: to_disk(_reduce(p, captured[p.name], mask, reduce, batches.key_width), dtype, p.name, start)
+            p.name: to_disk(_reduce(p, _widen(captured[p.name]), mask, reduce, batches.key_width), dtype, p.name,
+                            start, run_dtype)
             for p in hook_points
         }
 
     # One probe batch before touching the disk: feature shapes, and errors surface with nothing written.
-    probe = rows_of(0, min(batch_size, n_inputs))
+    if max_batch_tokens is None:
+        probe_stop = min(batch_size, n_inputs)
+    else:  # the longest prefix of inputs within the budget (at least one)
+        probe_stop = max(1, int(np.searchsorted(
+            np.arange(1, n_inputs + 1) * np.maximum.accumulate(batches.lengths) > max_batch_tokens, True)))
+    probe = rows_of(0, probe_stop)
     specs = [PointSpec(p.name, p.module_path, p.kind, tuple(probe[p.name].shape[1:])) for p in hook_points]
     settings = {
         "model": loaded.name,
@@ -254,6 +306,8 @@ def record(
         "reduce": reduce,
         "dtype": dtype,
         "max_tokens": max_tokens,
+        "device": device_name(run_device),
+        "model_dtype": run_dtype,
     }
 
     created = not out.exists()
@@ -280,10 +334,17 @@ def record(
             file=sys.stderr, disable=not progress, dynamic_ncols=True,
         )
         try:
-            for start in range(first_input, n_inputs, batch_size):
-                stop = min(start + batch_size, n_inputs)
-                writer.add(probe if start == 0 else rows_of(start, stop))
-                bar.update(stop - start)
+            if max_batch_tokens is None:
+                for start in range(first_input, n_inputs, batch_size):
+                    stop = min(start + batch_size, n_inputs)
+                    writer.add(probe if start == 0 else rows_of(start, stop))
+                    bar.update(stop - start)
+            else:
+                if first_input == 0:
+                    writer.add(probe)
+                    bar.update(probe_stop)
+                _record_windows(rows_of, writer, bar, batches, specs, dtype, max_batch_tokens,
+                                probe_stop if first_input == 0 else first_input)
             writer.finish()
         except NeurometryError:
             writer.close()
@@ -310,6 +371,52 @@ def record(
     finally:
         lock.release()
         store.close()
+
+
+WINDOW_BYTES = 256 * 2**20  # rows of one window held in memory at most (about), before the writer takes them
+
+
+def _record_windows(rows_of, writer: RunWriter, bar, batches: _Batches, specs: list[PointSpec], dtype: str,
+                    max_batch_tokens: int, start: int) -> None:
+    """Record inputs ``[start, n)`` window by window: batches by length, rows put back in input order.
+
+    Each window goes to the writer whole and in input order, so commits stay a prefix of inputs."""
+    row_ends = batches.input_row_ends
+    rows_per_input = np.diff(row_ends, prepend=0)
+    itemsize = 4 if dtype == "float32" else 2
+    row_bytes = sum(int(np.prod(s.shape, dtype=np.int64)) * itemsize for s in specs)
+    per_input = max(1.0, float(row_ends[-1]) / len(row_ends)) * max(row_bytes, 1)
+    window = int(min(batching.DEFAULT_WINDOW, max(64, WINDOW_BYTES // per_input)))
+    for win in batching.plan(batches.lengths, max_batch_tokens, window, start):
+        base = int(row_ends[win.start - 1]) if win.start else 0
+        n_rows = int(row_ends[win.stop - 1]) - base
+        out = None
+        for indices in win.batches:
+            block = rows_of(int(indices.min()), int(indices.max()) + 1, indices)
+            counts = rows_per_input[indices]
+            firsts = row_ends[indices] - counts - base  # window row of each input's first row
+            dest = np.repeat(firsts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+            if out is None:
+                out = {name: np.empty((n_rows, *rows.shape[1:]), rows.dtype) for name, rows in block.items()}
+            for name, rows in block.items():
+                out[name][dest] = rows
+            bar.update(len(indices))
+        for lo in range(0, n_rows, writer.chunk_rows):  # a chunk at a time: the writer's buffers stay small
+            writer.add({name: rows[lo : lo + writer.chunk_rows] for name, rows in out.items()})
+
+
+# Settings that runs saved before they existed hold implicitly; the device is saved but not compared:
+# a run started on one device resumes on another (values agree to rounding), while another model
+# precision changes the values and so makes another run.
+_IMPLIED_SETTINGS = {"device": "cpu", "model_dtype": "float32"}
+_UNCOMPARED_SETTINGS = ("device",)
+
+
+def _changed_settings(old: dict, new: dict) -> list[str]:
+    """Keys whose values differ between a stored run's settings and this call's, missing keys of older
+    runs read as their implied defaults."""
+    old, new = {**_IMPLIED_SETTINGS, **old}, {**_IMPLIED_SETTINGS, **new}
+    return sorted(k for k in set(old) | set(new) if k not in _UNCOMPARED_SETTINGS and old.get(k) != new.get(k))
 
 
 @dataclass(frozen=True)
@@ -344,9 +451,8 @@ def _prepare_run(
     if repair_from_row is not None:
         if existing is None:
             raise NeurometryError(f"no run {run_id!r} in {store.path} to record again")
-        if existing.settings != settings:
-            changed = sorted(k for k in set(settings) | set(existing.settings)
-                             if settings.get(k) != existing.settings.get(k))
+        changed = _changed_settings(existing.settings, settings)
+        if changed:
             raise NeurometryError(
                 f"run {run_id!r} was recorded with other settings than this model and data give now (they differ "
                 f"in {', '.join(changed)}); nothing was changed: give the model that recorded it, or record the "
@@ -354,7 +460,7 @@ def _prepare_run(
             )
         return _rewind(store, existing, repair_from_row, batches.input_row_ends)
     if existing is not None:
-        if existing.settings == settings:
+        if not _changed_settings(existing.settings, settings):
             return _RunPlan(existing.committed_inputs, existing.committed_rows, existing.complete,
                             existing.chunk_rows)
         if existing.complete and not overwrite:
@@ -422,7 +528,7 @@ def rerecord(
 ) -> RecordResult:
     """Record run ``run_id`` of a store again from the chunk holding ``from_row`` on (to repair damaged
     chunks), with the run's own recorded settings: its data file (which must still hold what was
-    recorded), points, reduction, dtype and token limit. The model is ``model``, or the name the run
+    recorded), points, reduction, dtype, model precision and token limit. The model is ``model``, or the name the run
     recorded when that loads. The run's catalog rows and saved results are kept.
     """
     store = open_store(store_path)
@@ -456,5 +562,5 @@ def rerecord(
     return record(
         loaded, data, [point for point, _, _ in settings["points"]], store_path, reduce=settings["reduce"],
         dtype=settings["dtype"], batch_size=batch_size, max_tokens=settings["max_tokens"], run=run_id,
-        progress=progress, repair_from_row=from_row,
+        progress=progress, repair_from_row=from_row, model_dtype=settings.get("model_dtype", "float32"),
     )
