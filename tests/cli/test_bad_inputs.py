@@ -153,6 +153,8 @@ BAD_INPUTS = [
     ("probe {store} --label no_such_column", "no column 'no_such_column'"),
     ("encode {root}/x.npy --targets {root}/x.npy --plot /proc/p.png", "cannot write in /proc"),
     ("encode {root}/x.npy --targets {out}/missing.npy", "no file"),
+    ("encode {root}/x.npy --targets {root}/x.npy --reliability {out}/missing.npy",
+     "missing.npy as a .npy array ([Errno 2]"),
     # steer build, eval, generate
     ("steer build {tiny} sentiment --point resid.1 --out /proc/v.safetensors", "cannot write in /proc"),
     ("steer build {tiny} sentiment --point resid.1 --out {folder}", "is a folder"),

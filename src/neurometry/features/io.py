@@ -15,6 +15,7 @@ import torch
 
 from neurometry.errors import NeurometryError
 from neurometry.features.sae import SAEConfig, SparseAutoencoder
+from neurometry.files import read_safetensors
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -111,18 +112,13 @@ def _config(document: dict[str, Any], path: Path) -> SAEConfig:
 
 def load_sae(folder: str | Path) -> SparseAutoencoder:
     """An SAE saved by :func:`save_sae` or by SAELens' ``save_model`` (same architectures), in eval mode."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     folder = Path(folder)
     cfg = read_config(folder)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
         raise NeurometryError(f"{folder} has no {WEIGHTS_FILE}; the SAE was not saved completely")
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise NeurometryError(f"{weights} is not a readable safetensors file ({error})") from None
+    state = read_safetensors(weights, as_torch=True)
     sae = SparseAutoencoder(cfg)
     sae.load_inference_state({k: v.to(torch.float32) for k, v in state.items()})
     return sae.eval()

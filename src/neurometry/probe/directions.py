@@ -44,6 +44,7 @@ import torch
 
 from neurometry.arrays import as_rows, check_same_rows
 from neurometry.errors import NeurometryError, did_you_mean
+from neurometry.files import read_safetensors
 from neurometry.linalg import as_tensor
 
 METHODS = ("mean_difference", "lda", "probe")
@@ -268,8 +269,6 @@ def load_direction(path: Any) -> tuple[np.ndarray, dict]:
     ``path`` is the ``.safetensors`` file (its ``.json`` sidecar is found beside it). Raises
     NeurometryError when either file is missing or malformed, or they disagree on the dimension.
     """
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
 
     path = Path(path)
     if path.suffix == ".json":
@@ -281,10 +280,7 @@ def load_direction(path: Any) -> tuple[np.ndarray, dict]:
         )
     if not sidecar.is_file():
         raise NeurometryError(f"direction metadata {sidecar} does not exist; it must sit beside {path.name}")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise NeurometryError(f"{path} is not a readable safetensors file ({error})") from None
+    tensors = read_safetensors(path)
     if "direction" not in tensors:
         raise NeurometryError(f"{path} has no tensor 'direction' (it has {', '.join(tensors) or 'none'})")
     vector = tensors["direction"]

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from neurometry.compare.matrix import compare_matrix
 from neurometry.compare.rdm import RDM, is_rdm_array, load_rdms
 from neurometry.compare.registry import get_metric
 from neurometry.errors import NeurometryError
+from neurometry.files import read_npy
 from neurometry.store import Store, open_store
 from neurometry.store.results import COMPARE, Result, depth_ranks, set_name
 from neurometry.store.store import is_store
@@ -67,12 +67,7 @@ def load_side(
     if path.suffix == ".mat":
         rdms = load_rdms(path, rdm_key)
     elif path.suffix == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise NeurometryError(
-                f"cannot read {path} as a .npy array ({exc}); save it with numpy.save"
-            ) from None
+        array = read_npy(path)
         if not is_rdm_array(array):
             if array.ndim < 2:
                 raise NeurometryError(f"{path} has shape {array.shape}; give stimuli x features (or an RDM)")

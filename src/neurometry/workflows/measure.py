@@ -15,6 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
+from neurometry.files import read_npy, read_safetensors
 from neurometry.measures import MEASURES, MeasureResult, get_measure, run_measures
 from neurometry.store import Store
 from neurometry.store.results import MEASURE, Result, set_name
@@ -90,10 +91,7 @@ def store_sources(store: Store, run: str | None, patterns: list[str] | None) -> 
 
 
 def npy_source(path: Path) -> Source:
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise NeurometryError(f"cannot read {path} as a .npy array ({exc}); save it with numpy.save") from None
+    array = read_npy(path, mmap=True)
     if array.ndim < 2:
         raise NeurometryError(f"{path} has shape {array.shape}; measures need rows x features (reshape to (n, d))")
     step = max(1, (64 << 20) // max(1, array[:1].nbytes))
@@ -108,10 +106,7 @@ def npy_source(path: Path) -> Source:
 
 def read_labels(path: Path) -> np.ndarray:
     """One label per row from a .npy file (for a .npy SOURCE, which has no metadata columns)."""
-    try:
-        labels = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise NeurometryError(f"cannot read labels from {path} ({exc}); save one label per row with numpy.save") from None
+    labels = read_npy(path, fix="save one label per row with numpy.save", what=f"labels from {path}")
     if labels.ndim != 1:
         raise NeurometryError(f"labels in {path} have shape {labels.shape}; give one label per row (a 1-D array)")
     return labels
@@ -131,15 +126,9 @@ def metadata_labels(src: Source, label: str | None) -> np.ndarray | None:
 def classifier_file(path: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
     if path is None:
         return None
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
     if not path.is_file():
         raise NeurometryError(f"classifier file {path} does not exist; give a .safetensors with W (and b)")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise NeurometryError(f"{path} is not a readable safetensors file ({error}); save W and b with safetensors") from None
+    tensors = read_safetensors(path, "; save W and b with safetensors")
     if "W" not in tensors:
         raise NeurometryError(f"{path} has no tensor 'W' (classes x features); save W and b with safetensors")
     weights = tensors["W"]

@@ -14,6 +14,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
+from neurometry.files import read_npy
 from neurometry.store import open_store
 from neurometry.store.results import ENCODE, PROBE, Result, set_name
 from neurometry.threads import blas_threads
@@ -170,12 +171,7 @@ def _targets(
     if not path.is_file():
         raise NeurometryError(f"no file {path}; give targets as .npy (rows x targets), .csv or .parquet")
     if path.suffix == ".npy":
-        try:
-            values = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise NeurometryError(
-                f"cannot read {path} as a .npy array ({exc}); save it with numpy.save"
-            ) from None
+        values = read_npy(path)
         values = values.reshape(len(values), -1)
         if len(values) != n_rows:
             raise NeurometryError(
@@ -240,7 +236,7 @@ def run_encode(
     y, names = None, []
     ceiling = None
     if reliability is not None:
-        repeats = np.load(reliability, allow_pickle=False)
+        repeats = read_npy(reliability, fix="save the repeats (repeats x rows x targets) with numpy.save")
         ceiling = split_half_reliability(repeats, seed=seed)
     results, records = {}, []
     for src in tqdm(sources, desc="encode", unit="point", file=sys.stderr, disable=not progress, delay=1.0):

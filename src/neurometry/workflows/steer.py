@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from neurometry.errors import NeurometryError
+from neurometry.files import read_safetensors
 from neurometry.models import load_model
 from neurometry.steer import (
     DiffResult,
@@ -62,8 +63,6 @@ def load_pairs(source: str) -> tuple[list[dict[str, str]], str]:
 def load_finetuned(base_spec: str, finetuned: str) -> Any:
     """A model spec, or a .safetensors state dict for the base model's architecture (loaded into a fresh
     copy of the base), e.g. the weights ``scripts/finetune_narrow.py`` caches."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     from neurometry.models import load_model
 
@@ -72,12 +71,8 @@ def load_finetuned(base_spec: str, finetuned: str) -> Any:
         return load_model(finetuned)
     if not path.is_file():
         raise NeurometryError(f"no file {path}; give a model or a .safetensors state dict of {base_spec}")
-    try:
-        state = load_file(str(path))  # before the model loads: a broken file fails at once
-    except (SafetensorError, OSError, ValueError) as error:
-        raise NeurometryError(
-            f"{path} is not a readable safetensors file ({error}); give a state dict saved with safetensors.torch.save_file"
-        ) from None
+    # before the model loads: a broken file fails at once
+    state = read_safetensors(path, "; give a state dict saved with safetensors.torch.save_file", as_torch=True)
     model = load_model(base_spec)
     missing, unexpected = model.module.load_state_dict(state, strict=False)
     if unexpected or len(missing) == len(model.module.state_dict()):
