@@ -103,6 +103,20 @@ def parse_numbers(text: str, flag: str, kind: type = float, minimum: float | Non
     return values
 
 
+# the spellings every command shares (models.devices resolves them; kept as strings here so parsing imports no torch)
+DEVICE_HELP = "auto|cpu|cuda|cuda:N|mps (auto: CUDA when present, else the CPU; default cpu)"
+MODEL_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_device_arguments(parser: argparse.ArgumentParser, *, model_dtype: bool = True, what: str = "the model") -> None:
+    """``--device`` (and, with ``model_dtype``, ``--model-dtype``) spelt alike on every command that runs a
+    model or trains: ``args.device`` (default ``cpu``) and ``args.model_dtype`` (default ``float32``)."""
+    parser.add_argument("--device", default="cpu", help=f"where {what} runs: {DEVICE_HELP}")
+    if model_dtype:
+        parser.add_argument("--model-dtype", default="float32", choices=MODEL_DTYPES,
+                            help="precision of the model's weights (default float32; separate from a store's --dtype)")
+
+
 def whole_number(minimum: int) -> Callable[[str], int]:
     """An argparse ``type`` for a whole number of at least ``minimum``; anything else is a usage error,
     said in one line."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.cli.output import check_output_path, finish
+from neurometry.cli.output import add_device_arguments, check_output_path, finish
 
 
 def cmd_record(args: argparse.Namespace) -> None:
@@ -40,8 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="store folder (created if missing)")
     p.add_argument("--reduce", default=None, help="text: tokens|mean|first|last (default mean); image: mean|none")
     p.add_argument("--dtype", default="float32", help="float32|float16|bfloat16 on disk")
-    p.add_argument("--device", default="cpu", help="auto|cpu|cuda|cuda:N|mps to run the model on (auto: CUDA when present)")
-    p.add_argument("--model-dtype", default="float32", help="float32|bfloat16|float16 for the model's weights")
+    add_device_arguments(p)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=128, help="truncate inputs to this many tokens")
     p.add_argument("--max-batch-tokens", type=int, default=None,

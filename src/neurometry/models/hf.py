@@ -63,7 +63,10 @@ def wrap_hf(
             f"no tokenizer for {name!r}; set `model.tokenizer = AutoTokenizer.from_pretrained(...)` "
             "or save the tokenizer in the model folder"
         )
-    model = model.to(device=device or "cpu", dtype=dtype or torch.float32).eval()
+    if getattr(model, "hf_device_map", None):  # spread by accelerate: it placed every part already
+        model = model.eval()
+    else:
+        model = model.to(device=device or "cpu", dtype=dtype or torch.float32).eval()
     layout = layout_for_model_type(getattr(model.config, "model_type", None))
     points = layout_points(model, layout) if layout else _generic_points(model)
     return LoadedModel(
@@ -93,12 +96,18 @@ def load_hf_folder(
     *,
     device: torch.device | None = None,
     dtype: torch.dtype | None = None,
+    device_map: str | dict[str, Any] | None = None,
+    offload_folder: str | Path | None = None,
 ) -> LoadedModel:
     """Load a local Hugging Face folder (``config.json``, weights, tokenizer) as a ``LoadedModel``.
 
     Causal-LM architectures load with their LM head (so ``logits`` is a point); others load
     as the bare ``AutoModel``. The weights load in ``dtype`` (default float32) and move to
     ``device`` (default the CPU).
+
+    ``device_map`` (``"auto"`` or module path -> GPU number, ``"cpu"`` or ``"disk"``) instead spreads the
+    model with accelerate, shard by shard, over the GPUs and the CPU (and ``offload_folder`` on disk), so a
+    model larger than one GPU, or than memory, still runs; hook points resolve by name as on one device.
     """
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -106,9 +115,14 @@ def load_hf_folder(
     import transformers
 
     t0 = time.perf_counter()
+    placed: dict[str, Any] = {}
+    if device_map is not None:
+        placed = {"device_map": device_map}
+        if offload_folder is not None:
+            placed["offload_folder"] = str(offload_folder)
     try:
         config = transformers.AutoConfig.from_pretrained(folder)
-        model = _auto_class(config).from_pretrained(folder, dtype=dtype or torch.float32)
+        model = _auto_class(config).from_pretrained(folder, dtype=dtype or torch.float32, **placed)
         tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     except pickle.UnpicklingError as exc:
         raise NeurometryError(refused_pickle_message(folder, exc)) from None
@@ -116,7 +130,14 @@ def load_hf_folder(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NeurometryError(f"cannot load Hugging Face folder {str(folder)!r}: {first}") from exc
     info = {"source": str(folder), "load_seconds": round(time.perf_counter() - t0, 2)}
+    if getattr(model, "hf_device_map", None):
+        info["device_map"] = {k: str(v) for k, v in model.hf_device_map.items()}
     return wrap_hf(model, tokenizer, name or str(folder), info, device=device, dtype=dtype)
+
+
+def is_sharded(folder: str | Path) -> bool:
+    """Whether a Hugging Face folder holds its weights in several safetensors shards (with an index)."""
+    return (Path(folder) / "model.safetensors.index.json").is_file()
 
 
 def refused_pickle_message(folder: Path, exc: Exception) -> str:

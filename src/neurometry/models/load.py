@@ -6,6 +6,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,7 +27,12 @@ def _quiet_transformers() -> None:
 
 
 def load_model(
-    spec: str, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None
+    spec: str,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    *,
+    device_map: str | dict[str, Any] | None = None,
+    offload_folder: str | Path | None = None,
 ) -> LoadedModel:
     """Load ``spec``: a zoo name (``minilm``), a local Hugging Face folder, or ``module:attribute``.
 
@@ -35,9 +41,17 @@ def load_model(
     it (a Hugging Face folder loads straight in ``dtype``). A ``LoadedModel`` given as ``spec`` is
     returned, placed when ``device`` or ``dtype`` is given. Every user mistake raises
     ``NeurometryError`` with a one-line fix.
+
+    A Hugging Face folder with sharded safetensors loaded with ``device="auto"`` on a machine with CUDA
+    is spread by accelerate (``device_map="auto"``: over the GPUs, then the CPU where they are too
+    small); ``device_map`` (and ``offload_folder`` for ``"disk"`` parts) asks for that, or for a map of
+    one's own, on any folder. See ``models.hf.load_hf_folder``.
     """
     if isinstance(spec, LoadedModel):
         return spec.place(device, dtype)
+    if device_map is not None and not Path(str(spec)).is_dir():
+        raise NeurometryError(f"device_map applies to a local Hugging Face folder, not {spec!r}")
+    spread = str(device).strip().lower() == "auto" and torch.cuda.is_available()
     if device is not None:
         device = resolve_device(device)  # before the load: a missing GPU is found out at once
     if dtype is not None:
@@ -47,9 +61,11 @@ def load_model(
     if spec in ZOO_NAMES:
         return load_zoo_model(spec).place(device, dtype)
     if Path(spec).is_dir():
-        from neurometry.models.hf import load_hf_folder
+        from neurometry.models.hf import is_sharded, load_hf_folder
 
-        return load_hf_folder(spec, device=device, dtype=dtype)
+        if device_map is None and spread and is_sharded(spec):
+            device_map = "auto"
+        return load_hf_folder(spec, device=device, dtype=dtype, device_map=device_map, offload_folder=offload_folder)
     if ":" in spec and not Path(spec).exists():
         return load_callable(spec).place(device, dtype)
     if os.sep in spec or spec.startswith("."):

@@ -76,11 +76,33 @@ class LoadedModel:
 
     # ------------------------------------------------------------------ placement
     @property
+    def device_map(self) -> dict[str, Any] | None:
+        """Module path -> device (a GPU number, ``cpu`` or ``disk``) of a model spread by ``device_map``
+        (accelerate); None for a model on one device."""
+        return getattr(self.module, "hf_device_map", None) or None
+
+    @property
     def device(self) -> torch.device:
-        """The device of the module's first parameter (or buffer); the CPU for a module without any."""
+        """Where inputs go: for a model spread by ``device_map``, its first GPU (the CPU when it has none;
+        accelerate moves activations between its parts); else the device of the module's first parameter
+        (or buffer), the CPU for a module without any."""
+        if self.device_map:
+            gpus = [v for v in self.device_map.values() if str(v) not in ("cpu", "disk", "meta")]
+            return torch.device(f"cuda:{gpus[0]}" if isinstance(gpus[0], int) else gpus[0]) if gpus else torch.device("cpu")
         for tensor in itertools.chain(self.module.parameters(), self.module.buffers()):
             return tensor.device
         return torch.device("cpu")
+
+    @property
+    def placement(self) -> str:
+        """Where the model runs, as saved in a run's settings: ``cpu``, ``cuda:0``, or for a model spread by
+        ``device_map`` its devices in order, e.g. ``cuda:0+cuda:1+cpu``."""
+        from neurometry.models.devices import device_name
+
+        if not self.device_map:
+            return device_name(self.device)
+        names = [f"cuda:{v}" if isinstance(v, int) else str(v) for v in self.device_map.values()]
+        return "+".join(dict.fromkeys(names))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -101,6 +123,11 @@ class LoadedModel:
         target = resolve_device(device) if device is not None else None
         cast = resolve_model_dtype(dtype) if dtype is not None else None
         if (target is not None and target != self.device) or (cast is not None and cast != self.dtype):
+            if self.device_map:
+                raise NeurometryError(
+                    f"model {self.name!r} is spread over {self.placement} by device_map and cannot be moved or "
+                    "cast; load it again with the --device and --model-dtype you want"
+                )
             self.module.to(device=target, dtype=cast)
         return self
 

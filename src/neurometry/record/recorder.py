@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
 from neurometry.models import HookPoint, LoadedModel, load_model
-from neurometry.models.devices import device_name, dtype_name, inputs_to, resolve_device, resolve_model_dtype
+from neurometry.models.devices import dtype_name, inputs_to, resolve_device, resolve_model_dtype
 from neurometry.models.hooks import capture
 from neurometry.record import batching
 from neurometry.record.data import dataset_id, load_table
@@ -32,6 +32,7 @@ from neurometry.record.reduce import (
     reduce_spatial,
     reduce_tokens,
 )
+from neurometry.record.transfer import DISK_DTYPES, HostCopies, to_disk
 from neurometry.store import catalog, open_store
 from neurometry.store.chunks import is_disk_full
 from neurometry.store.store import RunInfo, Store, check_store_path
@@ -45,7 +46,7 @@ from neurometry.store.writer import (
     insert_dataset,
 )
 
-DTYPES = ("float32", "float16", "bfloat16")
+DTYPES = tuple(DISK_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -86,37 +87,6 @@ def _check_out(out: Path) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=".neurometry-probe-", dir=parent))
     except OSError:
         raise NeurometryError(f"cannot write in {parent}; choose an --out folder you can write to") from None
-
-
-def to_disk(values: torch.Tensor, dtype: str, point: str, first_input: int,
-            model_dtype: str = "float32") -> np.ndarray:
-    """Convert rows to the on-disk dtype (and to the CPU), refusing NaN/Inf and float16 overflow.
-
-    One float64 sum of the converted rows is finite exactly when every value is (float16 overflow
-    turns into inf on conversion), so the common case costs a single reduction. ``model_dtype``
-    names the precision the model ran in, for the message when the model itself overflowed.
-    """
-    converted = {"float32": values.float, "float16": values.half, "bfloat16": values.bfloat16}[dtype]()
-    if not torch.isfinite(converted.sum(dtype=torch.float64)):
-        if not torch.isfinite(values).all():
-            if model_dtype != "float32":
-                raise NeurometryError(
-                    f"point {point} is NaN or Inf in the batch starting at input row {first_input}: the model "
-                    f"overflowed in {model_dtype}; nothing was stored, record with --model-dtype float32"
-                    + (" or bfloat16" if model_dtype == "float16" else "")
-                )
-            raise NeurometryError(
-                f"point {point} is NaN or Inf in the batch starting at input row {first_input}; "
-                "check that input, or record in float32 with a model that runs in float32"
-            )
-        raise NeurometryError(
-            f"point {point} exceeds the {dtype} range near input row {first_input}; record with --dtype float32"
-            + (" or bfloat16" if dtype == "float16" else "")
-        )
-    converted = converted.cpu()
-    if dtype == "bfloat16":
-        return converted.view(torch.int16).numpy().view(np.uint16)
-    return converted.numpy()
 
 
 class _Batches:
@@ -261,10 +231,12 @@ def record(
         raise NeurometryError(f"--max-batch-tokens {max_batch_tokens} must be at least 1 (leave it out for --batch-size)")
     if chunk_rows is not None and chunk_rows < 1:
         raise NeurometryError(f"--chunk-rows {chunk_rows} must be at least 1 (leave it out for about 2 MiB a chunk)")
-    target = resolve_device(device) if device is not None else None  # a missing GPU: one line, nothing made
+    if device is not None:
+        resolve_device(device, announce=False)  # a missing GPU: one line, nothing made
     cast = resolve_model_dtype(model_dtype) if model_dtype is not None else None
     _check_out(out)
-    loaded = load_model(model, device=target, dtype=cast) if isinstance(model, str) else model.place(target, cast)
+    # the device as given: "auto" on a sharded folder lets accelerate spread the model over GPUs and CPU
+    loaded = load_model(model, device=device, dtype=cast) if isinstance(model, str) else model.place(device, cast)
     run_device, run_dtype = loaded.device, dtype_name(loaded.dtype)
     allowed = TEXT_REDUCTIONS if loaded.modality == "text" else IMAGE_REDUCTIONS
     reduce = reduce or "mean"
@@ -281,15 +253,16 @@ def record(
     batches = _Batches(loaded, table, max_tokens, reduce)
     n_inputs = len(table)
 
-    def rows_of(start: int, stop: int, indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def device_rows(start: int, stop: int, indices: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """The reduced rows of inputs [start, stop) (or ``indices``), float32 or wider, where the model ran."""
         inputs, real = batches.inputs(start, stop) if indices is None else batches.inputs_at(indices)
         mask = TokenMask(real.to(run_device)) if real is not None else None
         _, captured = capture(loaded, inputs_to(inputs, run_device, loaded.dtype), hook_points, stop_early=True)
-        return {
-            p.name: to_disk(_reduce(p, _widen(captured[p.name]), mask, reduce, batches.key_width), dtype, p.name,
-                            start, run_dtype)
-            for p in hook_points
-        }
+        return {p.name: _reduce(p, _widen(captured[p.name]).to(run_device), mask, reduce, batches.key_width)
+                for p in hook_points}
+
+    def rows_of(start: int, stop: int) -> dict[str, np.ndarray]:
+        return {name: to_disk(v, dtype, name, start, run_dtype) for name, v in device_rows(start, stop).items()}
 
     # One probe batch before touching the disk: feature shapes, and errors surface with nothing written.
     if max_batch_tokens is None:
@@ -306,7 +279,7 @@ def record(
         "reduce": reduce,
         "dtype": dtype,
         "max_tokens": max_tokens,
-        "device": device_name(run_device),
+        "device": loaded.placement,
         "model_dtype": run_dtype,
     }
 
@@ -334,16 +307,20 @@ def record(
             file=sys.stderr, disable=not progress, dynamic_ncols=True,
         )
         try:
+            copies = HostCopies(run_device, dtype, run_dtype)  # on CUDA: copies overlap the next forward
+            if first_input == 0:
+                writer.add(probe)
+                bar.update(probe_stop)
             if max_batch_tokens is None:
-                for start in range(first_input, n_inputs, batch_size):
+                for start in range(probe_stop if first_input == 0 else first_input, n_inputs, batch_size):
                     stop = min(start + batch_size, n_inputs)
-                    writer.add(probe if start == 0 else rows_of(start, stop))
+                    for _, rows in copies.submit(device_rows(start, stop), start):
+                        writer.add(rows)
                     bar.update(stop - start)
+                for _, rows in copies.flush():
+                    writer.add(rows)
             else:
-                if first_input == 0:
-                    writer.add(probe)
-                    bar.update(probe_stop)
-                _record_windows(rows_of, writer, bar, batches, specs, dtype, max_batch_tokens,
+                _record_windows(device_rows, copies, writer, bar, batches, specs, dtype, max_batch_tokens,
                                 probe_stop if first_input == 0 else first_input)
             writer.finish()
         except NeurometryError:
@@ -376,8 +353,8 @@ def record(
 WINDOW_BYTES = 256 * 2**20  # rows of one window held in memory at most (about), before the writer takes them
 
 
-def _record_windows(rows_of, writer: RunWriter, bar, batches: _Batches, specs: list[PointSpec], dtype: str,
-                    max_batch_tokens: int, start: int) -> None:
+def _record_windows(device_rows, copies: HostCopies, writer: RunWriter, bar, batches: _Batches,
+                    specs: list[PointSpec], dtype: str, max_batch_tokens: int, start: int) -> None:
     """Record inputs ``[start, n)`` window by window: batches by length, rows put back in input order.
 
     Each window goes to the writer whole and in input order, so commits stay a prefix of inputs."""
@@ -390,19 +367,29 @@ def _record_windows(rows_of, writer: RunWriter, bar, batches: _Batches, specs: l
     for win in batching.plan(batches.lengths, max_batch_tokens, window, start):
         base = int(row_ends[win.start - 1]) if win.start else 0
         n_rows = int(row_ends[win.stop - 1]) - base
-        out = None
+        out: dict[str, np.ndarray] = {}
         for indices in win.batches:
-            block = rows_of(int(indices.min()), int(indices.max()) + 1, indices)
-            counts = rows_per_input[indices]
-            firsts = row_ends[indices] - counts - base  # window row of each input's first row
-            dest = np.repeat(firsts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
-            if out is None:
-                out = {name: np.empty((n_rows, *rows.shape[1:]), rows.dtype) for name, rows in block.items()}
-            for name, rows in block.items():
-                out[name][dest] = rows
+            first = int(indices.min())
+            done = copies.submit(device_rows(first, int(indices.max()) + 1, indices), first, indices)
+            _place(out, done, n_rows, rows_per_input, row_ends, base)
             bar.update(len(indices))
+        _place(out, copies.flush(), n_rows, rows_per_input, row_ends, base)
         for lo in range(0, n_rows, writer.chunk_rows):  # a chunk at a time: the writer's buffers stay small
             writer.add({name: rows[lo : lo + writer.chunk_rows] for name, rows in out.items()})
+
+
+def _place(out: dict[str, np.ndarray], blocks: list[tuple[np.ndarray, dict[str, np.ndarray]]], n_rows: int,
+           rows_per_input: np.ndarray, row_ends: np.ndarray, base: int) -> None:
+    """Put each block's rows (the inputs ``indices``, in that order) at those inputs' rows of a window of
+    ``n_rows`` rows starting at store row ``base``; ``out`` holds one such window per point."""
+    for indices, block in blocks:
+        counts = rows_per_input[indices]
+        firsts = row_ends[indices] - counts - base  # window row of each input's first row
+        dest = np.repeat(firsts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+        for name, rows in block.items():
+            if name not in out:
+                out[name] = np.empty((n_rows, *rows.shape[1:]), rows.dtype)
+            out[name][dest] = rows
 
 
 # Settings that runs saved before they existed hold implicitly; the device is saved but not compared:
