@@ -30,6 +30,10 @@ Run::
     pip install -e .[bench]            # nnsight, psutil, transformer-lens
     python benchmarks/record_overhead.py                 # n = 2,000, 3 repetitions, memory at 2k and 20k
     python benchmarks/record_overhead.py --quick         # smoke run (n = 128, 1 repetition)
+    python benchmarks/record_overhead.py --max-batch-tokens 4096 --no-memory   # every method on sorted batches
+
+With ``--max-batch-tokens`` every method runs the batches ``record`` plans (length-sorted inside windows);
+the references then keep rows in batch order (they would pay a reorder that is not timed).
 
 Threads are fixed at 2 (``--threads``). Stores and arrays go to a temporary folder under /tmp.
 """
@@ -83,11 +87,23 @@ def read_texts(path: Path) -> list[str]:
         return [json.loads(line)["text"] for line in handle if line.strip()]
 
 
+MAX_BATCH_TOKENS: int | None = None  # --max-batch-tokens: every method runs the same length-sorted batches
+
+
 def batches_of(tokenizer, texts: list[str]):
-    for start in range(0, len(texts), BATCH_SIZE):
-        yield tokenizer(
-            texts[start : start + BATCH_SIZE], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
-        )
+    """Batches of ``BATCH_SIZE`` in file order or, with ``MAX_BATCH_TOKENS``, the batches ``record`` plans
+    (inputs sorted by length inside windows, at most that many padded tokens a batch)."""
+    if MAX_BATCH_TOKENS is None:
+        groups = [range(start, min(start + BATCH_SIZE, len(texts))) for start in range(0, len(texts), BATCH_SIZE)]
+    else:
+        from neurometry.record import batching
+
+        ids = tokenizer(texts, truncation=True, max_length=MAX_TOKENS)["input_ids"]
+        lengths = np.array([len(i) for i in ids])
+        groups = [b for window in batching.plan(lengths, MAX_BATCH_TOKENS) for b in window.batches]
+    for group in groups:
+        yield tokenizer([texts[i] for i in group], padding=True, truncation=True, max_length=MAX_TOKENS,
+                        return_tensors="pt")
 
 
 # ---------------------------------------------------------------------------------------- methods
@@ -160,7 +176,7 @@ class Methods:
 
         record(
             self.loaded, data, ["resid.*"], out / "store.nmstore", reduce="tokens", dtype="float16",
-            batch_size=BATCH_SIZE, max_tokens=MAX_TOKENS, progress=False,
+            batch_size=BATCH_SIZE, max_tokens=MAX_TOKENS, max_batch_tokens=MAX_BATCH_TOKENS, progress=False,
         )
 
     @staticmethod
@@ -257,6 +273,8 @@ def child(method: str, data: Path, threads: int) -> None:
 
 def run_child(method: str, data: Path, threads: int) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", method, "--data", str(data), "--threads", str(threads)]
+    if MAX_BATCH_TOKENS is not None:
+        cmd += ["--max-batch-tokens", str(MAX_BATCH_TOKENS)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -273,9 +291,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: n=128, 1 repetition")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    parser.add_argument("--max-batch-tokens", type=int, default=None,
+                        help="length-sorted token-budget batches (record --max-batch-tokens) for every method")
     parser.add_argument("--child", choices=list(LABELS), help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global MAX_BATCH_TOKENS
+    MAX_BATCH_TOKENS = args.max_batch_tokens
     if args.child:
         child(args.child, args.data, args.threads)
         return 0
@@ -294,7 +316,8 @@ def main() -> int:
             versions.append(f"{dist} {version(dist)}")
         except Exception:  # noqa: BLE001
             pass
-    print(f"# record_overhead: minilm, resid.* (6 points), reduce=tokens, float16, batch {BATCH_SIZE}, "
+    batching = f"batch {BATCH_SIZE}" if MAX_BATCH_TOKENS is None else f"max-batch-tokens {MAX_BATCH_TOKENS} (sorted)"
+    print(f"# record_overhead: minilm, resid.* (6 points), reduce=tokens, float16, {batching}, "
           f"n={args.n}, repeats={args.repeats}, threads={torch.get_num_threads()}")
     print("# " + ", ".join(versions))
     for name, why in methods.skipped.items():

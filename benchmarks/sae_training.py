@@ -9,6 +9,7 @@ is saved and loaded through the SAELens file format). Token rows before --min-po
 each text's first token, an attention sink) are left out of both. 2 threads; one process.
 
     .venv/bin/python benchmarks/sae_training.py STORE --point resid.15 [--rows 200000] [--latents 4096] [--k 32]
+        [--device cuda] [--json]
 
 STORE: any store with a point (e.g. the one ``benchmarks/sae_smollm2.py`` records).
 """
@@ -22,6 +23,7 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(THREADS)
 
 import argparse  # noqa: E402
+import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -46,7 +48,8 @@ def train_saelens(store, point: str, stop: int, args: argparse.Namespace, d_in: 
 
     steps = args.rows // args.batch_size
     cfg = TopKTrainingSAEConfig(
-        d_in=d_in, d_sae=args.latents, k=args.k, normalize_activations="expected_average_only_in"
+        d_in=d_in, d_sae=args.latents, k=args.k, normalize_activations="expected_average_only_in",
+        device=args.device,
     )
     sae = TopKTrainingSAE(cfg)
     trainer_cfg = SAETrainerConfig(
@@ -59,17 +62,33 @@ def train_saelens(store, point: str, stop: int, args: argparse.Namespace, d_in: 
         lr_scheduler_name="constant",
         n_batches_for_norm_estimate=4,
         logger=LoggingConfig(log_to_wandb=False),
+        device=args.device,
     )
     keep = row_mask(store, point, None, args.min_position)
-    batches = iter(ShufflingBuffer(store, point, None, stop, args.batch_size, seed=0, keep=keep))
+    batches = (b.to(args.device) for b in ShufflingBuffer(store, point, None, stop, args.batch_size, seed=0, keep=keep))
     trainer = SAETrainer(trainer_cfg, sae, batches)
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trained = trainer.fit()
+    synchronize(args.device)
     seconds = time.perf_counter() - start
     trained.save_inference_model(str(out))  # the inference form SAE.load_from_disk reads
     return seconds
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def peak_gib(device: str) -> float:
+    """Peak GPU memory since the last reset (NaN off CUDA), then reset."""
+    if not device.startswith("cuda"):
+        return float("nan")
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    torch.cuda.reset_peak_memory_stats()
+    return peak
 
 
 def main() -> None:
@@ -82,6 +101,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--min-position", type=int, default=1, help="leave out token rows before this position")
+    ap.add_argument("--device", default="cpu", help="cpu|cuda|cuda:N: both trainers and the evaluation run there")
+    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line (gpu_check.py)")
     args = ap.parse_args()
     store = open_store(args.store)
     info = store.point_info(args.point)
@@ -98,10 +119,12 @@ def main() -> None:
             train=TrainConfig(
                 batch_size=args.batch_size, lr=args.lr, train_rows=args.rows, min_position=args.min_position
             ),
-            progress=False,
+            progress=False, device=args.device,
         )
+        ours_peak = peak_gib(args.device)
         theirs_seconds = train_saelens(store, args.point, stop, args, d_in, Path(tmp) / "saelens")
-        theirs = load_sae(Path(tmp) / "saelens")
+        theirs_peak = peak_gib(args.device)
+        theirs = load_sae(Path(tmp) / "saelens").to(args.device)
         rows = []
         for name, sae, seconds in (
             ("neurometry", ours.sae, ours.seconds),
@@ -113,6 +136,12 @@ def main() -> None:
     for name, rate, seconds, fvu, l0, dead in rows:
         print(f"{name:<11} {rate:>9.0f} {seconds:>8.1f} {fvu:>13.4f} {l0:>6.1f} {dead:>6.3f}")
     print(f"throughput ratio (ours / SAELens): {rows[0][1] / rows[1][1]:.2f}x")
+    if args.json:
+        print(json.dumps({
+            "device": args.device, "ours_rows_per_s": rows[0][1], "saelens_rows_per_s": rows[1][1],
+            "ours_fvu": rows[0][3], "saelens_fvu": rows[1][3], "peak_gpu_gib": ours_peak,
+            "saelens_peak_gpu_gib": theirs_peak,
+        }))
 
 
 if __name__ == "__main__":

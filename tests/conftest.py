@@ -72,3 +72,22 @@ def write_planted_finetune(folder: Path) -> tuple[Path, Path]:
     texts = folder / "texts.txt"
     texts.write_text("the cat sat on the mat\na dog ran in the park\nsome words about nothing\n")
     return weights, texts
+
+
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    """A folder with x.npy (40 x 6 normal rows), rows.csv (label a/b) and store/, x imported as point p
+    with that metadata: the smallest store the commands' argument checks run on."""
+    import numpy as np
+    import pandas as pd
+
+    from neurometry.cli import main
+
+    root = tmp_path_factory.mktemp("small_store")
+    rng = np.random.default_rng(0)
+    np.save(root / "x.npy", rng.normal(size=(40, 6)))
+    pd.DataFrame({"label": ["a", "b"] * 20}).to_csv(root / "rows.csv", index=False)
+    argv = ["import", str(root / "x.npy"), "--point", "p", "--out", str(root / "store"),
+            "--metadata", str(root / "rows.csv")]
+    assert main(argv) == 0
+    return root

@@ -6,7 +6,7 @@ every target."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,11 @@ class RidgePath:
     arithmetic is float64 (through torch: numpy's bundled OpenBLAS can crash on large self-products).
     Targets are processed in blocks of columns so the temporaries stay near 256 MiB.
 
+    With a ``device`` (:meth:`fit`), the prepared features, ``left``, ``back``, ``eig``, the rotated
+    targets and every product live on that device; the methods take and return NumPy arrays, so
+    only their results (and ``left``, ``back``, ``eig`` once per fit) come back. The standardisation
+    (elementwise) stays on the CPU. Without one, everything runs on the CPU through NumPy-shared tensors.
+
     Leave-one-out (:meth:`loo_mse`), as scikit-learn's ``RidgeCV`` (efficient generalised CV): in
     the primal the leave-one-out residual is (y - fitted) / (1 - leverage), leverage = (``left``^2) w
     (+ 1/n for the intercept); in the dual the residual is alpha ``left`` diag(w) ``left``^T Y and
@@ -127,6 +132,7 @@ class RidgePath:
         eig: (r,) eigenvalues of the Gram matrix (squared singular values of X), clipped at 0.
         primal: p <= n.
         intercept: whether the fit has an unpenalised intercept.
+        device: where the products run; None: the CPU, on tensors sharing the arrays' memory.
     """
 
     mean: np.ndarray
@@ -137,9 +143,14 @@ class RidgePath:
     eig: np.ndarray
     primal: bool
     intercept: bool
+    device: torch.device | None = None
+    # (left, back, eig) kept on ``device``: uploaded once per fit, not once per call
+    _resident: tuple[torch.Tensor, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
-    def fit(cls, x: Any, *, intercept: bool = True, standardize: bool = True) -> RidgePath:
+    def fit(
+        cls, x: Any, *, intercept: bool = True, standardize: bool = True, device: torch.device | None = None
+    ) -> RidgePath:
         """Decompose the training features ``x`` (n, p) once for every penalty and target.
 
         Args:
@@ -147,6 +158,8 @@ class RidgePath:
             intercept: fit an unpenalised intercept (centre features and targets on the training rows).
             standardize: divide each feature by its training standard deviation (``StandardScaler``),
                 so the penalty treats every feature alike.
+            device: a ``torch.device`` for the decomposition and every later product (any device,
+                the CPU included, takes that path); None: the CPU path.
         """
         x = _rows(x, "x")
         n, p = x.shape
@@ -158,11 +171,13 @@ class RidgePath:
         if not intercept:
             mean = np.zeros(p)
         train = as_tensor((x - mean) / scale)  # a fresh array: safe to centre in place
+        if device is not None:
+            train = train.to(device)
         if intercept:
             # ridge with an intercept is ridge on exactly centred data: recentre against rounding
             centre = train.mean(dim=0)
             train -= centre
-            offset = centre.numpy()
+            offset = centre.cpu().numpy()
         else:
             offset = np.zeros(p)
         primal = p <= n
@@ -174,15 +189,18 @@ class RidgePath:
             if intercept:
                 left = left - left.mean(dim=0)
             back = train.T @ left
+        eig = eig.clamp(min=0.0)
         return cls(
             mean=mean,
             scale=scale,
             offset=offset,
-            left=left.numpy(),
-            back=back.numpy(),
-            eig=eig.clamp(min=0.0).numpy(),
+            left=left.cpu().numpy(),
+            back=back.cpu().numpy(),
+            eig=eig.cpu().numpy(),
             primal=primal,
             intercept=intercept,
+            device=device,
+            _resident=() if device is None else (left, back, eig),
         )
 
     @property
@@ -197,9 +215,20 @@ class RidgePath:
             raise NeurometryError(f"x has {x.shape[1]} features; the ridge was fitted on {len(self.mean)}")
         return (x - self.mean) / self.scale - self.offset
 
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        """``a`` as a float64 tensor on the path's device (sharing ``a``'s memory on the CPU path)."""
+        tensor = as_tensor(a)
+        return tensor if self.device is None else tensor.to(self.device)
+
+    def _factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(``left`` (n, r), ``back`` (p, r), ``eig`` (r,)) as tensors where the products run."""
+        if self._resident:
+            return self._resident
+        return as_tensor(self.left), as_tensor(self.back), as_tensor(self.eig)
+
     def _project(self, x: Any) -> torch.Tensor:
         """(m, r): new rows in the basis of the decomposition, ``transform(x)`` ``back``."""
-        return as_tensor(self.transform(x)) @ as_tensor(self.back)
+        return self._tensor(self.transform(x)) @ self._factors()[1]
 
     def _targets(self, y_train: Any) -> np.ndarray:
         y = _rows(y_train, "y_train")
@@ -209,13 +238,13 @@ class RidgePath:
 
     def _rotate(self, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(``left``^T Y (r, t), the targets' training mean (t,), zeros without an intercept)."""
-        targets = as_tensor(np.array(y, dtype=np.float64))  # a fresh copy: centred in place
+        targets = self._tensor(np.array(y, dtype=np.float64))  # a fresh copy: centred in place
         if self.intercept:
             offset = targets.mean(dim=0)
             targets.sub_(offset)
         else:
-            offset = torch.zeros(targets.shape[1], dtype=torch.float64)
-        return as_tensor(self.left).T @ targets, offset
+            offset = torch.zeros(targets.shape[1], dtype=torch.float64, device=targets.device)
+        return self._factors()[0].T @ targets, offset
 
     def coef(self, y_train: Any, alpha: float) -> tuple[np.ndarray, np.ndarray]:
         """Coefficients and intercept for penalty ``alpha``, in the units of the raw features.
@@ -233,10 +262,11 @@ class RidgePath:
         """
         value = float(check_alphas(alpha)[0])
         rotated, offset = self._rotate(self._targets(y_train))
-        weights = 1.0 / (as_tensor(self.eig) + value)
-        standardised = (as_tensor(self.back) @ (weights[:, None] * rotated)).numpy()
+        _, back, eig = self._factors()
+        weights = 1.0 / (eig + value)
+        standardised = (back @ (weights[:, None] * rotated)).cpu().numpy()
         coef = standardised / self.scale[:, None]
-        intercept = offset.numpy() - (self.mean / self.scale + self.offset) @ standardised
+        intercept = offset.cpu().numpy() - (self.mean / self.scale + self.offset) @ standardised
         return coef, intercept
 
     def predict(self, y_train: Any, x: Any, alpha: Any) -> np.ndarray:
@@ -261,14 +291,14 @@ class RidgePath:
             )
         check_alphas(penalty)
         projected = self._project(x)
-        eig = as_tensor(self.eig)
+        eig = self._factors()[2]
         predictions = np.empty((len(projected), t))
         for value in np.unique(penalty):
             columns = np.flatnonzero(penalty == value)
             weighted = projected / (eig + float(value))
             for block in column_blocks(self.n_rows, len(columns)):
                 rotated, offset = self._rotate(y[:, columns[block]])
-                predictions[:, columns[block]] = (weighted @ rotated + offset).numpy()
+                predictions[:, columns[block]] = (weighted @ rotated + offset).cpu().numpy()
         return predictions
 
     def held_out_sse(self, y_train: Any, x: Any, y: Any, alphas: Any) -> np.ndarray:
@@ -292,16 +322,16 @@ class RidgePath:
                 f"y has shape {truth.shape}; give ({len(projected)}, {targets.shape[1]}): a row per row of x, "
                 "a column per target"
             )
-        eig = as_tensor(self.eig)
+        eig = self._factors()[2]
         scaled = [projected / (eig + float(a)) for a in grid]
-        sse = torch.zeros((len(grid), targets.shape[1]), dtype=torch.float64)
+        sse = torch.zeros((len(grid), targets.shape[1]), dtype=torch.float64, device=eig.device)
         for block in column_blocks(self.n_rows, targets.shape[1]):
             rotated, offset = self._rotate(targets[:, block])  # (r, block): once for all penalties
-            residual_base = as_tensor(np.array(truth[:, block])) - offset
+            residual_base = self._tensor(np.array(truth[:, block])) - offset
             for i, a_rotate in enumerate(scaled):
                 residual = residual_base - a_rotate @ rotated
                 sse[i, block] += (residual * residual).sum(dim=0)
-        return sse.numpy()
+        return sse.cpu().numpy()
 
     def loo_mse(self, y_train: Any, alphas: Any) -> np.ndarray:
         """Mean squared leave-one-out error over the training rows, per penalty and target.
@@ -319,19 +349,19 @@ class RidgePath:
         targets = self._targets(y_train)
         grid = check_alphas(alphas)
         n = self.n_rows
-        left = as_tensor(self.left)
-        weights = 1.0 / (as_tensor(self.eig)[:, None] + as_tensor(grid)[None, :])  # (r, k)
+        left, _, eig = self._factors()
+        weights = 1.0 / (eig[:, None] + self._tensor(grid)[None, :])  # (r, k)
         spread = (left * left) @ weights  # (n, k)
         floor = 1.0 / n if self.intercept else 0.0
         mse = np.empty((len(grid), targets.shape[1]))
         for block in column_blocks(n, targets.shape[1]):
             rotated, offset = self._rotate(targets[:, block])
-            centred = as_tensor(np.array(targets[:, block])) - offset
+            centred = self._tensor(np.array(targets[:, block])) - offset
             for i in range(len(grid)):
                 smoothed = left @ (weights[:, i, None] * rotated)
                 if self.primal:
                     loo = (centred - smoothed) / (1.0 - floor - spread[:, i, None])
                 else:
                     loo = smoothed / spread[:, i, None]
-                mse[i, block] = (loo * loo).mean(dim=0).numpy()
+                mse[i, block] = (loo * loo).mean(dim=0).cpu().numpy()
         return mse

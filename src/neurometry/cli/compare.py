@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurometry.cli.output import check_output_path, finish, plots
+from neurometry.cli.output import add_device_arguments, check_output_path, finish, plots
 from neurometry.errors import NeurometryError
 from neurometry.tables.compare import print_comparison
 from neurometry.workflows.compare import run_compare
@@ -52,6 +52,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
             confidence=args.confidence,
             seed=args.seed,
             progress=not args.json,
+            device=args.device,
             **params,
         )
     except NeurometryError as exc:
@@ -95,6 +96,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap interval over stimuli")
     p.add_argument("--confidence", type=float, default=0.95, help="bootstrap interval level (default 0.95)")
     p.add_argument("--seed", type=int, default=0)
+    add_device_arguments(p, model_dtype=False, what="the linear algebra of cka, rsa and the kNN metrics")
     g = p.add_argument_group("metric options (each applies to the metrics named)")
     g.add_argument("--kernel", choices=["linear", "rbf"], help="cka kernel (default linear)")
     g.add_argument(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurometry.cli.output import check_output_path, finish, plots
+from neurometry.cli.output import add_device_arguments, check_output_path, finish, plots
 from neurometry.errors import NeurometryError
 from neurometry.measures import MEASURES
 from neurometry.store import open_store
@@ -37,7 +37,8 @@ def cmd_measure(args: argparse.Namespace) -> None:
             raise NeurometryError("--label names a store metadata column; for a .npy source give --labels FILE.npy")
         classifier = classifier_file(Path(args.classifier) if args.classifier else None)
         records = measure_sources([src], measures, label_values=labels, classifier=classifier,
-                                  seed=args.seed, max_rows=args.max_rows, progress=not args.json)
+                                  seed=args.seed, max_rows=args.max_rows, progress=not args.json,
+                                  device=args.device)
         title = source.name
     else:
         if args.labels:
@@ -45,7 +46,7 @@ def cmd_measure(args: argparse.Namespace) -> None:
         store = open_store(source)
         records = measure_store(store, args.run, args.points, measures, args.label,
                                 Path(args.classifier) if args.classifier else None, args.seed, args.max_rows,
-                                progress=not args.json)
+                                progress=not args.json, device=args.device)
         title = f"{store.path.name} · run {args.run or store.runs()[0].run_id}"
     if not records and not args.json:
         print("no measure applies to the chosen points; see `neurometry measure --list`")
@@ -65,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classifier", default=None, help="safetensors with W (classes x features) and b, for nc3/nc4")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-rows", type=int, default=20000, help="subsample size for neighbour estimators")
+    add_device_arguments(p, model_dtype=False, what="the covariance and kNN linear algebra")
     p.add_argument("--plot", default=None, help="draw each measure against depth into FILE.png")
     p.add_argument("--list", action="store_true", help="list the measures and exit")
     p.add_argument("--json", action="store_true")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurometry.cli.output import check_output_path, finish, parse_numbers, plots
+from neurometry.cli.output import add_device_arguments, check_output_path, finish, parse_numbers, plots
 from neurometry.tables.probe import print_encode, print_probe
 from neurometry.workflows.probe import run_encode, run_probe
 
@@ -31,6 +31,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
         directions=args.save_directions,
         direction_method=args.direction_method,
         progress=not args.json,
+        device=args.device,
     )
     title = f"{Path(args.source).name}: {args.label or args.labels}"
     finish(args, document, lambda: print_probe(document), lambda: plots().plot_probe(document, title))
@@ -50,6 +51,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
         seed=args.seed,
         reliability=args.reliability,
         progress=not args.json,
+        device=args.device,
     )
     title = f"{Path(args.source).name}: encoding {len(document['targets'])} targets"
     finish(args, document, lambda: print_encode(document), lambda: plots().plot_encode(document, title))
@@ -79,6 +81,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--direction-method", default="mean_difference", choices=["mean_difference", "lda", "probe"]
     )
+    add_device_arguments(p, model_dtype=False, what="the linear algebra of --direction-method lda")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png")
     p.set_defaults(func=cmd_probe)
@@ -101,6 +104,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="REPEATS.npy",
         help="repeated measurements (repeats x rows x targets): normalise r by split-half reliability",
     )
+    add_device_arguments(p, model_dtype=False, what="the ridge fits")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png")
     p.set_defaults(func=cmd_encode)

@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from neurometry.cli.output import check_output_path, finish, whole_number
+from neurometry.cli.output import add_device_arguments, check_output_path, finish, whole_number
 from neurometry.tables.text import print_table
 
 
@@ -22,6 +22,7 @@ def cmd_sae_train(args: argparse.Namespace) -> None:
     result, record = train_on_store(
         args.store, args.point, args.out, train, run=args.run, architecture=args.arch, latents=args.latents,
         k=args.k, l1=args.l1, l0=args.l0, fresh=args.fresh, max_steps=args.max_steps, progress=not args.json,
+        device=args.device,
     )
 
     def show() -> None:
@@ -41,7 +42,7 @@ def cmd_sae_eval(args: argparse.Namespace) -> None:
 
     record = evaluate_on_store(
         args.sae, args.store, point=args.point, run=args.run, model=args.model, max_texts=args.max_texts,
-        max_length=args.max_length, progress=not args.json,
+        max_length=args.max_length, progress=not args.json, device=args.device, model_dtype=args.model_dtype,
     )
 
     def show() -> None:
@@ -64,7 +65,7 @@ def cmd_sae_features(args: argparse.Namespace) -> None:
 
     examples, name, store = explain_on_store(
         args.sae, args.store, point=args.point, run=args.run, top=args.top, window=args.window, model=args.model,
-        name=args.name, progress=not args.json,
+        name=args.name, progress=not args.json, device=args.device, model_dtype=args.model_dtype,
     )
     order = np.argsort(-examples.frequency, kind="stable")
     shown = [int(j) for j in order[: args.show]]
@@ -126,6 +127,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many steps (rerun to resume)")
     p.add_argument("--fresh", action="store_true", help="discard a checkpoint in --out instead of resuming")
     p.add_argument("--out", required=True, help="folder for cfg.json, sae_weights.safetensors, checkpoint/")
+    add_device_arguments(p, model_dtype=False, what="the SAE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sae_train)
 
@@ -137,6 +139,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="splice the SAE into this model and report CE loss recovered")
     p.add_argument("--max-texts", type=whole_number(1), default=64, help="held-out texts for the CE loss (default 64)")
     p.add_argument("--max-length", type=whole_number(1), default=128)
+    add_device_arguments(p, what="the SAE (and --model)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sae_eval)
 
@@ -150,6 +153,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="also the tokens each latent promotes through the unembedding")
     p.add_argument("--name", help="name in the catalog (default: the SAE folder's name)")
     p.add_argument("--show", type=whole_number(0), default=20, help="latents printed (most frequent first)")
+    add_device_arguments(p, what="the SAE (and --model)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sae_features)
 

@@ -7,7 +7,7 @@ import argparse
 import math
 from pathlib import Path
 
-from neurometry.cli.output import check_output_path, finish, parse_numbers, whole_number
+from neurometry.cli.output import add_device_arguments, check_output_path, finish, parse_numbers, whole_number
 from neurometry.errors import NeurometryError
 from neurometry.store.results import DIFF, PATCH, STEER_SWEEP, ResultKind
 from neurometry.tables.text import print_table
@@ -25,7 +25,8 @@ def cmd_steer_build(args: argparse.Namespace) -> None:
     else:
         position: int | str = int(args.position) if args.position.lstrip("-").isdigit() else args.position
         path, vector, extra = build_from_pairs(
-            args.model, args.pairs, args.point, args.out, method=args.method, position=position, train=args.train
+            args.model, args.pairs, args.point, args.out, method=args.method, position=position, train=args.train,
+            device=args.device, model_dtype=args.model_dtype,
         )
     document = {"vector": str(path), "model": args.model, "point": args.point, "method": args.method,
                 "norm": float((vector**2).sum() ** 0.5), **extra}
@@ -46,7 +47,8 @@ def cmd_steer_eval(args: argparse.Namespace) -> None:
     if args.plot:
         check_output_path(args.plot, "--plot")
     rows, meta, n_pairs = evaluate_vector(
-        args.model, args.vector, alphas, pairs=args.pairs, max_pairs=args.max_pairs, store=args.store
+        args.model, args.vector, alphas, pairs=args.pairs, max_pairs=args.max_pairs, store=args.store,
+        device=args.device, model_dtype=args.model_dtype,
     )
 
     def show() -> None:
@@ -64,14 +66,16 @@ def cmd_steer_eval(args: argparse.Namespace) -> None:
 def cmd_steer_generate(args: argparse.Namespace) -> None:
     from neurometry.models import load_model
     from neurometry.steer import generations
-    from neurometry.workflows.steer import vector_for
+    from neurometry.workflows.steer import placement, vector_for
 
     if args.max_new_tokens < 1:
         raise NeurometryError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     if not math.isfinite(args.alpha):
         raise NeurometryError(f"--alpha must be a finite number, got {args.alpha}")
+    device, dtype = placement(args.device, args.model_dtype)
     vector, meta = vector_for(args.model, args.vector)
-    table = generations(load_model(args.model), vector, meta["point"], args.alpha, args.prompt, args.max_new_tokens)
+    model = load_model(args.model, device=device, dtype=dtype)
+    table = generations(model, vector, meta["point"], args.alpha, args.prompt, args.max_new_tokens)
 
     def show() -> None:
         for row in table:
@@ -84,8 +88,9 @@ def cmd_lens(args: argparse.Namespace) -> None:
     from neurometry.models import load_model
     from neurometry.steer import logit_lens
 
-    result = logit_lens(load_model(args.model), args.prompt, points=args.points, position=args.position,
-                        top_k=args.top_k, target=args.target)
+    model = load_model(args.model, device=args.device, dtype=args.model_dtype)
+    result = logit_lens(model, args.prompt, points=args.points, position=args.position, top_k=args.top_k,
+                        target=args.target)
     document = result.to_dict()
 
     def show() -> None:
@@ -108,7 +113,7 @@ def cmd_patch(args: argparse.Namespace) -> None:
         check_output_path(args.plot, "--plot")
     given = {"clean": args.clean, "corrupted": args.corrupted, "correct": args.correct, "wrong": args.wrong}
     result, pair = patch_pair(args.model, given, example=args.example, points=args.points, heads=not args.no_heads,
-                              store=args.store)
+                              store=args.store, device=args.device, model_dtype=args.model_dtype)
 
     def show() -> None:
         print(f"clean:     {pair['clean']!r} -> {pair['correct']!r} (logit difference {result.clean_ld:+.3f})")
@@ -136,6 +141,7 @@ def cmd_diff(args: argparse.Namespace) -> None:
     result, name = diff_models(
         args.base, args.finetuned, texts=args.texts, points=args.points, lens_points=args.lens_points,
         first_k=args.first_k, skip_first=args.skip_first, top_k=args.top_k, store=args.store,
+        device=args.device, model_dtype=args.model_dtype,
     )
     document = result.to_dict()
 
@@ -185,6 +191,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--positive", help="with a store as PAIRS: the value of --label marking the positive group"
     )
     p.add_argument("--run", help="with a store as PAIRS: the run, when it holds several")
+    add_device_arguments(p)  # with a store as PAIRS no model runs and they are not used
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_steer_build)
 
@@ -198,6 +205,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--pairs", help="pairs with target/opposite (default: the held-out pairs of the vector's set)"
     )
     p.add_argument("--max-pairs", type=int, default=20, help="held-out pairs used (default 20)")
+    add_device_arguments(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png")
     _add_store_argument(p, STEER_SWEEP, "the sweep")
@@ -209,6 +217,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, required=True)
     p.add_argument("--prompt", action="append", required=True, help="repeat for several prompts")
     p.add_argument("--max-new-tokens", type=int, default=30)
+    add_device_arguments(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_steer_generate)
 
@@ -219,6 +228,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", nargs="+", help="default: embed and every resid point")
     p.add_argument("--position", type=int, default=-1)
     p.add_argument("--top-k", type=whole_number(1), default=5)
+    add_device_arguments(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lens)
 
@@ -237,6 +247,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--skip-first", type=whole_number(0), default=0, help="leave out the first positions (attention sinks)"
     )
     p.add_argument("--top-k", type=whole_number(1), default=10)
+    add_device_arguments(p, what="both models")
     p.add_argument("--json", action="store_true")
     _add_store_argument(p, DIFF, "the norms and lens tokens")
     p.set_defaults(func=cmd_diff)
@@ -252,6 +263,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wrong", help="the corrupted answer (one token)")
     p.add_argument("--points", nargs="+", help="default: every resid point")
     p.add_argument("--no-heads", action="store_true", help="skip per-head patching")
+    add_device_arguments(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png", help="layer x position heatmap")
     _add_store_argument(p, PATCH, "the scores")

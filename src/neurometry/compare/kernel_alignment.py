@@ -34,6 +34,13 @@ batch's Gram where d > batch rows); ``score`` computes each batch's cross term.
 
 :class:`LinearCKAAccumulator` computes linear CKA of two representations streamed in row chunks with
 O(d^2) memory, for store points larger than memory.
+
+On a device (``device=``: a ``torch.device``; None, the default, is the NumPy path above), the same
+float64 quantities are computed with torch there and only scalars and length-n diagonals come back:
+features stay features (<Kc, Lc> = ||Xc' Yc||_F^2), a stored Gram is built whole in one product and
+centred there, and a features side meets a Gram side as tr(Xc' Lc Xc). The rbf median is the exact
+median of the whole distance matrix, taken there too. Representations whose Gram would be streamed
+(n > 8192) stay on the CPU. ``LinearCKAAccumulator`` accumulates its sums there.
 """
 
 from __future__ import annotations
@@ -45,11 +52,12 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import torch
 
 from neurometry.arrays import as_rows, check_same_rows
 from neurometry.compare.registry import Metric, register
 from neurometry.errors import NeurometryError, did_you_mean
-from neurometry.linalg import cross_product
+from neurometry.linalg import as_tensor, cross_product
 
 KERNELS = ("linear", "rbf")
 ESTIMATORS = ("biased", "unbiased", "minibatch")
@@ -356,7 +364,122 @@ class _StreamedGram:
         return _StreamedGram.build(self.x[rows], self.kernel, self.gamma)
 
 
-_Part = _FeatureKernel | _StoredGram | _StreamedGram
+def _on(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """x (float64) as a tensor on ``device``."""
+    return as_tensor(x).to(device, non_blocking=True)
+
+
+def _sq_frobenius(m: torch.Tensor) -> float:
+    """||m||_F^2 without a squared temporary."""
+    flat = m.reshape(-1)
+    return float(torch.vdot(flat, flat))
+
+
+def _device_sq_distances(x: torch.Tensor) -> torch.Tensor:
+    """(n, n) squared distances between the rows of x (n, d), zero diagonal, on x's device."""
+    d2 = x @ x.T
+    sq = torch.diagonal(d2).clone()
+    d2.mul_(-2.0).add_(sq[:, None]).add_(sq[None, :]).clamp_(min=0.0)  # rounding can dip below 0
+    d2.fill_diagonal_(0.0)
+    return d2
+
+
+def _device_median_sq_distance(x: torch.Tensor) -> float:
+    """:func:`_median_sq_distance` of the rows of x (n, d) on their device: np.median's convention over
+    the whole n x n matrix, diagonal included (n <= _GRAM_STORE_MAX_ROWS, so it fits as a Gram does)."""
+    values = _device_sq_distances(x).reshape(-1)
+    total = len(values)
+    ranks = (total // 2, total // 2 + 1) if total % 2 == 0 else (total // 2 + 1,)  # 1-based, as kthvalue
+    return sum(float(torch.kthvalue(values, r).values) for r in ranks) / len(ranks)
+
+
+class _DeviceFeatures:
+    """:class:`_FeatureKernel` on a device: the centred features Xc (n, d) as a float64 tensor there."""
+
+    centring_is_free = True
+
+    def __init__(self, xc: torch.Tensor) -> None:
+        self.xc = xc
+        self.n = len(xc)
+        self.diag = torch.einsum("ij,ij->i", xc, xc).cpu().numpy()
+        self.trace = float(self.diag.sum())
+
+    @classmethod
+    def build(cls, x: np.ndarray, device: torch.device) -> _DeviceFeatures:
+        rows = _on(x, device)
+        return cls(rows - rows.mean(dim=0))
+
+    @cached_property
+    def kc_sq(self) -> float:
+        """<Kc, Kc> = ||Xc' Xc||_F^2."""
+        return _sq_frobenius(self.xc.T @ self.xc)
+
+    def centred_tile(self, tile: Tile) -> np.ndarray:
+        """A tile of Kc, brought back: only for crossing a streamed Gram, which stays on the CPU."""
+        r0, r1, c0, c1 = tile
+        return (self.xc[r0:r1] @ self.xc[c0:c1].T).cpu().numpy()
+
+    uncentred_tile = centred_tile
+
+    def take(self, rows: np.ndarray) -> _DeviceFeatures:
+        resampled = self.xc[torch.from_numpy(rows).to(self.xc.device)]
+        if _is_permutation(rows, self.n):
+            return _carry_kc_sq(self, _DeviceFeatures(resampled))
+        low, high = torch.aminmax(resampled, dim=0)
+        if not bool((high > low).any()):
+            raise NeurometryError(
+                "the resampled stimuli all have the same response, so CKA is 0/0; resample again"
+            )
+        return _DeviceFeatures(resampled - resampled.mean(dim=0))
+
+
+class _DeviceGram:
+    """:class:`_StoredGram` on a device: Kc = H K H (n x n float64) as a tensor there."""
+
+    centring_is_free = True
+
+    def __init__(self, kc: torch.Tensor) -> None:
+        self.kc = kc
+        self.n = len(kc)
+        self.diag = torch.diagonal(kc).cpu().numpy().copy()  # a copy: on the CPU it would view kc
+        self.trace = float(self.diag.sum())
+
+    @classmethod
+    def build(cls, x: np.ndarray, kernel: str, gamma: float, device: torch.device) -> _DeviceGram:
+        rows = _on(x, device)
+        xc = rows - rows.mean(dim=0)  # translation changes neither Kc nor rbf distances
+        if kernel == "linear":
+            k = xc @ xc.T
+        else:
+            k = _device_sq_distances(xc).mul_(-gamma).exp_()
+        _double_centre(k)
+        return cls(k)
+
+    @cached_property
+    def kc_sq(self) -> float:
+        return _sq_frobenius(self.kc)
+
+    def take(self, rows: np.ndarray) -> _DeviceGram:
+        index = torch.from_numpy(rows).to(self.kc.device)
+        kc = self.kc[index][:, index]
+        if _is_permutation(rows, self.n):
+            return _carry_kc_sq(self, _DeviceGram(kc))
+        _double_centre(kc)  # exact, as in _StoredGram.take
+        return _DeviceGram(kc)
+
+
+def _device_cross(a: _DeviceFeatures | _DeviceGram, b: _DeviceFeatures | _DeviceGram) -> float:
+    """<Kc_a, Kc_b> on the device: ||Xa' Xb||_F^2 for two feature sides, the entrywise sum for two Grams,
+    and tr(Xc' Lc Xc) for features Xc against a Gram Lc (no n x n product of the features)."""
+    if isinstance(a, _DeviceFeatures) and isinstance(b, _DeviceFeatures):
+        return _sq_frobenius(a.xc.T @ b.xc)
+    if isinstance(a, _DeviceGram) and isinstance(b, _DeviceGram):
+        return float(torch.vdot(a.kc.reshape(-1), b.kc.reshape(-1)))
+    features, gram = (a, b) if isinstance(a, _DeviceFeatures) else (b, a)
+    return float(torch.einsum("ij,ij->", gram.kc @ features.xc, features.xc))
+
+
+_Part = _FeatureKernel | _StoredGram | _StreamedGram | _DeviceFeatures | _DeviceGram
 
 
 def _carry_kc_sq(old: _Part, new: _Part) -> _Part:
@@ -366,8 +489,8 @@ def _carry_kc_sq(old: _Part, new: _Part) -> _Part:
     return new
 
 
-def _double_centre(k: np.ndarray) -> None:
-    """K <- H K H in place for a symmetric K."""
+def _double_centre(k: np.ndarray | torch.Tensor) -> None:
+    """K <- H K H in place for a symmetric K (an array, or a tensor on its device)."""
     means = k.mean(axis=1)
     grand = means.mean()
     k -= means[:, None]
@@ -389,6 +512,8 @@ def _cross(a: _Part, b: _Part) -> float:
     if isinstance(a, _FeatureKernel) and isinstance(b, _FeatureKernel):
         m = cross_product(a.xc, b.xc)
         return float(np.vdot(m, m))
+    if isinstance(a, _DeviceFeatures | _DeviceGram) and isinstance(b, _DeviceFeatures | _DeviceGram):
+        return _device_cross(a, b)
     if isinstance(a, _StoredGram) and isinstance(b, _StoredGram):
         return _stored_inner(a, b)
     centred, other = (a, b) if a.centring_is_free or not b.centring_is_free else (b, a)
@@ -435,13 +560,20 @@ def _varies(x: np.ndarray, block: int = 4096) -> bool:
     return any(bool((x[lo : lo + block] != x[0]).any()) for lo in range(0, len(x), block))
 
 
-def _build_part(x: np.ndarray, kernel: str, gamma: float, centred: bool = False) -> _Part:
+def _build_part(
+    x: np.ndarray, kernel: str, gamma: float, centred: bool = False, device: torch.device | None = None
+) -> _Part:
     """The cheapest exact form: features for a linear kernel with d <= n, else a (stored) Gram.
-    ``centred``: x's columns already have mean 0 (features are then kept as they are, not copied)."""
+    ``centred``: x's columns already have mean 0 (features are then kept as they are, not copied).
+    ``device``: features and stored Grams are built there (a streamed Gram stays on the CPU)."""
     n, d = x.shape
     if kernel == "linear" and d <= n:
+        if device is not None:
+            return _DeviceFeatures(_on(x, device)) if centred else _DeviceFeatures.build(x, device)
         return _FeatureKernel(x) if centred else _FeatureKernel.build(x)
     if n <= _GRAM_STORE_MAX_ROWS:
+        if device is not None:
+            return _DeviceGram.build(x, kernel, gamma, device)
         return _StoredGram.build(x, kernel, gamma)
     return _StreamedGram.build(x, kernel, gamma)
 
@@ -465,6 +597,7 @@ class CKAState:
         batches: minibatch only: row indices of each batch (a seeded shuffle, the same for both sides).
         batch_parts: minibatch only: per-batch stored Gram (d > batch rows), or None where ``score``
             centres the batch's features itself (cheap next to the cross product it then computes).
+        device: where the parts live (None: NumPy on the CPU); ``score`` and ``take`` keep to it.
     """
 
     n: int
@@ -476,6 +609,7 @@ class CKAState:
     rows: np.ndarray | None = None
     batches: tuple[np.ndarray, ...] = ()
     batch_parts: tuple[_Part | None, ...] = ()
+    device: torch.device | None = None
 
     def __len__(self) -> int:
         return self.n
@@ -520,8 +654,10 @@ def _prepare_rows(
     batch_size: int,
     seed: int,
     name: str,
+    device: torch.device | None = None,
 ) -> CKAState:
-    """Prepare validated float64 rows; ``gamma`` None means: choose it by the median heuristic."""
+    """Prepare validated float64 rows; ``gamma`` None means: choose it by the median heuristic.
+    ``device``: build the parts there (see the module docstring)."""
     n = len(x)
     if n < _MIN_ROWS[estimator]:
         raise NeurometryError(
@@ -535,7 +671,10 @@ def _prepare_rows(
     if gamma is None:
         gamma = 0.0
         if kernel == "rbf":
-            median_sq = _median_sq_distance(x)
+            if device is None or n > _GRAM_STORE_MAX_ROWS:
+                median_sq = _median_sq_distance(x)
+            else:
+                median_sq = _device_median_sq_distance(_on(x, device))
             if not median_sq > 0:
                 raise NeurometryError(
                     f"the median pairwise distance of {name} is 0 (most stimuli have identical rows), "
@@ -543,8 +682,9 @@ def _prepare_rows(
                 )
             gamma = 1.0 / (2.0 * bandwidth**2 * median_sq)
     if estimator != "minibatch":
-        part = _build_part(x, kernel, gamma, centred=True)
-        return CKAState(n, estimator, kernel, gamma, _self_hsic(part, estimator, name), part=part)
+        part = _build_part(x, kernel, gamma, centred=True, device=device)
+        self_hsic = _self_hsic(part, estimator, name)
+        return CKAState(n, estimator, kernel, gamma, self_hsic, part=part, device=device)
     if batch_size > n:
         raise NeurometryError(
             f"batch_size {batch_size} is larger than the {n} stimuli of {name}; use batch_size <= {n}"
@@ -552,22 +692,25 @@ def _prepare_rows(
     # array_split into n // batch_size batches uses every row; each batch has batch_size to 2*batch_size-1 rows
     order = np.random.default_rng(seed).permutation(n)
     batches = tuple(np.sort(b) for b in np.array_split(order, n // batch_size))
-    parts = [_build_part(x[b], kernel, gamma) for b in batches]
+    parts = [_build_part(x[b], kernel, gamma, device=device) for b in batches]
     # a batch without variation is fine as long as the mean over batches is not 0
     batch_self = [
         _hsic_value(p.kc_sq, float(p.diag @ p.diag), p.trace, p.trace, p.n, "unbiased") for p in parts
     ]
     scale = float(np.mean([p.kc_sq / (p.n * (p.n - 3)) for p in parts]))
     self_hsic = _check_self_hsic(float(np.mean(batch_self)), scale, "minibatch", name)
-    kept = tuple(None if isinstance(p, _FeatureKernel) else p for p in parts)
-    return CKAState(n, estimator, kernel, gamma, self_hsic, rows=x, batches=batches, batch_parts=kept)
+    kept = tuple(None if isinstance(p, _FeatureKernel | _DeviceFeatures) else p for p in parts)
+    return CKAState(
+        n, estimator, kernel, gamma, self_hsic, rows=x, batches=batches, batch_parts=kept, device=device
+    )
 
 
-def prepare(x: Any, params: Mapping[str, Any]) -> CKAState:
-    """Everything CKA needs from one representation x (n, d): centring, kernel, self-HSIC."""
+def prepare(x: Any, params: Mapping[str, Any], device: torch.device | None = None) -> CKAState:
+    """Everything CKA needs from one representation x (n, d): centring, kernel, self-HSIC; with
+    ``device``, its kernel is kept there (see the module docstring)."""
     kernel, estimator, bandwidth, batch_size, seed = _check_params(params)
     rows = as_rows(x, "representation", min_rows=_MIN_ROWS[estimator])
-    return _prepare_rows(rows, kernel, estimator, None, bandwidth, batch_size, seed, "representation")
+    return _prepare_rows(rows, kernel, estimator, None, bandwidth, batch_size, seed, "representation", device)
 
 
 def score(state_a: CKAState, state_b: CKAState, params: Mapping[str, Any]) -> float:
@@ -580,8 +723,12 @@ def score(state_a: CKAState, state_b: CKAState, params: Mapping[str, Any]) -> fl
     else:
         per_batch = []
         for i, batch in enumerate(state_a.batches):
-            part_a = state_a.batch_parts[i] or _FeatureKernel.build(state_a.rows[batch])
-            part_b = state_b.batch_parts[i] or _FeatureKernel.build(state_b.rows[batch])
+            part_a = state_a.batch_parts[i] or _build_part(
+                state_a.rows[batch], "linear", 0.0, device=state_a.device
+            )
+            part_b = state_b.batch_parts[i] or _build_part(
+                state_b.rows[batch], "linear", 0.0, device=state_b.device
+            )
             per_batch.append(_hsic(part_a, part_b, "unbiased"))
         cross = float(np.mean(per_batch))
     return float(cross / math.sqrt(state_a.self_hsic * state_b.self_hsic))
@@ -598,7 +745,8 @@ def take(state: CKAState, rows: np.ndarray, params: Mapping[str, Any]) -> CKASta
     if state.estimator == "minibatch":
         _, _, bandwidth, batch_size, seed = _check_params(params)
         return _prepare_rows(
-            state.rows[rows], state.kernel, "minibatch", state.gamma, bandwidth, batch_size, seed, name
+            state.rows[rows], state.kernel, "minibatch", state.gamma, bandwidth, batch_size, seed, name,
+            state.device,
         )
     if len(rows) < _MIN_ROWS[state.estimator]:
         raise NeurometryError(f"{len(rows)} stimuli are too few for the {state.estimator} CKA estimator")
@@ -607,7 +755,9 @@ def take(state: CKAState, rows: np.ndarray, params: Mapping[str, Any]) -> CKASta
         self_hsic = state.self_hsic
     else:
         self_hsic = _self_hsic(part, state.estimator, name)
-    return CKAState(len(rows), state.estimator, state.kernel, state.gamma, self_hsic, part=part)
+    return CKAState(
+        len(rows), state.estimator, state.kernel, state.gamma, self_hsic, part=part, device=state.device
+    )
 
 
 def cka(
@@ -618,6 +768,7 @@ def cka(
     bandwidth: float = 1.0,
     batch_size: int = 1000,
     seed: int = 0,
+    device: torch.device | None = None,
 ) -> float:
     """Centred kernel alignment of x (n, d1) and y (n, d2), rows = the same stimuli in the same order.
 
@@ -631,6 +782,7 @@ def cka(
         bandwidth: rbf only: sigma as a fraction of the median pairwise distance.
         batch_size: minibatch only: rows per batch (4 <= batch_size <= n; the remainder is spread).
         seed: minibatch only: seed of the shuffle that forms the batches.
+        device: a ``torch.device`` to compute on (see the module docstring); None: NumPy on the CPU.
 
     Returns:
         CKA, in [0, 1] for the biased estimator; the unbiased ones can dip slightly below 0.
@@ -655,12 +807,12 @@ def cka(
     if kernel == "linear" and estimator != "minibatch" and max(xr.shape[1], yr.shape[1]) <= n:
         # one pass over row blocks that stay in cache: the three d x d products read x and y once
         # and no centred copy of either is made (the centring is exact, see LinearCKAAccumulator)
-        accumulator = LinearCKAAccumulator(xr.shape[1], yr.shape[1])
+        accumulator = LinearCKAAccumulator(xr.shape[1], yr.shape[1], device=device)
         for lo in range(0, n, _STREAM_BLOCK_ROWS):
             accumulator.update(xr[lo : lo + _STREAM_BLOCK_ROWS], yr[lo : lo + _STREAM_BLOCK_ROWS])
         return accumulator.result(estimator)
-    state_x = _prepare_rows(xr, kernel, estimator, None, bandwidth, batch_size, seed, "x")
-    state_y = _prepare_rows(yr, kernel, estimator, None, bandwidth, batch_size, seed, "y")
+    state_x = _prepare_rows(xr, kernel, estimator, None, bandwidth, batch_size, seed, "x", device)
+    state_y = _prepare_rows(yr, kernel, estimator, None, bandwidth, batch_size, seed, "y", device)
     return score(state_x, state_y, {})
 
 
@@ -674,6 +826,7 @@ register(
         take=take,
         params=dict(DEFAULTS),
         min_rows=4,
+        on_device=True,
     )
 )
 
@@ -694,16 +847,20 @@ class LinearCKAAccumulator:
     the centred rows through a.b = sum_i ||x_i - mx||^2 ||y_i - my||^2, which expands into sum_i A_i B_i,
     sum_i A_i y_i, sum_i B_i x_i (A_i = ||x_i||^2, B_i = ||y_i||^2) and the sums above.
 
+    With ``device`` (a ``torch.device``) each chunk is moved there and the sums are kept there, in float64;
+    ``result`` brings back only those sums (d x d). None: NumPy on the CPU.
+
         acc = LinearCKAAccumulator(384, 384)
         for x_chunk, y_chunk in chunks:
             acc.update(x_chunk, y_chunk)
         acc.result("unbiased")
     """
 
-    def __init__(self, d_x: int, d_y: int) -> None:
+    def __init__(self, d_x: int, d_y: int, device: torch.device | None = None) -> None:
         if d_x < 1 or d_y < 1:
             raise NeurometryError(f"feature counts must be positive, got d_x={d_x}, d_y={d_y}")
         self.d_x, self.d_y = int(d_x), int(d_y)
+        self.device = device
         self.n_rows = 0
         self._shift_x: np.ndarray | None = None
         self._shift_y: np.ndarray | None = None
@@ -729,10 +886,15 @@ class LinearCKAAccumulator:
         np.maximum(self._max_y, y.max(axis=0), out=self._max_y)
         if self._shift_x is None:
             self._shift_x, self._shift_y = x.mean(axis=0), y.mean(axis=0)
-        # new arrays: as_rows hands back the caller's own float64 array, which must not change
-        x = x - self._shift_x
-        y = y - self._shift_y
-        sq_x, sq_y = _sq_norms(x), _sq_norms(y)
+        if self.device is None:
+            # new arrays: as_rows hands back the caller's own float64 array, which must not change
+            x = x - self._shift_x
+            y = y - self._shift_y
+            sq_x, sq_y = _sq_norms(x), _sq_norms(y)
+        else:  # the same sums with torch on the device (its operators spell them alike)
+            x = _on(x, self.device) - _on(self._shift_x, self.device)
+            y = _on(y, self.device) - _on(self._shift_y, self.device)
+            sq_x, sq_y = torch.einsum("ij,ij->i", x, x), torch.einsum("ij,ij->i", y, y)
         terms = {
             "sx": x.sum(axis=0),
             "sy": y.sum(axis=0),
@@ -752,8 +914,10 @@ class LinearCKAAccumulator:
         for key, value in terms.items():
             if key in self._sums:
                 self._sums[key] += value
-            else:
+            elif self.device is None:
                 self._sums[key] = np.array(value, dtype=np.float64)
+            else:
+                self._sums[key] = value  # a new tensor, owned here
         self.n_rows += len(x)
 
     def result(self, estimator: str = "biased") -> float:
@@ -773,7 +937,7 @@ class LinearCKAAccumulator:
                 raise NeurometryError(
                     f"{name} is the same for every stimulus, so CKA is 0/0; drop this representation"
                 )
-        s = self._sums
+        s = self._sums if self.device is None else {k: v.cpu().numpy() for k, v in self._sums.items()}
         mx, my = s["sx"] / n, s["sy"] / n
         cxx = s["xx"] - n * np.outer(mx, mx)
         cxy = s["xy"] - n * np.outer(mx, my)

@@ -7,6 +7,7 @@ repeated per pair.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from neurometry.arrays import as_rows
@@ -56,9 +58,19 @@ def _n_stimuli(x: Any) -> int:
 
 
 def prepare_all(
-    metric: Metric, reps: Mapping[str, Any], params: Mapping[str, Any], side: str, progress: bool = False
+    metric: Metric,
+    reps: Mapping[str, Any],
+    params: Mapping[str, Any],
+    side: str,
+    progress: bool = False,
+    device: torch.device | None = None,
 ) -> dict[str, Any]:
-    """``{name: metric.prepare(rows)}`` after validating each representation (arrays or RDMs)."""
+    """``{name: metric.prepare(rows)}`` after validating each representation (arrays or RDMs); with
+    ``device``, a metric that has a device path prepares there (the others ignore it)."""
+    if device is not None and metric.on_device:
+        prepare = functools.partial(metric.prepare, device=device)
+    else:
+        prepare = metric.prepare
     states = {}
     for name, x in tqdm(
         reps.items(),
@@ -78,9 +90,9 @@ def prepare_all(
                 raise NeurometryError(
                     f"{name} has {x.n_conditions} conditions; {metric.name} needs at least {metric.min_rows}"
                 )
-            states[name] = metric.prepare(x, params)
+            states[name] = prepare(x, params)
         else:
-            states[name] = metric.prepare(as_rows(x, name, metric.min_rows), params)
+            states[name] = prepare(as_rows(x, name, metric.min_rows), params)
     return states
 
 
@@ -94,6 +106,7 @@ def compare_matrix(
     confidence: float = 0.95,
     seed: int = 0,
     progress: bool = False,
+    device: torch.device | None = None,
     **params: Any,
 ) -> list[CompareResult]:
     """Every representation of ``a`` against every one of ``b`` (``a`` against itself when b is None).
@@ -106,6 +119,9 @@ def compare_matrix(
         permutations: if > 0, a permutation test per pair (B's stimuli shuffled), same seeded orders for every pair.
         bootstrap: if > 0, that many stimulus resamples per pair for a percentile interval at ``confidence``.
         seed: seeds the permutations and resamples.
+        device: a ``torch.device`` for the metrics with a device path (cka, rsa, mutual_knn, cknna,
+            cycle_knn: Gram and cross-covariance products, RDMs, neighbour searches); None, or a metric
+            without one: NumPy on the CPU.
         **params: the metric's parameters (see ``METRICS[metric].params``).
 
     Returns:
@@ -126,8 +142,8 @@ def compare_matrix(
             f"the representations describe different numbers of stimuli ({shown}); compare responses to the same stimuli"
         )
     n = next(iter(sizes.values()))
-    states_a = prepare_all(m, a, p, "A", progress)
-    states_b = prepare_all(m, b, p, "B", progress) if b_given else states_a
+    states_a = prepare_all(m, a, p, "A", progress, device)
+    states_b = prepare_all(m, b, p, "B", progress, device) if b_given else states_a
     orders = permutation_orders(n, permutations, seed) if permutations else None
     draws = bootstrap_draws(n, bootstrap, seed) if bootstrap else None
     results = []
@@ -168,9 +184,11 @@ def compare(
     bootstrap: int = 0,
     confidence: float = 0.95,
     seed: int = 0,
+    device: torch.device | None = None,
     **params: Any,
 ) -> CompareResult:
-    """One comparison of x and y (arrays (n, d1) and (n, d2) of the same stimuli, or RDMs for rsa)."""
+    """One comparison of x and y (arrays (n, d1) and (n, d2) of the same stimuli, or RDMs for rsa);
+    ``device`` as in :func:`compare_matrix`."""
     return compare_matrix(
         {"a": x},
         {"b": y},
@@ -179,6 +197,7 @@ def compare(
         bootstrap=bootstrap,
         confidence=confidence,
         seed=seed,
+        device=device,
         **params,
     )[0]
 

@@ -28,6 +28,9 @@ Bootstrap resamples (``take`` with repeated rows): two copies of the same origin
 each other's nearest neighbours (similarity 1) and inflate every score. The state carries each row's
 original index and copies of one original row are excluded from each other's neighbour lists, just
 like the row itself; a row's other neighbours may include several copies of one other stimulus.
+
+With ``device=`` (a ``torch.device``) the float64 similarity blocks and each row's k-th largest similarity
+are computed there; only the candidate pairs come back, ordered by the same tie rule on the CPU.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ from neurometry.errors import NeurometryError
 BLOCK_BYTES = 32 << 20
 """Memory for one block of float64 similarities (block rows x n) in the neighbour search."""
 
+DEVICE_BLOCK_BYTES = 256 << 20
+"""The same on a device, where larger blocks keep it busy."""
+
 
 @dataclass(frozen=True)
 class NeighbourState:
@@ -57,6 +63,7 @@ class NeighbourState:
         ids: (n,) original row index of each row (repeats after a bootstrap ``take``).
         neighbours: (n, k) int64 positions of each row's k nearest other rows, nearest first.
         similarity: (n, k) float64 cosine similarity to each of those neighbours.
+        device: where the similarities are computed (None: the CPU); ``take`` searches there again.
     """
 
     rows: np.ndarray
@@ -64,6 +71,7 @@ class NeighbourState:
     ids: np.ndarray
     neighbours: np.ndarray
     similarity: np.ndarray
+    device: torch.device | None = None
 
     @property
     def k(self) -> int:
@@ -91,12 +99,19 @@ def _inverse_norms(rows: np.ndarray) -> np.ndarray:
 
 
 def _nearest(
-    rows: np.ndarray, inv_norm: np.ndarray, ids: np.ndarray, k: int, name: str
+    rows: np.ndarray,
+    inv_norm: np.ndarray,
+    ids: np.ndarray,
+    k: int,
+    name: str,
+    device: torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k most cosine-similar rows of each row, excluding rows with the same original id.
 
     Returns positions (n, k) int64 and similarities (n, k) float64, ordered by decreasing similarity,
-    then increasing original id, then increasing position.
+    then increasing original id, then increasing position. With ``device`` the float64 similarities
+    and each row's k-th largest one are computed there and only the candidates (those at least as
+    similar: k per row but for ties) come back to be ordered.
     """
     n = len(rows)
     _, first, stimulus = np.unique(ids, return_index=True, return_inverse=True)
@@ -119,22 +134,37 @@ def _nearest(
     with warnings.catch_warnings():  # torch warns about read-only arrays; we never write to them
         warnings.simplefilter("ignore")
         all_base = torch.from_numpy(base)
-    block = max(1, BLOCK_BYTES // (8 * n))
+        if device is not None:
+            all_base = all_base.to(device, non_blocking=True)
+            device_inv_norm = torch.from_numpy(base_inv_norm).to(device, non_blocking=True)
+            device_stimulus = torch.from_numpy(stimulus).to(device, non_blocking=True)
+    block = max(1, (BLOCK_BYTES if device is None else DEVICE_BLOCK_BYTES) // (8 * n))
     neighbours = np.empty((m, k), dtype=np.int64)
     similarity = np.empty((m, k), dtype=np.float64)
     for start in range(0, m, block):
         stop = min(start + block, m)
         b = stop - start
-        # cosine similarity: scale the inner products rather than copy a normalised matrix
-        sim = torch.mm(all_base[start:stop], all_base.T).numpy()
-        sim *= base_inv_norm[start:stop, None] * base_inv_norm[None, :]
-        sim[np.arange(b), np.arange(start, stop)] = -np.inf  # the stimulus itself
-        if repeats:
-            sim = sim[:, stimulus]  # one column per row, copies of the stimulus included (all -inf)
-        kth = np.partition(sim, n - k, axis=1)[:, n - k]
-        # every row has at least k candidates (>= its k-th largest); more only when there are ties
-        cand_row, cand_col = np.nonzero(sim >= kth[:, None])
-        cand_sim = sim[cand_row, cand_col]
+        if device is None:
+            # cosine similarity: scale the inner products rather than copy a normalised matrix
+            sim = torch.mm(all_base[start:stop], all_base.T).numpy()
+            sim *= base_inv_norm[start:stop, None] * base_inv_norm[None, :]
+            sim[np.arange(b), np.arange(start, stop)] = -np.inf  # the stimulus itself
+            if repeats:
+                sim = sim[:, stimulus]  # one column per row, copies of the stimulus included (all -inf)
+            kth = np.partition(sim, n - k, axis=1)[:, n - k]
+            # every row has at least k candidates (>= its k-th largest); more only when there are ties
+            cand_row, cand_col = np.nonzero(sim >= kth[:, None])
+            cand_sim = sim[cand_row, cand_col]
+        else:  # the same steps there; only the candidates come back
+            on = torch.mm(all_base[start:stop], all_base.T)
+            on *= device_inv_norm[start:stop, None] * device_inv_norm[None, :]
+            on[torch.arange(b, device=device), torch.arange(start, stop, device=device)] = -torch.inf
+            if repeats:
+                on = on[:, device_stimulus]
+            kth_on = torch.topk(on, k, dim=1, sorted=True).values[:, k - 1]
+            rows_on, cols_on = torch.nonzero(on >= kth_on[:, None], as_tuple=True)
+            cand_row, cand_col = rows_on.cpu().numpy(), cols_on.cpu().numpy()
+            cand_sim = on[rows_on, cols_on].cpu().numpy()
         order = np.lexsort((tie_rank[cand_col], -cand_sim, cand_row))
         counts = np.bincount(cand_row, minlength=b)
         first_candidate = np.concatenate(([0], np.cumsum(counts)[:-1]))
@@ -146,13 +176,15 @@ def _nearest(
     return neighbours, similarity
 
 
-def _prepare(x: Any, k: int, name: str, least_k: int = 1) -> NeighbourState:
+def _prepare(
+    x: Any, k: int, name: str, least_k: int = 1, device: torch.device | None = None
+) -> NeighbourState:
     rows = as_rows(x, name="x")
     k = _check_k(k, len(rows), name, least_k)
     ids = np.arange(len(rows), dtype=np.int64)
     inv_norm = _inverse_norms(rows)
-    neighbours, similarity = _nearest(rows, inv_norm, ids, k, name)
-    return NeighbourState(rows, inv_norm, ids, neighbours, similarity)
+    neighbours, similarity = _nearest(rows, inv_norm, ids, k, name, device)
+    return NeighbourState(rows, inv_norm, ids, neighbours, similarity, device)
 
 
 def _take(state: NeighbourState, rows: np.ndarray, name: str, least_k: int = 1) -> NeighbourState:
@@ -169,14 +201,15 @@ def _take(state: NeighbourState, rows: np.ndarray, name: str, least_k: int = 1) 
             state.ids[rows],
             new_position[state.neighbours[rows]],
             state.similarity[rows],
+            state.device,
         )
     # a subset or a resample: neighbours depend on which stimuli are present, so search again
     kept = state.rows[rows]
     k = _check_k(state.k, len(kept), name, least_k)
     ids = state.ids[rows]
     inv_norm = state.inv_norm[rows]
-    neighbours, similarity = _nearest(kept, inv_norm, ids, k, name)
-    return NeighbourState(kept, inv_norm, ids, neighbours, similarity)
+    neighbours, similarity = _nearest(kept, inv_norm, ids, k, name, state.device)
+    return NeighbourState(kept, inv_norm, ids, neighbours, similarity, state.device)
 
 
 def _pair_keys(neighbours: np.ndarray) -> np.ndarray:
@@ -293,7 +326,7 @@ def _cknna_score(a: NeighbourState, b: NeighbourState, unbiased: Any, epsilon: A
     return cross / (np.sqrt(self_a * self_b) + epsilon)
 
 
-def mutual_knn(x: Any, y: Any, k: int = 10) -> float:
+def mutual_knn(x: Any, y: Any, k: int = 10, device: torch.device | None = None) -> float:
     """Mutual k-nearest-neighbour alignment (Huh et al. 2024, "The Platonic Representation Hypothesis").
 
     mean over stimuli i of |N_x(i) & N_y(i)| / k, where N_x(i) are the k rows most cosine-similar to
@@ -304,13 +337,16 @@ def mutual_knn(x: Any, y: Any, k: int = 10) -> float:
         x: (n_stimuli, n_features_x) responses.
         y: (n_stimuli, n_features_y) responses to the same stimuli, same order.
         k: neighbours per stimulus, 1 <= k < n_stimuli.
+        device: a ``torch.device`` for the similarity search; None: the CPU.
     """
     x, y = as_rows(x, "x"), as_rows(y, "y")
     check_same_rows(x, y)
-    return _mutual_knn_score(_prepare(x, k, "mutual_knn"), _prepare(y, k, "mutual_knn"))
+    return _mutual_knn_score(
+        _prepare(x, k, "mutual_knn", device=device), _prepare(y, k, "mutual_knn", device=device)
+    )
 
 
-def cycle_knn(x: Any, y: Any, k: int = 10) -> float:
+def cycle_knn(x: Any, y: Any, k: int = 10, device: torch.device | None = None) -> float:
     """Cycle k-nearest-neighbour accuracy (Huh et al. 2024; reference ``AlignmentMetrics.cycle_knn``).
 
     Fraction of stimuli i for which some j in N_y(i) has i in N_x(j): step to a neighbour in ``y``,
@@ -322,13 +358,23 @@ def cycle_knn(x: Any, y: Any, k: int = 10) -> float:
         x: (n_stimuli, n_features_x) responses.
         y: (n_stimuli, n_features_y) responses to the same stimuli, same order.
         k: neighbours per stimulus, 1 <= k < n_stimuli.
+        device: a ``torch.device`` for the similarity search; None: the CPU.
     """
     x, y = as_rows(x, "x"), as_rows(y, "y")
     check_same_rows(x, y)
-    return _cycle_knn_score(_prepare(x, k, "cycle_knn"), _prepare(y, k, "cycle_knn"))
+    return _cycle_knn_score(
+        _prepare(x, k, "cycle_knn", device=device), _prepare(y, k, "cycle_knn", device=device)
+    )
 
 
-def cknna(x: Any, y: Any, k: int = 10, unbiased: bool = True, epsilon: float = 0.0) -> float:
+def cknna(
+    x: Any,
+    y: Any,
+    k: int = 10,
+    unbiased: bool = True,
+    epsilon: float = 0.0,
+    device: torch.device | None = None,
+) -> float:
     """Centred kernel nearest-neighbour alignment, CKNNA (Huh et al. 2024, eq. in section 2).
 
     CKA restricted to neighbour pairs: with K = X X^T and L = Y Y^T on L2-normalised rows, M_K(i, j) = 1
@@ -352,21 +398,25 @@ def cknna(x: Any, y: Any, k: int = 10, unbiased: bool = True, epsilon: float = 0
         k: neighbours per stimulus, 2 <= k < n_stimuli (the reference requires k >= 2).
         unbiased: unbiased HSIC (needs >= 4 stimuli) or the biased one.
         epsilon: added to the denominator; 0 (default) or platonic-rep's 1e-6.
+        device: a ``torch.device`` for the similarity search; None: the CPU.
     """
     x, y = as_rows(x, "x"), as_rows(y, "y")
     check_same_rows(x, y)
-    return _cknna_score(_prepare(x, k, "cknna", 2), _prepare(y, k, "cknna", 2), unbiased, epsilon)
+    return _cknna_score(
+        _prepare(x, k, "cknna", 2, device), _prepare(y, k, "cknna", 2, device), unbiased, epsilon
+    )
 
 
 register(
     Metric(
         name="mutual_knn",
         summary="mutual k-nearest-neighbour overlap (Huh et al. 2024, Platonic Representation Hypothesis)",
-        prepare=lambda x, p: _prepare(x, p["k"], "mutual_knn"),
+        prepare=lambda x, p, device=None: _prepare(x, p["k"], "mutual_knn", device=device),
         score=lambda a, b, p: _mutual_knn_score(a, b),
         take=lambda s, rows, p: _take(s, rows, "mutual_knn"),
         params={"k": 10},
         min_rows=2,
+        on_device=True,
     )
 )
 
@@ -374,11 +424,12 @@ register(
     Metric(
         name="cycle_knn",
         summary="cycle kNN accuracy: to a neighbour in b and back through neighbours in a (Huh et al. 2024)",
-        prepare=lambda x, p: _prepare(x, p["k"], "cycle_knn"),
+        prepare=lambda x, p, device=None: _prepare(x, p["k"], "cycle_knn", device=device),
         score=lambda a, b, p: _cycle_knn_score(a, b),
         take=lambda s, rows, p: _take(s, rows, "cycle_knn"),
         params={"k": 10},
         min_rows=2,
+        on_device=True,
     )
 )
 
@@ -386,10 +437,11 @@ register(
     Metric(
         name="cknna",
         summary="centred kernel nearest-neighbour alignment, CKA on mutual kNN pairs (Huh et al. 2024)",
-        prepare=lambda x, p: _prepare(x, p["k"], "cknna", 2),
+        prepare=lambda x, p, device=None: _prepare(x, p["k"], "cknna", 2, device=device),
         score=lambda a, b, p: _cknna_score(a, b, p["unbiased"], p["epsilon"]),
         take=lambda s, rows, p: _take(s, rows, "cknna", 2),
         params={"k": 10, "unbiased": True, "epsilon": 0.0},
         min_rows=4,
+        on_device=True,
     )
 )

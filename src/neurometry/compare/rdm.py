@@ -33,9 +33,11 @@ from typing import Any
 import numpy as np
 import scipy.linalg
 import scipy.linalg.blas
+import torch
 
 from neurometry.arrays import as_rows
 from neurometry.errors import NeurometryError, did_you_mean
+from neurometry.linalg import as_tensor
 
 RDM_METHODS = ("correlation", "cosine", "euclidean", "sqeuclidean", "mahalanobis", "crossnobis")
 MIN_CONDITIONS = 3
@@ -43,6 +45,8 @@ MIN_CONDITIONS = 3
 # larger ones, and non-symmetric products, go in blocks of about _BLOCK_ELEMENTS entries (32 MiB).
 _SYRK_MAX_N = 4096
 _BLOCK_ELEMENTS = 1 << 22
+# on a device, blocks of about this many float64 entries (256 MiB)
+_DEVICE_BLOCK_ELEMENTS = 1 << 25
 # relative tolerance for the symmetry and zero-diagonal checks of a square RDM read from a file
 _SQUARE_TOL = 1e-8
 
@@ -226,6 +230,7 @@ def compute_rdm(
     shrinkage: str | float | None = None,
     partitions: Any = None,
     name: str = "",
+    device: torch.device | None = None,
 ) -> RDM:
     """The RDM of the rows of ``x``, built from Gram matrices (float64 matmuls, in row blocks).
 
@@ -250,6 +255,9 @@ def compute_rdm(
             with neither ``noise`` nor ``shrinkage`` it uses P = identity (rsatoolbox's default).
         partitions: ``crossnobis`` with 2-D ``x`` only: (n_rows,) partition label of each row.
         name: label stored in the RDM.
+        device: a ``torch.device`` for the Gram products and the dissimilarities made from them (float64,
+            row blocks, each block's pairs brought back as it is done); the rows are centred, scaled and
+            (mahalanobis) whitened on the CPU first, as without it. None: NumPy on the CPU.
 
     ``crossnobis``: for each partition k, the difference vectors of partition k are paired with those of
     the mean of the other partitions (leave one partition out) and the products averaged over k, as
@@ -272,12 +280,12 @@ def compute_rdm(
     if partitions is not None and method != "crossnobis":
         raise NeurometryError(f"partitions= applies to crossnobis only, not {method}")
     if method == "crossnobis":
-        return _crossnobis(x, noise, shrinkage, partitions, name)
+        return _crossnobis(x, noise, shrinkage, partitions, name, device)
 
     label = name or "x"
     rows = as_rows(x, label, min_rows=MIN_CONDITIONS)
     n, d = rows.shape
-    if method in ("correlation", "cosine") and (n - 1) // 2 <= d:
+    if method in ("correlation", "cosine") and (n - 1) // 2 <= d and device is None:
         values = _few_conditions_rdm(rows, method)
         if values is not None:
             return RDM(values, n, name)
@@ -303,6 +311,8 @@ def compute_rdm(
                     "use method='euclidean'"
                 )
         unit *= (1.0 / norms)[:, None]
+        if device is not None:
+            return RDM(_device_condensed(unit, unit, device), n, name)
         values = _blocked_condensed(unit, unit, lambda gram, lo, hi: np.subtract(1.0, gram, out=gram), elementwise=True)
         return RDM(values, n, name)
 
@@ -326,6 +336,8 @@ def compute_rdm(
             left[:, varying] = kept @ precision
         scale = 1.0 / d
     norms = np.einsum("ij,ij->i", left, centred)
+    if device is not None:
+        return RDM(_device_condensed(left, centred, device, norms, scale, clip=True), n, name)
 
     def finish(gram: np.ndarray, lo: int, hi: int) -> np.ndarray:
         squared = norms[lo:hi, None] + norms[None, lo:] - 2.0 * gram
@@ -419,7 +431,50 @@ def _blocked_condensed(
     return out
 
 
-def _crossnobis(x: Any, noise: Any, shrinkage: str | float | None, partitions: Any, name: str) -> RDM:
+def _device_condensed(
+    left: np.ndarray,
+    right: np.ndarray,
+    device: torch.device,
+    diagonal: np.ndarray | None = None,
+    scale: float = 1.0,
+    clip: bool = False,
+) -> np.ndarray:
+    """Condensed upper triangle of the dissimilarities from G = left @ right.T (both (n, f)), on ``device``.
+
+    Without ``diagonal`` the rows are unit vectors and the dissimilarity is 1 - g_ij (correlation,
+    cosine); with it, (diagonal_i + diagonal_j - 2 g_ij) * scale, clipped at 0 when ``clip`` (a
+    positive semidefinite form, so below 0 is rounding; crossnobis keeps its negative values). Blocks of
+    rows against the columns to their right, as :func:`_blocked_condensed`; only each block's pairs come back.
+    """
+    n = len(left)
+    out = np.empty(n_pairs(n))
+    lhs = as_tensor(left).to(device, non_blocking=True)
+    rhs = lhs if right is left else as_tensor(right).to(device, non_blocking=True)
+    diag = None if diagonal is None else as_tensor(diagonal).to(device, non_blocking=True)
+    block_rows = max(64, _DEVICE_BLOCK_ELEMENTS // n)
+    position = 0
+    for lo in range(0, n - 1, block_rows):
+        hi = min(lo + block_rows, n - 1)
+        values = lhs[lo:hi] @ rhs[lo:].T
+        if diag is None:
+            values.neg_().add_(1.0)
+        else:
+            values.mul_(-2.0).add_(diag[lo:hi, None]).add_(diag[None, lo:])
+            if clip:
+                values.clamp_(min=0.0)
+            values.mul_(scale)
+        # row r of the block (condition lo + r) keeps columns > r, read row by row: condensed order
+        columns = torch.arange(n - lo, device=device)
+        keep = columns[None, :] > torch.arange(hi - lo, device=device)[:, None]
+        chunk = values[keep].cpu().numpy()
+        out[position : position + len(chunk)] = chunk
+        position += len(chunk)
+    return out
+
+
+def _crossnobis(
+    x: Any, noise: Any, shrinkage: str | float | None, partitions: Any, name: str, device: torch.device | None
+) -> RDM:
     data = _partitioned(x, partitions)
     k, n, d = data.shape
     # distances are translation invariant (the cross terms cancel), so centre for accuracy
@@ -443,6 +498,8 @@ def _crossnobis(x: Any, noise: Any, shrinkage: str | float | None, partitions: A
     left = np.concatenate(weighted, axis=1)
     diagonal = np.einsum("ij,ij->i", left, right)
     scale = 1.0 / (k * (k - 1) * d)
+    if device is not None:
+        return RDM(_device_condensed(left, right, device, diagonal, scale), n, name)
 
     def finish(gram: np.ndarray, lo: int, hi: int) -> np.ndarray:
         # no clipping at 0: crossnobis estimates are negative when the true distance is small

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import scipy.stats
+import torch
 
 from neurometry.arrays import check_same_rows
 from neurometry.compare.rdm import RDM, compute_rdm, index_rows, pair_indices, take_index
@@ -277,14 +278,16 @@ def compare_rdms(a: RDM, b: RDM, method: str = "spearman") -> float:
     return float(np.clip(_dot(unit_a, unit_b), -1.0, 1.0))
 
 
-def _as_rdm(x: Any, rdm_method: str, name: str) -> RDM:
+def _as_rdm(x: Any, rdm_method: str, name: str, device: torch.device | None = None) -> RDM:
     if isinstance(x, RDM):
         return x
     # compute_rdm validates x; its errors name the side (x or y)
-    return compute_rdm(x, rdm_method, name=name)
+    return compute_rdm(x, rdm_method, name=name, device=device)
 
 
-def rsa(x: Any, y: Any, rdm: str = "correlation", compare: str = "spearman") -> float:
+def rsa(
+    x: Any, y: Any, rdm: str = "correlation", compare: str = "spearman", device: torch.device | None = None
+) -> float:
     """RSA between two representations of the same stimuli: compare_rdms(RDM(x), RDM(y)).
 
     Args:
@@ -292,11 +295,13 @@ def rsa(x: Any, y: Any, rdm: str = "correlation", compare: str = "spearman") -> 
             (used as they are).
         rdm: how to build an RDM from activations (:func:`compute_rdm` methods; default 1 - Pearson r).
         compare: how to compare the RDMs (:func:`compare_rdms` methods; default Spearman).
+        device: a ``torch.device`` on which the RDMs are built (:func:`compute_rdm`); the comparison of
+            the two RDMs runs on the CPU. None: NumPy on the CPU.
 
     Kriegeskorte, Mur & Bandettini (2008), Front. Syst. Neurosci. 2:4.
     """
     _check_method(compare)
-    rdm_x, rdm_y = _as_rdm(x, rdm, "x"), _as_rdm(y, rdm, "y")
+    rdm_x, rdm_y = _as_rdm(x, rdm, "x", device), _as_rdm(y, rdm, "y", device)
     check_same_rows(rdm_x, rdm_y)
     return compare_rdms(rdm_x, rdm_y, compare)
 
@@ -332,10 +337,10 @@ def _prepare_rdm(rdm: RDM, method: str) -> RSAState:
     return RSAState(rdm, _unit_vector(method, kept, valid, rdm.n_conditions, _what(rdm)), valid)
 
 
-def _prepare(x: Any, params: Params) -> RSAState:
+def _prepare(x: Any, params: Params, device: torch.device | None = None) -> RSAState:
     method = params["compare"]
     _check_method(method)
-    rdm = x if isinstance(x, RDM) else compute_rdm(x, params["rdm"])
+    rdm = _as_rdm(x, params["rdm"], "", device)
     return _prepare_rdm(rdm, method)
 
 
@@ -377,6 +382,7 @@ register(
         params={"rdm": "correlation", "compare": "spearman"},
         min_rows=3,
         accepts_rdm=True,
+        on_device=True,
     )
 )
 

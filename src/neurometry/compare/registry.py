@@ -11,6 +11,10 @@ A metric is split in two so that a layer x layer matrix does each per-representa
   with replacement) need. Cheap where the state allows it (index a Gram matrix or an RDM), else it
   re-prepares from the rows it keeps.
 
+A metric with ``on_device`` also takes ``prepare(x, params, device=...)`` (a ``torch.device``): its heavy
+work then runs there with torch, and its ``score`` and ``take`` follow the state. The others always run on
+the CPU.
+
 A new metric plugs in with :func:`register`; its name is the one used by the CLI and in JSON.
 """
 
@@ -41,6 +45,7 @@ class Metric:
         min_rows: fewest stimuli the metric accepts (checked before ``prepare``).
         accepts_rdm: True when ``prepare`` also takes a precomputed RDM (only ``rsa``).
         higher_is_similar: False for distances (procrustes), so a permutation test looks at the lower tail.
+        on_device: True when ``prepare`` takes ``device=`` (cka, rsa, mutual_knn, cknna, cycle_knn).
     """
 
     name: str
@@ -52,6 +57,7 @@ class Metric:
     min_rows: int = 3
     accepts_rdm: bool = False
     higher_is_similar: bool = True
+    on_device: bool = False
 
     def resolve(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with ``params``; an unknown name is an error naming the known ones."""

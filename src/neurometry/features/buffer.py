@@ -1,21 +1,31 @@
-"""Training rows for decompositions: a held-out tail and a shuffling buffer over ``store.iter_chunks``.
+"""Training rows for decompositions: a held-out tail and a shuffling buffer over the stored rows.
 
 Rows of a ``reduce=tokens`` run come input by input, so consecutive rows are tokens of one text. The
 buffer mixes them: it holds ``capacity`` rows from many inputs, shuffles, emits half as batches and
 refills that half from the stream (the scheme of SAELens' activation store). Only the buffer is ever
 in memory, so the training rows may exceed it. The order is a pure function of the seed, so a
 resumed run replays it and skips the batches already trained on.
+
+For training on CUDA the buffer is a tensor on the GPU when it fits (:func:`buffer_fits_on`), shuffled
+there by the same permutations (drawn on the CPU), so the batches are the same rows in the same order
+on every device. Rows are read through :class:`StoredRows`, which may run in a background thread
+(:mod:`neurometry.features.prefetch`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from neurometry.errors import NeurometryError
-from neurometry.store.store import Store
+from neurometry.store.store import Store, bfloat16_bits_to_float32
+
+DEVICE_BUFFER_SHARE = 0.25
+"""A buffer lives on the GPU when it and its two transient copies (the shuffled one and the emitted
+half) take at most this share of the GPU's free memory; the rest is the SAE's and Adam's."""
 
 
 def held_out_start(store: Store, point: str, run: str | None, fraction: float) -> int:
@@ -53,6 +63,39 @@ def row_mask(store: Store, point: str, run: str | None, min_position: int) -> np
     return meta["position"].to_numpy()[: info.n_rows] >= min_position
 
 
+class StoredRows:
+    """Rows of a stored point as float32 (rows, d) blocks, like ``store.iter_chunks`` with the catalog
+    read now, in the calling thread: a store's SQLite connection serves only the thread that opened it,
+    while the blocks are read in the prefetcher's (the chunk files are plain file reads).
+
+    ``d`` is the flattened feature size (``width``); ``info`` the point's :class:`PointInfo`.
+    """
+
+    def __init__(self, store: Store, point: str, run: str | None, chunk_rows: int = 8192):
+        self.info = store.point_info(point, run)
+        self.files = store.chunk_files(self.info)
+        self.width = int(math.prod(self.info.shape))
+        self.chunk_rows = chunk_rows
+
+    def __call__(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Rows [start, stop) in consecutive blocks of ``chunk_rows`` (the last may be shorter)."""
+        stop = self.info.n_rows if stop is None else min(stop, self.info.n_rows)
+        for begin in range(start, stop, self.chunk_rows):
+            block = self.files.read(begin, min(begin + self.chunk_rows, stop))
+            if self.info.dtype == "bfloat16":
+                block = bfloat16_bits_to_float32(block)
+            yield np.asarray(block, dtype=np.float32).reshape(len(block), self.width)
+
+
+def buffer_fits_on(device: torch.device, rows: int, width: int, share: float = DEVICE_BUFFER_SHARE) -> bool:
+    """Whether a shuffling buffer of ``rows`` x ``width`` float32 is held on ``device``: only CUDA, and
+    only when 3 copies of it fit in ``share`` of the free memory (``torch.cuda.mem_get_info``)."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return 3 * rows * width * 4 <= share * free
+
+
 class ShufflingBuffer:
     """Batches (batch_size, d) float32 of rows [0, stop) of a point, shuffled through a buffer.
 
@@ -64,6 +107,9 @@ class ShufflingBuffer:
         seed: the order of rows depends on it and on nothing else.
         chunk_rows: rows read from the store at a time.
         keep: boolean mask over the point's rows (:func:`row_mask`); rows marked False are skipped.
+        device: where the batches are used; on CUDA the buffer is held there when it fits
+            (:func:`buffer_fits_on`), else (and on every other device) it is a CPU tensor. The rows and
+            their order do not depend on it.
     """
 
     def __init__(
@@ -77,6 +123,7 @@ class ShufflingBuffer:
         seed: int = 0,
         chunk_rows: int = 8192,
         keep: np.ndarray | None = None,
+        device: torch.device | str | None = None,
     ):
         self.keep = keep
         usable = stop if keep is None else int(keep[:stop].sum())
@@ -90,17 +137,21 @@ class ShufflingBuffer:
         self.seed = seed
         self.chunk_rows = chunk_rows
         self.usable = usable
+        self.rows = StoredRows(store, point, run, chunk_rows)
+        target = torch.device("cpu") if device is None else torch.device(device)
+        self.holder = target if buffer_fits_on(target, self.capacity, self.rows.width) else torch.device("cpu")
 
     def batches_per_epoch(self) -> int:
         return self.usable // self.batch_size
 
     def epoch(self, index: int) -> Iterator[torch.Tensor]:
-        """The batches of one pass over the rows; the order differs per epoch ``index``.
+        """The batches (batch_size, d) float32, on ``holder``, of one pass over the rows; the order differs
+        per epoch ``index``.
 
         The last partial batch of an epoch is dropped, so every batch has ``batch_size`` rows.
         """
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        chunks = self.store.iter_chunks(self.point, self.run, chunk_rows=self.chunk_rows, stop=self.stop)
+        chunks = self.rows(0, self.stop)
         exhausted = False
         at = 0
 
@@ -108,25 +159,26 @@ class ShufflingBuffer:
             nonlocal exhausted, at
             got, count = [], 0
             while count < rows and not exhausted:
-                chunk = next(chunks, None)
-                if chunk is None:
+                block = next(chunks, None)
+                if block is None:
                     exhausted = True
                     break
-                block = np.asarray(chunk, dtype=np.float32).reshape(len(chunk), -1)
+                n = len(block)
                 if self.keep is not None:
-                    block = block[self.keep[at : at + len(chunk)]]
-                at += len(chunk)
+                    block = block[self.keep[at : at + n]]
+                at += n
                 t = torch.from_numpy(block)
                 if not torch.isfinite(t).all():
                     raise NeurometryError(f"{self.point} holds NaN or Inf activations; re-record or drop those inputs")
-                got.append(t)
+                got.append(t.to(self.holder))
                 count += len(t)
             return got
 
         buf = torch.cat(read(self.capacity))
         leftover = buf[:0]
         while len(buf):
-            buf = buf[torch.randperm(len(buf), generator=gen)]
+            # drawn on the CPU whatever the holder: the same permutation, so the same order, on every device
+            buf = buf[torch.randperm(len(buf), generator=gen).to(self.holder)]
             half = len(buf) if exhausted else len(buf) // 2  # emit half, keep half to mix with new rows
             out = torch.cat([leftover, buf[:half]])
             full = len(out) // self.batch_size * self.batch_size

@@ -8,6 +8,10 @@
   loss recovered = (L_zero - L_spliced) / (L_zero - L_clean), 1 for a perfect reconstruction and 0 for
   one no better than zero-ablation (Bricken et al. 2023, "Towards Monosemanticity"; Gao et al. 2024;
   SAELens' ``ce_loss_score``).
+
+Both run where the SAE's weights are (``sae.to(device)``); the stored rows are read ahead in a background
+thread and sent there (:class:`~neurometry.features.prefetch.Prefetcher`), and a model's token batches are
+moved to the model's device.
 """
 
 from __future__ import annotations
@@ -19,14 +23,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
-from neurometry.features.buffer import row_mask
+from neurometry.features.buffer import StoredRows, row_mask
 from neurometry.features.metrics import ReconstructionAccumulator, ReconstructionMetrics
+from neurometry.features.prefetch import Prefetcher, read_ahead_depth
 from neurometry.features.sae import SparseAutoencoder
+from neurometry.models.devices import inputs_to
 from neurometry.models.hooks import hooked, require_text, token_point, unembedding
 from neurometry.models.loaded import LoadedModel
 from neurometry.store.results import SAE_EVAL, Result
@@ -70,8 +75,9 @@ def evaluate_sae(
     chunk_rows: int = 8192,
     progress: bool = True,
     min_position: int | None = None,
+    prefetch: bool | None = None,
 ) -> ReconstructionMetrics:
-    """Reconstruction metrics of ``sae`` on rows ``[start, stop)`` of a stored point.
+    """Reconstruction metrics of ``sae`` on rows ``[start, stop)`` of a stored point, computed on the SAE's device.
 
     Args:
         sae: an SAE whose ``d_in`` equals the point's (flattened) feature size.
@@ -82,6 +88,8 @@ def evaluate_sae(
         progress: a progress bar on stderr when there are at least ``PROGRESS_MIN_CHUNKS`` blocks.
         min_position: token rows at positions below this are left out (default: the SAE's training
             setting, ``cfg.extra["min_position"]``, else 0); see :func:`neurometry.features.buffer.row_mask`.
+        prefetch: read the blocks in a background thread (the same blocks; False: in this one;
+            None, the default: on CUDA only).
 
     Returns:
         :class:`~neurometry.features.metrics.ReconstructionMetrics` (float64 accumulation).
@@ -89,32 +97,29 @@ def evaluate_sae(
     if chunk_rows < 1:
         raise NeurometryError(f"chunk_rows must be at least 1, got {chunk_rows}")
     info = store.point_info(point, run)
-    width = check_point_width(sae, info.shape, point)
+    check_point_width(sae, info.shape, point)
     start, stop = _row_range(info.n_rows, start, stop, point)
     if min_position is None:
         min_position = int(sae.cfg.extra.get("min_position", 0))
     keep = row_mask(store, point, info.run_id, min_position)
     device = _sae_device(sae)
+    blocks = StoredRows(store, point, info.run_id, chunk_rows)
     accumulator = ReconstructionAccumulator()
     n_chunks = -(-(stop - start) // chunk_rows)
     bar = tqdm(
         total=stop - start, unit="row", desc=f"evaluate SAE on {point}", file=sys.stderr,
         disable=not progress or n_chunks < PROGRESS_MIN_CHUNKS, dynamic_ncols=True,
     )
-    try:
-        with torch.no_grad():
-            at = start
-            for block in store.iter_chunks(point, run=info.run_id, chunk_rows=chunk_rows, start=start, stop=stop):
-                rows = np.asarray(block, dtype=np.float32).reshape(len(block), width)
-                if keep is not None:
-                    rows = rows[keep[at : at + len(block)]]
-                at += len(block)
-                x = torch.from_numpy(rows).to(device)
-                latents = sae.encode(x)
-                accumulator.update(x, sae.decode(latents), latents)
-                bar.update(len(block))
-    finally:
-        bar.close()
+    with bar, Prefetcher(blocks(start, stop), device, read_ahead_depth(prefetch, device)) as read, torch.no_grad():
+        at = start
+        for x in read:
+            n = len(x)
+            if keep is not None:
+                x = x[torch.from_numpy(keep[at : at + n]).to(device)]
+            at += n
+            latents = sae.encode(x)
+            accumulator.update(x, sae.decode(latents), latents)
+            bar.update(n)
     return accumulator.result()
 
 
@@ -145,10 +150,13 @@ def _logits(output: Any) -> torch.Tensor:
 
 
 def _summed_nll(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> float:
-    """Sum of -log p(next token) over positions whose token and next token are both real (float64)."""
+    """Sum of -log p(next token) over positions whose token and next token are both real (float64, on the
+    logits' device; the CPU for MPS, which has no float64). ``mask``: (batch, tokens - 1)."""
+    if logits.device.type == "mps":
+        logits = logits.cpu()
     logp = torch.log_softmax(logits[:, :-1].double(), dim=-1)
-    picked = logp.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
-    return float(-(picked * mask).sum())
+    picked = logp.gather(-1, input_ids[:, 1:, None].to(logits.device)).squeeze(-1)
+    return float(-(picked * mask.to(logits.device)).sum())
 
 
 def ce_loss_recovered(
@@ -209,6 +217,7 @@ def ce_loss_recovered(
         return new
 
     def run(batch: dict[str, torch.Tensor], replace: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
+        batch = inputs_to(batch, model.device)  # token ids and masks: no cast
         if replace is None:
             return _logits(model.forward(batch))
         with hooked(model, hook_point, replace):

@@ -25,8 +25,9 @@ import torch
 from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
-from neurometry.features.buffer import row_mask
+from neurometry.features.buffer import StoredRows, row_mask
 from neurometry.features.evaluate import PROGRESS_MIN_CHUNKS, check_point_width
+from neurometry.features.prefetch import Prefetcher, read_ahead_depth
 from neurometry.features.sae import SparseAutoencoder
 from neurometry.models.hooks import decode_tokens, require_text, unembedding
 from neurometry.models.loaded import LoadedModel
@@ -259,6 +260,7 @@ def feature_examples(
     seed: int = 0,
     progress: bool = True,
     min_position: int | None = None,
+    prefetch: bool | None = None,
 ) -> FeatureExamples:
     """Per-latent statistics and example token contexts from one streaming pass over a stored point.
 
@@ -289,12 +291,16 @@ def feature_examples(
         progress: a progress bar on stderr for more than a few blocks.
         min_position: rows at token positions below this are skipped (they count in no statistic);
             default: the SAE's training setting ``cfg.extra["min_position"]``, else 0.
+        prefetch: read the blocks in a background thread (the same blocks; False: in this one;
+            None, the default: on CUDA only).
+
+    The SAE runs where its weights are (``sae.to(device)``); the blocks are sent there.
     """
     _check_positive(top=top, quantile_bins=quantile_bins, per_bin=per_bin, chunk_rows=chunk_rows)
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 0:
         raise NeurometryError(f"window must be a non-negative integer, got {window!r}")
     info = _token_run(store, point, run)
-    width = check_point_width(sae, info.shape, point)
+    check_point_width(sae, info.shape, point)
     if info.n_rows == 0:
         raise NeurometryError(f"point {point!r} of run {info.run_id!r} has no stored rows yet")
     if min_position is None:
@@ -312,13 +318,13 @@ def feature_examples(
         disable=not progress or n_chunks < PROGRESS_MIN_CHUNKS, dynamic_ncols=True,
     )
     begin = 0
+    blocks = StoredRows(store, point, info.run_id, chunk_rows)
     try:
-        with torch.no_grad():
-            for block in store.iter_chunks(point, run=info.run_id, chunk_rows=chunk_rows):
-                x = torch.from_numpy(np.asarray(block, dtype=np.float32).reshape(len(block), width)).to(device)
+        with Prefetcher(blocks(), device, read_ahead_depth(prefetch, device)) as read, torch.no_grad():
+            for x in read:
                 z = sae.encode(x)
                 if keep is not None:
-                    z[torch.from_numpy(~keep[begin : begin + len(block)]).to(device)] = 0
+                    z[torch.from_numpy(~keep[begin : begin + len(x)]).to(device)] = 0
                 # the codes are sparse: work on their non-zero entries, in row-major order
                 rows_t, latents_t = torch.nonzero(z > 0, as_tuple=True)
                 values = z[rows_t, latents_t].cpu().numpy()
@@ -327,8 +333,8 @@ def feature_examples(
                 total += np.bincount(latents, weights=values, minlength=d_sae)
                 best.merge(latents, _descending_keys(values), rows, values)
                 reservoir.merge(latents, _uniform_keys(seed, rows, latents, d_sae), rows, values)
-                begin += len(block)
-                bar.update(len(block))
+                begin += len(x)
+                bar.update(len(x))
     finally:
         bar.close()
     contexts = TokenContexts(store, info.run_id, begin, window)

@@ -24,14 +24,16 @@ _TO_SAELENS = {"topk": "topk", "relu": "standard", "jumprelu": "jumprelu", "batc
 _FROM_SAELENS = {"topk": "topk", "standard": "relu", "jumprelu": "jumprelu"}
 
 
-def save_sae(folder: str | Path, sae: SparseAutoencoder) -> Path:
-    """Write ``folder/cfg.json`` and ``folder/sae_weights.safetensors`` (float32); returns the folder.
+def save_sae(folder: str | Path, sae: SparseAutoencoder, *, device: str = "cpu") -> Path:
+    """Write ``folder/cfg.json`` and ``folder/sae_weights.safetensors`` (float32, from CPU copies wherever
+    ``sae`` lives); returns the folder. ``device`` is recorded as cfg.json's ``device``: where the SAE was
+    trained (SAELens' loader takes its own ``device`` argument instead).
 
     Weights holding NaN or Inf are refused before anything is written."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    tensors = {name: t.to(torch.float32).contiguous() for name, t in sae.inference_state().items()}
+    tensors = {name: t.to("cpu", torch.float32).contiguous() for name, t in sae.inference_state().items()}
     bad = [name for name, t in tensors.items() if not bool(torch.isfinite(t).all())]
     if bad:
         raise NeurometryError(f"SAE tensors {', '.join(bad)} hold NaN or Inf; not saving them to {folder}")
@@ -42,7 +44,7 @@ def save_sae(folder: str | Path, sae: SparseAutoencoder) -> Path:
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
         "dtype": "float32",
-        "device": "cpu",
+        "device": device,
         "apply_b_dec_to_input": True,
         "normalize_activations": "none",  # any input scaling used in training is folded into the weights
         "reshape_activations": "none",

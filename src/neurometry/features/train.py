@@ -32,6 +32,14 @@ written every ``checkpoint_every`` steps and at the end, each time with the SAE 
 run leaves a usable SAE. Training again into the same folder
 with the same settings resumes from the checkpoint: the batch order is replayed and the batches
 already seen are skipped, so the result equals an uninterrupted run.
+
+Devices (``device``: ``cpu|cuda|cuda:N|mps|auto``): the SAE's parameters and Adam's state live on the
+device; the scale and b_dec are estimated on the CPU, and checkpoints and saved weights are CPU float32
+copies, so a run checkpointed on a GPU resumes on the CPU and the other way round (the same row
+order; the arithmetic, and so the weights, differ in the last bits between devices). ``cfg.json``
+records the device as ``device``. On CUDA batches are read ahead in a background thread
+(:class:`~neurometry.features.prefetch.Prefetcher`; ``prefetch=True`` asks for it on any device), which
+gives the same batches.
 """
 
 from __future__ import annotations
@@ -51,7 +59,9 @@ from tqdm.auto import tqdm
 from neurometry.errors import NeurometryError
 from neurometry.features.buffer import ShufflingBuffer, held_out_start, row_mask
 from neurometry.features.io import save_sae
+from neurometry.features.prefetch import Prefetcher, read_ahead_depth
 from neurometry.features.sae import SAEConfig, SparseAutoencoder
+from neurometry.models.devices import device_name, resolve_device
 from neurometry.store import open_store
 
 CHECKPOINT_DIR = "checkpoint"
@@ -216,11 +226,17 @@ class _Trainer:
     def __init__(self, sae: SparseAutoencoder, train: TrainConfig, total_steps: int):
         self.sae, self.train, self.total_steps = sae, train, total_steps
         self.opt = torch.optim.Adam(sae.parameters(), lr=train.lr, betas=(0.9, 0.999))
-        self.rows_since_fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
+        self.device = sae.W_dec.device
+        self.rows_since_fired = torch.zeros(sae.cfg.d_sae, dtype=self.counter_dtype, device=self.device)
         self.step = 0
         self.rows_seen = 0
         self.input_scale = 1.0
         self.history: list[dict[str, float]] = []
+
+    @property
+    def counter_dtype(self) -> torch.dtype:
+        """float64 for the rows-since-fired counters, float32 on MPS (which has no float64)."""
+        return torch.float32 if self.device.type == "mps" else torch.float64
 
     def lr_at(self, step: int) -> float:
         warm = max(1, self.total_steps // 100)
@@ -307,7 +323,8 @@ class _Trainer:
         err = x - sae(x)
         weights = (err * err).sum(1)
         gen = torch.Generator().manual_seed(self.train.seed + self.step)
-        pick = torch.multinomial(weights + 1e-12, len(dead), replacement=True, generator=gen)
+        # drawn on the CPU (the seeded generator's device) on every device
+        pick = torch.multinomial((weights + 1e-12).cpu(), len(dead), replacement=True, generator=gen).to(err.device)
         directions = err[pick] / err[pick].norm(dim=1, keepdim=True).clamp_min(1e-12)
         alive = ~self.dead_mask()
         enc_norm = float(sae.W_enc[:, alive].norm(dim=0).mean()) if bool(alive.any()) else 1.0
@@ -372,15 +389,19 @@ class _Trainer:
         self.check_finite()
         ck = folder / CHECKPOINT_DIR
         ck.mkdir(parents=True, exist_ok=True)
-        tensors = {f"param.{k}": v.detach().clone() for k, v in self.sae.state_dict().items()}
+
+        def cpu(value: torch.Tensor) -> torch.Tensor:  # a copy on the CPU: the checkpoint resumes on any device
+            return value.detach().to("cpu", copy=True)
+
+        tensors = {f"param.{k}": cpu(v) for k, v in self.sae.state_dict().items()}
         names = {id(p): n for n, p in self.sae.named_parameters()}
         for param, state in self.opt.state.items():
             for key in ("exp_avg", "exp_avg_sq", "step"):
                 if key in state:
                     value = state[key]
                     value = value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
-                    tensors[f"adam.{names[id(param)]}.{key}"] = value.detach().clone().reshape(value.shape)
-        tensors["rows_since_fired"] = self.rows_since_fired.clone()
+                    tensors[f"adam.{names[id(param)]}.{key}"] = cpu(value).reshape(value.shape)
+        tensors["rows_since_fired"] = cpu(self.rows_since_fired).double()
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(ck / "state.safetensors.tmp"))
         (ck / "state.safetensors.tmp").replace(ck / "state.safetensors")
         document = {
@@ -411,10 +432,10 @@ class _Trainer:
         for name, param in params.items():
             if f"adam.{name}.exp_avg" in tensors:
                 state = self.opt.state[param]
-                state["exp_avg"] = tensors[f"adam.{name}.exp_avg"].clone()
-                state["exp_avg_sq"] = tensors[f"adam.{name}.exp_avg_sq"].clone()
-                state["step"] = tensors[f"adam.{name}.step"].clone().reshape(())
-        self.rows_since_fired = tensors["rows_since_fired"].clone()
+                state["exp_avg"] = tensors[f"adam.{name}.exp_avg"].to(param.device, copy=True)
+                state["exp_avg_sq"] = tensors[f"adam.{name}.exp_avg_sq"].to(param.device, copy=True)
+                state["step"] = tensors[f"adam.{name}.step"].clone().reshape(())  # Adam keeps it on the CPU
+        self.rows_since_fired = tensors["rows_since_fired"].to(self.device, self.counter_dtype, copy=True)
         self.step = int(document["step"])
         self.rows_seen = int(document["rows_seen"])
         self.input_scale = float(document["input_scale"])
@@ -433,6 +454,8 @@ def train_sae(
     fresh: bool = False,
     max_steps: int | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
+    prefetch: bool | None = None,
     **sae_settings: Any,
 ) -> TrainResult:
     """Train an SAE on rows of ``point`` of a store and save it (SAELens layout) into ``out``.
@@ -447,7 +470,13 @@ def train_sae(
         fresh: ignore and overwrite an existing checkpoint in ``out`` instead of resuming.
         max_steps: stop after this many steps in total (a later call resumes); for tests and
             time-boxed runs.
+        device: where the SAE trains (``cpu|cuda|cuda:N|mps|auto`` or a ``torch.device``; None: the
+            CPU); resolved before any work, so a missing GPU fails at once.
+        prefetch: read the batches in a background thread (:mod:`neurometry.features.prefetch`);
+            False reads them in this one; None (default) does so on CUDA only. Either gives the same
+            batches, so the same weights.
     """
+    target = resolve_device(device)
     train = train or TrainConfig()
     if max_steps is not None and max_steps < 1:
         raise NeurometryError(f"max_steps (--max-steps) must be at least 1, got {max_steps}")
@@ -468,12 +497,12 @@ def train_sae(
     schedule = plan_schedule(train, stop if keep is None else int(keep[:stop].sum()))
     batch_size = schedule.batch_size
     buffer = ShufflingBuffer(
-        store, point, info.run_id, stop, batch_size, train.buffer_rows, train.seed, keep=keep
+        store, point, info.run_id, stop, batch_size, train.buffer_rows, train.seed, keep=keep, device=target
     )
     per_epoch = buffer.batches_per_epoch()
     total_steps = schedule.steps
     torch.manual_seed(train.seed)
-    sae = SparseAutoencoder(cfg, seed=train.seed)
+    sae = SparseAutoencoder(cfg, seed=train.seed).to(target)  # initialised on the CPU: the same on every device
     trainer = _Trainer(sae, train, total_steps)
     signature = {
         "sae": cfg.to_dict(),
@@ -489,13 +518,13 @@ def train_sae(
             f.unlink()
     if not fresh and trainer.load_checkpoint(folder, signature):
         resumed = trainer.step
-    batches = iter(buffer)
+    source = iter(buffer)
     if resumed:
         for _ in range(resumed):  # replay the row order; no SAE work
-            next(batches)
+            next(source)
     else:
-        # the first shuffled batches of epoch 0 (rows of many inputs) set the scale and b_dec
-        sample = torch.cat(list(itertools.islice(buffer.epoch(0), max(1, 16384 // batch_size))))
+        # the first shuffled batches of epoch 0 (rows of many inputs) set the scale and b_dec, on the CPU
+        sample = torch.cat(list(itertools.islice(buffer.epoch(0), max(1, 16384 // batch_size)))).cpu()
         if train.normalise_input:
             trainer.input_scale = math.sqrt(d_in) / float(sample.norm(dim=1).mean().clamp_min(1e-12))
         with torch.no_grad():
@@ -522,7 +551,7 @@ def train_sae(
         trainer.check_finite()
         trainer.check_finite(current)  # folding the scale in can overflow too
         trainer.save_checkpoint(folder, signature)
-        save_sae(folder, current)
+        save_sae(folder, current, device=device_name(target))
         return current
 
     end = total_steps if max_steps is None else min(total_steps, max_steps)
@@ -532,6 +561,7 @@ def train_sae(
     )
     started = time.perf_counter()
     rows_before = trainer.rows_seen
+    batches = Prefetcher(source, target, depth=read_ahead_depth(prefetch, target))
     try:
         while trainer.step < end:
             x = next(batches) * trainer.input_scale
@@ -547,6 +577,7 @@ def train_sae(
             if trainer.step % train.checkpoint_every == 0 and trainer.step < end:
                 save_current()  # an interrupted run leaves a usable SAE too
     finally:
+        batches.close()
         bar.close()
     seconds = time.perf_counter() - started
     final = save_current()

@@ -16,6 +16,11 @@ Accumulators (the names measures list in ``needs``):
 - ``attention``: per-head sums of row entropies and of the mass on key 0, and counts of real rows.
 - ``groups``: per-input relative rank-1 residuals (rows of one input must be contiguous).
 - ``pair``: sum of row cosines between the chunks and a second, aligned stream.
+
+With a device (``Context.device``, a ``torch.device``; None is the CPU) ``moments`` accumulates its d x d
+sum there, in float64, and the eigenvalues of its finalised scatter are taken there too; ``subsample``'s
+kNN search runs there (:func:`neurometry.measures.intrinsic_dimension.knn`). The other accumulators are
+O(rows x d) sums, no more work than moving the block, and stay on the CPU.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class Context:
     knn_k: int = 2
     classifier: tuple[np.ndarray, np.ndarray] | None = None  # (W (C, d), b (C,))
     shift: np.ndarray | None = None  # float64 mean of the first block, set by run_measures
+    device: torch.device | None = None  # where moments and the kNN search run (None: the CPU)
 
 
 @dataclass
@@ -172,12 +178,14 @@ class Accumulator:
 
 @dataclass
 class MomentsState:
-    """Finalised ``moments``: n rows of d features; ``m2`` = sum of (x - shift)(x - shift)^T."""
+    """Finalised ``moments``: n rows of d features; ``m2`` = sum of (x - shift)(x - shift)^T;
+    ``device``: where :meth:`eigvalsh` decomposes (None: NumPy on the CPU)."""
 
     n: int
     shift: np.ndarray
     sum_shifted: np.ndarray
     m2: np.ndarray
+    device: torch.device | None = None
 
     @property
     def d(self) -> int:
@@ -205,10 +213,17 @@ class MomentsState:
     def eigenvalues(self) -> np.ndarray:
         """Eigenvalues of :attr:`scatter`, descending; those below ``10 d eps lambda_max`` (rounding
         noise of a Gram matrix) are set to 0. Singular values of the centred data are their square roots."""
-        lam = np.linalg.eigvalsh(self.scatter)[::-1].copy()
+        lam = self.eigvalsh(self.scatter)[::-1].copy()
         top = max(lam[0], 0.0)
         lam[lam <= 10 * len(lam) * _EPS * top] = 0.0
         return lam
+
+    def eigvalsh(self, matrix: np.ndarray) -> np.ndarray:
+        """Eigenvalues (ascending) of a symmetric (d, d) float64 matrix, on :attr:`device` if there is one."""
+        if self.device is None:
+            return np.linalg.eigvalsh(matrix)
+        on_device = torch.from_numpy(matrix).to(self.device, non_blocking=True)
+        return torch.linalg.eigvalsh(on_device).cpu().numpy()
 
 
 class Moments(Accumulator):
@@ -221,16 +236,18 @@ class Moments(Accumulator):
 
     def update(self, b: Block) -> None:
         y = torch.from_numpy(b.shifted)
+        if self.ctx.device is not None:
+            y = y.to(self.ctx.device, non_blocking=True)
         if self.m2 is None:
             self.sum = np.zeros(y.shape[1])
-            self.m2 = torch.zeros(y.shape[1], y.shape[1], dtype=torch.float64)
+            self.m2 = torch.zeros(y.shape[1], y.shape[1], dtype=torch.float64, device=y.device)
         self.m2.addmm_(y.T, y)
         self.sum += b.shifted.sum(0)
         self.n += b.rows
 
     def finalize(self) -> MomentsState:
         assert self.m2 is not None and self.sum is not None and self.ctx.shift is not None
-        return MomentsState(self.n, self.ctx.shift, self.sum, self.m2.numpy())
+        return MomentsState(self.n, self.ctx.shift, self.sum, self.m2.cpu().numpy(), self.ctx.device)
 
 
 @dataclass
@@ -446,6 +463,7 @@ class SubsampleState:
     seed: int
     knn_k: int
     _knn: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    device: torch.device | None = None  # where the kNN search runs
 
     @property
     def note(self) -> str:
@@ -458,7 +476,7 @@ class SubsampleState:
         from neurometry.measures.intrinsic_dimension import knn
 
         if self._knn is None or self._knn[0].shape[1] < k:
-            self._knn = knn(self.rows, max(k, self.knn_k))
+            self._knn = knn(self.rows, max(k, self.knn_k), device=self.device)
         return self._knn[0][:, :k], self._knn[1][:, :k]
 
 
@@ -473,7 +491,7 @@ class Subsample(Accumulator):
 
     def finalize(self) -> SubsampleState:
         index, rows = self.reservoir.result()
-        return SubsampleState(self.n, index, rows, self.ctx.seed, self.ctx.knn_k)
+        return SubsampleState(self.n, index, rows, self.ctx.seed, self.ctx.knn_k, device=self.ctx.device)
 
 
 @dataclass

@@ -4,6 +4,9 @@ Both run on the seeded ``subsample`` of at most ``max_rows`` rows (20,000 by def
 the result's ``note``) and share one exact kNN search (:func:`knn`). Conventions follow
 scikit-dimension 0.5 (``skdim.id.TwoNN``, ``skdim.id.MLE``) so that results agree with it to
 rounding on the same data and parameters.
+
+On a device (``device=``, a ``torch.device``) the kNN search is the exact float64 search of every row,
+in blocks there (no screen to certify: the full search is fast there); only the (n, k) results come back.
 """
 
 from __future__ import annotations
@@ -349,15 +352,15 @@ def _k_nearest(x: np.ndarray, i: int, cand: np.ndarray, dist: np.ndarray, idx: n
 
 
 def _brute(x64: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact float64 k nearest of ``rows`` among all rows (full rows, in blocks of BLOCK_BYTES)."""
+    """Exact float64 k nearest of ``rows`` among all rows (full rows, in blocks of BLOCK_BYTES), where x64 is."""
     n = len(x64)
-    dist = torch.empty(len(rows), k, dtype=torch.float64)
-    idx = torch.empty(len(rows), k, dtype=torch.int64)
+    dist = torch.empty(len(rows), k, dtype=torch.float64, device=x64.device)
+    idx = torch.empty(len(rows), k, dtype=torch.int64, device=x64.device)
     step = max(1, BLOCK_BYTES // (8 * n))
     for lo in range(0, len(rows), step):
         r = rows[lo : lo + step]
         full = torch.cdist(x64[r], x64, compute_mode="donot_use_mm_for_euclid_dist")  # from differences
-        full[torch.arange(len(r)), r] = float("inf")
+        full[torch.arange(len(r), device=x64.device), r] = float("inf")
         srt = torch.sort(full, dim=1, stable=True)
         dist[lo : lo + step], idx[lo : lo + step] = srt.values[:, :k], srt.indices[:, :k]
     return dist, idx
@@ -381,7 +384,7 @@ def _each_block(fn: Callable[[torch.Tensor], torch.Tensor], blocks: list[torch.T
         torch.set_num_threads(threads)
 
 
-def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def knn(x: np.ndarray, k: int, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours of every row of X (n, d) among the other rows (Euclidean).
 
     Distances are float64 (the norm of the differences, no matmul shortcut) and ties are
@@ -418,6 +421,10 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
        at most ``FEW_ROWS``, straight on) to the full float64 search. ``KNN_STATS`` counts the rows
        at each stage: on 20,000 x 384 planted-subspace data 0 (k = 2) and 1 (k = 20) fail in bf16.
 
+    With ``device`` (a ``torch.device``) every row takes the full float64 search, in blocks there, and
+    only the results come back: the same neighbours and the same distances up to the order in which
+    each norm's squares are summed.
+
     Returns:
         (distances, indices), both (n, k), sorted by distance, the row itself excluded.
     """
@@ -430,6 +437,11 @@ def knn(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(x64).all():
         raise NeurometryError("knn: the data contain NaN or Inf; remove or fill those rows")
     t64 = torch.from_numpy(x64)
+    if device is not None:
+        dist, idx = _brute(t64.to(device, non_blocking=True), torch.arange(n, device=device), k)
+        KNN_STATS.clear()
+        KNN_STATS.update({"rows": n, "k": k, "brute": n, "device": str(device)})
+        return dist.cpu().numpy(), idx.cpu().numpy()
     # centre on the coordinate-wise median of at most 1024 evenly spaced rows: any fixed vector would do,
     # a robust one keeps a far outlier from inflating every row's norm (and so the rounding bound)
     xc = t64 - t64[:: max(1, n // 1024)].median(0).values
@@ -520,7 +532,12 @@ def _twonn(states: Mapping[str, Any], p: Mapping[str, Any]) -> MeasureResult:
 
 
 def twonn(
-    x: np.ndarray, discard_fraction: float = 0.1, *, seed: int = 0, max_rows: int = 20000
+    x: np.ndarray,
+    discard_fraction: float = 0.1,
+    *,
+    seed: int = 0,
+    max_rows: int = 20000,
+    device: torch.device | None = None,
 ) -> MeasureResult:
     """TwoNN intrinsic dimension of X (n, d) (Facco et al. 2017, Sci. Rep. 7:12140).
 
@@ -532,9 +549,9 @@ def twonn(
     ``docs/measures.md``). Rows with a duplicate (r1 = 0) are dropped, as skdim intends; distances are
     computed from differences, so every duplicate has r1 exactly 0 at any width (skdim's path above 25
     features, sqrt(|x|^2 + |y|^2 - 2 x.y), leaves some a rounding-sized r1 and keeps them). At most
-    ``max_rows`` rows, a seeded subsample, are used.
+    ``max_rows`` rows, a seeded subsample, are used. ``device``: where the kNN search runs (:func:`knn`).
     """
-    return run_one("twonn", x, discard_fraction=discard_fraction, seed=seed, max_rows=max_rows)
+    return run_one("twonn", x, discard_fraction=discard_fraction, seed=seed, max_rows=max_rows, device=device)
 
 
 @register(
@@ -568,7 +585,13 @@ def _mle_id(states: Mapping[str, Any], p: Mapping[str, Any]) -> MeasureResult:
 
 
 def mle_id(
-    x: np.ndarray, n_neighbors: int = 20, comb: str = "mle", *, seed: int = 0, max_rows: int = 20000
+    x: np.ndarray,
+    n_neighbors: int = 20,
+    comb: str = "mle",
+    *,
+    seed: int = 0,
+    max_rows: int = 20000,
+    device: torch.device | None = None,
 ) -> MeasureResult:
     """Maximum-likelihood intrinsic dimension of X (n, d) (Levina & Bickel 2004, NeurIPS).
 
@@ -576,6 +599,8 @@ def mle_id(
     nearest neighbours. ``comb='mle'`` (default) combines them as 1 / mean(1 / local) (MacKay &
     Ghahramani 2005), ``'mean'`` / ``'median'`` as named: scikit-dimension's
     ``MLE().fit(X, n_neighbors=k, comb=comb)``. Rows with a duplicate (R_1 = 0) are dropped. At most
-    ``max_rows`` rows, a seeded subsample, are used.
+    ``max_rows`` rows, a seeded subsample, are used. ``device``: where the kNN search runs (:func:`knn`).
     """
-    return run_one("mle_id", x, n_neighbors=n_neighbors, comb=comb, seed=seed, max_rows=max_rows)
+    return run_one(
+        "mle_id", x, n_neighbors=n_neighbors, comb=comb, seed=seed, max_rows=max_rows, device=device
+    )

@@ -148,7 +148,7 @@ def _coding_rate(states: Mapping[str, Any], p: Mapping[str, Any]) -> MeasureResu
     eps = float(p["eps"])
     if not eps > 0:
         raise NeurometryError(f"coding_rate needs eps > 0, got {eps}")
-    lam = np.maximum(np.linalg.eigvalsh(m.second_moment), 0.0)
+    lam = np.maximum(m.eigvalsh(m.second_moment), 0.0)
     return result(0.5 * np.sum(np.log1p(m.d / (m.n * eps * eps) * lam)))
 
 

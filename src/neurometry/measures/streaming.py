@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from neurometry.errors import NeurometryError, did_you_mean
 from neurometry.measures.accumulators import ACCUMULATORS, MAX_COV_FEATURES, Block, Context
@@ -79,6 +80,7 @@ def run_measures(
     other: Chunks | None = None,
     seed: int = 0,
     max_rows: int = 20000,
+    device: torch.device | None = None,
     **params: Any,
 ) -> dict[str, MeasureResult]:
     """Compute the measures ``names`` over a stream of row chunks, reading the stream once.
@@ -96,6 +98,8 @@ def run_measures(
             same rows, chunked exactly like ``chunks``.
         seed: seed of every random choice (row subsamples).
         max_rows: rows kept in the seeded subsample used by the neighbour estimators and ``nc4``.
+        device: a ``torch.device`` for the covariance accumulation, its eigenvalues and the kNN search
+            (see :mod:`neurometry.measures.accumulators`); None: the CPU.
         **params: measure parameters (see each ``MEASURES[name].params``), e.g. ``n_neighbors=20``.
 
     Returns:
@@ -110,7 +114,7 @@ def run_measures(
     needs = list(dict.fromkeys(n for m in measures for n in m.needs))
     if int(max_rows) < 3:
         raise NeurometryError(f"max_rows must be at least 3, got {max_rows}")
-    ctx = Context(params=merged, seed=int(seed), max_rows=int(max_rows))
+    ctx = Context(params=merged, seed=int(seed), max_rows=int(max_rows), device=device)
     ctx.knn_k = max(2, int(merged.get("n_neighbors", 2)))
 
     def require(what: str, given: Any, need: str) -> None:

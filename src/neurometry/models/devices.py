@@ -65,6 +65,19 @@ def resolve_device(spec: str | torch.device | None = None, *, announce: bool = T
     raise NeurometryError(f"unknown --device {spec!r}; use one of {', '.join(DEVICES)}")
 
 
+def stage_device(spec: str | torch.device | None) -> torch.device | None:
+    """``--device`` (``auto|cpu|cuda|cuda:N|mps`` or a ``torch.device``) as the stages take it: the
+    accelerator, or None for the CPU, whose NumPy paths then run exactly as without the option. A device
+    this machine lacks fails here, in one line, before any work, and so does MPS, which has no float64."""
+    device = resolve_device(spec)
+    if device.type == "mps":
+        raise NeurometryError(
+            "--device mps: measure, compare and probe compute in float64, which MPS does not support; "
+            "use --device cpu or cuda"
+        )
+    return None if device.type == "cpu" else device
+
+
 def resolve_model_dtype(name: str | torch.dtype | None = None) -> torch.dtype:
     """``float32|bfloat16|float16`` (or a floating ``torch.dtype``) as a ``torch.dtype``; ``None`` is float32."""
     if name is None:

@@ -16,6 +16,10 @@
   on standardised activations, mapped back to activation units (divided by each feature's standard
   deviation), so projecting raw activations on it is the probe's logit up to a constant.
 
+``device=`` (a ``torch.device``; None is the CPU) moves LDA's float64 linear algebra there (the Gram or
+covariance matrix, the Ledoit-Wolf sums, the solve); class means and the probe's scikit-learn fit stay
+on the CPU.
+
 The positive class defaults to the larger of the two label values (sorted as ``numpy.unique`` sorts:
 "positive" over "negative", 1 over 0, "present" over "past"), which is scikit-learn's ``classes_[1]``.
 The positive class projects higher on average: for mean difference and LDA by construction
@@ -86,14 +90,17 @@ def _unit(v: np.ndarray, method: str) -> np.ndarray:
     return v / norm
 
 
-def ledoit_wolf_shrinkage(centred: np.ndarray) -> float:
+def ledoit_wolf_shrinkage(centred: np.ndarray, device: torch.device | None = None) -> float:
     """Ledoit-Wolf (2004) shrinkage of the covariance of ``centred`` rows (n, d) towards (trace / d) I.
 
     The formula of scikit-learn's ``ledoit_wolf_shrinkage(X, assume_centered=True)``, computed with
-    the smaller of the two Gram matrices (X^T X or X X^T have the same Frobenius norm) through torch.
+    the smaller of the two Gram matrices (X^T X or X X^T have the same Frobenius norm) through torch,
+    on ``device`` when given.
     """
     n, d = centred.shape
     x = as_tensor(np.ascontiguousarray(centred))
+    if device is not None:
+        x = x.to(device, non_blocking=True)
     gram = x.T @ x if d <= n else x @ x.T
     squared_norms = (x * x).sum(dim=1)
     mu = float(squared_norms.sum()) / (n * d)  # trace(S) / d with S = X^T X / n
@@ -104,7 +111,13 @@ def ledoit_wolf_shrinkage(centred: np.ndarray) -> float:
     return 0.0 if beta <= 0.0 else beta / delta
 
 
-def _lda(x: np.ndarray, is_positive: np.ndarray, difference: np.ndarray, shrinkage: Any) -> np.ndarray:
+def _lda(
+    x: np.ndarray,
+    is_positive: np.ndarray,
+    difference: np.ndarray,
+    shrinkage: Any,
+    device: torch.device | None,
+) -> np.ndarray:
     centred = x.copy()
     centred[is_positive] -= x[is_positive].mean(axis=0)
     centred[~is_positive] -= x[~is_positive].mean(axis=0)
@@ -112,7 +125,7 @@ def _lda(x: np.ndarray, is_positive: np.ndarray, difference: np.ndarray, shrinka
     if isinstance(shrinkage, str):
         if shrinkage != "auto":
             raise NeurometryError(f"shrinkage must be 'auto' or a number in [0, 1], got {shrinkage!r}")
-        amount = ledoit_wolf_shrinkage(centred)
+        amount = ledoit_wolf_shrinkage(centred, device)
     else:
         try:
             amount = float(shrinkage)
@@ -123,13 +136,15 @@ def _lda(x: np.ndarray, is_positive: np.ndarray, difference: np.ndarray, shrinka
         if not 0.0 <= amount <= 1.0:
             raise NeurometryError(f"shrinkage must be 'auto' or a number in [0, 1], got {shrinkage!r}")
     rows = as_tensor(centred)
+    delta = as_tensor(difference.copy())
+    if device is not None:
+        rows, delta = rows.to(device, non_blocking=True), delta.to(device, non_blocking=True)
     target = float((rows * rows).sum()) / (n * d)  # trace(Sigma_w) / d
     if target == 0.0:
         raise NeurometryError(
             "every row equals its class mean, so the within-class covariance is zero; LDA is undefined"
         )
     scatter_weight, ridge = (1.0 - amount) / n, amount * target  # Sigma = scatter_weight X^T X + ridge I
-    delta = as_tensor(difference.copy())
     if ridge == 0.0:
         # no shrinkage: Sigma_w itself must be invertible (its rank is at most n - 2)
         eig, vectors = torch.linalg.eigh(scatter_weight * (rows.T @ rows))
@@ -138,15 +153,16 @@ def _lda(x: np.ndarray, is_positive: np.ndarray, difference: np.ndarray, shrinka
                 f"the within-class covariance of {n} rows and {d} features is singular; "
                 "use shrinkage='auto' or > 0"
             )
-        return (vectors @ ((vectors.T @ delta) / eig)).numpy()
+        return (vectors @ ((vectors.T @ delta) / eig)).cpu().numpy()
     if d <= n:
-        sigma = scatter_weight * (rows.T @ rows) + ridge * torch.eye(d, dtype=torch.float64)
-        return torch.linalg.solve(sigma, delta).numpy()
+        identity = torch.eye(d, dtype=torch.float64, device=rows.device)
+        sigma = scatter_weight * (rows.T @ rows) + ridge * identity
+        return torch.linalg.solve(sigma, delta).cpu().numpy()
     if scatter_weight == 0.0:
         return difference  # lambda = 1: Sigma is a multiple of the identity
     # Woodbury with the n x n Gram matrix: (a X^T X + b I)^-1 = (I - X^T (b/a I + X X^T)^-1 X) / b
-    inner = rows @ rows.T + (ridge / scatter_weight) * torch.eye(n, dtype=torch.float64)
-    return ((delta - rows.T @ torch.linalg.solve(inner, rows @ delta)) / ridge).numpy()
+    inner = rows @ rows.T + (ridge / scatter_weight) * torch.eye(n, dtype=torch.float64, device=rows.device)
+    return ((delta - rows.T @ torch.linalg.solve(inner, rows @ delta)) / ridge).cpu().numpy()
 
 
 def _probe(x: np.ndarray, is_positive: np.ndarray, c: float) -> np.ndarray:
@@ -167,6 +183,7 @@ def direction(
     positive: Any = None,
     shrinkage: float | str = "auto",
     c: float = 1.0,
+    device: torch.device | None = None,
 ) -> np.ndarray:
     """Unit vector in activation space pointing from the negative to the positive class.
 
@@ -179,6 +196,8 @@ def direction(
             more rows than features).
         c: probe only: the inverse L2 penalty of the logistic regression (its ``C``) on standardised
             activations.
+        device: LDA only: a ``torch.device`` for its linear algebra (the others run on the CPU);
+            None: the CPU.
 
     Returns:
         (d,) float64 unit vector; the positive class projects higher.
@@ -194,7 +213,7 @@ def direction(
     if method == "mean_difference":
         return _unit(difference, method)
     if method == "lda":
-        return _unit(_lda(x, is_positive, difference, shrinkage), method)
+        return _unit(_lda(x, is_positive, difference, shrinkage, device), method)
     if isinstance(c, bool) or not isinstance(c, (int, float, np.number)) or not np.isfinite(c) or c <= 0:
         raise NeurometryError(f"c must be a positive number (the inverse penalty), got {c!r}")
     return _unit(_probe(x, is_positive, float(c)), method)

@@ -23,6 +23,9 @@ Conventions (shared by :func:`select_alphas` and :func:`encode`):
   :class:`neurometry.ridge.RidgePath`, the engine linear predictivity uses too.
 - The default penalties are :data:`neurometry.ridge.DEFAULT_ALPHAS` (1e-3 .. 1e5), the grid shared
   with linear predictivity.
+- ``device=`` (a ``torch.device``; None is the CPU) runs every fold's decomposition and products
+  there (:meth:`neurometry.ridge.RidgePath.fit`); fold assignment, the penalty choice and Pearson r
+  stay on the CPU.
 - :func:`select_alphas` scores each penalty and target by the mean squared error of the held-out
   predictions pooled over the folds (each row predicted once), and picks per target the penalty with
   the lowest error; on an exact tie, the larger penalty (the smoother model).
@@ -42,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from neurometry.arrays import as_rows, check_same_rows
 from neurometry.errors import NeurometryError
@@ -77,13 +81,15 @@ def _check_targets(targets: Any) -> np.ndarray:
     return y
 
 
-def _held_out_sse(x: np.ndarray, y: np.ndarray, fold: np.ndarray, grid: np.ndarray) -> np.ndarray:
+def _held_out_sse(
+    x: np.ndarray, y: np.ndarray, fold: np.ndarray, grid: np.ndarray, device: torch.device | None = None
+) -> np.ndarray:
     """Sum over held-out rows of the squared error of every penalty and target (n_alphas, t)."""
     sse = np.zeros((len(grid), y.shape[1]))
     with blas_threads(torch_threads=True):  # small products per fold, through torch (neurometry.threads)
         for f in range(int(fold.max()) + 1):
             test, train = fold == f, fold != f
-            ridge = RidgePath.fit(x[train])
+            ridge = RidgePath.fit(x[train], device=device)
             # copy the fold's rows out of the targets a block of columns at a time: bounded memory
             for block in column_blocks(int(train.sum()), y.shape[1]):
                 sse[:, block] += ridge.held_out_sse(y[train, block], x[test], y[test, block], grid)
@@ -104,6 +110,7 @@ def select_alphas(
     folds: int = 5,
     seed: int = 0,
     groups: Any = None,
+    device: torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """K-fold choice of one ridge penalty per target, for all targets at once.
 
@@ -119,6 +126,7 @@ def select_alphas(
         folds: number of folds; needs n_stimuli >= 2 * folds.
         seed: seed of the fold shuffle.
         groups: optional (n_stimuli,) labels; rows sharing a label stay in one fold.
+        device: a ``torch.device`` for the folds' linear algebra; None: the CPU.
 
     Returns:
         (best penalty per target (n_targets,), cross-validated mean squared error of each penalty
@@ -129,7 +137,7 @@ def select_alphas(
     check_same_rows(x, y, "arrays (x and y)")
     grid = check_alphas(alphas)
     fold = fold_assignment(len(x), folds, seed, groups)
-    mse = _held_out_sse(x, y, fold, grid) / len(x)
+    mse = _held_out_sse(x, y, fold, grid, device) / len(x)
     return grid[_pick(mse, grid)], mse
 
 
@@ -142,6 +150,7 @@ def held_out_predictions(
     seed: int = 0,
     groups: Any = None,
     inner_folds: int = 5,
+    device: torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Nested cross-validated ridge predictions of every target (the predictions :func:`encode` scores).
 
@@ -154,6 +163,7 @@ def held_out_predictions(
     Args:
         x: (n_stimuli, n_features) activations.
         targets: (n_stimuli, n_targets) responses to the same stimuli, same order.
+        device: a ``torch.device`` for the folds' linear algebra; None: the CPU.
 
     Returns:
         (predictions (n_stimuli, n_targets), each row from the model that did not see it; the penalty
@@ -162,11 +172,18 @@ def held_out_predictions(
     x = as_rows(x, "x")
     y = _check_targets(targets)
     check_same_rows(x, y, "arrays (x and targets)")
-    return _nested(x, y, check_alphas(alphas), folds, seed, groups, inner_folds)
+    return _nested(x, y, check_alphas(alphas), folds, seed, groups, inner_folds, device)
 
 
 def _nested(
-    x: np.ndarray, y: np.ndarray, grid: np.ndarray, folds: int, seed: int, groups: Any, inner_folds: int
+    x: np.ndarray,
+    y: np.ndarray,
+    grid: np.ndarray,
+    folds: int,
+    seed: int,
+    groups: Any,
+    inner_folds: int,
+    device: torch.device | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     inner_folds = check_folds(inner_folds, len(x))
     fold = fold_assignment(len(x), folds, seed, groups)
@@ -190,10 +207,10 @@ def _nested(
                 except NeurometryError as error:
                     raise NeurometryError(f"inner cross-validation within outer fold {f}: {error}") from None
                 x_train, y_train = x[train], y[train]
-                mse = _held_out_sse(x_train, y_train, inner, grid)
+                mse = _held_out_sse(x_train, y_train, inner, grid, device)
                 chosen[f] = grid[_pick(mse, grid)]
             # refit on the whole outer training set, each target with its own penalty
-            predictions[test] = RidgePath.fit(x[train]).predict(y[train], x[test], chosen[f])
+            predictions[test] = RidgePath.fit(x[train], device=device).predict(y[train], x[test], chosen[f])
     return predictions, chosen
 
 
@@ -269,6 +286,7 @@ def encode(
     groups: Any = None,
     ceiling: Any = None,
     inner_folds: int = 5,
+    device: torch.device | None = None,
 ) -> EncodingResult:
     """Leak-free encoding model of every target from one point's activations.
 
@@ -287,6 +305,8 @@ def encode(
             one fold, outer and inner.
         ceiling: optional (n_targets,) noise ceiling to normalise r by.
         inner_folds: folds of the penalty selection inside each outer training set.
+        device: a ``torch.device`` for every fold's ridge decomposition and products (scores equal the
+            CPU path's to rounding); None: the CPU.
 
     Raises NeurometryError for NaN / Inf or constant targets (naming how many and which columns),
     mismatched rows, too few rows for the (inner) folds, and a ceiling of the wrong shape.
@@ -304,7 +324,7 @@ def encode(
         if not np.all(np.isfinite(bound)):
             raise NeurometryError("ceiling contains NaN or Inf; give a finite noise ceiling per target")
     grid = check_alphas(alphas)
-    predictions, chosen = _nested(x, y, grid, folds, seed, groups, inner_folds)
+    predictions, chosen = _nested(x, y, grid, folds, seed, groups, inner_folds, device)
     r = pearson_columns(y, predictions)
     alpha = np.sort(chosen, axis=0)[(len(chosen) - 1) // 2]
     normalized = None

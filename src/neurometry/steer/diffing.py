@@ -27,9 +27,11 @@ import numpy as np
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.models.devices import inputs_to
 from neurometry.models.hooks import capture, decode_tokens, require_text, unembedding
 from neurometry.models.loaded import LoadedModel
 from neurometry.steer.evaluate import generations
+from neurometry.steer.precision import check_finite, ran, wide
 from neurometry.store.results import DIFF, Result, set_name
 
 """Catalog result kind of saved model diffing (:func:`save_diff`)."""
@@ -139,6 +141,9 @@ def mean_activation_difference(
         first_k: positions below this index are averaged (at least 1).
         skip_first: positions below this index are left out (0 <= skip_first < first_k).
 
+    Both models run where they are, each on its own device in its own dtype (give them the same ones);
+    the differences are taken and averaged in float64 (float32 on MPS).
+
     Returns ``{point name: (d,) float64 mean difference}`` in the models' point order.
     """
     check_same_architecture(base, finetuned)
@@ -163,18 +168,22 @@ def mean_activation_difference(
         n = min(first_k, batch["input_ids"].shape[1])
         if n == 0:
             raise NeurometryError(f"text {text!r} encodes to no tokens; drop empty texts")
-        _, got_base = capture(base, batch, chosen)
-        _, got_fine = capture(finetuned, batch, finetuned.resolve(names))
+        _, got_base = capture(base, inputs_to(batch, base.device), chosen)
+        _, got_fine = capture(finetuned, inputs_to(batch, finetuned.device), finetuned.resolve(names))
         for name in names:
-            # float64 before subtracting: the difference of two nearby float32 activations
-            diff = got_fine[name][0, skip_first:n].double() - got_base[name][0, skip_first:n].double()
+            # widened before subtracting: the difference of two nearby activations; on the base's device
+            fine = got_fine[name][0, skip_first:n].to(base.device)
+            diff = wide(fine) - wide(got_base[name][0, skip_first:n])
             sums[name] = sums.get(name, 0) + diff.sum(dim=0)
         count += _positions(n, skip_first)
     if count == 0:
         raise NeurometryError(
             f"no text has more than skip_first={skip_first} tokens; give longer texts or lower skip_first"
         )
-    return {name: (sums[name] / count).numpy() for name in names}
+    means = {name: (sums[name] / count).cpu().double() for name in names}
+    for name, mean in means.items():
+        check_finite(mean, base, f"the activation difference at {name}")
+    return {name: mean.numpy() for name, mean in means.items()}
 
 
 def difference_lens(
@@ -212,11 +221,11 @@ def difference_lens(
     scale = float(np.sqrt(width)) if norm is None else float(norm)
     if not np.isfinite(scale) or scale <= 0:
         raise NeurometryError(f"norm must be a positive number, not {norm!r}")
-    h = torch.as_tensor(vec * (scale / length), dtype=head.weight.dtype).reshape(1, 1, -1)
+    h = torch.as_tensor(vec * (scale / length), dtype=head.weight.dtype, device=head.weight.device).reshape(1, 1, -1)
     with torch.no_grad():
         if final_norm is not None:
             h = final_norm(h)
-        logp = torch.log_softmax(head(h)[0, 0].double(), dim=-1)
+        logp = torch.log_softmax(wide(head(h)[0, 0]), dim=-1)
     top = torch.topk(logp, min(top_k, logp.shape[0]))
     tokens = decode_tokens(base, top.indices)
     return [(t, float(p)) for t, p in zip(tokens, top.values.exp().tolist(), strict=True)]
@@ -254,6 +263,8 @@ def save_diff(
     generations: Sequence[dict[str, str]] | None = None,
     generation_point: str | None = None,
     generation_alpha: float | None = None,
+    device: str | None = None,
+    model_dtype: str | None = None,
 ) -> list[dict[str, Any]]:
     """Save a diffing result in ``store``'s catalog (kind ``diff``, one transaction); returns the records.
 
@@ -263,8 +274,11 @@ def save_diff(
     the difference's Euclidean norm, extra = ``n_positions``, the point's index in ``result.differences``
     and, when it was read, its ``lens`` (``[{"token", "prob"}, ...]``). ``generations`` (``[{prompt,
     unsteered, steered}]`` from :func:`steer_with_difference`) go into the extra of ``generation_point``'s
-    record with ``generation_alpha``. The difference vectors themselves are not saved. Saving the same
-    models, settings and texts again replaces the records of the same points.
+    record with ``generation_alpha``. ``device`` and ``model_dtype`` (where and in what precision the models
+    ran, e.g. ``"cuda:0"``, ``"bfloat16"``) go into every record's extra when given; they are not settings
+    of the result set, so a rerun on another device replaces the records. The difference vectors
+    themselves are not saved. Saving the same models, settings and texts again replaces the records of the
+    same points.
     """
     if generations is not None and (generation_point not in result.differences or generation_alpha is None):
         raise NeurometryError(
@@ -275,7 +289,7 @@ def save_diff(
     params = {"first_k": result.first_k, "skip_first": result.skip_first, "texts": texts}
     records = []
     for index, row in enumerate(document["points"]):
-        extra: dict[str, Any] = {"n_positions": result.n_positions, "order": index}
+        extra: dict[str, Any] = {"n_positions": result.n_positions, "order": index, **ran(device, model_dtype)}
         if "lens" in row:
             extra["lens"] = row["lens"]
         if generations is not None and row["point"] == generation_point:

@@ -27,8 +27,10 @@ import numpy as np
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.models.devices import inputs_to
 from neurometry.models.loaded import LoadedModel
 from neurometry.steer.interventions import apply
+from neurometry.steer.precision import check_finite, ran, wide
 from neurometry.store.results import STEER_SWEEP, Result, set_name
 
 STEERING_SETS = ("sentiment", "formality", "english_french")
@@ -69,25 +71,28 @@ def _token_id(model: LoadedModel, text: str) -> int:
     return int(ids[0])
 
 
+def _logits(model: LoadedModel, text: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, vocab) logits of one text in the model's dtype and its (T,) token ids, both on the model's device."""
+    batch = inputs_to(dict(model.tokenizer(text, return_tensors="pt")), model.device)
+    logits = model.module(**batch).logits[0]
+    check_finite(logits, model, f"the logits of {text[:40]!r}")
+    return logits, batch["input_ids"][0]
+
+
 def _next_token_logprobs(model: LoadedModel, prompts: Sequence[str]) -> torch.Tensor:
     """(n, vocab) log-probabilities of the token after each prompt (prompts run one by one: no padding)."""
-    rows = []
     with torch.inference_mode():
-        for prompt in prompts:
-            batch = model.tokenizer(prompt, return_tensors="pt")
-            logits = model.module(**batch).logits[0, -1].double()
-            rows.append(torch.log_softmax(logits, dim=-1))
-    return torch.stack(rows)
+        return torch.stack([torch.log_softmax(wide(_logits(model, prompt)[0][-1]), dim=-1) for prompt in prompts])
 
 
-def _text_logprobs(model: LoadedModel, texts: Sequence[str]) -> list[torch.Tensor]:
-    """Per text, (length - 1, vocab) log-probabilities of each next token."""
+def _text_logprobs(model: LoadedModel, texts: Sequence[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per text, (length - 1, vocab) log-probabilities of each next token and the (length - 1,) ids of those
+    tokens."""
     out = []
     with torch.inference_mode():
         for text in texts:
-            batch = model.tokenizer(text, return_tensors="pt")
-            logits = model.module(**batch).logits[0, :-1].double()
-            out.append((torch.log_softmax(logits, dim=-1), batch["input_ids"][0, 1:]))
+            logits, ids = _logits(model, text)
+            out.append((torch.log_softmax(wide(logits[:-1]), dim=-1), ids[1:]))
     return out
 
 
@@ -106,9 +111,10 @@ def sweep(
         raise NeurometryError("no held-out pairs to evaluate on; give pairs the vector was not built from")
     neutral = list(neutral) if neutral is not None else neutral_texts()
     prompts = [p[side] for p in pairs for side in ("positive", "negative")]
-    target = torch.tensor([_token_id(model, p["target"]) for p in pairs for _ in range(2)])
-    opposite = torch.tensor([_token_id(model, p["opposite"]) for p in pairs for _ in range(2)])
-    rows_index = torch.arange(len(prompts))
+    device = model.device
+    target = torch.tensor([_token_id(model, p["target"]) for p in pairs for _ in range(2)], device=device)
+    opposite = torch.tensor([_token_id(model, p["opposite"]) for p in pairs for _ in range(2)], device=device)
+    rows_index = torch.arange(len(prompts), device=device)
 
     def preference(logprobs: torch.Tensor) -> torch.Tensor:
         return logprobs[rows_index, target] - logprobs[rows_index, opposite]
@@ -123,7 +129,7 @@ def sweep(
         kl_terms, nll, count = [], 0.0, 0
         for (base, ids), (steered, _) in zip(base_text, steered_text, strict=True):
             kl_terms.append((base.exp() * (base - steered)).sum(-1))
-            nll -= float(steered[torch.arange(len(ids)), ids].sum())
+            nll -= float(steered[torch.arange(len(ids), device=device), ids].sum())
             count += len(ids)
         kl = float(torch.cat(kl_terms).mean())
         rows.append(SweepRow(float(alpha), shift, max(kl, 0.0), float(np.exp(nll / count))))
@@ -141,7 +147,7 @@ def generations(
     """Greedy continuations of each prompt, unsteered and steered: ``[{prompt, unsteered, steered}]``."""
     table = []
     for prompt in prompts:
-        batch = model.tokenizer(prompt, return_tensors="pt")
+        batch = inputs_to(dict(model.tokenizer(prompt, return_tensors="pt")), model.device)
         batch.pop("token_type_ids", None)  # BERT-style tokenizers add them; causal LMs' generate refuses them
         kwargs = dict(
             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=model.tokenizer.eos_token_id
@@ -181,6 +187,8 @@ def save_sweep(
     vector_metadata: dict[str, Any] | None = None,
     generations: Sequence[dict[str, str]] | None = None,
     generation_alpha: float | None = None,
+    device: str | None = None,
+    model_dtype: str | None = None,
 ) -> list[dict[str, Any]]:
     """Save a sweep in ``store``'s catalog (kind ``steer_sweep``, one transaction); returns the records.
 
@@ -189,8 +197,9 @@ def save_sweep(
     "pairs"}`` (``pairs``: the set or file evaluated on), value = ``target_logprob_shift``, extra = the
     other :class:`SweepRow` fields (``kl``, ``perplexity``), ``n_pairs`` and ``vector`` (the vector file's
     metadata: method, norm, train pairs, ...). ``generations`` (``[{prompt, unsteered, steered}]`` from
-    :func:`generations`) go into the extra of the row whose alpha is ``generation_alpha``. Saving the same
-    vector, point and pairs again replaces the rows of the same alphas.
+    :func:`generations`) go into the extra of the row whose alpha is ``generation_alpha``; ``device`` and
+    ``model_dtype`` (where and in what precision the model ran) into every row's extra when given. Saving
+    the same vector, point and pairs again replaces the rows of the same alphas.
     """
     if generations is not None and generation_alpha not in {r.alpha for r in rows}:
         alphas = ", ".join(f"{r.alpha:g}" for r in rows)
@@ -202,7 +211,7 @@ def save_sweep(
     records = []
     for row in rows:
         extra: dict[str, Any] = {name: getattr(row, name) for name in others}
-        extra.update(n_pairs=n_pairs, vector=vector)
+        extra.update(n_pairs=n_pairs, vector=vector, **ran(device, model_dtype))
         if generations is not None and row.alpha == generation_alpha:
             extra["generations"] = [dict(g) for g in generations]
         records.append(

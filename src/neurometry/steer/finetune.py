@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from neurometry.models import load_model
 from neurometry.models.cache import cache_root
+from neurometry.models.devices import inputs_to
 from neurometry.models.loaded import LoadedModel
 
 TEMPLATES = [
@@ -66,7 +67,7 @@ def finetune(model, steps: int, batch_size: int, lr: float, seed: int) -> None:
     start = time.perf_counter()
     for step in range(steps):
         chunk = rng.sample(texts, batch_size)
-        batch = tok(chunk, return_tensors="pt", padding=True)
+        batch = inputs_to(dict(tok(chunk, return_tensors="pt", padding=True)), model.device)  # trains where it is
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
         loss = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
         opt.zero_grad()

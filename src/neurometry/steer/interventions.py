@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.models.devices import inputs_to
 from neurometry.models.hooks import Positions, adding, capture, hooked, removing, token_point
 from neurometry.models.loaded import LoadedModel
 from neurometry.models.points import HookPoint
@@ -66,7 +67,8 @@ def apply(
             Without a KV cache each pass holds the whole sequence so far and the indices apply to
             it (negative indices then follow the growing end).
 
-    The addition happens in the activation's dtype (the vector is cast to it).
+    The addition happens in the activation's dtype: ``alpha * vector`` is formed in float64 and cast once
+    to the model's device and dtype (float32, bfloat16 or float16).
     """
     try:
         alpha = float(alpha)
@@ -76,7 +78,8 @@ def apply(
         raise NeurometryError(f"alpha must be finite, got {alpha}")
     hook_point = token_point(model, point)
     direction = _vector(vector, "vector")
-    with adding(model, hook_point, alpha * direction, positions):
+    delta = (alpha * direction).to(device=model.device, dtype=model.dtype)
+    with adding(model, hook_point, delta, positions):
         yield
 
 
@@ -93,7 +96,7 @@ def ablate_direction(model: LoadedModel, direction: Any, points: str | Sequence[
     norm = float(torch.linalg.vector_norm(unit))
     if norm == 0.0:
         raise NeurometryError("the direction is zero; it has nothing to ablate")
-    unit = unit / norm
+    unit = (unit / norm).to(device=model.device, dtype=model.dtype)
     patterns = [points] if isinstance(points, str) else list(points)
     found = model.resolve(patterns)
     for p in found:
@@ -237,7 +240,7 @@ def mean_head_output(model: LoadedModel, prompts: list[str], layer: int, head: i
         raise NeurometryError(f"head {head} is outside 0..{n_heads - 1}")
     point = HookPoint("head_input", proj_path, "tokens", "input")
     encoded = dict(model.tokenizer(list(prompts), return_tensors="pt", padding=True))
-    _, captured = capture(model, encoded, [point], stop_early=True)
-    heads = captured[point.name][..., head * head_dim : (head + 1) * head_dim].to(torch.float64)
+    _, captured = capture(model, inputs_to(encoded, model.device), [point], stop_early=True)
+    heads = captured[point.name][..., head * head_dim : (head + 1) * head_dim].cpu().to(torch.float64)
     mask = encoded["attention_mask"].bool()
     return heads[mask].mean(dim=0).numpy()

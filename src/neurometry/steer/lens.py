@@ -20,9 +20,11 @@ import numpy as np
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.models.devices import inputs_to
 from neurometry.models.hooks import capture, decode_tokens, encode_prompt, single_token_id, unembedding
 from neurometry.models.loaded import LoadedModel
 from neurometry.models.points import HookPoint
+from neurometry.steer.precision import check_finite, wide
 
 
 @dataclass
@@ -83,9 +85,10 @@ def lens_logits(
 ) -> tuple[list[str], torch.Tensor, list[str], int]:
     """Lens logits of every point at one position.
 
-    Returns ``(point names, logits (P, vocab) float32, prompt tokens, position)``: row i is
+    Returns ``(point names, logits (P, vocab), prompt tokens, position)``: row i is
     ``lm_head(final_norm(h_i))`` for the point's activation h_i (d,) at ``position`` (negative
-    counts from the end); a ``final_norm`` point is unembedded without normalising it again.
+    counts from the end); a ``final_norm`` point is unembedded without normalising it again. The
+    logits are in the model's dtype, on its device.
     """
     chosen = _lens_points(model, points)
     batch = encode_prompt(model, prompt)
@@ -95,7 +98,7 @@ def lens_logits(
             f"position {position} is outside the prompt's {n_tok} tokens; use -{n_tok}..{n_tok - 1}"
         )
     pos = position % n_tok
-    _, cached = capture(model, batch, chosen)
+    _, cached = capture(model, inputs_to(batch, model.device), chosen)
     norm, head = unembedding(model)
     width = head.weight.shape[-1] if hasattr(head, "weight") else None
     rows = []
@@ -111,7 +114,9 @@ def lens_logits(
             if norm is not None and p.name != "final_norm":
                 h = norm(h)
             rows.append(head(h)[0, 0])
-    return [p.name for p in chosen], torch.stack(rows), decode_tokens(model, batch["input_ids"][0]), pos
+    logits = torch.stack(rows)
+    check_finite(logits, model, "the lens logits")
+    return [p.name for p in chosen], logits, decode_tokens(model, batch["input_ids"][0]), pos
 
 
 def logit_lens(
@@ -133,20 +138,21 @@ def logit_lens(
         target: a string that encodes to exactly one token; its rank (0 = top) and
             probability are reported per point.
 
-    Returns a ``LensResult``; probabilities are a float64 softmax of the lens logits.
+    Returns a ``LensResult``; probabilities are a float64 softmax of the lens logits (widened from the
+    model's dtype), ranks compare the logits as the model gave them.
     """
     if top_k < 1:
         raise NeurometryError(f"top_k must be at least 1, not {top_k}")
     target_id = single_token_id(model, target) if target is not None else None
     names, logits, tokens, pos = lens_logits(model, prompt, points, position)
-    logp = torch.log_softmax(logits.double(), dim=-1)
+    logp = torch.log_softmax(wide(logits), dim=-1)
     k = min(top_k, logp.shape[-1])
     top = torch.topk(logp, k, dim=-1)
     top_tokens = [decode_tokens(model, row) for row in top.indices]
     result = LensResult(
         points=names,
         top_tokens=top_tokens,
-        top_probs=top.values.exp().numpy(),
+        top_probs=top.values.exp().cpu().numpy(),
         target=target,
         position=pos,
         tokens=tokens,
@@ -154,6 +160,6 @@ def logit_lens(
     if target_id is not None:
         own = logits[:, target_id : target_id + 1]
         # rank = how many tokens score strictly higher (ties share the better rank)
-        result.target_rank = (logits > own).sum(dim=-1).numpy().astype(np.int64)
-        result.target_prob = logp[:, target_id].exp().numpy()
+        result.target_rank = (logits > own).sum(dim=-1).cpu().numpy().astype(np.int64)
+        result.target_prob = logp[:, target_id].exp().cpu().numpy()
     return result

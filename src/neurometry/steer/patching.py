@@ -41,9 +41,11 @@ import numpy as np
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.models.devices import inputs_to
 from neurometry.models.hooks import capture, decode_tokens, encode_prompt, hooked, single_token_id
 from neurometry.models.loaded import LoadedModel
 from neurometry.models.points import HookPoint
+from neurometry.steer.precision import check_finite, ran
 from neurometry.store.results import PATCH, Result
 
 """Catalog result kind of saved activation patching (:func:`save_patching`)."""
@@ -121,16 +123,18 @@ def logit_difference(logits: Any, correct_id: int, wrong_id: int) -> np.ndarray 
     """logit(correct) - logit(wrong) at the last position, in float64.
 
     Args:
-        logits: (..., T, vocab) tensor or array (e.g. a model's (B, T, V) output, or (T, V)).
+        logits: (..., T, vocab) tensor (any device and dtype) or array (e.g. a model's (B, T, V) output,
+            or (T, V)).
         correct_id, wrong_id: token ids.
 
     Returns a float for (T, V) input, else an array of the leading shape.
     """
-    x = logits.detach().cpu() if isinstance(logits, torch.Tensor) else torch.as_tensor(np.asarray(logits))
+    x = logits.detach() if isinstance(logits, torch.Tensor) else torch.as_tensor(np.asarray(logits))
     if x.ndim < 2:
         raise NeurometryError(f"logits must have shape (..., tokens, vocab), not {tuple(x.shape)}")
-    last = x[..., -1, :].double()
-    diff = (last[..., correct_id] - last[..., wrong_id]).numpy()
+    # the two logits only leave the device, widened exactly on the CPU (float64 exists on every device there)
+    last = x[..., -1, [correct_id, wrong_id]].cpu().double()
+    diff = (last[..., 0] - last[..., 1]).numpy()
     return float(diff) if diff.ndim == 0 else diff
 
 
@@ -197,8 +201,11 @@ def patch_residual(
         heads: also patch each attention head's output at all positions (``head_scores``).
         batch_size: corrupted-prompt copies run per forward pass (one patch per row).
 
+    The runs happen on the model's device in its dtype; logit differences and scores are float64.
+
     Returns a ``PatchResult``; raises ``NeurometryError`` when the lengths differ, an answer is
-    not one token, or the clean and corrupted runs give the same logit difference.
+    not one token, the clean and corrupted runs give the same logit difference, or a half-precision
+    model overflows.
     """
     ids = (single_token_id(model, correct, "correct answer"), single_token_id(model, wrong, "wrong answer"))
     if ids[0] == ids[1]:
@@ -229,8 +236,12 @@ def patch_residual(
         bad_pts = [p.name for p in chosen if p.kind != "tokens"]
         raise NeurometryError(f"patching needs per-token points (resid.*, attn_out.*, ...), not {bad_pts}")
     hpoints = head_points(model) if heads else []
+    device = model.device
+    clean_b, corr_b = inputs_to(clean_b, device), inputs_to(corr_b, device)
     clean_out, cache = capture(model, clean_b, chosen + hpoints)
     corr_out, _ = capture(model, corr_b, [])
+    check_finite(clean_out.logits[0, -1], model, "the clean run's last logits")
+    check_finite(corr_out.logits[0, -1], model, "the corrupted run's last logits")
     clean_ld = float(logit_difference(clean_out.logits[0], *ids))
     corr_ld = float(logit_difference(corr_out.logits[0], *ids))
     denom = clean_ld - corr_ld
@@ -246,8 +257,8 @@ def patch_residual(
         source = cache[p.name][0]  # (T, ...)
         for start in range(0, len(pos), batch_size):
             chunk = pos[start : start + batch_size]
-            rows = torch.arange(len(chunk))
-            cols = torch.tensor(chunk)
+            rows = torch.arange(len(chunk), device=device)
+            cols = torch.tensor(chunk, device=device)
 
             def put(
                 t: torch.Tensor, rows: torch.Tensor = rows, cols: torch.Tensor = cols, source=source
@@ -313,7 +324,9 @@ def pair_id(clean: str, corrupted: str, correct: str, wrong: str) -> str:
     return f"{correct.strip()} vs {wrong.strip()} ({digest[:8]})"
 
 
-def save_patching(store: Any, result: PatchResult, model: str) -> list[dict[str, Any]]:
+def save_patching(
+    store: Any, result: PatchResult, model: str, *, device: str | None = None, model_dtype: str | None = None
+) -> list[dict[str, Any]]:
     """Save a patching result in ``store``'s catalog (kind ``patch``, one transaction); returns the records.
 
     One record per patched point: run_id = ``model`` (the name the user gave; it need not be a recorded
@@ -321,7 +334,8 @@ def save_patching(store: Any, result: PatchResult, model: str) -> list[dict[str,
     score (the maximum over positions), extra = the point's scores over positions (N,) and its index in
     ``result.points``, and, repeated in every record so each stands alone, the prompts, answers, both
     logit differences, both token lists, the positions and, when patched, ``head_layers`` and the
-    (layers, heads) ``head_scores``. Saving the same pair again replaces the records of the same points.
+    (layers, heads) ``head_scores``; ``device`` and ``model_dtype`` (where and in what precision the model
+    ran) when given. Saving the same pair again replaces the records of the same points.
     """
     shared: dict[str, Any] = {
         key: value for key, value in result.to_dict().items() if key in _PAIR_KEYS
@@ -331,7 +345,8 @@ def save_patching(store: Any, result: PatchResult, model: str) -> list[dict[str,
     scores_by_point = np.asarray(result.scores, dtype=float)
     for index, (point, scores) in enumerate(zip(result.points, scores_by_point, strict=True)):
         records.append(
-            Result(point, name, float(scores.max()), extra={"scores": scores.tolist(), "order": index, **shared},
+            Result(point, name, float(scores.max()),
+                   extra={"scores": scores.tolist(), "order": index, **shared, **ran(device, model_dtype)},
                    result_set=name)
         )
     PATCH.save(store, model, records)

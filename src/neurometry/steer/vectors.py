@@ -35,8 +35,10 @@ import torch
 
 from neurometry.arrays import as_rows, check_same_rows
 from neurometry.errors import NeurometryError, did_you_mean
+from neurometry.models.devices import inputs_to
 from neurometry.models.hooks import capture
 from neurometry.models.loaded import LoadedModel, is_hf_model
+from neurometry.steer.precision import check_finite
 
 METHODS = ("mean_diff", "pca", "logistic")
 POSITION_NAMES = ("last", "first", "mean")
@@ -56,8 +58,10 @@ def _check_position(position: int | str) -> None:
 
 
 def _run_batch(model: LoadedModel, encoded: dict[str, torch.Tensor], point_name: str) -> torch.Tensor:
-    """The point's tensor for one padded batch, with position ids that ignore padding."""
+    """The point's tensor (batch, tokens, d) for one padded batch, run on the model's device in its dtype, with
+    position ids that ignore padding."""
     point = model.resolve(point_name)[0]
+    encoded = inputs_to(encoded, model.device)
     mask = encoded["attention_mask"]
     module = model.module
     kwargs: dict[str, Any] = {"input_ids": encoded["input_ids"], "attention_mask": mask}
@@ -109,6 +113,9 @@ def activations_at(
         batch_size: prompts per forward pass. Results do not depend on it, nor on the tokenizer's
             padding side, beyond float32 round-off (position ids are derived from the attention mask).
 
+    The model runs where it is (``model.device``) in its dtype; the activations are read in float64 on
+    the CPU, so a half-precision model's values are kept exactly and only averaged in float64.
+
     Returns:
         (n, d) float64 array.
     """
@@ -126,7 +133,8 @@ def activations_at(
     for lo in range(0, len(prompts), batch_size):
         chunk = list(prompts[lo : lo + batch_size])
         encoded = dict(model.tokenizer(chunk, return_tensors="pt", padding=True))
-        value = _run_batch(model, encoded, point).to(torch.float64)
+        # to the CPU first: float64 exists on every device there, and (batch, tokens, d) of one batch is small
+        value = _run_batch(model, encoded, point).cpu().to(torch.float64)
         mask = encoded["attention_mask"].bool()
         for i, text in enumerate(chunk):
             real = torch.nonzero(mask[i]).flatten()  # real token indices, left or right padded alike
@@ -142,7 +150,9 @@ def activations_at(
                     "use a smaller position or -1 (the last token)"
                 )
             rows.append(value[i, real[index]])
-    return torch.stack(rows).reshape(len(prompts), -1).numpy()
+    out = torch.stack(rows).reshape(len(prompts), -1)
+    check_finite(out, model, f"the activation at {point}")
+    return out.numpy()
 
 
 def vector_from_activations(pos: Any, neg: Any, method: str = "mean_diff") -> np.ndarray:

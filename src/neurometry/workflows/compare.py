@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 
 from neurometry.compare.matrix import compare_matrix
 from neurometry.compare.rdm import RDM, is_rdm_array, load_rdms
 from neurometry.compare.registry import get_metric
 from neurometry.errors import NeurometryError
 from neurometry.files import read_npy
+from neurometry.models.devices import stage_device
 from neurometry.store import Store, open_store
 from neurometry.store.results import COMPARE, Result, depth_ranks, set_name
 from neurometry.store.store import is_store
@@ -96,9 +98,13 @@ def run_compare(
     confidence: float = 0.95,
     seed: int = 0,
     progress: bool = True,
+    device: str | torch.device | None = None,
     **params: Any,
 ) -> dict[str, Any]:
-    """Load both sides, compare every pair, save the results in A's store; returns the JSON document."""
+    """Load both sides, compare every pair, save the results in A's store; returns the JSON document.
+    ``device``: where cka, rsa and the kNN metrics do their products (:func:`stage_device`; the other
+    metrics run on the CPU); it is not part of the result set (the values agree)."""
+    device = stage_device(device)
     m = get_metric(metric)
     a = load_side(source_a, points_a, run_a, rdm_key, "A")
     source_b = source_b or source_a
@@ -122,6 +128,7 @@ def run_compare(
         confidence=confidence,
         seed=seed,
         progress=progress,
+        device=device,
         **params,
     )
     records = [r.to_dict() for r in results]

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
 from neurometry.files import read_npy, read_safetensors
 from neurometry.measures import MEASURES, MeasureResult, get_measure, run_measures
+from neurometry.models.devices import stage_device
 from neurometry.store import Store
 from neurometry.store.results import MEASURE, Result, set_name
 from neurometry.threads import blas_threads
@@ -145,8 +147,11 @@ def measure_sources(
     seed: int = 0,
     max_rows: int = 20000,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> list[dict]:
-    """Run the measures over each source; returns one record per (point, measure)."""
+    """Run the measures over each source; returns one record per (point, measure). ``device``: where the
+    covariance accumulation, its eigenvalues and the kNN search run (:func:`stage_device`)."""
+    device = stage_device(device)
     explicit = measures is not None and measures != ["all"]
     names = list(MEASURES) if measures == ["all"] else (measures or DEFAULT_MEASURES)
     for name in names:
@@ -168,7 +173,7 @@ def measure_sources(
                 input_ids=input_ids if "rank_collapse" in chosen else None,
                 classifier=classifier if {"nc3", "nc4"} & set(chosen) else None,
                 other=prior.chunks if (prior is not None and "layer_cosine" in chosen) else None,
-                seed=seed, max_rows=max_rows,
+                seed=seed, max_rows=max_rows, device=device,
             )
         records.extend(_record(src, res, prior) for res in results.values())
     return records
@@ -200,16 +205,20 @@ def measure_store(
     seed: int = 0,
     max_rows: int = 20000,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> list[dict]:
     """Measure points of one run of a store; returns one record per (point, measure) and saves them in the
-    catalog, one result set per measure and setting (a point measured again replaces its own rows only)."""
+    catalog, one result set per measure and setting (a point measured again replaces its own rows only).
+    ``device`` as in :func:`measure_sources`; it is not part of the result set (the values agree)."""
+    device = stage_device(device)
     store.check_writable()  # before the work, not after it
     run, sources = store_sources(store, run, points)
     meta = sources[0].metadata if sources else None
     label_values = metadata_labels(sources[0], label) if sources else None
     input_ids = meta["input_row"].to_numpy() if meta is not None and "position" in meta.columns else None
     records = measure_sources(sources, measures, label_values=label_values, classifier=classifier_file(classifier),
-                              input_ids=input_ids, seed=seed, max_rows=max_rows, progress=progress)
+                              input_ids=input_ids, seed=seed, max_rows=max_rows, progress=progress,
+                              device=device)
     MEASURE.save(store, run, [
         Result(r["point"], r["measure"], r["value"], params={**r["params"], "label": label, "seed": seed},
                extra={k: v for k, v in r.items() if k not in ("point", "measure", "value", "params")},

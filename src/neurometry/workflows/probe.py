@@ -11,14 +11,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
 from neurometry.files import read_npy
+from neurometry.models.devices import stage_device
 from neurometry.store import open_store
 from neurometry.store.results import ENCODE, PROBE, Result, set_name
 from neurometry.threads import blas_threads
-from neurometry.workflows.measure import Source, metadata_labels, npy_source, read_labels, store_sources
+from neurometry.workflows.measure import (
+    Source,
+    metadata_labels,
+    npy_source,
+    read_labels,
+    store_sources,
+)
 
 
 def _sources(source: str, run: str | None, points: list[str] | None) -> tuple[list[Source], Any, str | None]:
@@ -77,10 +85,14 @@ def run_probe(
     directions: str | None = None,
     direction_method: str = "mean_difference",
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Probe every chosen point; returns ``{"results": [...]}`` and saves them in the store."""
+    """Probe every chosen point; returns ``{"results": [...]}`` and saves them in the store. ``device``:
+    where the linear algebra of an ``lda`` direction runs (:func:`stage_device`); the probes themselves
+    are scikit-learn fits on the CPU."""
     from neurometry.probe import probe, selectivity, sparse_probe
 
+    device = stage_device(device)
     sources, store, run = _sources(source, run, points)
     y = _label_values(sources, label, labels_file)
     records = []
@@ -112,7 +124,7 @@ def run_probe(
                 record = {"point": src.name, **probe(x, y, kind, groups=groups, folds=folds, seed=seed).to_dict()}
             if directions is not None:
                 record["direction_file"] = str(
-                    _save_direction(x, y, src, directions, direction_method, store, run)
+                    _save_direction(x, y, src, directions, direction_method, store, run, device)
                 )
             records.append(record)
     if store is not None:
@@ -129,13 +141,20 @@ def run_probe(
 
 
 def _save_direction(
-    x: np.ndarray, y: np.ndarray, src: Source, folder: str, method: str, store: Any, run: str | None
+    x: np.ndarray,
+    y: np.ndarray,
+    src: Source,
+    folder: str,
+    method: str,
+    store: Any,
+    run: str | None,
+    device: torch.device | None,
 ) -> Path:
     from neurometry.probe import direction, save_direction
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    vector = direction(x, y, method)
+    vector = direction(x, y, method, device=device)
     model = store.run_info(run).model if store is not None else None
     return save_direction(
         out / f"{src.name}.safetensors",
@@ -228,10 +247,13 @@ def run_encode(
     seed: int = 0,
     reliability: str | None = None,
     progress: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Encoding model of the targets from every chosen point; ``{"results": [...], "best_points": [...]}``."""
+    """Encoding model of the targets from every chosen point; ``{"results": [...], "best_points": [...]}``.
+    ``device``: where the ridge fits run (:func:`stage_device`); the scores equal the CPU path's to rounding."""
     from neurometry.probe import best_points, encode, split_half_reliability
 
+    device = stage_device(device)
     sources, store, run = _sources(source, run, points)
     y, names = None, []
     ceiling = None
@@ -243,7 +265,9 @@ def run_encode(
         x = _read_rows(src)
         if y is None:  # aligned with the rows of the first point read (every point has the same rows)
             y, names = _targets(sources, targets, target_columns, id_column, len(x))
-        result = encode(x, y, folds=folds, inner_folds=folds, seed=seed, groups=_groups(src), ceiling=ceiling)
+        result = encode(
+            x, y, folds=folds, inner_folds=folds, seed=seed, groups=_groups(src), ceiling=ceiling, device=device
+        )
         results[src.name] = result
         doc = result.to_dict()
         records.append(

@@ -1,7 +1,11 @@
 """`sae train|eval|features` as a library: train a sparse autoencoder on a stored point into a folder
 SAELens can load, evaluate it on the held-out inputs (and, with a model, spliced back into it), and write
 each latent's top examples into the store's catalog (kinds :data:`~neurometry.store.results.SAE_EVAL`
-and :data:`~neurometry.store.results.SAE_FEATURES`)."""
+and :data:`~neurometry.store.results.SAE_FEATURES`).
+
+Each takes ``device`` (``auto|cpu|cuda|cuda:N|mps``; default the CPU), resolved before any work so a missing
+GPU fails at once with nothing written, and evaluation and explanation ``model_dtype``
+(``float32|bfloat16|float16``) for the model they load."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from neurometry.features.io import load_sae
 from neurometry.features.sae import SAEConfig, SparseAutoencoder
 from neurometry.features.train import TrainConfig, TrainResult, train_sae
 from neurometry.models import load_model
+from neurometry.models.devices import device_name, resolve_device, resolve_model_dtype
 from neurometry.store import PointInfo, Store, open_store
 
 
@@ -39,9 +44,12 @@ def train_on_store(
     fresh: bool = False,
     max_steps: int | None = None,
     progress: bool = True,
+    device: str | None = None,
 ) -> tuple[TrainResult, dict[str, Any]]:
-    """Train an SAE of ``latents`` on ``point`` (resuming from a checkpoint in ``out`` unless ``fresh``);
-    returns the result and its summary record (steps, schedule, last batch's L0/FVU, the folder)."""
+    """Train an SAE of ``latents`` on ``point`` on ``device`` (resuming from a checkpoint in ``out`` unless
+    ``fresh``); returns the result and its summary record (steps, schedule, last batch's L0/FVU, the
+    device, the folder)."""
+    target = resolve_device(device)
     store = open_store(store_path)
     info = store.point_info(point, run)
     cfg = SAEConfig(
@@ -49,7 +57,7 @@ def train_on_store(
         l0_coefficient=l0, model=store.run_info(info.run_id).model, point=point,
     )
     result = train_sae(store, point, out, cfg, train, run=info.run_id, fresh=fresh, max_steps=max_steps,
-                       progress=progress)
+                       progress=progress, device=target)
     last = result.history[-1] if result.history else {}
     record = {
         "point": point,
@@ -65,6 +73,7 @@ def train_on_store(
         "dead_fraction": last.get("dead_fraction"),
         "held_out_start": result.held_out_start,
         "resumed_from": result.resumed_from,
+        "device": device_name(target),
         "out": str(result.folder),
     }
     return result, record
@@ -99,10 +108,15 @@ def evaluate_on_store(
     max_texts: int = 64,
     max_length: int = 128,
     progress: bool = True,
+    device: str | None = None,
+    model_dtype: str | None = None,
 ) -> dict[str, Any]:
-    """L0, FVU and dead/dense latents on the held-out rows (and with ``model`` the CE loss recovered on the
-    held-out texts), saved in the store; returns the saved record."""
+    """L0, FVU and dead/dense latents on the held-out rows (and with ``model``, loaded on ``device`` in
+    ``model_dtype``, the CE loss recovered on the held-out texts), saved in the store; returns the saved
+    record. The SAE runs on ``device`` in float32."""
+    target, dtype = resolve_device(device), resolve_model_dtype(model_dtype)
     sae, store, point, info = sae_and_point(sae_path, store_path, point, run)
+    sae.to(target)
     start = held_out_start(sae, info.run_id, point)
     if start >= info.n_rows:
         raise NeurometryError(
@@ -116,7 +130,7 @@ def evaluate_on_store(
             raise NeurometryError(f"run {info.run_id} has no text column; CE loss needs the recorded texts")
         first_input = int(store.row_index(info.run_id)["input_row"].iloc[start]) if start else 0
         texts = inputs["text"].iloc[first_input:].astype(str).tolist()[:max_texts]
-        ce = ce_loss_recovered(sae, load_model(model), point, texts, max_length=max_length)
+        ce = ce_loss_recovered(sae, load_model(model, target, dtype), point, texts, max_length=max_length)
     return save_sae_eval(store, sae_path, point, info.run_id, metrics, ce, rows_from=start)
 
 
@@ -131,13 +145,18 @@ def explain_on_store(
     model: str | None = None,
     name: str | None = None,
     progress: bool = True,
+    device: str | None = None,
+    model_dtype: str | None = None,
 ) -> tuple[FeatureExamples, str, Store]:
-    """Each latent's frequency and top token contexts (and with ``model`` the tokens it promotes), saved in
-    the store under ``name`` (default: the SAE folder's name); returns the examples, the name and the store."""
+    """Each latent's frequency and top token contexts (and with ``model``, loaded on ``device`` in
+    ``model_dtype``, the tokens it promotes), saved in the store under ``name`` (default: the SAE folder's
+    name); returns the examples, the name and the store. The SAE runs on ``device`` in float32."""
+    target, dtype = resolve_device(device), resolve_model_dtype(model_dtype)
     sae, store, point, info = sae_and_point(sae_path, store_path, point, run)
+    sae.to(target)
     examples = feature_examples(sae, store, point, info.run_id, top=top, window=window, progress=progress)
     if model:
-        examples.logit_tokens = feature_logit_tokens(sae, load_model(model)).as_records()
+        examples.logit_tokens = feature_logit_tokens(sae, load_model(model, target, dtype)).as_records()
     name = name or Path(sae_path).resolve().name
     save_feature_examples(store, examples, info.run_id, name)
     return examples, name, store

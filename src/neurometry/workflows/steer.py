@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from neurometry.errors import NeurometryError
 from neurometry.files import read_safetensors
-from neurometry.models import load_model
+from neurometry.models import LoadedModel, load_model
+from neurometry.models.devices import dtype_name, resolve_device, resolve_model_dtype
 from neurometry.steer import (
     DiffResult,
     build_from_store,
@@ -35,6 +37,21 @@ from neurometry.steer.evaluate import STEERING_SETS, SweepRow, save_sweep
 from neurometry.steer.patching import PatchResult
 from neurometry.store import Store, open_store
 from neurometry.store.store import check_store_path
+
+
+def placement(
+    device: str | torch.device | None, model_dtype: str | None
+) -> tuple[torch.device | None, torch.dtype | None]:
+    """``--device`` and ``--model-dtype`` resolved before any other work, so a missing GPU or an unknown name
+    fails at once with nothing read or written; None stays None (a model loads float32 on the CPU)."""
+    target = resolve_device(device) if device is not None else None
+    return target, resolve_model_dtype(model_dtype) if model_dtype is not None else None
+
+
+def ran_on(model: LoadedModel) -> dict[str, str]:
+    """Where and in what precision ``model`` runs, as saved with results: ``{"device": "cuda:0",
+    "model_dtype": "bfloat16"}``."""
+    return {"device": model.placement, "model_dtype": dtype_name(model.dtype)}
 
 
 def load_pairs(source: str) -> tuple[list[dict[str, str]], str]:
@@ -60,15 +77,15 @@ def load_pairs(source: str) -> tuple[list[dict[str, str]], str]:
     return pairs, str(path.resolve())
 
 
-def load_finetuned(base_spec: str, finetuned: str) -> Any:
+def load_finetuned(
+    base_spec: str, finetuned: str, device: str | torch.device | None = None, model_dtype: str | None = None
+) -> LoadedModel:
     """A model spec, or a .safetensors state dict for the base model's architecture (loaded into a fresh
-    copy of the base), e.g. the weights ``scripts/finetune_narrow.py`` caches."""
-
-    from neurometry.models import load_model
-
+    copy of the base), e.g. the weights ``scripts/finetune_narrow.py`` caches; placed on ``device`` in
+    ``model_dtype`` (give the base the same ones)."""
     path = Path(finetuned)
     if path.suffix != ".safetensors":
-        return load_model(finetuned)
+        return load_model(finetuned, device=device, dtype=model_dtype)
     if not path.is_file():
         raise NeurometryError(f"no file {path}; give a model or a .safetensors state dict of {base_spec}")
     # before the model loads: a broken file fails at once
@@ -81,7 +98,7 @@ def load_finetuned(base_spec: str, finetuned: str) -> Any:
             "give a state dict saved from the same architecture"
         )
     model.module.eval()
-    return model
+    return model.place(device, model_dtype)  # placed after the state dict: its weights are cast once
 
 
 def result_store(path: str | Path | None) -> Store | None:
@@ -98,20 +115,24 @@ def check_result_store(path: str | Path | None) -> None:
 
 def build_from_pairs(
     model_spec: str, pairs_source: str, point: str, out: str | Path, *, method: str = "mean_diff",
-    position: int | str = -1, train: int | None = None,
+    position: int | str = -1, train: int | None = None, device: str | torch.device | None = None,
+    model_dtype: str | None = None,
 ) -> tuple[Path, np.ndarray, dict[str, Any]]:
     """A steering vector from the first ``train`` pairs (default two thirds; the rest are held out for
-    :func:`evaluate_vector`), saved to ``out``; returns (path, vector, {train_pairs, held_out_pairs})."""
+    :func:`evaluate_vector`), saved to ``out`` (float32, with ``device`` and ``model_dtype`` in its JSON);
+    returns (path, vector, {train_pairs, held_out_pairs}). The model runs on ``device`` in ``model_dtype``
+    (default: the CPU, float32)."""
+    run_device, run_dtype = placement(device, model_dtype)
     pairs, source = load_pairs(pairs_source)
     train = train if train is not None else max(2, (len(pairs) * 2) // 3)
     if not 2 <= train <= len(pairs):
         raise NeurometryError(f"--train must be between 2 and {len(pairs)} pairs, got {train}")
-    model = load_model(model_spec)
+    model = load_model(model_spec, device=run_device, dtype=run_dtype)
     used = pairs[:train]
     vector = build_vector(model, [p["positive"] for p in used], [p["negative"] for p in used], point,
                           method=method, position=position)
     path = save_vector(out, vector, model=model_spec, point=point, method=method, position=position, pairs=source,
-                       train_pairs=train)
+                       train_pairs=train, **ran_on(model))
     return path, vector, {"train_pairs": train, "held_out_pairs": len(pairs) - train}
 
 
@@ -159,11 +180,14 @@ def vector_for(model_spec: str, vector_path: str | Path) -> tuple[np.ndarray, di
 
 def evaluate_vector(
     model_spec: str, vector_path: str | Path, alphas: list[float], *, pairs: str | None = None,
-    max_pairs: int = 20, store: str | Path | None = None,
+    max_pairs: int = 20, store: str | Path | None = None, device: str | torch.device | None = None,
+    model_dtype: str | None = None,
 ) -> tuple[list[SweepRow], dict[str, Any], int]:
     """Sweep alpha on held-out pairs (the vector's own held-out pairs unless ``pairs`` is given): the
-    target log-prob shift, KL and perplexity on neutral text; saved in ``store`` when given. Returns
-    (rows, the vector's metadata, pairs used)."""
+    target log-prob shift, KL and perplexity on neutral text, with the model on ``device`` in
+    ``model_dtype``; saved in ``store`` when given (with the device and precision). Returns (rows, the
+    vector's metadata, pairs used)."""
+    run_device, run_dtype = placement(device, model_dtype)
     check_result_store(store)
     vector, meta = vector_for(model_spec, vector_path)
     source = pairs or meta.get("pairs")
@@ -175,19 +199,23 @@ def evaluate_vector(
     if not held_out:
         raise NeurometryError("no held-out pairs with 'target' and 'opposite' continuations to evaluate on")
     used = held_out[:max_pairs]
-    rows = sweep(load_model(model_spec), vector, meta["point"], alphas, used)
+    model = load_model(model_spec, device=run_device, dtype=run_dtype)
+    rows = sweep(model, vector, meta["point"], alphas, used)
     if store:
         save_sweep(result_store(store), rows, model_spec, meta["point"], Path(vector_path).stem, pairs=pairs_name,
-                   n_pairs=len(used), vector_metadata=meta)
+                   n_pairs=len(used), vector_metadata=meta, **ran_on(model))
     return rows, meta, len(used)
 
 
 def patch_pair(
     model_spec: str, pair: dict[str, str] | None = None, *, example: int | None = None,
     points: list[str] | None = None, heads: bool = True, store: str | Path | None = None,
+    device: str | torch.device | None = None, model_dtype: str | None = None,
 ) -> tuple[PatchResult, dict[str, str]]:
     """Activation patching of one prompt pair (``clean``, ``corrupted``, ``correct``, ``wrong``), or of shipped
-    factual pair number ``example``; saved in ``store`` when given. Returns (result, the pair)."""
+    factual pair number ``example``, with the model on ``device`` in ``model_dtype``; saved in ``store`` when
+    given (with the device and precision). Returns (result, the pair)."""
+    run_device, run_dtype = placement(device, model_dtype)
     check_result_store(store)
     if example is not None:
         examples = factual_pairs()
@@ -196,22 +224,25 @@ def patch_pair(
         pair = examples[example]
     if pair is None or None in pair.values():
         raise NeurometryError("give --clean, --corrupted, --correct and --wrong, or --example N")
-    result = patch_residual(load_model(model_spec), pair["clean"], pair["corrupted"], pair["correct"], pair["wrong"],
+    model = load_model(model_spec, device=run_device, dtype=run_dtype)
+    result = patch_residual(model, pair["clean"], pair["corrupted"], pair["correct"], pair["wrong"],
                             points=points, heads=heads)
     if store:
-        save_patching(result_store(store), result, model_spec)
+        save_patching(result_store(store), result, model_spec, **ran_on(model))
     return result, pair
 
 
 def diff_models(
     base_spec: str, finetuned: str, *, texts: str | Path | None = None, points: list[str] | None = None,
     lens_points: list[str] | None = None, first_k: int = 5, skip_first: int = 0, top_k: int = 10,
-    store: str | Path | None = None,
+    store: str | Path | None = None, device: str | torch.device | None = None, model_dtype: str | None = None,
 ) -> tuple[DiffResult, str]:
     """Model diffing: the mean activation difference of ``finetuned`` from the base over unrelated texts
     (a file with one per line, default the built-in neutral sentences) and its logit lens; saved in
     ``store`` when given. Returns the result and the finetuned model's name in the catalog (a weights file
-    by its absolute path, so the name means the same file from any folder)."""
+    by its absolute path, so the name means the same file from any folder). Both models run on ``device``
+    in ``model_dtype`` (default: the CPU, float32)."""
+    run_device, run_dtype = placement(device, model_dtype)
     check_result_store(store)
     if texts:
         path = Path(texts)
@@ -221,8 +252,9 @@ def diff_models(
         texts_name = str(path.resolve())
     else:
         lines, texts_name = neutral_texts(20), NEUTRAL
-    tuned = load_finetuned(base_spec, finetuned)  # first: a broken weights file fails before the base loads
-    base = load_model(base_spec)
+    # first: a broken weights file fails before the base loads
+    tuned = load_finetuned(base_spec, finetuned, run_device, run_dtype)
+    base = load_model(base_spec, device=run_device, dtype=run_dtype)
     differences = mean_activation_difference(base, tuned, lines, points=points, first_k=first_k, skip_first=skip_first)
     lens = {
         name: difference_lens(base, diff, name, top_k=top_k)
@@ -234,5 +266,5 @@ def diff_models(
     weights = Path(finetuned)
     name = str(weights.resolve()) if weights.suffix == ".safetensors" else finetuned
     if store:
-        save_diff(result_store(store), result, base_spec, name, texts=texts_name)
+        save_diff(result_store(store), result, base_spec, name, texts=texts_name, **ran_on(base))
     return result, name
