@@ -43,6 +43,7 @@ from neurometry.store.writer import (
     chunk_rows_for,
     create_run_arrays,
     delete_run,
+    huge_page_empty,
     insert_dataset,
 )
 
@@ -350,7 +351,11 @@ def record(
         store.close()
 
 
-WINDOW_BYTES = 256 * 2**20  # rows of one window held in memory at most (about), before the writer takes them
+# Rows of one window held at most (about) before the writer takes them. Large windows sort better (at a
+# 4,096-token budget 2,000 short sentences pad 1.9% in one window, 10.6% in windows of 372), so the
+# window buffers are huge-page backed and reused from window to window: fresh 4 KiB pages cost ~2.8 ms
+# of kernel time per MiB on these VMs.
+WINDOW_BYTES = 256 * 2**20
 
 
 def _record_windows(device_rows, copies: HostCopies, writer: RunWriter, bar, batches: _Batches,
@@ -364,10 +369,10 @@ def _record_windows(device_rows, copies: HostCopies, writer: RunWriter, bar, bat
     row_bytes = sum(int(np.prod(s.shape, dtype=np.int64)) * itemsize for s in specs)
     per_input = max(1.0, float(row_ends[-1]) / len(row_ends)) * max(row_bytes, 1)
     window = int(min(batching.DEFAULT_WINDOW, max(64, WINDOW_BYTES // per_input)))
+    out: dict[str, np.ndarray] = {}  # one buffer per point, reused by every window (the writer copies rows)
     for win in batching.plan(batches.lengths, max_batch_tokens, window, start):
         base = int(row_ends[win.start - 1]) if win.start else 0
         n_rows = int(row_ends[win.stop - 1]) - base
-        out: dict[str, np.ndarray] = {}
         for indices in win.batches:
             first = int(indices.min())
             done = copies.submit(device_rows(first, int(indices.max()) + 1, indices), first, indices)
@@ -375,20 +380,21 @@ def _record_windows(device_rows, copies: HostCopies, writer: RunWriter, bar, bat
             bar.update(len(indices))
         _place(out, copies.flush(), n_rows, rows_per_input, row_ends, base)
         for lo in range(0, n_rows, writer.chunk_rows):  # a chunk at a time: the writer's buffers stay small
-            writer.add({name: rows[lo : lo + writer.chunk_rows] for name, rows in out.items()})
+            writer.add({name: rows[lo : min(lo + writer.chunk_rows, n_rows)] for name, rows in out.items()})
 
 
 def _place(out: dict[str, np.ndarray], blocks: list[tuple[np.ndarray, dict[str, np.ndarray]]], n_rows: int,
            rows_per_input: np.ndarray, row_ends: np.ndarray, base: int) -> None:
     """Put each block's rows (the inputs ``indices``, in that order) at those inputs' rows of a window of
-    ``n_rows`` rows starting at store row ``base``; ``out`` holds one such window per point."""
+    ``n_rows`` rows starting at store row ``base``; ``out`` holds one buffer per point, of at least
+    ``n_rows`` rows (grown here when a window needs more)."""
     for indices, block in blocks:
         counts = rows_per_input[indices]
         firsts = row_ends[indices] - counts - base  # window row of each input's first row
         dest = np.repeat(firsts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
         for name, rows in block.items():
-            if name not in out:
-                out[name] = np.empty((n_rows, *rows.shape[1:]), rows.dtype)
+            if name not in out or len(out[name]) < n_rows:
+                out[name] = huge_page_empty((n_rows, *rows.shape[1:]), rows.dtype)
             out[name][dest] = rows
 
 
