@@ -48,6 +48,7 @@ from neurometry.store.writer import (
 )
 
 DTYPES = tuple(DISK_DTYPES)
+SORTED_PROBE_INPUTS = 8  # with --max-batch-tokens: inputs of the first, unsorted batch that finds the shapes
 
 
 @dataclass(frozen=True)
@@ -268,9 +269,9 @@ def record(
     # One probe batch before touching the disk: feature shapes, and errors surface with nothing written.
     if max_batch_tokens is None:
         probe_stop = min(batch_size, n_inputs)
-    else:  # the longest prefix of inputs within the budget (at least one)
-        probe_stop = max(1, int(np.searchsorted(
-            np.arange(1, n_inputs + 1) * np.maximum.accumulate(batches.lengths) > max_batch_tokens, True)))
+    else:  # a short prefix within the budget (at least one input): it runs unsorted, so its padding is wasted
+        probe_stop = max(1, min(SORTED_PROBE_INPUTS, int(np.searchsorted(
+            np.arange(1, n_inputs + 1) * np.maximum.accumulate(batches.lengths) > max_batch_tokens, True))))
     probe = rows_of(0, probe_stop)
     specs = [PointSpec(p.name, p.module_path, p.kind, tuple(probe[p.name].shape[1:])) for p in hook_points]
     settings = {
