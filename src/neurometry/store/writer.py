@@ -226,15 +226,13 @@ class RunWriter:
         self.next_row = int(input_row_ends[first_input - 1]) if first_input > 0 else 0
         self.root = store.path / "arrays" / run_id
         # every chunk file is written, all-zero ones too: a committed chunk without a file is damage
-        self.arrays = {
-            s.point: zarr.open_array(str(self.root / s.point), mode="r+").with_config({"write_empty_chunks": True})
-            for s in specs
-        }
+        self.arrays = open_run_arrays(store.path, run_id, [s.point for s in specs])
         self.buffers = {s.point: _RowBuffer(s.shape, dtype, 2 * chunk_rows) for s in specs}
         self.buffered = 0
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurometry-writer")
         self._pending: Future[list[tuple[str, int, int, int]]] | None = None
         self._pending_rows = committed_rows
+        self._ranges: dict[int, tuple[int, list[tuple[str, int, int, int]]]] = {}  # commit_written's waiting ranges
         # Catalog rows of a new run (dataset, run, points, token rows) are inserted by the writer
         # thread, in one transaction of its own, while the first batches are computed.
         self._registered = self._pool.submit(self._register, register) if register else None
@@ -286,32 +284,20 @@ class RunWriter:
         self._pending_rows = self.flushed_rows
 
     def _write(self, start: int, blocks: dict[str, np.ndarray]) -> list[tuple[str, int, int, int]]:
-        """Write the chunk files of rows ``[start, start + len)``; returns (point, chunk, nbytes, crc32c) of each."""
-        written = []
-        for point, data in blocks.items():
-            array = self.arrays[point]
-            if array.compressors or array.filters:
-                array[start : start + len(data)] = data
-                for chunk in range(start // self.chunk_rows, -(-(start + len(data)) // self.chunk_rows)):
-                    key = array.metadata.encode_chunk_key((chunk,) + (0,) * (data.ndim - 1))
-                    encoded = self.root.joinpath(point, *key.split("/")).read_bytes()
-                    written.append((point, chunk, len(encoded), crc32c(encoded)))
-                continue
-            # Uncompressed chunks are the raw little-endian bytes of the full chunk shape (Zarr v3
-            # pads edge chunks), so whole chunks go straight to their files.
-            size = self.chunk_rows
-            for lo in range(0, len(data), size):
-                block = data[lo : lo + size]
-                if len(block) < size:
-                    padded = aligned_empty((size, *block.shape[1:]), block.dtype)
-                    padded[: len(block)] = block
-                    padded[len(block) :] = 0
-                    block = padded
-                chunk = (start + lo) // size
-                key = array.metadata.encode_chunk_key((chunk,) + (0,) * (block.ndim - 1))
-                write_chunk_file(self.root.joinpath(point, *key.split("/")), block)
-                written.append((point, chunk, block.nbytes, crc32c(np.ascontiguousarray(block))))
-        return written
+        return write_chunk_range(self.root, self.arrays, self.chunk_rows, start, blocks)
+
+    def commit_written(self, start: int, stop: int, written: list[tuple[str, int, int, int]]) -> None:
+        """Take chunk files another process wrote for rows ``[start, stop)`` (chunk-aligned; ``written`` as
+        :func:`write_chunk_range` returns it) and commit every row now written without a gap from the
+        start: ranges may arrive in any order, and a range after a gap waits, uncommitted, for the gap."""
+        self._ranges[start] = (stop, written)
+        rows, entries = self.committed_rows, []
+        while rows in self._ranges:
+            rows, range_written = self._ranges.pop(rows)
+            entries += range_written
+        if rows > self.committed_rows:
+            self.flushed_rows = self.next_row = rows
+            self._commit(rows, written=entries)
 
     def _wait_and_commit(self) -> None:
         if self._pending is not None:
@@ -334,6 +320,43 @@ class RunWriter:
                     (pd.Timestamp.now("UTC").isoformat(), self.run_id),
                 )
         self.committed_rows = rows
+
+
+def open_run_arrays(store_path: Path, run_id: str, points: Iterable[str]) -> dict[str, zarr.Array]:
+    """The arrays of a run, opened for writing chunks (every chunk file written, all-zero ones too: a
+    committed chunk without a file is damage)."""
+    root = Path(store_path) / "arrays" / run_id
+    return {p: zarr.open_array(str(root / p), mode="r+").with_config({"write_empty_chunks": True}) for p in points}
+
+
+def write_chunk_range(root: Path, arrays: dict[str, zarr.Array], chunk_rows: int, start: int,
+                      blocks: dict[str, np.ndarray]) -> list[tuple[str, int, int, int]]:
+    """Write the chunk files of rows ``[start, start + len)`` of a run whose arrays lie in ``root`` (``start``
+    chunk-aligned; the last chunk may be partial); returns (point, chunk, nbytes, crc32c) of each file."""
+    written = []
+    for point, data in blocks.items():
+        array = arrays[point]
+        if array.compressors or array.filters:
+            array[start : start + len(data)] = data
+            for chunk in range(start // chunk_rows, -(-(start + len(data)) // chunk_rows)):
+                key = array.metadata.encode_chunk_key((chunk,) + (0,) * (data.ndim - 1))
+                encoded = root.joinpath(point, *key.split("/")).read_bytes()
+                written.append((point, chunk, len(encoded), crc32c(encoded)))
+            continue
+        # Uncompressed chunks are the raw little-endian bytes of the full chunk shape (Zarr v3
+        # pads edge chunks), so whole chunks go straight to their files.
+        for lo in range(0, len(data), chunk_rows):
+            block = data[lo : lo + chunk_rows]
+            if len(block) < chunk_rows:
+                padded = aligned_empty((chunk_rows, *block.shape[1:]), block.dtype)
+                padded[: len(block)] = block
+                padded[len(block) :] = 0
+                block = padded
+            chunk = (start + lo) // chunk_rows
+            key = array.metadata.encode_chunk_key((chunk,) + (0,) * (block.ndim - 1))
+            write_chunk_file(root.joinpath(point, *key.split("/")), block)
+            written.append((point, chunk, block.nbytes, crc32c(np.ascontiguousarray(block))))
+    return written
 
 
 def create_run_arrays(store: Store, run_id: str, specs: list[PointSpec], dtype: str, n_rows: int, chunk_rows: int) -> None:
