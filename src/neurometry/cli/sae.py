@@ -22,7 +22,8 @@ def cmd_sae_train(args: argparse.Namespace) -> None:
     result, record = train_on_store(
         args.store, args.point, args.out, train, run=args.run, architecture=args.arch, latents=args.latents,
         k=args.k, l1=args.l1, l0=args.l0, fresh=args.fresh, max_steps=args.max_steps, progress=not args.json,
-        device=args.device,
+        device=args.device, engine="ray" if args.ray is not None else "local", ray_address=args.ray or None,
+        workers=args.workers,
     )
 
     def show() -> None:
@@ -127,6 +128,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many steps (rerun to resume)")
     p.add_argument("--fresh", action="store_true", help="discard a checkpoint in --out instead of resuming")
     p.add_argument("--out", required=True, help="folder for cfg.json, sae_weights.safetensors, checkpoint/")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="data-parallel on Ray (the cluster at ADDRESS, else a local one; needs neurometry[ray]; "
+                   "no checkpoint or resume)")
+    p.add_argument("--workers", type=whole_number(1), default=2, help="with --ray: training workers (default 2)")
     add_device_arguments(p, model_dtype=False, what="the SAE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sae_train)

@@ -222,6 +222,20 @@ def geometric_median(x: torch.Tensor, iterations: int = 100, tol: float = 1e-7) 
     return y.to(x.dtype)
 
 
+def initial_scale_and_center(buffer: ShufflingBuffer, train: TrainConfig, sae: SparseAutoencoder) -> float:
+    """The input scale (1 unless ``train.normalise_input``), set from the first shuffled batches of epoch 0
+    (rows of many inputs) on the CPU, and ``sae.b_dec`` set to their (scaled) geometric median or mean."""
+    sample = torch.cat(list(itertools.islice(buffer.epoch(0), max(1, 16384 // buffer.batch_size)))).cpu()
+    scale = 1.0
+    if train.normalise_input:
+        scale = math.sqrt(sample.shape[1]) / float(sample.norm(dim=1).mean().clamp_min(1e-12))
+    with torch.no_grad():
+        scaled = sample * scale
+        center = geometric_median(scaled) if train.init_b_dec == "geometric_median" else scaled.mean(0)
+        sae.b_dec.copy_(center)
+    return scale
+
+
 class _Trainer:
     def __init__(self, sae: SparseAutoencoder, train: TrainConfig, total_steps: int):
         self.sae, self.train, self.total_steps = sae, train, total_steps
@@ -306,12 +320,20 @@ class _Trainer:
             else:
                 fired = (z > 0).any(0)
                 l0 = float((z > 0).sum(1).double().mean())
-            self.rows_since_fired += len(x)
-            self.rows_since_fired[fired] = 0
+            self.mark_fired(fired, len(x))
             var = ((x - x.mean(0)) ** 2).sum()
             parts["l0"] = l0
             parts["fvu"] = float((err * err).sum() / var.clamp_min(1e-12))
         return total, parts
+
+    def mark_fired(self, fired: torch.Tensor, rows: int) -> None:
+        """Count ``rows`` more rows for every latent and restart the count of those that ``fired`` (indices or a
+        mask); a data-parallel trainer (:mod:`neurometry.features.distributed`) first gathers every worker's."""
+        self.rows_since_fired += rows
+        self.rows_since_fired[fired] = 0
+
+    def reduce_gradients(self) -> None:
+        """Between backward and the update: nothing here; a data-parallel trainer averages the gradients."""
 
     @torch.no_grad()
     def resample(self, x: torch.Tensor) -> int:
@@ -343,7 +365,10 @@ class _Trainer:
         self.rows_since_fired[dead] = 0
         return len(dead)
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
+    def train_step(self, x: torch.Tensor, whole: torch.Tensor | None = None) -> dict[str, float]:
+        """One update on rows ``x``; ``whole``: the global batch ``x`` is a worker's share of (data-parallel
+        training; it counts as the rows seen and is what dead latents are resampled towards)."""
+        whole = x if whole is None else whole
         sae, arch = self.sae, self.sae.cfg.architecture
         for group in self.opt.param_groups:
             group["lr"] = self.lr_at(self.step)
@@ -352,6 +377,7 @@ class _Trainer:
             raise NeurometryError(f"SAE training diverged at step {self.step}; lower --lr")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        self.reduce_gradients()
         if arch != "relu":
             sae.remove_parallel_gradient()
         try:
@@ -363,10 +389,10 @@ class _Trainer:
         if arch != "relu":
             sae.normalise_decoder()
         self.step += 1
-        self.rows_seen += len(x)
+        self.rows_seen += len(whole)
         if arch in ("relu", "jumprelu") and self.step % self.train.resample_every == 0:
             if self.step <= self.total_steps // 2:
-                parts["resampled"] = self.resample(x)
+                parts["resampled"] = self.resample(whole)
         parts["loss"] = float(loss.detach())
         parts["dead_fraction"] = float(self.dead_mask().double().mean())
         return parts
@@ -523,14 +549,7 @@ def train_sae(
         for _ in range(resumed):  # replay the row order; no SAE work
             next(source)
     else:
-        # the first shuffled batches of epoch 0 (rows of many inputs) set the scale and b_dec, on the CPU
-        sample = torch.cat(list(itertools.islice(buffer.epoch(0), max(1, 16384 // batch_size)))).cpu()
-        if train.normalise_input:
-            trainer.input_scale = math.sqrt(d_in) / float(sample.norm(dim=1).mean().clamp_min(1e-12))
-        with torch.no_grad():
-            scaled = sample * trainer.input_scale
-            center = geometric_median(scaled) if train.init_b_dec == "geometric_median" else scaled.mean(0)
-            sae.b_dec.copy_(center)
+        trainer.input_scale = initial_scale_and_center(buffer, train, sae)
     def save_current() -> SparseAutoencoder:
         """The checkpoint, and the SAE as trained so far, input scale folded in, saved in SAELens' layout into
         ``folder``; weights holding NaN or Inf are refused before either is written."""

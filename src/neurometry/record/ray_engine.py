@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,22 +23,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from neurometry.errors import NeurometryError
+from neurometry import clusters
 
 UNITS_PER_ACTOR = 32  # at most, so a slow or killed actor holds back or loses little of the run
 MIN_UNIT_BATCHES = 16  # at least: a unit recomputes up to two batches that straddle its ends
 
 
 def import_ray() -> Any:
-    """``ray`` (with Ray Data), or one line naming the extra that brings it."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise NeurometryError(
-            "--ray needs Ray, an optional extra: pip install 'neurometry[ray]' (or record without --ray)"
-        ) from None
-    return ray
+    """``ray`` with Ray Data, or one line naming the extra that brings it."""
+    return clusters.import_ray("data", without="record without --ray")
 
 
 @dataclass(frozen=True)
@@ -135,16 +127,10 @@ def record_units(job: RecordJob, table: pd.DataFrame, row_ends: np.ndarray, firs
     """Record rows ``[first_row, n)`` of the run on Ray: ``actors`` actors (default: one per 2 CPUs of the
     cluster, at least 1), committing through ``writer.commit_written`` as units finish."""
     ray = import_ray()
-    started = not ray.is_initialized()
-    if started:
-        _init(ray, address)
-    try:
-        cpus = float(ray.cluster_resources().get("CPU", 1))
+    with clusters.ray_session(ray, address):
         gpus = 1 if job.device and str(job.device).startswith("cuda") else 0
-        # every actor a share of the CPUs, leaving half a CPU to Ray Data's own tasks: a pool that
-        # takes every CPU waits for a read task forever
-        per_actor = max(0.1, min(1.0, (cpus - 0.5) / actors))
-        job = replace(job, threads=max(1, int(cpus // actors)))
+        per_actor, threads = clusters.worker_share(ray, actors)
+        job = replace(job, threads=threads)
         batches_left = -(-(len(row_ends) - int(np.searchsorted(row_ends, first_row, side="right"))) // job.batch_size)
         n_units = max(actors, min(actors * UNITS_PER_ACTOR, batches_left // MIN_UNIT_BATCHES))
         units = plan_units(row_ends, job.chunk_rows, first_row, job.batch_size, n_units)
@@ -163,21 +149,3 @@ def record_units(job: RecordJob, table: pd.DataFrame, row_ends: np.ndarray, firs
             start, stop = int(result["start"]), int(result["stop"])
             writer.commit_written(start, stop, [tuple(w) for w in json.loads(result["written"])])
             bar.update(int(np.searchsorted(row_ends, writer.committed_rows, side="right")) - bar.n)
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def _init(ray: Any, address: str | None) -> None:
-    """Join the cluster at ``address``, or start a local Ray on this machine with a bounded object store."""
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20,
-                     configure_logging=False)
-    except ConnectionError as exc:
-        raise NeurometryError(f"cannot reach the Ray cluster at {address!r} ({exc}); start it with "
-                              "`ray start --head` or give its address") from None
-    print(f"ray: {ray.cluster_resources().get('CPU', 0):g} CPUs, "
-          f"{ray.cluster_resources().get('GPU', 0):g} GPUs", file=sys.stderr)

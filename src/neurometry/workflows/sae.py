@@ -45,10 +45,23 @@ def train_on_store(
     max_steps: int | None = None,
     progress: bool = True,
     device: str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    workers: int = 2,
 ) -> tuple[TrainResult, dict[str, Any]]:
     """Train an SAE of ``latents`` on ``point`` on ``device`` (resuming from a checkpoint in ``out`` unless
     ``fresh``); returns the result and its summary record (steps, schedule, last batch's L0/FVU, the
-    device, the folder)."""
+    device, the folder).
+
+    ``engine="ray"``: data-parallel over ``workers`` Ray Train workers (:mod:`neurometry.features.distributed`;
+    the Ray cluster at ``ray_address``, else a local one), the same batches, steps and saved layout, no
+    checkpoint or resume."""
+    if engine not in ("local", "ray"):
+        raise NeurometryError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if engine == "ray":
+        from neurometry.features.distributed import import_ray
+
+        import_ray()  # before any work: without the extra, one line and nothing written
     target = resolve_device(device)
     store = open_store(store_path)
     info = store.point_info(point, run)
@@ -56,8 +69,14 @@ def train_on_store(
         d_in=math.prod(info.shape), d_sae=latents, architecture=architecture, k=k, l1_coefficient=l1,
         l0_coefficient=l0, model=store.run_info(info.run_id).model, point=point,
     )
-    result = train_sae(store, point, out, cfg, train, run=info.run_id, fresh=fresh, max_steps=max_steps,
-                       progress=progress, device=target)
+    if engine == "ray":
+        from neurometry.features.distributed import train_sae_ray
+
+        result = train_sae_ray(store_path, point, out, cfg, train, run=info.run_id, workers=workers,
+                               address=ray_address, fresh=fresh, max_steps=max_steps, device=target)
+    else:
+        result = train_sae(store, point, out, cfg, train, run=info.run_id, fresh=fresh, max_steps=max_steps,
+                           progress=progress, device=target)
     last = result.history[-1] if result.history else {}
     record = {
         "point": point,
@@ -76,6 +95,8 @@ def train_on_store(
         "device": device_name(target),
         "out": str(result.folder),
     }
+    if engine == "ray":
+        record["workers"] = workers
     return result, record
 
 
