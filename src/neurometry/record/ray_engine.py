@@ -143,7 +143,9 @@ def record_units(job: RecordJob, table: pd.DataFrame, row_ends: np.ndarray, firs
         dataset = ray.data.from_items(items, override_num_blocks=len(items))
         results = dataset.map_batches(
             ChunkRecorder, fn_constructor_kwargs={"job": asdict(job)}, batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=per_actor, num_gpus=gpus,
+            # down to one actor when a node is lost: a fixed-size pool would wait for its place forever
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors),
+            num_cpus=per_actor, num_gpus=gpus,
         )
         for result in results.iter_rows():
             start, stop = int(result["start"]), int(result["stop"])
