@@ -19,11 +19,10 @@ recognises the pair's shared words predicts the wrong label for the held-out hal
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "neurometry" / "data"
+from make_probing_sets import write_set  # scripts/ is on sys.path when this runs as a script
+
 N = 400
 
 HEADS = [  # (singular, plural): inanimate, so that every complement fits
@@ -108,13 +107,7 @@ def negation(rng: random.Random) -> list[dict]:
 
 def main() -> None:
     for name, build in (("agreement", agreement), ("negation", negation)):
-        rng = random.Random(f"probe-{name}")
-        rows = build(rng)
-        rng.shuffle(rows)
-        with open(OUT / f"probe_{name}.jsonl", "w") as handle:
-            for i, row in enumerate(rows):
-                handle.write(json.dumps({"id": f"{name[:3]}{i:04d}", **row}) + "\n")
-        print(f"wrote {OUT / f'probe_{name}.jsonl'} ({len(rows)} rows)")
+        write_set(name, build)
 
 
 if __name__ == "__main__":

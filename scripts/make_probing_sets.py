@@ -254,6 +254,18 @@ def magnitude(rng: random.Random) -> list[dict]:
     return rows
 
 
+def write_set(name: str, build) -> None:
+    """``build(rng)``'s rows, shuffled by a generator seeded with the set's name, as ``probe_NAME.jsonl``
+    with ids ``NAM0000``..."""
+    rng = random.Random(f"probe-{name}")
+    rows = build(rng)
+    rng.shuffle(rows)
+    with open(OUT / f"probe_{name}.jsonl", "w") as handle:
+        for i, row in enumerate(rows):
+            handle.write(json.dumps({"id": f"{name[:3]}{i:04d}", **row}) + "\n")
+    print(f"wrote {OUT / f'probe_{name}.jsonl'} ({len(rows)} rows)")
+
+
 def main() -> None:
     for name, build in (
         ("sentiment", sentiment),
@@ -261,13 +273,7 @@ def main() -> None:
         ("number", number),
         ("magnitude", magnitude),
     ):
-        rng = random.Random(f"probe-{name}")
-        rows = build(rng)
-        rng.shuffle(rows)
-        with open(OUT / f"probe_{name}.jsonl", "w") as handle:
-            for i, row in enumerate(rows):
-                handle.write(json.dumps({"id": f"{name[:3]}{i:04d}", **row}) + "\n")
-        print(f"wrote {OUT / f'probe_{name}.jsonl'} ({len(rows)} rows)")
+        write_set(name, build)
 
 
 if __name__ == "__main__":

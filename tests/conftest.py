@@ -91,3 +91,19 @@ def small_store(tmp_path_factory):
             "--metadata", str(root / "rows.csv")]
     assert main(argv) == 0
     return root
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli("record", ...)``: the CLI in this process (fast), as a ``CompletedProcess`` with its exit code,
+    stdout and stderr; arguments may be paths."""
+    import subprocess
+
+    from neurometry.cli import main
+
+    def run(*args) -> subprocess.CompletedProcess:
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    return run

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 
 from neurometry import NeurometryError, open_store, record
-from neurometry.cli import main
 from neurometry.models.tiny import tiny_llama
 
 MODEL = "neurometry.models.tiny:tiny_llama"
@@ -21,16 +19,6 @@ POINTS = ["resid.*", "logits"]
 # Largest relative error per row (||half - float32|| / ||float32||) measured on tiny_llama over the
 # test sentences, mean and token rows alike: bfloat16 6.9e-3, float16 8.2e-4. The bounds leave ~2x.
 TOLERANCE = {"bfloat16": 1.5e-2, "float16": 2e-3}
-
-
-@pytest.fixture
-def run_cli(capsys):
-    def run(*args: str) -> subprocess.CompletedProcess:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return run
 
 
 def test_a_run_saves_its_device_and_model_dtype_and_ls_shows_them(run_cli, sentences_file, tmp_path):

@@ -9,22 +9,9 @@ import sys
 
 import pytest
 
-from neurometry.cli import main
 from tests.conftest import write_jsonl
 
 MODEL = "neurometry.models.tiny:tiny_bert"
-
-
-@pytest.fixture
-def run_cli(capsys):
-    """The CLI in-process (fast); one test below runs it as a real process."""
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        code = main(list(args))
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return run
 
 
 def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurometry.cli import main
 from neurometry.errors import NeurometryError
 from neurometry.record import record
 from neurometry.store import open_store
@@ -24,16 +23,6 @@ from neurometry.store.results import MEASURE, Result
 
 MODEL = "neurometry.models.tiny:tiny_bert"
 POINTS = ["resid.0", "resid.1", "attn_pattern.1"]  # attention chunks are zstd-compressed: the other write path
-
-
-@pytest.fixture
-def run_cli(capsys):
-    def run(*args: str) -> subprocess.CompletedProcess:
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
-
-    return run
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
