@@ -4,6 +4,7 @@ and joining or starting a cluster for one call."""
 from __future__ import annotations
 
 import importlib
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,21 @@ def import_ray(*parts: str, without: str = "run without --ray") -> Any:
     except ImportError:
         raise NeurometryError(f"--ray needs Ray, an optional extra: pip install 'neurometry[ray]' (or {without})") from None
     return ray
+
+
+def check_address(address: str | None) -> None:
+    """Fail in one line, within seconds, when a cluster ``address`` (``HOST:PORT``, ``ray://HOST:PORT``) takes
+    no connection: Ray itself retries for minutes. None and ``auto`` are left to Ray."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError):
+        raise NeurometryError(
+            f"cannot reach the Ray cluster at {address!r}; start it with `ray start --head` there, or give "
+            "its HOST:PORT (or --ray alone for a local Ray)"
+        ) from None
 
 
 @contextmanager

@@ -213,6 +213,15 @@ def test_without_ray_the_extra_is_named(uneven, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "s").exists()
 
 
+def test_an_unreachable_cluster_is_one_line_within_seconds(uneven, tmp_path, capsys):
+    started = time.monotonic()
+    code = main(["record", MODEL, str(uneven), "--points", "resid.0", "--out", str(tmp_path / "s"), "--ray",
+                 "127.0.0.1:1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "cannot reach the Ray cluster at '127.0.0.1:1'" in err[0]
+    assert time.monotonic() - started < 30 and not (tmp_path / "s").exists()
+
+
 def test_ray_refuses_what_it_cannot_do_yet(uneven, tmp_path):
     with pytest.raises(NeurometryError, match="--max-batch-tokens does not work with --ray"):
         record(MODEL, uneven, ["resid.0"], tmp_path / "s", engine="ray", max_batch_tokens=100, progress=False)

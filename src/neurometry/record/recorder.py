@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from neurometry import clusters
 from neurometry.errors import NeurometryError
 from neurometry.models import HookPoint, LoadedModel, load_model
 from neurometry.models.devices import dtype_name, inputs_to, resolve_device, resolve_model_dtype
@@ -270,7 +271,8 @@ def record(
     if engine not in ("local", "ray"):
         raise NeurometryError(f"engine {engine!r} is not one of local, ray")
     if engine == "ray":
-        import_ray()  # the missing extra is named before any work
+        import_ray()  # the missing extra, or a cluster that takes no connection, named before any work
+        clusters.check_address(ray_address)
         if not isinstance(model, str):
             raise NeurometryError("engine='ray' loads the model in each actor: give it by name, folder or module:attribute")
         if max_batch_tokens is not None:

@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from neurometry import clusters
 from neurometry.errors import NeurometryError
 from neurometry.features.evaluate import ce_loss_recovered, evaluate_sae, save_sae_eval
 from neurometry.features.examples import (
@@ -62,6 +63,7 @@ def train_on_store(
         from neurometry.features.distributed import import_ray
 
         import_ray()  # before any work: without the extra, one line and nothing written
+        clusters.check_address(ray_address)
     target = resolve_device(device)
     store = open_store(store_path)
     info = store.point_info(point, run)
