@@ -122,16 +122,18 @@ def load_callable(spec: str) -> LoadedModel:
 
 
 def wrap_module(module: nn.Module, name: str) -> LoadedModel:
-    """A ``LoadedModel`` around a plain ``nn.Module`` that carries ``.tokenizer`` or ``.preprocess``.
+    """A ``LoadedModel`` around a plain ``nn.Module`` that carries ``.tokenizer`` (text), ``.preprocess``
+    (images) or ``.example_input`` (a batch of one, for a model of numeric arrays: rows of .npy/.npz data).
 
     Its only alias is ``output`` (the root module's output); any module path is a point too.
     """
     tokenizer = getattr(module, "tokenizer", None)
     preprocess = getattr(module, "preprocess", None)
-    if tokenizer is None and preprocess is None:
+    example = getattr(module, "example_input", None)
+    if tokenizer is None and preprocess is None and example is None:
         raise NeurometryError(
-            f"model {name!r} is a plain nn.Module; give it a `.tokenizer` (text) or `.preprocess` "
-            "(image paths -> batch) attribute, or return a LoadedModel"
+            f"model {name!r} is a plain nn.Module; give it a `.tokenizer` (text), `.preprocess` "
+            "(image paths -> batch) or `.example_input` (a batch of one array row) attribute, or return a LoadedModel"
         )
     if tokenizer is not None:
         from neurometry.models.hf import prepare_tokenizer
@@ -141,11 +143,12 @@ def wrap_module(module: nn.Module, name: str) -> LoadedModel:
     loaded = LoadedModel(
         name=name,
         module=module,
-        modality="text" if tokenizer is not None else "image",
+        modality="text" if tokenizer is not None else "image" if preprocess is not None else "tensor",
         tokenizer=tokenizer,
         preprocess=preprocess if tokenizer is None else None,
         points={},
         info={"source": name},
+        example_input=example if tokenizer is None and preprocess is None else None,
     )
     root = loaded.module_point("")
     loaded.points = {"output": HookPoint("output", "", root.kind, "output", root.index)}

@@ -37,6 +37,9 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z")
 
 
+MODALITIES = ("text", "image", "tensor")
+
+
 def _is_glob(pattern: str) -> bool:
     return any(c in pattern for c in "*?")
 
@@ -48,7 +51,8 @@ class LoadedModel:
     Attributes:
         name: zoo name, folder path or ``"module:attr"``.
         module: the ``nn.Module`` (eval mode; float32 on the CPU unless loaded or placed otherwise).
-        modality: ``"text"`` or ``"image"``.
+        modality: ``"text"``, ``"image"`` or ``"tensor"`` (numeric arrays in, e.g. token ids of a
+            toy model or feature vectors: rows of a .npy/.npz file, batched as they are).
         tokenizer: HF tokenizer for text (pad token set, right padding), else None.
         preprocess: for images, ``list of paths -> (B, 3, H, W)`` float batch, else None.
         points: every alias -> ``HookPoint``, in depth order.
@@ -64,13 +68,14 @@ class LoadedModel:
     points: dict[str, HookPoint]
     family: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    example_input: torch.Tensor | None = None  # tensor models: one batch (of 1) the module takes, for probing
     _probe: dict[str, ModuleProbe] | None = field(default=None, init=False, repr=False)
     _order: dict[tuple[str, str], int] | None = field(default=None, init=False, repr=False)
     _attn_default: str | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.modality not in ("text", "image"):
-            raise NeurometryError(f"modality must be 'text' or 'image', not {self.modality!r}")
+        if self.modality not in MODALITIES:
+            raise NeurometryError(f"modality must be one of {', '.join(MODALITIES)}, not {self.modality!r}")
         order = self.order()
         self.points = dict(sorted(self.points.items(), key=lambda kv: self._rank(kv[1], order)))
 

@@ -24,8 +24,12 @@ def example_batch(model: LoadedModel, length: int = PROBE_LEN) -> Any:
     """A batch of one example for ``model.forward``.
 
     Text: tokenizer output with exactly ``length`` tokens. Image: ``model.preprocess`` of one
-    seeded noise image, (1, 3, H, W).
+    seeded noise image, (1, 3, H, W). Tensor: the model's ``example_input``.
     """
+    if model.modality == "tensor":
+        if model.example_input is None:
+            raise NeurometryError(f"tensor model {model.name!r} has no example input; attach one as `.example_input`")
+        return model.example_input
     if model.modality == "text":
         if model.tokenizer is None:
             raise NeurometryError(f"text model {model.name!r} has no tokenizer; attach one as `.tokenizer`")

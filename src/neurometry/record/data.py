@@ -1,4 +1,5 @@
-"""Reading the DATA a model is recorded on: JSONL, CSV or Parquet with a `text` or `image` column."""
+"""Reading the DATA a model is recorded on: JSONL, CSV or Parquet with a `text` or `image` column, or for
+a tensor model a .npy array (or .npz with an ``inputs`` array and per-row columns) of numeric rows."""
 
 from __future__ import annotations
 
@@ -6,9 +7,13 @@ import hashlib
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from neurometry.errors import NeurometryError
+from neurometry.files import read_npy
+
+ARRAY_SUFFIXES = (".npy", ".npz")
 
 # utf-8-sig: a byte-order mark (Windows editors write one) is read and dropped; without one it is utf-8
 READERS = {
@@ -26,11 +31,53 @@ def check_data_path(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise NeurometryError(
             f"DATA {path} is a folder; give one .jsonl, .csv or .parquet file (a table with a text or image "
-            "column), e.g. one inside it"
+            "column) or a .npy/.npz array, e.g. one inside it"
         )
     if not path.is_file():
-        raise NeurometryError(f"data file {path} does not exist; give a .jsonl, .csv or .parquet file")
+        raise NeurometryError(f"data file {path} does not exist; give a .jsonl, .csv, .parquet, .npy or .npz file")
     return path
+
+
+def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
+    """The inputs of a tensor model: (rows, ...) numeric ``inputs`` and one metadata row per input.
+
+    A .npy file is the inputs; a .npz holds ``inputs`` and, as metadata columns, any 1-D arrays of one value
+    per row (labels, operands). Nothing is unpickled. Integer inputs stay integers (token ids), floats are
+    read as float32; NaN/Inf, 0-D arrays and empty ones are refused.
+    """
+    path = check_data_path(path)
+    fix = "save the inputs with numpy.save (or numpy.savez with an 'inputs' array)"
+    if path.suffix.lower() == ".npy":
+        inputs, columns = read_npy(path, fix=fix), {}
+    elif path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+        except (OSError, ValueError) as error:
+            raise NeurometryError(f"cannot read {path} as a .npz archive ({error}); {fix}") from None
+        if "inputs" not in arrays:
+            raise NeurometryError(f"{path} has no 'inputs' array (it holds {', '.join(arrays) or 'nothing'}); {fix}")
+        inputs = arrays.pop("inputs")
+        columns = arrays
+    else:
+        raise NeurometryError(f"a tensor model reads .npy or .npz arrays, not {path.name}; {fix}")
+    if inputs.ndim == 0 or len(inputs) == 0:
+        raise NeurometryError(f"{path}: the inputs are empty or 0-D (shape {inputs.shape}); give one row per input")
+    if inputs.dtype.kind not in "iuf" and inputs.dtype != np.bool_:
+        raise NeurometryError(f"{path}: inputs of dtype {inputs.dtype} are not numeric; {fix}")
+    if inputs.dtype.kind == "f":
+        inputs = inputs.astype(np.float32, copy=False)
+        if not np.isfinite(inputs).all():
+            raise NeurometryError(f"{path}: the inputs hold NaN or Inf; drop or fix those rows")
+    table = {"row_id": np.arange(len(inputs))}
+    for name, values in columns.items():
+        if values.ndim != 1 or len(values) != len(inputs):
+            raise NeurometryError(
+                f"{path}: array {name!r} has shape {values.shape}; metadata arrays hold one value per input "
+                f"({len(inputs)})"
+            )
+        table[name] = values
+    return inputs, pd.DataFrame(table)
 
 
 def load_table(path: str | os.PathLike, modality: str) -> pd.DataFrame:
@@ -40,6 +87,8 @@ def load_table(path: str | os.PathLike, modality: str) -> pd.DataFrame:
     relative to the data file's folder.
     """
     path = check_data_path(path)
+    if path.suffix.lower() in ARRAY_SUFFIXES:
+        raise NeurometryError(f"{path.name} is an array; a {modality} model reads a .jsonl, .csv or .parquet table")
     reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise NeurometryError(f"cannot read {path.name}: DATA must end in .jsonl, .json, .csv or .parquet")

@@ -24,10 +24,11 @@ from neurometry.models import HookPoint, LoadedModel, load_model
 from neurometry.models.devices import dtype_name, inputs_to, resolve_device, resolve_model_dtype
 from neurometry.models.hooks import capture
 from neurometry.record import batching
-from neurometry.record.data import dataset_id, load_table
+from neurometry.record.data import dataset_id, load_arrays, load_table
 from neurometry.record.ray_engine import RecordJob, import_ray, record_units
 from neurometry.record.reduce import (
     IMAGE_REDUCTIONS,
+    TENSOR_REDUCTIONS,
     TEXT_REDUCTIONS,
     TokenMask,
     attention_as_tokens,
@@ -102,9 +103,11 @@ class InputBatches:
 
     TOKENIZE_ROWS = 2048
 
-    def __init__(self, model: LoadedModel, table: pd.DataFrame, max_tokens: int, reduce: str):
+    def __init__(self, model: LoadedModel, table: pd.DataFrame, max_tokens: int, reduce: str,
+                 arrays: np.ndarray | None = None):
         self.model = model
         self.table = table
+        self.arrays = arrays  # a tensor model's inputs, (inputs, ...)
         if model.modality == "text":
             tokenizer = model.tokenizer
             texts = table["text"]
@@ -128,6 +131,9 @@ class InputBatches:
         self.input_row_ends = np.cumsum(rows_per_input)
 
     def inputs(self, start: int, stop: int) -> tuple[object, torch.Tensor | None]:
+        if self.model.modality == "tensor":
+            block = np.ascontiguousarray(self.arrays[start:stop])
+            return torch.from_numpy(block.astype(np.int64) if block.dtype.kind in "iu" else block), None
         if self.model.modality != "text":
             return self.model.preprocess(self.table["image"].iloc[start:stop].tolist()), None
         return self._padded(self.lengths[start:stop], self.token_ids[self.offsets[start] : self.offsets[stop]])
@@ -197,10 +203,16 @@ def _reduce(point: HookPoint, value: torch.Tensor, mask: TokenMask | None, reduc
     if point.kind == "attention":
         return reduce_tokens(attention_as_tokens(value, key_width), mask, reduce)
     if point.kind == "tokens":
+        if mask is None and value.dim() >= 3:  # a tensor model's positions are all real
+            if reduce == "none":
+                return value
+            mask = TokenMask(torch.ones(value.shape[:2], dtype=torch.bool, device=value.device))
         if value.dim() < 3 or mask is None or value.shape[:2] != mask.mask.shape:
             raise NeurometryError(f"point {point.name} is not (batch, seq, ...) shaped; record another point")
         return reduce_tokens(value, mask, reduce)
     if point.kind == "spatial":
+        if reduce not in IMAGE_REDUCTIONS:
+            raise NeurometryError(f"point {point.name} is a spatial map; record it with --reduce mean or none")
         return reduce_spatial(value, reduce)
     return value
 
@@ -290,11 +302,17 @@ def record(
     # the device as given: "auto" on a sharded folder lets accelerate spread the model over GPUs and CPU
     loaded = load_model(model, device=device, dtype=cast) if isinstance(model, str) else model.place(device, cast)
     run_device, run_dtype = loaded.device, dtype_name(loaded.dtype)
-    allowed = TEXT_REDUCTIONS if loaded.modality == "text" else IMAGE_REDUCTIONS
-    reduce = reduce or "mean"
+    allowed = {"text": TEXT_REDUCTIONS, "image": IMAGE_REDUCTIONS, "tensor": TENSOR_REDUCTIONS}[loaded.modality]
+    reduce = reduce or ("none" if loaded.modality == "tensor" else "mean")
     if reduce not in allowed:
         raise NeurometryError(f"--reduce {reduce!r} does not apply to a {loaded.modality} model; use one of {', '.join(allowed)}")
-    table = load_table(data, loaded.modality)
+    arrays = None
+    if loaded.modality == "tensor":
+        if engine == "ray":
+            raise NeurometryError("--ray records text and image models; record a tensor model without --ray")
+        arrays, table = load_arrays(data)
+    else:
+        table = load_table(data, loaded.modality)
     hook_points = loaded.resolve(points)
     run_id = _check_run_name(run or default_run_name(loaded.name))
     if max_batch_tokens is not None and loaded.modality != "text":
@@ -302,7 +320,7 @@ def record(
     if any(p.kind == "attention" for p in hook_points) and hasattr(loaded, "enable_attention_probs"):
         loaded.enable_attention_probs()
 
-    batches = InputBatches(loaded, table, max_tokens, reduce)
+    batches = InputBatches(loaded, table, max_tokens, reduce, arrays)
     n_inputs = len(table)
 
     rows_maker = RowMaker(loaded, hook_points, batches, reduce, dtype)

@@ -11,6 +11,7 @@ import torch
 
 TEXT_REDUCTIONS = ("tokens", "mean", "first", "last")
 IMAGE_REDUCTIONS = ("mean", "none")
+TENSOR_REDUCTIONS = ("none", "last", "mean", "first")  # over the positions of (rows, positions, ...) outputs
 
 
 def attention_as_tokens(probs: torch.Tensor, key_width: int) -> torch.Tensor:

@@ -17,8 +17,9 @@ from pathlib import Path
 from neurometry.errors import NeurometryError
 
 FORMAT_NAME = "neurometry-store"
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (2, 3)  # what a read-only open serves as it is (format 2 lacks only the chunk checksums)
+FORMAT_VERSION = 4
+# what a read-only open serves as it is (format 2 lacks the chunk checksums, formats 2 and 3 the series)
+READABLE_VERSIONS = (2, 3, 4)
 
 RESULTS_TABLE = """
 CREATE TABLE IF NOT EXISTS results (
@@ -44,6 +45,17 @@ CREATE TABLE IF NOT EXISTS chunks (
     nbytes INTEGER NOT NULL,         -- size of the chunk file
     crc32c INTEGER NOT NULL,         -- CRC-32C of the chunk file's bytes
     PRIMARY KEY (run_id, point, chunk)
+);
+"""
+
+SERIES_TABLE = """
+CREATE TABLE IF NOT EXISTS series (
+    run_id TEXT PRIMARY KEY,         -- a complete run: one checkpoint of the series
+    series TEXT NOT NULL,            -- the series' name
+    step INTEGER NOT NULL,           -- training step, epoch or token count: the order of the series
+    weights_hash TEXT,               -- SHA-256 of the checkpoint's weights (finds identical checkpoints)
+    source TEXT NOT NULL,            -- the checkpoint file or folder, or 'live' for a training loop
+    UNIQUE (series, step)
 );
 """
 
@@ -99,7 +111,7 @@ CREATE TABLE IF NOT EXISTS tokens (
     token TEXT NOT NULL,
     PRIMARY KEY (run_id, row)
 );
-""" + RESULTS_TABLE + CHUNKS_TABLE
+""" + RESULTS_TABLE + CHUNKS_TABLE + SERIES_TABLE
 
 
 def connect(path: Path, read_only: bool = False) -> sqlite3.Connection:
@@ -198,10 +210,12 @@ def migrate(conn: sqlite3.Connection, version: int) -> None:
     Version 1 had no result sets: its results become the unnamed set ``''`` of schema 1, which readers
     that look for a producer's set do not find, so the step that wrote them computes them again.
     Version 2 had no chunk checksums: its chunks stay without, and reads check them for presence and
-    size only (``neurometry verify`` counts them as unchecked).
+    size only (``neurometry verify`` counts them as unchecked). Versions before 4 had no series: their
+    runs belong to none.
     """
     with transaction(conn):
         conn.execute(CHUNKS_TABLE)
+        conn.execute(SERIES_TABLE)
         if version == 1:
             conn.execute("ALTER TABLE results RENAME TO results_v1")
             conn.execute(RESULTS_TABLE)

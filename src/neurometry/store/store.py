@@ -52,6 +52,17 @@ class PointInfo:
 
 
 @dataclass(frozen=True)
+class SeriesStep:
+    """One checkpoint of a series: its step and the complete run recorded from it."""
+
+    series: str
+    step: int
+    run_id: str
+    source: str  # the checkpoint file or folder, or 'live' (recorded during training)
+    weights_hash: str | None
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """One recording: a model over a dataset with fixed settings."""
 
@@ -152,6 +163,39 @@ class Store:
             runs = ", ".join(p.run_id for p in candidates)
             raise NeurometryError(f"point {point!r} is in several runs ({runs}); name one with --run")
         return candidates[0]
+
+    # -- series: runs ordered along training -------------------------------------------------
+    def _series_rows(self, where: str = "1=1", args: tuple = ()) -> list[SeriesStep]:
+        try:
+            rows = self._conn.execute(
+                f"SELECT series, step, run_id, source, weights_hash FROM series WHERE {where} ORDER BY series, step",
+                args,
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # a format-2/3 store opened read-only: it holds no series
+                return []
+            raise
+        return [SeriesStep(*row) for row in rows]
+
+    def series_names(self) -> list[str]:
+        """The names of the store's series, sorted."""
+        return sorted({s.series for s in self._series_rows()})
+
+    def series(self, name: str) -> list[SeriesStep]:
+        """The checkpoints of series ``name`` in step order; an unknown name is refused with the known ones."""
+        steps = self._series_rows("series = ?", (name,))
+        if not steps:
+            names = self.series_names()
+            raise NeurometryError(
+                f"no series {name!r} in {self.path}{did_you_mean(name, names)}; series here: "
+                f"{', '.join(names) or 'none (record checkpoints with `neurometry record --checkpoints` or `neurometry lab`)'}"
+            )
+        return steps
+
+    def series_of(self, run: str) -> SeriesStep | None:
+        """The series checkpoint a run was recorded from, or None for a run outside any series."""
+        found = self._series_rows("run_id = ?", (run,))
+        return found[0] if found else None
 
     # -- arrays ----------------------------------------------------------------------------
     def chunk_files(self, info: PointInfo) -> PointChunks:

@@ -155,10 +155,29 @@ def insert_dataset(conn: sqlite3.Connection, dataset_id: str, source: str, table
     )
 
 
+def add_to_series(store: Store, run_id: str, series: str, step: int, source: str,
+                  weights_hash: str | None = None) -> None:
+    """Make the complete run ``run_id`` the checkpoint ``step`` of ``series`` (replacing what that step held)."""
+    check_series_name(series)
+    with store.transaction() as tx:
+        tx.execute("DELETE FROM series WHERE series = ? AND step = ? AND run_id != ?", (series, int(step), run_id))
+        tx.execute("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?)",
+                   (run_id, series, int(step), weights_hash, source))
+
+
+def check_series_name(series: str) -> str:
+    """A series name is a run-name prefix: letters, digits, '.', '_' and '-', starting with a letter or digit."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", series):
+        raise NeurometryError(f"series name {series!r} may hold only letters, digits, '.', '_' and '-'; choose another")
+    return series
+
+
 def delete_run(store: Store, run_id: str) -> None:
     """Remove a run's catalog rows, then its arrays (catalog first: arrays without a run are invisible)."""
     with store.transaction() as tx:
-        for table in ("runs", "points", "commits", "tokens", "results", "chunks"):
+        for table in ("runs", "points", "commits", "tokens", "results", "chunks", "series"):
             tx.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
     shutil.rmtree(store.path / "arrays" / run_id, ignore_errors=True)
 
