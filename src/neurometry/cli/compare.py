@@ -36,6 +36,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
     }
     if args.plot:
         check_output_path(args.plot, "--plot")
+    if args.series is not None:
+        return _compare_series(args, params)
+    if args.reference is not None or args.pairwise:
+        raise NeurometryError("--reference and --pairwise go with --series")
     try:
         document = run_compare(
             args.a,
@@ -66,6 +70,28 @@ def cmd_compare(args: argparse.Namespace) -> None:
     finish(args, document, lambda: print_comparison(document), lambda: plots().plot_comparison(document, title))
 
 
+def _compare_series(args: argparse.Namespace, params: dict) -> None:
+    from neurometry.store import open_store
+    from neurometry.tables.training import print_series_similarity, print_step_matrix
+    from neurometry.workflows.series import compare_series
+
+    if args.b or args.points_b or args.run_a or args.run_b or args.subjects or args.permutations or args.bootstrap:
+        raise NeurometryError(
+            "--series compares the steps of one store's series; leave out B, --points-b, --run-a/b, --subjects, "
+            "--permutations and --bootstrap"
+        )
+    store = open_store(args.a)
+    document = compare_series(store, args.series, args.metric, args.points_a, reference=args.reference,
+                              pairwise=args.pairwise, seed=args.seed, progress=not args.json, device=args.device,
+                              **params)
+    title = f"{args.metric}: {store.path.name} series {args.series}"
+    if args.pairwise:
+        finish(args, document, lambda: print_step_matrix(document), lambda: plots().plot_step_matrix(document, title))
+    else:
+        finish(args, document, lambda: print_series_similarity(document),
+               lambda: plots().plot_series_similarity(document, title))
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
@@ -87,6 +113,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run-a", help="run of store A when it holds several")
     p.add_argument("--run-b", help="run of store B when it holds several")
     p.add_argument("--rdm-key", help="variable of a .mat file that holds the RDMs")
+    p.add_argument("--series", help="compare each step of this series of store A with its --reference step")
+    p.add_argument("--reference", type=int, default=None, metavar="STEP",
+                   help="with --series: the step compared against (default: the last)")
+    p.add_argument("--pairwise", action="store_true",
+                   help="with --series: the step x step matrix at one point (name it with --points-a)")
     p.add_argument(
         "--subjects",
         action="store_true",

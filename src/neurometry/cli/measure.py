@@ -40,6 +40,8 @@ def cmd_measure(args: argparse.Namespace) -> None:
                                   seed=args.seed, max_rows=args.max_rows, progress=not args.json,
                                   device=args.device)
         title = source.name
+    elif args.series is not None:
+        return _measure_series(args, source, measures)
     else:
         if args.labels:
             raise NeurometryError("--labels FILE.npy is for a .npy SOURCE; for a store, name a metadata column with --label")
@@ -55,10 +57,25 @@ def cmd_measure(args: argparse.Namespace) -> None:
     finish(args, {"results": records}, lambda: print_measures(records), figure)
 
 
+def _measure_series(args: argparse.Namespace, source: Path, measures: list[str] | None) -> None:
+    from neurometry.tables.training import print_series_measures
+    from neurometry.workflows.series import measure_series
+
+    if args.run or args.labels or args.classifier:
+        raise NeurometryError("--series measures every run of the series; leave out --run, --labels and --classifier")
+    store = open_store(source)
+    records = measure_series(store, args.series, args.points, measures, args.label, args.seed, args.max_rows,
+                             progress=not args.json, device=args.device)
+    title = f"{store.path.name} · series {args.series}"
+    finish(args, {"series": args.series, "results": records}, lambda: print_series_measures(records),
+           lambda: plots().plot_series_measures(records, title))
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("measure", help="geometry and neuron statistics per point")
     p.add_argument("source", nargs="?", default=None, help="a store folder or a .npy file (rows x features)")
     p.add_argument("--run", default=None)
+    p.add_argument("--series", default=None, help="measure every step of a series (one run per checkpoint)")
     p.add_argument("--points", nargs="+", default=None, help="point names or globs (default: all of the run)")
     p.add_argument("--measures", default=None, help="comma-separated names, or 'all' (default: a standard set)")
     p.add_argument("--label", default=None, help="metadata column with class labels (neural collapse)")
@@ -67,7 +84,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-rows", type=int, default=20000, help="subsample size for neighbour estimators")
     add_device_arguments(p, model_dtype=False, what="the covariance and kNN linear algebra")
-    p.add_argument("--plot", default=None, help="draw each measure against depth into FILE.png")
+    p.add_argument("--plot", default=None,
+                   help="draw each measure against depth (with --series: step x depth heatmaps and curves) into FILE.png")
     p.add_argument("--list", action="store_true", help="list the measures and exit")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_checked)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from neurometry.cli.output import add_device_arguments, check_output_path, finish, whole_number
+from neurometry.errors import NeurometryError
 
 
 def cmd_record(args: argparse.Namespace) -> None:
@@ -13,6 +14,10 @@ def cmd_record(args: argparse.Namespace) -> None:
 
     check_data_path(args.data)
     check_output_path(args.out, folder=True)
+    if args.checkpoints is not None:
+        return _record_checkpoints(args)
+    if args.steps or args.series:
+        raise NeurometryError("--steps and --series go with --checkpoints")
     result = record(
         args.model, args.data, args.points, args.out, reduce=args.reduce, dtype=args.dtype,
         batch_size=args.batch_size, max_tokens=args.max_tokens, run=args.run, overwrite=args.overwrite,
@@ -33,10 +38,45 @@ def cmd_record(args: argparse.Namespace) -> None:
     finish(args, result.__dict__, show)
 
 
+def _record_checkpoints(args: argparse.Namespace) -> None:
+    from neurometry.record.checkpoints import record_checkpoints
+
+    if args.ray is not None or args.max_batch_tokens is not None:
+        raise NeurometryError("--checkpoints records in one process with --batch-size; leave out --ray and --max-batch-tokens")
+    model = base_model(args.model)
+    result = record_checkpoints(
+        model, args.data, args.points, args.out, args.checkpoints, series=args.series, steps=args.steps,
+        progress=not args.quiet, device=args.device, model_dtype=args.model_dtype, reduce=args.reduce,
+        dtype=args.dtype, batch_size=args.batch_size, max_tokens=args.max_tokens, chunk_rows=args.chunk_rows,
+    )
+
+    def show() -> None:
+        done = f"; {len(result.already_complete)} were recorded before" if result.already_complete else ""
+        print(f"recorded series {result.series!r}: {len(result.runs)} checkpoints, steps "
+              f"{result.steps[0]}..{result.steps[-1]}, into {result.store}{done}")
+        for step, same in result.duplicates:
+            print(f"  step {step} has the same weights as step {same}: not recorded again")
+        print(f"next: neurometry measure {result.store} --series {result.series}")
+
+    finish(args, result.__dict__, show)
+
+
+def base_model(spec: str):
+    """``lab:NAME`` (or ``lab:NAME:test``) is a lab's freshly built model, which its checkpoints load into;
+    anything else is a model spec as given."""
+    if not spec.startswith("lab:"):
+        return spec
+    from neurometry.models.load import wrap_module
+    from neurometry.workflows.lab import lab_model
+
+    _, name, *size = spec.split(":")
+    return wrap_module(lab_model(name, size=size[0] if size else "default"), spec)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("record", help="record hook points of a model over a dataset into a store")
-    p.add_argument("model", help="zoo name, local Hugging Face folder, or module:attribute")
-    p.add_argument("data", help=".jsonl, .csv or .parquet with a text (or image) column")
+    p.add_argument("model", help="zoo name, local Hugging Face folder, module:attribute, or lab:NAME[:test]")
+    p.add_argument("data", help=".jsonl, .csv or .parquet with a text (or image) column; .npy/.npz for a tensor model")
     p.add_argument("--points", nargs="+", required=True, help="aliases, module paths or globs (resid.*)")
     p.add_argument("--out", required=True, help="store folder (created if missing)")
     p.add_argument("--reduce", default=None, help="text: tokens|mean|first|last (default mean); image: mean|none")
@@ -52,6 +92,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="record on a Ray cluster (its address; none: a local Ray); the store must be on a shared filesystem")
     p.add_argument("--actors", type=whole_number(1), default=1, help="with --ray: model actors (default 1)")
+    p.add_argument("--checkpoints", default=None, metavar="DIR_OR_GLOB",
+                   help="record a series: a folder of checkpoint-* folders or *.safetensors state dicts (loaded "
+                        "into MODEL), or a glob; one run per checkpoint")
+    p.add_argument("--steps", default=None, metavar="FILE",
+                   help="with --checkpoints: 'NAME STEP' lines (default: the last number in each name)")
+    p.add_argument("--series", default=None, help="with --checkpoints: the series' name (default: the model's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_record)

@@ -10,8 +10,16 @@ from neurometry.plots.figure import figure_png, save_figure
 from neurometry.plots.measure import plot_profiles
 from neurometry.plots.probe import plot_encode, plot_probe, plot_probe_tasks
 from neurometry.plots.steer import plot_patching, plot_sweep
+from neurometry.plots.training import (
+    plot_curves_with_phases,
+    plot_lab,
+    plot_series_measures,
+    plot_series_similarity,
+    plot_step_matrix,
+)
 
 __all__ = [
     "Figure", "figure_png", "plot_comparison", "plot_encode", "plot_latent_frequencies", "plot_patching", "plot_probe",
-    "plot_probe_tasks", "plot_profiles", "plot_sweep", "save_figure",
+    "plot_probe_tasks", "plot_profiles", "plot_sweep", "save_figure", "plot_curves_with_phases", "plot_lab",
+    "plot_series_measures", "plot_series_similarity", "plot_step_matrix",
 ]

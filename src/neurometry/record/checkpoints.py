@@ -110,7 +110,7 @@ def find_checkpoints(spec: str | os.PathLike | list, steps: dict[str, int] | Non
             raise NeurometryError(f"checkpoint {path} {why}; give its step with --steps FILE ('NAME STEP' lines)")
         found.append(Checkpoint(int(step), path, "folder" if folders else "state_dict"))
     found.sort(key=lambda c: c.step)
-    for before, after in zip(found, found[1:]):
+    for before, after in zip(found, found[1:], strict=False):
         if before.step == after.step:
             raise NeurometryError(
                 f"checkpoints {before.path.name} and {after.path.name} both have step {after.step}; "

@@ -127,8 +127,22 @@ SAE_FEATURES = ResultKind(
     "sae_features", 1, "top examples and logit tokens per SAE latent (`neurometry sae features`)", "set",
 )
 
+TRAINING = ResultKind(
+    "training", 1, "metrics of a checkpoint while it trained: losses, accuracies, progress measures", "points",
+    params=("series", "step"),
+)
+PHASES = ResultKind(
+    "phases", 1, "phases of a curve over a series, saved on its last run (`neurometry phases`)", "set",
+    params=("series", "curve", "point", "method", "transform"), extra=("phases", "boundaries", "penalty", "steps"),
+)
+LAB = ResultKind(
+    "lab", 1, "what a lab found, saved on its series' last run (`neurometry lab`)", "set",
+    params=("lab", "size", "seed"), extra=("findings",),
+)
+
 KINDS: dict[str, ResultKind] = {
-    k.name: k for k in (MEASURE, COMPARE, PROBE, ENCODE, STEER_SWEEP, PATCH, DIFF, SAE_EVAL, SAE_FEATURES)
+    k.name: k
+    for k in (MEASURE, COMPARE, PROBE, ENCODE, STEER_SWEEP, PATCH, DIFF, SAE_EVAL, SAE_FEATURES, TRAINING, PHASES, LAB)
 }
 
 
