@@ -50,9 +50,15 @@ def cmd_ls(args: argparse.Namespace) -> None:
                   for p in points if p.run_id not in in_series or p.run_id in shown])
     results = listing(store)
     if len(results):
+        # a series' results are one line per (kind, set) with how many of its steps hold them
+        results = results.assign(run_id=[f"series {in_series[r]} ({{}})" if r in in_series else r
+                                         for r in results["run_id"]])
+        grouped = results.groupby(["run_id", "kind", "result_set"], sort=False).agg(
+            steps=("points", "size"), points=("points", "max"), records=("records", "sum")).reset_index()
         print()
         print_table(["run", "results", "set", "points", "records"],
-                    [[r.run_id, r.kind, r.result_set or "-", r.points, r.records] for r in results.itertuples()])
+                    [[r.run_id.format(f"{r.steps} step{'s' if r.steps > 1 else ''}"), r.kind, r.result_set or "-", r.points, r.records]
+                     for r in grouped.itertuples()])
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
