@@ -25,9 +25,13 @@ from neurometry.errors import NeurometryError
 from neurometry.models import LoadedModel, load_model
 from neurometry.record.recorder import default_run_name, record
 from neurometry.store import open_store
-from neurometry.store.writer import add_to_series, check_series_name
+from neurometry.store.writer import add_to_series, check_series_name, delete_run
 
 WEIGHT_SUFFIX = ".safetensors"
+PICKLED_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+# any of these makes a folder's tokenizer loadable (fast, slow sentencepiece or WordPiece/BPE vocabularies)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "spiece.model", "vocab.txt",
+                   "vocab.json")
 # config keys that change from checkpoint to checkpoint of one architecture
 _RUN_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "architectures")
 
@@ -89,6 +93,8 @@ def find_checkpoints(spec: str | os.PathLike | list, steps: dict[str, int] | Non
     ``steps`` entry for that name (see :func:`read_steps_file`).
     """
     paths = _expand(spec)
+    if not paths:
+        raise NeurometryError("no checkpoints given; name a folder of checkpoints, a glob or a list of paths")
     folders = [p for p in paths if p.is_dir()]
     files = [p for p in paths if p.is_file()]
     if folders and files:
@@ -145,7 +151,10 @@ def _expand(spec: str | os.PathLike | list) -> list[Path]:
     folders = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("checkpoint-"))
     files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix == WEIGHT_SUFFIX)
     if not folders and not files:
-        raise NeurometryError(f"{root} holds no checkpoint-* folders and no *{WEIGHT_SUFFIX} files")
+        pickled = sorted(p.name for p in root.iterdir() if p.suffix in PICKLED_SUFFIXES)
+        also = (f" (only pickled checkpoints such as {pickled[0]}, which are not read: save state dicts with "
+                "safetensors)") if pickled else ""
+        raise NeurometryError(f"{root} holds no checkpoint-* folders and no *{WEIGHT_SUFFIX} files{also}")
     return folders or files
 
 
@@ -222,6 +231,11 @@ def check_checkpoints(checkpoints: list[Checkpoint], base: LoadedModel | None) -
             raise NeurometryError(f"checkpoint folder {checkpoint.path} has no config.json; it is not a model folder")
         for weights in _weight_files(checkpoint.path):
             tensor_shapes(weights)
+        if not any((checkpoint.path / name).is_file() for name in TOKENIZER_FILES):
+            raise NeurometryError(
+                f"checkpoint folder {checkpoint.path} has no tokenizer; save it with the checkpoints "
+                "(Trainer(processing_class=tokenizer)) or copy the tokenizer's files into each checkpoint folder"
+            )
         config = {k: v for k, v in json.loads(config_path.read_text()).items() if k not in _RUN_KEYS}
         if first_config is None:
             first_config = config
@@ -300,9 +314,16 @@ def record_checkpoints(
             continue
         hashes[digest] = checkpoint.step
         run_id = run_name(series, checkpoint.step)
-        if recorded.get(checkpoint.step) == (run_id, digest):
+        previous = recorded.get(checkpoint.step)
+        if previous == (run_id, digest):
             result.already_complete.append(checkpoint.step)
         else:
+            if previous is not None:  # recorded from other weights (the file was replaced, or its step moved)
+                store = open_store(out)
+                try:
+                    delete_run(store, previous[0])
+                finally:
+                    store.close()
             if base is not None:
                 _load_state_dict(base, checkpoint.path)
                 spec: str | LoadedModel = base

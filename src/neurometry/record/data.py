@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +53,12 @@ def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
         inputs, columns = read_npy(path, fix=fix), {}
     elif path.suffix.lower() == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as archive:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):  # a .npy file under a .npz name
+                raise ValueError("it is a single array, not an archive of named arrays")
+            with loaded as archive:
                 arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
             raise NeurometryError(f"cannot read {path} as a .npz archive ({error}); {fix}") from None
         if "inputs" not in arrays:
             raise NeurometryError(f"{path} has no 'inputs' array (it holds {', '.join(arrays) or 'nothing'}); {fix}")
@@ -66,9 +71,12 @@ def load_arrays(path: str | os.PathLike) -> tuple[np.ndarray, pd.DataFrame]:
     if inputs.dtype.kind not in "iuf" and inputs.dtype != np.bool_:
         raise NeurometryError(f"{path}: inputs of dtype {inputs.dtype} are not numeric; {fix}")
     if inputs.dtype.kind == "f":
-        inputs = inputs.astype(np.float32, copy=False)
         if not np.isfinite(inputs).all():
             raise NeurometryError(f"{path}: the inputs hold NaN or Inf; drop or fix those rows")
+        with np.errstate(over="ignore"):
+            inputs = inputs.astype(np.float32, copy=False)
+        if not np.isfinite(inputs).all():
+            raise NeurometryError(f"{path}: the inputs hold values beyond float32's range (~3.4e38); rescale them")
     table = {"row_id": np.arange(len(inputs))}
     for name, values in columns.items():
         if values.ndim != 1 or len(values) != len(inputs):

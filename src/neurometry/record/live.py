@@ -13,8 +13,11 @@ it draws no random numbers, so training goes on exactly as it would without it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +29,30 @@ from torch import nn
 from neurometry.errors import NeurometryError
 from neurometry.models import HookPoint, LoadedModel
 from neurometry.record.checkpoints import run_name
-from neurometry.record.data import check_data_path
+from neurometry.record.data import ARRAY_SUFFIXES, check_data_path, dataset_id, load_arrays, load_table
 from neurometry.record.recorder import record
 from neurometry.store import open_store
 from neurometry.store.writer import add_to_series, check_series_name, delete_run
 
 PROBE_FOLDER = "probes"  # inside the store: the probe inputs of live series, as .npz
+# what may go on to record(): the rest would move or cast the model in training, or name the run itself
+RECORD_OPTIONS = ("reduce", "dtype", "batch_size", "max_tokens", "chunk_rows", "max_batch_tokens", "progress")
+
+
+@contextlib.contextmanager
+def _untouched(module: nn.Module) -> Iterator[None]:
+    """Run ``module`` in eval mode without drawing from the random generators training uses; afterwards every
+    submodule is back in its own mode (a frozen layer kept in eval inside a training model stays so) and the
+    generators are where they were."""
+    modes = [(m, m.training) for m in module.modules()]
+    devices = sorted({p.device.index or 0 for p in module.parameters() if p.device.type == "cuda"})
+    try:
+        with torch.random.fork_rng(devices=devices):
+            module.eval()
+            yield
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 class Recorder:
@@ -39,10 +60,12 @@ class Recorder:
 
     ``model``: an ``nn.Module`` taking numeric inputs, or a ``LoadedModel`` (text or image models, whose
     ``probe_data`` is then a data file). ``points``: module paths, or alias -> module path. ``probe_data``:
-    an array or tensor of inputs (rows, ...), an ``(inputs, metadata DataFrame)`` pair, or a data file.
-    ``every``: :meth:`step` records steps that are multiples of it. ``series``: the series' name (runs
-    are ``SERIES-stepN``). ``options`` go to :func:`neurometry.record.record` (``reduce``, ``dtype``,
-    ``batch_size``).
+    an array or tensor of inputs (rows, ...), an ``(inputs, metadata DataFrame)`` pair (numeric, boolean or
+    text columns), or a data file (a .npy/.npz for a plain module). Everything is checked here, before
+    training starts. ``every``: :meth:`step` records steps that are multiples of it. ``series``: the
+    series' name (runs are ``SERIES-stepN``). ``options`` go to :func:`neurometry.record.record`
+    (:data:`RECORD_OPTIONS`: ``reduce``, ``dtype``, ``batch_size``, ...; not ``device`` or ``model_dtype``,
+    which would move or cast the model in training).
     """
 
     def __init__(
@@ -55,15 +78,28 @@ class Recorder:
         series: str = "training",
         **options: Any,
     ):
-        if every < 1:
-            raise NeurometryError(f"every={every} must be at least 1")
+        if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 1:
+            raise NeurometryError(f"every={every!r} must be a whole number of steps, at least 1")
+        unknown = sorted(set(options) - set(RECORD_OPTIONS))
+        if unknown:
+            raise NeurometryError(
+                f"Recorder takes no option {unknown[0]!r} (it records the model where and as it trains); "
+                f"its record options: {', '.join(RECORD_OPTIONS)}"
+            )
+        if not isinstance(model, nn.Module | LoadedModel):
+            raise NeurometryError(f"model is a {type(model).__name__}; give the torch.nn.Module in training or a LoadedModel")
         self.store = Path(store)
         self.series = check_series_name(series)
-        self.every = every
+        self.every = int(every)
         self.options = {"progress": False, **options}
         self.data = self._probe_file(probe_data)
-        self.model = model if isinstance(model, LoadedModel) else self._wrap(model, probe_data)
-        self.points = self._points(points)
+        self.model = model if isinstance(model, LoadedModel) else self._wrap(model)
+        if self.model.modality == "tensor":  # the probe data as the first recorded step reads it, checked now
+            load_arrays(self.data)
+        else:
+            load_table(self.data, self.model.modality)
+        with _untouched(self.model.module):  # the probe forward of the points runs the model once
+            self.points = self._points(points)
         self.runs: list[str] = []
         self._last_seen: int | None = None
         self._last_recorded: int | None = None
@@ -74,34 +110,50 @@ class Recorder:
             return check_data_path(probe_data).resolve()
         inputs, metadata = probe_data if isinstance(probe_data, tuple) else (probe_data, None)
         inputs = inputs.detach().cpu().numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
-        columns = {} if metadata is None else {str(c): pd.Series(metadata[c]).to_numpy() for c in metadata.columns}
-        bad = [c for c, v in columns.items() if v.dtype == object]
-        if bad:
-            raise NeurometryError(f"metadata column {bad[0]!r} is not numeric or text of one dtype; convert it")
-        open_store(self.store, create=True).close()
-        folder = self.store / PROBE_FOLDER
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{self.series}.npz"
-        # written beside and renamed: a kill never leaves half a probe file that later runs would read
-        handle, partial = tempfile.mkstemp(dir=folder, suffix=".npz")
-        os.close(handle)
-        np.savez(partial, inputs=inputs, **{k: v for k, v in columns.items() if k not in ("inputs", "row_id")})
-        os.replace(partial, path)
+        columns = {} if metadata is None else {str(c): _column(c, metadata[c]) for c in metadata.columns}
+        with tempfile.TemporaryDirectory() as scratch:  # checked before the store is made or touched
+            checked = Path(scratch) / "probe.npz"
+            np.savez(checked, inputs=inputs, **{k: v for k, v in columns.items() if k not in ("inputs", "row_id")})
+            try:  # what the first recorded step would refuse, refused now
+                load_arrays(checked)
+            except NeurometryError as error:
+                raise NeurometryError(str(error).replace(f"{checked}: ", "probe data: ")) from None
+            open_store(self.store, create=True).close()
+            folder = self.store / PROBE_FOLDER
+            folder.mkdir(exist_ok=True)
+            # named by its content, so the probe inputs of an earlier session's runs stay where those runs point;
+            # copied beside and renamed, so a kill never leaves half a probe file that later runs would read
+            path = folder / f"{self.series}-{dataset_id(checked)}.npz"
+            handle, partial = tempfile.mkstemp(dir=folder, suffix=".npz")
+            os.close(handle)
+            try:
+                shutil.copyfile(checked, partial)
+                os.replace(partial, path)
+            except BaseException:
+                Path(partial).unlink(missing_ok=True)
+                raise
         return path
 
-    def _wrap(self, module: nn.Module, probe_data: Any) -> LoadedModel:
-        inputs = probe_data[0] if isinstance(probe_data, tuple) else probe_data
-        if isinstance(probe_data, str | os.PathLike):
-            raise NeurometryError("a data file goes with a LoadedModel (text or image); give a plain module arrays")
-        example = torch.as_tensor(np.asarray(inputs[:1]) if not isinstance(inputs, torch.Tensor) else inputs[:1])
-        if example.dtype in (torch.int32, torch.int16, torch.uint8):
+    def _wrap(self, module: nn.Module) -> LoadedModel:
+        if self.data.suffix.lower() not in ARRAY_SUFFIXES:
+            raise NeurometryError(
+                f"{self.data.name} is a table for a text or image model: give a LoadedModel with it, or give a plain "
+                "module its inputs as an array (or a .npy/.npz file)"
+            )
+        arrays, _ = load_arrays(self.data)
+        example = torch.from_numpy(np.ascontiguousarray(arrays[:1]))  # as record() batches them
+        if arrays.dtype.kind in "iu":
             example = example.long()
         try:
             device = next(module.parameters()).device
         except StopIteration:
             device = torch.device("cpu")
-        return LoadedModel(name=self.series, module=module, modality="tensor", tokenizer=None, preprocess=None,
-                           points={}, info={"source": "live"}, example_input=example.to(device))
+        loaded = LoadedModel(name=self.series, module=module, modality="tensor", tokenizer=None, preprocess=None,
+                             points={}, info={"source": "live"}, example_input=example.to(device))
+        with _untouched(module):
+            root = loaded.module_point("")
+        loaded.points = {"output": HookPoint("output", "", root.kind, "output", root.index)}
+        return loaded
 
     def _points(self, points: list[str] | dict[str, str]) -> list[str]:
         if isinstance(points, dict):  # aliases become the model's own point names, so runs store them
@@ -115,26 +167,27 @@ class Recorder:
     # -- recording ---------------------------------------------------------------------------
     def record(self, step: int) -> str:
         """Record the model as it is now as checkpoint ``step`` of the series; returns the run's name."""
-        module = self.model.module
-        was_training = module.training
-        module.eval()
         run_id = run_name(self.series, step)
-        store = open_store(self.store)
+        store = open_store(self.store, create=True)
         try:  # the same step of an earlier training run: its weights were others, so it is replaced
             if any(r.run_id == run_id for r in store.runs()):
                 delete_run(store, run_id)
         finally:
             store.close()
+        attention = self.model.attention_probs_enabled
         try:
-            record(self.model, self.data, self.points, self.store, run=run_id, **self.options)
+            with _untouched(self.model.module):
+                record(self.model, self.data, self.points, self.store, run=run_id, **self.options)
         finally:
-            module.train(was_training)
+            if not attention and self.model.attention_probs_enabled:  # attention points switch it to eager
+                self.model.enable_attention_probs(False)
         store = open_store(self.store)
         try:
             add_to_series(store, run_id, self.series, step, "live")
         finally:
             store.close()
-        self.runs.append(run_id)
+        if run_id not in self.runs:
+            self.runs.append(run_id)
         self._last_recorded = step
         return run_id
 
@@ -165,6 +218,16 @@ class Recorder:
         """A Hugging Face ``TrainerCallback`` that records step 0 at the start, every ``every`` optimiser steps,
         and the final step."""
         return make_trainer_callback(self)
+
+
+def _column(name: Any, values: Any) -> np.ndarray:
+    """A probe metadata column as a numpy array of one dtype: numbers, booleans or text."""
+    array = pd.Series(values).to_numpy()
+    if array.dtype == object:
+        if all(isinstance(v, str) for v in array):
+            return array.astype(str)
+        raise NeurometryError(f"metadata column {name!r} is not numeric or text of one dtype; convert it")
+    return array
 
 
 def make_trainer_callback(recorder: Recorder) -> Any:

@@ -203,9 +203,11 @@ def _reduce(point: HookPoint, value: torch.Tensor, mask: TokenMask | None, reduc
     if point.kind == "attention":
         return reduce_tokens(attention_as_tokens(value, key_width), mask, reduce)
     if point.kind == "tokens":
-        if mask is None and value.dim() >= 3:  # a tensor model's positions are all real
+        if mask is None and value.dim() >= 3:  # a tensor model's positions are all real: no mask to read
             if reduce == "none":
                 return value
+            if reduce in ("first", "last"):
+                return value[:, 0 if reduce == "first" else -1].contiguous()
             mask = TokenMask(torch.ones(value.shape[:2], dtype=torch.bool, device=value.device))
         if value.dim() < 3 or mask is None or value.shape[:2] != mask.mask.shape:
             raise NeurometryError(f"point {point.name} is not (batch, seq, ...) shaped; record another point")

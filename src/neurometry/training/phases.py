@@ -81,6 +81,8 @@ def find_phases(
     """
     steps = np.asarray(steps, dtype=np.float64)
     signal = np.asarray(values, dtype=np.float64)
+    if signal.ndim not in (1, 2):
+        raise NeurometryError(f"values of shape {signal.shape}: give one value per step (n,) or k curves (n, k)")
     signal = signal[:, None] if signal.ndim == 1 else signal
     if method not in METHODS:
         raise NeurometryError(f"phase method {method!r} is not one of {', '.join(METHODS)}")
@@ -106,6 +108,8 @@ def find_phases(
 
     if method == "pelt":
         penalty = default_penalty(signal) if penalty is None else float(penalty)
+        if not np.isfinite(penalty) or penalty < 0:
+            raise NeurometryError(f"penalty {penalty} must be a finite number >= 0 (leave it out for the default)")
         ends = ruptures.Pelt(model="l2", min_size=min_size, jump=1).fit(signal).predict(pen=penalty)
     else:
         if n_changes is None or n_changes < 1:
