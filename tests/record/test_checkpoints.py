@@ -413,3 +413,12 @@ def test_folders_and_files_do_not_mix(setup, trainer_run):
     with pytest.raises(NeurometryError, match="mixes model folders"):
         find_checkpoints([trainer_run / "checkpoint-5", folder / "step_100.safetensors"])
 
+
+
+def test_a_base_model_passed_in_gets_its_weights_back(setup, tmp_path):
+    folder, ids_path, _ = setup
+    model = base()
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    record_checkpoints(model, ids_path, POINTS, tmp_path / "store", folder, progress=False)
+    after = model.module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)

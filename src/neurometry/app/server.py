@@ -186,6 +186,16 @@ def create_app(store_path: str | Path, playground: Playground | None = None, hos
         with reading() as store:
             return views.diffs(store)
 
+    @app.get("/api/series")
+    def series_list() -> list[dict[str, Any]]:
+        with reading() as store:
+            return views.series_list(store)
+
+    @app.get("/api/series/{name}")
+    def series(name: str) -> dict[str, Any]:
+        with reading() as store:
+            return views.series_page(store, name)
+
     @app.get("/api/results/{kind}")
     def results(kind: str, page: int = 1, per_page: int = views.PER_PAGE) -> dict[str, Any]:
         with reading() as store:

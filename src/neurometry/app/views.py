@@ -40,6 +40,7 @@ from neurometry.store.results import (
 )
 from neurometry.store.store import Store
 from neurometry.workflows.compare import compare_records
+from neurometry.workflows.series import parse_series_source, series_overview, series_runs
 
 PER_PAGE = 50
 MAX_PER_PAGE = 500
@@ -69,9 +70,11 @@ def page_of(items: list, page: int = 1, per_page: int = PER_PAGE) -> dict[str, A
 
 # -- runs and points -------------------------------------------------------------------------------
 def summary(store: Store) -> dict[str, Any]:
-    """The store's runs and how many results of each kind it holds."""
+    """The store's runs (each with the series and step it is a checkpoint of, or None), its series, and how
+    many results of each kind it holds."""
     counts = {kind: int(n) for kind, n in listing(store).groupby("kind")["records"].sum().items()}
     points = store.points()
+    in_series = series_runs(store)
     return {
         "store": f"{store.path.parent.name}/{store.path.name}",
         "runs": [
@@ -79,11 +82,51 @@ def summary(store: Store) -> dict[str, Any]:
                 "run": r.run_id, "model": r.model, "reduce": r.reduce, "dtype": r.dtype, "status": r.status,
                 "inputs": r.n_inputs, "committed_inputs": r.committed_inputs, "rows": r.n_rows,
                 "committed_rows": r.committed_rows, "points": sum(p.run_id == r.run_id for p in points),
+                "series": in_series[r.run_id].series if r.run_id in in_series else None,
+                "step": in_series[r.run_id].step if r.run_id in in_series else None,
             }
             for r in store.runs()
         ],
+        "series": series_list(store),
         "results": counts,
     }
+
+
+# -- over training -----------------------------------------------------------------------------------
+def series_list(store: Store) -> list[dict[str, Any]]:
+    """The store's series: name, model, how many checkpoints (and how many complete), first and last step."""
+    runs = {r.run_id: r for r in store.runs()}
+    out = []
+    for name in store.series_names():
+        steps = store.series(name)
+        last = runs.get(steps[-1].run_id)
+        out.append({
+            "series": name, "model": last.model if last else None, "checkpoints": len(steps),
+            "complete": sum(bool(s.run_id in runs and runs[s.run_id].complete) for s in steps),
+            "first_step": steps[0].step, "last_step": steps[-1].step,
+        })
+    return out
+
+
+def _json_ready(value: Any) -> Any:
+    """``value`` with every float finite or None (JSON has no NaN), through dicts and lists."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return finite(value)
+    return value
+
+
+def series_page(store: Store, name: str) -> dict[str, Any]:
+    """Everything saved about one series (:func:`neurometry.workflows.series.series_overview`): checkpoints,
+    training metrics, phases, measures (points x steps), similarity with a reference step, a lab's findings."""
+    return _json_ready(series_overview(store, name))
 
 
 def run_points(store: Store, run: str) -> dict[str, Any]:
@@ -106,8 +149,11 @@ def run_points(store: Store, run: str) -> dict[str, Any]:
 # -- comparisons and probes -------------------------------------------------------------------------
 def comparisons(store: Store) -> list[dict[str, Any]]:
     """Each saved comparison as a matrix: points of A (rows) x points of B (columns), both in depth
-    order, with intervals and p-values where they were computed. A depth profile is the one-column case."""
+    order, with intervals and p-values where they were computed. A depth profile is the one-column case.
+    A series' steps compared with its reference step are left out: :func:`series_page` draws them."""
     frame = COMPARE.load(store)
+    # the steps of a series against its reference step are drawn over training (series_page), not run by run
+    frame = frame[~frame["params"].map(lambda p: parse_series_source(p.get("source_b")) is not None).astype(bool)]
     groups: OrderedDict[tuple, list[dict[str, Any]]] = OrderedDict()
     for run, results in frame.groupby("run_id", sort=False):
         for r in compare_records(store, results):

@@ -303,6 +303,21 @@ def record_checkpoints(
     out = Path(out)
     result = SeriesResult(out, series)
     recorded = _recorded_steps(out, series)
+    # a base model the caller passed in gets its own weights back at the end (one CPU copy meanwhile)
+    original = ({k: v.detach().to("cpu", copy=True) for k, v in base.module.state_dict().items()}
+                if isinstance(model, LoadedModel) else None)
+    try:
+        _record_each(found, base, data, points, out, series, recorded, result, progress, device, model_dtype,
+                     options)
+    finally:
+        if original is not None:
+            base.module.load_state_dict(original, strict=True)
+    return result
+
+
+def _record_each(found: list[Checkpoint], base: LoadedModel | None, data, points: list[str], out: Path,
+                 series: str, recorded: dict, result: SeriesResult, progress: bool, device, model_dtype,
+                 options: dict) -> None:
     hashes: dict[str, int] = {}
     for checkpoint in tqdm(found, desc=f"record {series}", unit="checkpoint", file=sys.stderr,
                            disable=not progress, dynamic_ncols=True):
@@ -338,7 +353,6 @@ def record_checkpoints(
                 store.close()
         result.runs.append(run_id)
         result.steps.append(checkpoint.step)
-    return result
 
 
 def _load_state_dict(base: LoadedModel, path: Path) -> None:

@@ -24,7 +24,7 @@ from neurometry.models import HookPoint, LoadedModel, load_model
 from neurometry.models.devices import dtype_name, inputs_to, resolve_device, resolve_model_dtype
 from neurometry.models.hooks import capture
 from neurometry.record import batching
-from neurometry.record.data import dataset_id, load_arrays, load_table
+from neurometry.record.data import check_data_path, dataset_id, load_arrays, load_table
 from neurometry.record.ray_engine import RecordJob, import_ray, record_units
 from neurometry.record.reduce import (
     IMAGE_REDUCTIONS,
@@ -274,8 +274,7 @@ def record(
     """
     out = Path(out)
     data = Path(data)
-    if not data.is_file():
-        raise NeurometryError(f"data file {data} does not exist; give a .jsonl, .csv or .parquet file")
+    check_data_path(data)
     if dtype not in DTYPES:
         raise NeurometryError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     if batch_size < 1 or max_tokens < 1:

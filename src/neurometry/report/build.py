@@ -23,11 +23,14 @@ from neurometry.plots import (
     Figure,
     figure_png,
     plot_comparison,
+    plot_curves_with_phases,
     plot_encode,
     plot_latent_frequencies,
     plot_patching,
     plot_probe,
     plot_profiles,
+    plot_series_measures,
+    plot_series_similarity,
     plot_sweep,
 )
 from neurometry.store import open_store
@@ -36,12 +39,15 @@ from neurometry.store.results import (
     COMPARE,
     DIFF,
     ENCODE,
+    LAB,
     MEASURE,
     PATCH,
+    PHASES,
     PROBE,
     SAE_EVAL,
     SAE_FEATURES,
     STEER_SWEEP,
+    TRAINING,
     ResultKind,
     listing,
 )
@@ -49,6 +55,7 @@ from neurometry.store.store import Store
 from neurometry.workflows.compare import compare_records
 from neurometry.workflows.measure import measure_records
 from neurometry.workflows.probe import scored_records
+from neurometry.workflows.series import parse_series_source, series_overview, series_runs
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -81,12 +88,6 @@ def _table(columns: list[str], rows: list[list[Any]], left: int = 1) -> str:
         for r in rows
     )
     return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>'
-
-
-
-
-
-
 
 
 # -- sections ------------------------------------------------------------------------------------
@@ -304,9 +305,139 @@ def sae_features_section(store: Store, results: pd.DataFrame, per_sae: int = 24,
     return "\n".join(parts)
 
 
+def _steps(values: list[float]) -> str:
+    return ", ".join(f"{float(v):g}" for v in values)
+
+
+def _finding(value: Any) -> str:
+    """A lab finding as text: numbers to 4 significant digits, lists joined, anything else as JSON."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return "–" if value is None else str(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return _fmt(float(value)) if isinstance(value, (float, np.floating)) else str(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str)) or v is None for v in value):
+        return ", ".join(_finding(v) for v in value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _spread(n: int, most: int = 40) -> list[int]:
+    """Indices of at most ``most`` of ``n`` rows, evenly spread, the first and last always among them."""
+    if n <= most:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (most - 1)) for i in range(most)})
+
+
+def _phases_html(name: str, entry: dict, drawn: bool) -> list[str]:
+    """A saved phases result: its curve with the phases shaded (unless ``drawn`` already), the phases'
+    step ranges and means, and the boundaries."""
+    where = f" at {entry['point']}" if entry["point"] else ""
+    penalty = f", penalty {entry['penalty']:.4g}" if entry["penalty"] is not None else ""
+    parts = [f"<h4>phases of {html.escape(entry['curve'] + where)}</h4>",
+             f'<p class="note">{html.escape(entry["method"])}, transform {html.escape(entry["transform"])}{penalty}; '
+             f"{len(entry['phases'])} phases over {len(entry['steps'])} checkpoints</p>"]
+    if not drawn:
+        title = f"{name}: {entry['curve']}{where}"
+        parts.append(_png(plot_curves_with_phases(entry["steps"], {entry["curve"] + where: entry["values"]},
+                                                  entry["phases"], title, log_y=entry["transform"] == "log")))
+    parts.append(_table(["phase", "steps", "checkpoints", "mean"], [
+        [str(i + 1), f"{p['start_step']:g}..{p['end_step']:g}", p["n_points"], p["mean"]]
+        for i, p in enumerate(entry["phases"])
+    ], left=2))
+    plural = "ies at steps" if len(entry["boundaries"]) > 1 else "y at step"
+    boundaries = (f"boundar{plural} {_steps(entry['boundaries'])}" if entry["boundaries"]
+                  else "no boundary: the whole curve is one phase")
+    parts.append(f'<p class="note boundaries">{html.escape(boundaries)}</p>')
+    return parts
+
+
+def series_html(store: Store, overview: dict) -> str:
+    """One series: its checkpoints, training metrics with the phases shaded, every saved phases result,
+    a step x depth heatmap per saved measure, similarity with the reference step, and a lab's findings."""
+    name = overview["series"]
+    steps = overview["steps"]
+    complete = sum(s["complete"] for s in steps)
+    parts = [f'<h3 id="series-{html.escape(name)}">series {html.escape(name)}</h3>',
+             f'<p class="note">{len(steps)} checkpoints of {html.escape(str(overview["model"]))} '
+             f"({complete} complete), points {html.escape(', '.join(overview['points']) or 'none')}; "
+             f'steps <span class="steps">{html.escape(_steps([s["step"] for s in steps]))}</span></p>']
+    training, phases = overview["training"], overview["phases"]
+    metrics = training["metrics"]
+    shaded = next((p for p in phases if p["point"] is None and p["curve"] in metrics), None)
+    if metrics:
+        parts.append("<h4>training metrics</h4>")
+        losses = {k: v for k, v in metrics.items() if "loss" in k}
+        others = {k: v for k, v in metrics.items() if k not in losses}
+        groups = [("losses", losses), ("other metrics", others)] if losses and others else [("training metrics", metrics)]
+        for label, curves in groups:
+            known = [v for values in curves.values() for v in values if v is not None]
+            log_y = bool(losses) and curves is not others and bool(known) and min(known) > 0
+            title = f"{name}: {label}" + (f" · phases of {shaded['curve']}" if shaded else "")
+            parts.append(_png(plot_curves_with_phases(training["steps"], curves, shaded["phases"] if shaded else [],
+                                                      title, log_y=log_y)))
+        shown = _spread(len(training["steps"]))
+        parts.append(_table(["step", *metrics], [[training["steps"][i], *(v[i] for v in metrics.values())] for i in shown]))
+        if len(shown) < len(training["steps"]):
+            parts.append(f'<p class="note">{len(shown)} of {len(training["steps"])} checkpoints shown</p>')
+    for entry in phases:
+        parts += _phases_html(name, entry, drawn=entry is shaded)
+    if overview["measures"]:
+        parts.append("<h4>measures over training (step x depth)</h4>")
+    for m in overview["measures"]:
+        label = f" (label {m['label']})" if m.get("label") else ""
+        records = [{"step": step, "point": point, "measure": m["measure"], "value": value}
+                   for point, row in zip(m["points"], m["values"], strict=True)
+                   for step, value in zip(m["steps"], row, strict=True)]
+        figure = plot_series_measures(records, f"{name}: {m['measure']}{label}")
+        parts.append(f'<div class="series-measure"><p><b>{html.escape(m["measure"] + label)}</b></p>{_png(figure)}</div>')
+    for c in overview["similarity"]:
+        title = f"{c['metric']} of each step with step {c['reference_step']}"
+        document = {"metric": c["metric"], "reference_step": c["reference_step"], "results": [
+            {"step": step, "point": point, "value": value}
+            for point, row in zip(c["points"], c["values"], strict=True)
+            for step, value in zip(c["steps"], row, strict=True)
+        ]}
+        parts.append(f'<h4>{html.escape(title)}</h4>')
+        parts.append(_png(plot_series_similarity(document, f"{name}: {title}")))
+    for lab in overview["labs"]:
+        settings = ", ".join(f"{k} {v}" for k, v in lab["params"].items() if k != "lab" and v is not None)
+        seconds = f", trained in {lab['seconds']:.0f} s" if lab["seconds"] is not None else ""
+        parts.append(f"<h4>lab {html.escape(str(lab['lab']))}: findings</h4>"
+                     f'<p class="note">{html.escape(settings + seconds)}</p>')
+        parts.append(_table(["finding", "value"], [[k, _finding(v)] for k, v in lab["findings"].items()], left=2))
+    if not (metrics or phases or overview["measures"] or overview["similarity"] or overview["labs"]):
+        parts.append(
+            f'<p class="note">Nothing saved about this series yet: run <code>neurometry measure STORE --series '
+            f"{html.escape(name)}</code>, <code>compare STORE --series {html.escape(name)} --metric cka</code> or "
+            f"<code>phases STORE --series {html.escape(name)} --measure METRIC</code>.</p>"
+        )
+    return "\n".join(parts)
+
+
+def training_section(store: Store, results: pd.DataFrame) -> str:
+    """Each series of the store (``results``: one row per series name, see :func:`series_table`)."""
+    return "\n".join(series_html(store, series_overview(store, name)) for name in results["series"])
+
+
+def series_table(store: Store) -> pd.DataFrame:
+    """What the "Over training" section iterates: one row per series of the store."""
+    return pd.DataFrame({"series": store.series_names()}, dtype=object)
+
+
+def per_run_rows(kind: ResultKind, results: pd.DataFrame, in_series: set[str]) -> pd.DataFrame:
+    """The rows a per-run section shows: without those the "Over training" section draws (the measures of
+    a series' runs and comparisons of its steps with a reference step), so a series of dozens of checkpoints
+    does not repeat itself run by run. Other results saved on a series' run stay in their section."""
+    if kind is MEASURE:
+        return results[~results["run_id"].isin(in_series)]
+    if kind is COMPARE:
+        return results[~results["params"].map(lambda p: parse_series_source(p.get("source_b")) is not None).astype(bool)]
+    return results
+
+
 SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     MEASURE: ("Geometry by depth", measure_section),
     COMPARE: ("Similarity", compare_section),
+    TRAINING: ("Over training", training_section),
     PROBE: ("Probes", probe_section),
     ENCODE: ("Encoding models", encode_section),
     STEER_SWEEP: ("Steering vectors", steer_sweep_section),
@@ -316,6 +447,12 @@ SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     SAE_FEATURES: ("Sparse autoencoders: features", sae_features_section),
 }
 """Result kind -> (heading, section function). A new kind of result plugs in here by name."""
+
+LOADERS: dict[ResultKind, Callable[[Store], pd.DataFrame]] = {TRAINING: series_table}
+"""Sections that read more than their kind's rows: "Over training" draws every series (its training
+metrics, phases, lab findings, and the measures and comparisons of its runs)."""
+
+COVERED = {kind.name for kind in (*SECTIONS, PHASES, LAB)}  # PHASES and LAB are drawn by "Over training"
 
 
 def build_report(store: str | Path | Store, out: str | Path) -> Path:
@@ -330,18 +467,28 @@ def build_report(store: str | Path | Store, out: str | Path) -> Path:
     if not out.parent.is_dir():
         raise NeurometryError(f"folder {out.parent} does not exist; create it or choose another -o")
     runs = store.runs()
+    in_series = series_runs(store)
     body = [f"<h1>neurometry report</h1><p class='note'>{html.escape(str(store.path.resolve()))}</p>"]
-    overview = [[r.run_id, r.model, r.reduce, r.n_inputs, r.committed_rows, r.status] for r in runs]
+    overview = [[r.run_id, r.model, r.reduce, r.n_inputs, r.committed_rows, r.status] for r in runs
+                if r.run_id not in in_series]
+    for name in store.series_names():  # one row per series: its runs are in the "Over training" section
+        held = [r for r in runs if r.run_id in in_series and in_series[r.run_id].series == name]
+        if held:
+            done = sum(r.complete for r in held)
+            steps = sorted(in_series[r.run_id].step for r in held)
+            overview.append([f"series {name}: {len(held)} runs, steps {steps[0]}..{steps[-1]}", held[-1].model,
+                             held[-1].reduce, held[-1].n_inputs, sum(r.committed_rows for r in held),
+                             "complete" if done == len(held) else f"{done} of {len(held)} complete"])
     body.append(_table(["run", "model", "reduce", "inputs", "rows", "status"], overview, left=3))
     nav, sections = [], []
     for kind, (heading, section) in SECTIONS.items():
-        subset = kind.load(store)
+        subset = LOADERS[kind](store) if kind in LOADERS else per_run_rows(kind, kind.load(store), set(in_series))
         if subset.empty:
             continue
         anchor = f"s-{kind.name}"
         nav.append(f'<a href="#{anchor}">{html.escape(heading)}</a>')
         sections.append(f'<h2 id="{anchor}">{html.escape(heading)}</h2>\n{section(store, subset)}')
-    others = sorted(set(listing(store)["kind"]) - {kind.name for kind in SECTIONS})
+    others = sorted(set(listing(store)["kind"]) - COVERED)
     if not sections:
         body.append(
             '<p class="note">No results yet. Run <code>neurometry measure</code>, <code>compare</code>, '

@@ -221,3 +221,118 @@ def series_phases(
                             n_changes=n_changes, min_size=min_size, penalty=penalty),
     )])
     return phases, steps, values
+
+
+# -- readers: what the report's "Over training" section and the dashboard's page draw ----------------
+def _value(value: Any) -> float | None:
+    """A plain float, or None for a missing, NaN or infinite value."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def parse_series_source(source: Any) -> tuple[str, int] | None:
+    """(series, reference step) of a comparison's ``source_b`` as :func:`compare_series` writes it
+    (``series:NAME@STEP``); None for any other source."""
+    if not isinstance(source, str) or not source.startswith("series:"):
+        return None
+    name, at, step = source[len("series:"):].rpartition("@")
+    if not at or not name:
+        return None
+    try:
+        return name, int(step)
+    except ValueError:
+        return None
+
+
+def series_runs(store: Store) -> dict[str, SeriesStep]:
+    """Every run recorded as a checkpoint of a series -> its :class:`SeriesStep`."""
+    return {s.run_id: s for name in store.series_names() for s in store.series(name)}
+
+
+def _grid(frame: pd.DataFrame, step_of: dict[str, int], order: list[str]) -> dict[str, Any]:
+    """Points (in ``order``, then any others by name) x steps of ``frame``'s values, None where missing."""
+    from neurometry.store.results import natural_key
+
+    present = set(frame["point"])
+    points = [p for p in order if p in present] + sorted(present - set(order), key=natural_key)
+    steps = sorted({step_of[r] for r in frame["run_id"]})
+    values: list[list[float | None]] = [[None] * len(steps) for _ in points]
+    for r in frame.itertuples():
+        values[points.index(r.point)][steps.index(step_of[r.run_id])] = _value(r.value)
+    return {"points": points, "steps": steps, "values": values}
+
+
+def series_overview(store: Store, name: str) -> dict[str, Any]:
+    """Everything saved about series ``name``, as plain values (None where a value is missing):
+
+    - ``steps``: its checkpoints ``{step, run, source, weights_hash, complete}`` in step order;
+    - ``training``: ``{steps, metrics: {metric: values}}``, the metrics saved while it trained;
+    - ``phases``: each saved phases result ``{curve, point, method, transform, penalty, boundaries, phases,
+      steps, values, run, result_set}``;
+    - ``measures``: per saved measure (and result set) ``{measure, label, seed, points, steps, values}``
+      with ``values`` points x steps, from the MEASURE rows of its runs;
+    - ``similarity``: per comparison with a reference step (``compare --series``) ``{metric,
+      reference_step, params, points, steps, values}``;
+    - ``labs``: what a lab found ``{lab, run, params, findings, seconds}``.
+
+    An unknown name is refused with the series there are."""
+    from neurometry.store.results import LAB
+
+    steps = store.series(name)
+    step_of = {s.run_id: s.step for s in steps}
+    runs = {r.run_id: r for r in store.runs()}
+    last = steps[-1].run_id
+    order = [p.point for p in store.points(last)] if last in runs else []
+    overview: dict[str, Any] = {
+        "series": name,
+        "model": runs[last].model if last in runs else None,
+        "points": order,
+        "steps": [{"step": s.step, "run": s.run_id, "source": s.source, "weights_hash": s.weights_hash,
+                   "complete": bool(s.run_id in runs and runs[s.run_id].complete)} for s in steps],
+    }
+    table = training_curves(store, name)
+    overview["training"] = {
+        "steps": [int(s) for s in table["step"]],
+        "metrics": {c: [_value(v) for v in table[c]] for c in table.columns if c != "step"},
+    }
+    phases = PHASES.load(store)
+    phases = phases[phases["params"].map(lambda p: p.get("series") == name).astype(bool)]
+    overview["phases"] = sorted((
+        {"curve": r.params["curve"], "point": r.params.get("point"), "method": r.params["method"],
+         "transform": r.params["transform"], "min_size": r.params.get("min_size"),
+         "n_changes": r.params.get("n_changes"), "penalty": _value(r.extra.get("penalty")),
+         "boundaries": [float(b) for b in r.extra["boundaries"]],
+         "phases": [{"start_step": float(p["start_step"]), "end_step": float(p["end_step"]),
+                     "mean": _value(p["mean"]), "n_points": int(p["n_points"])} for p in r.extra["phases"]],
+         "steps": [float(s) for s in r.extra["steps"]], "values": [_value(v) for v in r.extra.get("values", [])],
+         "run": r.run_id, "result_set": r.result_set}
+        for r in phases.itertuples()
+    ), key=lambda p: p["point"] is not None)  # phases of training metrics first, then of measures
+    measures = MEASURE.load(store)
+    measures = measures[measures["run_id"].isin(step_of)]
+    overview["measures"] = []
+    for (measure, result_set), group in measures.groupby(["name", "result_set"], sort=False):
+        params = group["params"].iloc[0]
+        overview["measures"].append({"measure": measure, "label": params.get("label"), "seed": params.get("seed"),
+                                     "result_set": result_set, **_grid(group, step_of, order)})
+    compared = COMPARE.load(store)
+    compared = compared[compared["run_id"].isin(step_of)]
+    references = compared["params"].map(lambda p: parse_series_source(p.get("source_b")))
+    compared = compared[references.map(lambda ref: ref is not None and ref[0] == name).astype(bool)]
+    overview["similarity"] = []
+    for (metric, result_set), group in compared.groupby(["name", "result_set"], sort=False):
+        params = {k: v for k, v in group["params"].iloc[0].items() if k not in ("point_b", "source_b")}
+        source = group["params"].iloc[0]["source_b"]
+        overview["similarity"].append({"metric": metric, "reference_step": parse_series_source(source)[1],
+                                       "source": source, "params": params, "result_set": result_set,
+                                       **_grid(group, step_of, order)})
+    labs = LAB.load(store)
+    labs = labs[labs["run_id"].isin(step_of)]
+    overview["labs"] = [
+        {"lab": r.params.get("lab", r.name), "run": r.run_id, "params": r.params,
+         "findings": r.extra.get("findings", {}), "seconds": _value(r.extra.get("seconds"))}
+        for r in labs.itertuples()
+    ]
+    return overview

@@ -160,7 +160,7 @@ function lineChart({ labels, series, baseline = null, yLabel = "", width = 520, 
 }
 
 // A matrix as coloured cells with hover values; onClick(i, j) when a cell is clicked.
-function heatmap({ rows, cols, values, tip, onClick, title = "", cell = 0 }) {
+function heatmap({ rows, cols, values, tip, onClick, title = "", cell = 0, labelEvery = 1 }) {
   const size = cell || Math.max(8, Math.min(36, Math.floor(460 / Math.max(rows.length, cols.length))));
   const m = { l: 90, t: 10, r: 70, b: 80 };
   const width = m.l + size * cols.length + m.r, height = m.t + size * rows.length + m.b;
@@ -178,6 +178,7 @@ function heatmap({ rows, cols, values, tip, onClick, title = "", cell = 0 }) {
     });
   });
   cols.forEach((c, j) => {
+    if (j % labelEvery && j !== cols.length - 1) return;
     const cx = m.l + size * j + size / 2, cy = m.t + size * rows.length + 6;
     el("text", { x: cx, y: cy, transform: `rotate(50 ${cx} ${cy})` }, svg).textContent = c;
   });
@@ -187,6 +188,72 @@ function heatmap({ rows, cols, values, tip, onClick, title = "", cell = 0 }) {
   }
   el("text", { x: barX + 14, y: m.t + 8 }, svg).textContent = fmt(hi, 3);
   el("text", { x: barX + 14, y: m.t + barH }, svg).textContent = fmt(lo, 3);
+  return wrap(svg, title);
+}
+
+// Curves over training steps: numeric x (symlog when the steps span two decades or more), optional log y,
+// over the shaded phases (each a rect.phase; the first step of every later phase a dashed line.boundary).
+const PHASE_COLOURS = ["#dbe9f6", "#fde3c8", "#dcefd9", "#f3d9e8", "#e9e4f4", "#f6f2c9"];
+function stepChart({ series, phases = [], logY = false, yLabel = "", width = 600, height = 280, title = "" }) {
+  const m = { l: 56, r: 16, t: 10, b: 40 };
+  const svg = el("svg", { width, height, class: "plot steps" });
+  const xs = series.flatMap((s) => s.x).concat(phases.flatMap((p) => [p.start_step, p.end_step]));
+  const positive = xs.filter((v) => v > 0);
+  const small = positive.length ? Math.min(...positive) : 1;
+  const symlog = positive.length > 0 && Math.max(...positive) / small >= 100;
+  const lin = Math.max(small, 1);
+  const tx = (v) => symlog ? Math.sign(v) * Math.log10(1 + Math.abs(v) / lin) : v;
+  const [x0, x1] = extent(xs.map(tx));
+  const usable = (v) => v !== null && Number.isFinite(v) && (!logY || v > 0);
+  const ty = (v) => logY ? Math.log10(v) : v;
+  const [y0, y1] = extent(series.flatMap((s) => s.y).filter(usable).map(ty));
+  const X = (v) => m.l + ((tx(v) - x0) / (x1 - x0)) * (width - m.l - m.r);
+  const Y = (v) => m.t + (1 - (ty(v) - y0) / (y1 - y0)) * (height - m.t - m.b);
+  phases.forEach((p, i) => {
+    const end = i + 1 < phases.length ? phases[i + 1].start_step : p.end_step;
+    const rect = el("rect", { class: "phase", x: X(p.start_step), y: m.t, width: Math.max(2, X(end) - X(p.start_step)),
+      height: height - m.t - m.b, fill: PHASE_COLOURS[i % PHASE_COLOURS.length], "data-start": p.start_step, "data-end": p.end_step }, svg);
+    rect.addEventListener("mousemove", (e) => showTip(e, `phase ${i + 1}: steps ${fmt(p.start_step)} … ${fmt(p.end_step)}\n${p.n_points} checkpoints, mean ${fmt(p.mean)}`));
+    rect.addEventListener("mouseleave", hideTip);
+  });
+  phases.slice(1).forEach((p) => {
+    el("line", { class: "boundary", x1: X(p.start_step), x2: X(p.start_step), y1: m.t, y2: height - m.b, stroke: "#555",
+      "stroke-dasharray": "4 3", "data-step": p.start_step }, svg);
+  });
+  el("line", { x1: m.l, x2: m.l, y1: m.t, y2: height - m.b, stroke: "#888" }, svg);
+  el("line", { x1: m.l, x2: width - m.r, y1: height - m.b, y2: height - m.b, stroke: "#888" }, svg);
+  let yTicks = niceTicks(y0, y1);
+  if (logY) {
+    const decades = [];
+    for (let k = Math.ceil(y0); k <= Math.floor(y1); k++) decades.push(10 ** k);
+    yTicks = decades.length >= 2 ? decades : niceTicks(10 ** y0, 10 ** y1).filter((v) => v > 0);
+  }
+  for (const v of yTicks) {
+    if (ty(v) < y0 - 1e-9 || ty(v) > y1 + 1e-9) continue;
+    el("line", { x1: m.l, x2: width - m.r, y1: Y(v), y2: Y(v), stroke: "#eee" }, svg);
+    el("text", { x: m.l - 4, y: Y(v) + 3, "text-anchor": "end" }, svg).textContent = fmt(v, 3);
+  }
+  let xTicks = niceTicks(x0, x1).filter((v) => Number.isInteger(v) || x1 - x0 < 5);
+  if (symlog) {
+    xTicks = xs.some((v) => v <= 0) ? [0] : [];
+    for (let k = Math.ceil(Math.log10(small)); 10 ** k <= Math.max(...positive); k++) xTicks.push(10 ** k);
+  }
+  for (const v of xTicks) el("text", { x: X(v), y: height - m.b + 13, "text-anchor": "middle" }, svg).textContent = fmt(v, 3);
+  el("text", { x: m.l + (width - m.l - m.r) / 2, y: height - 6, "text-anchor": "middle" }, svg).textContent = symlog ? "step (symlog)" : "step";
+  if (yLabel) el("text", { x: 12, y: m.t + (height - m.t - m.b) / 2, transform: `rotate(-90 12 ${m.t + (height - m.t - m.b) / 2})`, "text-anchor": "middle" }, svg).textContent = yLabel;
+  series.forEach((s, k) => {
+    const color = PALETTE[k % PALETTE.length];
+    const pts = s.x.map((x, i) => usable(s.y[i]) ? `${X(x)},${Y(s.y[i])}` : null).filter(Boolean);
+    if (pts.length) el("polyline", { points: pts.join(" "), fill: "none", stroke: color, "stroke-width": 1.8 }, svg);
+    s.x.forEach((x, i) => {
+      if (!usable(s.y[i])) return;
+      const dot = el("circle", { cx: X(x), cy: Y(s.y[i]), r: 2.5, fill: color }, svg);
+      dot.addEventListener("mousemove", (e) => showTip(e, `${s.name}\nstep ${fmt(x)}: ${fmt(s.y[i])}`));
+      dot.addEventListener("mouseleave", hideTip);
+    });
+    el("rect", { x: width - m.r - 150, y: m.t + 4 + 13 * k, width: 9, height: 9, fill: color }, svg);
+    el("text", { x: width - m.r - 137, y: m.t + 12 + 13 * k }, svg).textContent = s.name;
+  });
   return wrap(svg, title);
 }
 
@@ -222,12 +289,18 @@ async function runsPage() {
   const s = await summary();
   page.innerHTML = `<h1>Runs</h1>`;
   if (!s.runs.length) { page.innerHTML += `<p class="note">This store holds no runs yet: record one with <code>neurometry record</code>.</p>`; return; }
-  page.innerHTML += table(["run", "model", "reduce", "dtype", "points", "inputs", "rows", "status"],
-    s.runs.map((r) => [r.run, r.model, r.reduce, r.dtype, r.points, `${r.committed_inputs} / ${r.inputs}`, `${r.committed_rows} / ${r.rows}`, r.status]),
-    { links: s.runs.map((r) => `#/run/${encodeURIComponent(r.run)}`) });
+  const runs = s.runs.filter((r) => r.series === null);  // a series' checkpoints are listed over training
+  page.innerHTML += runs.length ? table(["run", "model", "reduce", "dtype", "points", "inputs", "rows", "status"],
+    runs.map((r) => [r.run, r.model, r.reduce, r.dtype, r.points, `${r.committed_inputs} / ${r.inputs}`, `${r.committed_rows} / ${r.rows}`, r.status]),
+    { links: runs.map((r) => `#/run/${encodeURIComponent(r.run)}`) }) : `<p class="note">Every run of this store is a checkpoint of a series.</p>`;
+  if (s.series.length) {
+    page.innerHTML += `<h2>Series</h2><p class="note">runs ordered by training step, one per checkpoint: click a series for its curves over training</p>`
+      + table(["series", "model", "checkpoints", "complete", "steps"], s.series.map((x) => [x.series, x.model, x.checkpoints, x.complete, `${x.first_step} … ${x.last_step}`]),
+        { links: s.series.map((x) => `#/training/${encodeURIComponent(x.series)}`) });
+  }
   const kinds = Object.entries(s.results);
   page.innerHTML += `<h2>Results in the catalog</h2>` + (kinds.length
-    ? table(["kind", "records"], kinds, { links: kinds.map(([k]) => ({ compare: "#/comparisons", probe: "#/probes", encode: "#/probes", sae_features: "#/features", steer_sweep: "#/steer", measure: "#/" }[k] || `#/results/${encodeURIComponent(k)}`)) })
+    ? table(["kind", "records"], kinds, { links: kinds.map(([k]) => ({ compare: "#/comparisons", probe: "#/probes", encode: "#/probes", sae_features: "#/features", steer_sweep: "#/steer", measure: "#/", training: "#/training", phases: "#/training", lab: "#/training" }[k] || `#/results/${encodeURIComponent(k)}`)) })
     : `<p class="note">No results yet: run <code>neurometry measure</code>, <code>compare</code>, <code>probe</code> or <code>sae</code> on this store.</p>`);
   wireLinks();
 }
@@ -381,6 +454,114 @@ async function featurePage(sae, latent) {
       + table(["row", "activation", "context"], q.examples.map((c) => [c.row, c.activation, context(c, f.max)]), { left: 0, raw: [2] })).join("");
 }
 
+function phasesTitle(p) {
+  return `phases of ${p.curve}${p.point ? ` at ${p.point}` : ""}`;
+}
+
+function findingText(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "number") return fmt(value);
+  if (Array.isArray(value) && value.every((v) => v === null || typeof v !== "object")) return value.map(findingText).join(", ");
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value);
+}
+
+async function trainingPage(name) {
+  const list = await api("/api/series");
+  page.innerHTML = `<h1>Over training</h1>`;
+  if (!list.length) {
+    page.innerHTML += `<p class="note">No series in this store: record checkpoints with <code>neurometry record --checkpoints</code>, a training loop with the live <code>Recorder</code>, or run <code>neurometry lab</code>.</p>`;
+    return;
+  }
+  name = name || list[0].series;
+  page.innerHTML += table(["series", "model", "checkpoints", "complete", "steps"],
+    list.map((x) => [x.series, x.model, x.checkpoints, x.complete, `${x.first_step} … ${x.last_step}`]),
+    { links: list.map((x) => `#/training/${encodeURIComponent(x.series)}`) });
+  wireLinks();
+  const o = await api(`/api/series/${encodeURIComponent(name)}`);
+  const box = document.createElement("section");
+  box.id = "series";
+  box.dataset.series = o.series;
+  box.innerHTML = `<h2>Series ${esc(o.series)}</h2><p class="note">${o.steps.length} checkpoints of ${esc(o.model)}, points ${esc(o.points.join(", "))};
+    steps <span id="series-steps">${esc(o.steps.map((s) => s.step).join(", "))}</span></p>`;
+  page.appendChild(box);
+  const metrics = Object.keys(o.training.metrics);
+  const shaded = o.phases.find((p) => p.point === null && metrics.includes(p.curve)) || null;
+  if (metrics.length) {
+    box.insertAdjacentHTML("beforeend", `<h3>Training metrics</h3>`);
+    const losses = metrics.filter((k) => k.includes("loss")), others = metrics.filter((k) => !k.includes("loss"));
+    const groups = losses.length && others.length ? [["losses", losses], ["other metrics", others]] : [["training metrics", metrics]];
+    const charts = document.createElement("div");
+    charts.className = "charts";
+    charts.id = "training-charts";
+    for (const [label, keys] of groups) {
+      const values = keys.flatMap((k) => o.training.metrics[k]).filter((v) => v !== null);
+      const logY = keys.every((k) => k.includes("loss")) && values.length > 0 && Math.min(...values) > 0;
+      charts.appendChild(stepChart({ series: keys.map((k) => ({ name: k, x: o.training.steps, y: o.training.metrics[k] })),
+        phases: shaded ? shaded.phases : [], logY, yLabel: logY ? `${label} (log)` : label,
+        title: label + (shaded ? ` · ${phasesTitle(shaded)}` : "") }));
+    }
+    box.appendChild(charts);
+  }
+  if (o.phases.length) {
+    box.insertAdjacentHTML("beforeend", `<h3>Phases</h3><p class="note">change points found by <code>neurometry phases</code> (or a lab); hover a phase for its range and mean</p>`);
+    for (const p of o.phases) {
+      const div = document.createElement("div");
+      div.className = "phases";
+      div.dataset.curve = p.curve;
+      div.innerHTML = `<h4>${esc(phasesTitle(p))}</h4><p class="note">${esc(p.method)}, transform ${esc(p.transform)}${p.penalty !== null ? `, penalty ${fmt(p.penalty)}` : ""};
+        <span class="boundaries">${p.boundaries.length ? `boundaries at steps ${esc(p.boundaries.map((b) => fmt(b)).join(", "))}` : "no boundary: one phase"}</span></p>`;
+      if (p !== shaded) {
+        div.appendChild(stepChart({ series: [{ name: p.curve + (p.point ? ` at ${p.point}` : ""), x: p.steps, y: p.values }],
+          phases: p.phases, logY: p.transform === "log", title: phasesTitle(p) }));
+      }
+      div.insertAdjacentHTML("beforeend", table(["phase", "steps", "checkpoints", "mean"],
+        p.phases.map((q, i) => [String(i + 1), `${fmt(q.start_step)} … ${fmt(q.end_step)}`, q.n_points, q.mean]), { left: 2 }));
+      box.appendChild(div);
+    }
+  }
+  if (o.measures.length) {
+    box.insertAdjacentHTML("beforeend", `<h3>Measures over training</h3><p class="note">step × depth, one map per measure; hover a cell for its value</p>`);
+    const charts = document.createElement("div");
+    charts.className = "charts";
+    charts.id = "measure-maps";
+    for (const m of o.measures) {
+      const cols = m.steps.map(String);
+      const size = Math.max(6, Math.min(36, Math.floor(640 / Math.max(cols.length, 1))));
+      const title = m.measure + (m.label ? ` (label ${m.label})` : "");
+      const rows = [...m.points].reverse(), values = [...m.values].reverse();  // the deepest point on top
+      const map = heatmap({ rows, cols, values, cell: size, labelEvery: Math.ceil(14 / size), title,
+        tip: (i, j) => `${rows[i]} at step ${cols[j]}\n${m.measure} = ${fmt(values[i][j])}` });
+      map.dataset.measure = m.measure;
+      charts.appendChild(map);
+    }
+    box.appendChild(charts);
+  }
+  if (o.similarity.length) {
+    box.insertAdjacentHTML("beforeend", `<h3>Similarity with the reference step</h3>`);
+    const charts = document.createElement("div");
+    charts.className = "charts";
+    charts.id = "similarity-charts";
+    for (const c of o.similarity) {
+      charts.appendChild(stepChart({ series: c.points.map((p, i) => ({ name: p, x: c.steps, y: c.values[i] })),
+        yLabel: `${c.metric} with step ${c.reference_step}`, title: `${c.metric} of each step with step ${c.reference_step}` }));
+    }
+    box.appendChild(charts);
+  }
+  for (const lab of o.labs) {
+    const settings = Object.entries(lab.params).filter(([k, v]) => k !== "lab" && v !== null).map(([k, v]) => `${k} ${v}`).join(", ");
+    box.insertAdjacentHTML("beforeend", `<h3>Lab ${esc(lab.lab)}: findings</h3><p class="note">${esc(settings)}${lab.seconds !== null ? `, trained in ${fmt(lab.seconds, 2)} s` : ""}</p>`
+      + `<div class="findings">` + table(["finding", "value"], Object.entries(lab.findings).map(([k, v]) => [k, findingText(v)]), { left: 2 }) + `</div>`);
+  }
+  if (!metrics.length && !o.phases.length && !o.measures.length && !o.similarity.length && !o.labs.length) {
+    box.insertAdjacentHTML("beforeend", `<p class="note">Nothing saved about this series yet: run <code>neurometry measure STORE --series ${esc(o.series)}</code> or <code>compare STORE --series ${esc(o.series)} --metric cka</code>.</p>`);
+  }
+  box.insertAdjacentHTML("beforeend", `<h3>Checkpoints</h3>` + table(["step", "run", "source", "complete", ...metrics],
+    o.steps.map((s) => { const i = o.training.steps.indexOf(s.step); return [s.step, s.run, s.source, s.complete ? "yes" : "no", ...metrics.map((k) => i < 0 ? null : o.training.metrics[k][i])]; }),
+    { left: 3, links: o.steps.map((s) => `#/run/${encodeURIComponent(s.run)}`) }));
+  wireLinks(box);
+}
+
 async function sweepSections() {
   const list = await api("/api/sweeps");
   const box = document.createElement("div");
@@ -484,6 +665,7 @@ const ROUTES = {
   neurons: ([run, point, unit], query) => unit !== undefined ? neuronPage(run, point, unit) : neuronsPage(run, point, query),
   features: ([sae, latent], query) => latent !== undefined ? featurePage(sae, latent) : featuresPage(sae, query),
   steer: () => steerPage(),
+  training: ([name]) => trainingPage(name),
   results: ([kind], query) => resultsPage(kind, query),
 };
 
