@@ -510,10 +510,13 @@ async function trainingPage(name) {
       div.className = "phases";
       div.dataset.curve = p.curve;
       div.innerHTML = `<h4>${esc(phasesTitle(p))}</h4><p class="note">${esc(p.method)}, transform ${esc(p.transform)}${p.penalty !== null ? `, penalty ${fmt(p.penalty)}` : ""};
-        <span class="boundaries">${p.boundaries.length ? `boundaries at steps ${esc(p.boundaries.map((b) => fmt(b)).join(", "))}` : "no boundary: one phase"}</span></p>`;
+        <span class="boundaries">${p.boundaries.length ? `boundar${p.boundaries.length > 1 ? "ies at steps" : "y at step"} ${esc(p.boundaries.map((b) => fmt(b)).join(", "))}` : "no boundary: one phase"}</span></p>`;
       if (p !== shaded) {
-        div.appendChild(stepChart({ series: [{ name: p.curve + (p.point ? ` at ${p.point}` : ""), x: p.steps, y: p.values }],
+        const charts = document.createElement("div");
+        charts.className = "charts";
+        charts.appendChild(stepChart({ series: [{ name: p.curve + (p.point ? ` at ${p.point}` : ""), x: p.steps, y: p.values }],
           phases: p.phases, logY: p.transform === "log", title: phasesTitle(p) }));
+        div.appendChild(charts);
       }
       div.insertAdjacentHTML("beforeend", table(["phase", "steps", "checkpoints", "mean"],
         p.phases.map((q, i) => [String(i + 1), `${fmt(q.start_step)} … ${fmt(q.end_step)}`, q.n_points, q.mean]), { left: 2 }));
