@@ -21,6 +21,7 @@ from neurometry.store import open_store
 from neurometry.store.results import LAB, Result, set_name
 from neurometry.store.store import check_store_path
 from neurometry.store.writer import delete_run
+from neurometry.threads import blas_threads
 from neurometry.workflows.series import complete_steps, measure_series, save_training_metrics, series_phases
 
 GEOMETRY = ["effective_rank", "alpha_req"]  # of every point at every checkpoint (Tracing Representation Geometry)
@@ -73,14 +74,17 @@ def run_lab(
         bar.update(1)
         bar.set_postfix({k: f"{v:.3g}" for k, v in list(metrics.items())[:3]}, refresh=False)
 
-    try:
-        lab.train(model, checkpoint)
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - started
-    if not results:
-        raise NeurometryError(f"lab {name} reported no checkpoint; it must call checkpoint() at least at the start and end")
-    findings = lab.findings(model, results)
+    # the lab's models are small: a second thread waits more than it works (3 ms a step on one thread
+    # against 95 ms on two for the collapse MLP on a busy 2-core machine); NEUROMETRY_BLAS_THREADS overrides
+    with blas_threads(torch_threads=True):
+        try:
+            lab.train(model, checkpoint)
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - started
+        if not results:
+            raise NeurometryError(f"lab {name} reported no checkpoint; it must call checkpoint() at the start and end")
+        findings = lab.findings(model, results)
     store = open_store(out)
     try:
         geometry = measure_series(store, name, measures=GEOMETRY, progress=progress)
