@@ -68,10 +68,7 @@ def plain(model: torch.nn.Module, inputs: torch.Tensor, paths: list[Path]) -> fl
 
 def ours(model: torch.nn.Module, data: Path, points: dict[str, str], reduce: str, paths: list[Path],
          root: Path, repeat: int) -> float:
-    loaded = wrap_module(model, "lab")
-    for alias, path in points.items():  # the lab's aliases, as `neurometry lab` stores them
-        found = loaded.module_point(path)
-        loaded.points[alias] = type(found)(alias, path, found.kind, found.capture, found.index)
+    loaded = wrap_module(model, "lab").add_aliases(points)  # the lab's aliases, as `neurometry lab` stores them
     started = time.perf_counter()
     record_checkpoints(loaded, data, list(points), root / f"store-{repeat}", paths, series="bench",
                        progress=False, reduce=reduce, batch_size=BATCH_SIZE)

@@ -66,11 +66,10 @@ def base_model(spec: str):
     anything else is a model spec as given."""
     if not spec.startswith("lab:"):
         return spec
-    from neurometry.models.load import wrap_module
     from neurometry.workflows.lab import lab_model
 
     _, name, *size = spec.split(":")
-    return wrap_module(lab_model(name, size=size[0] if size else "default"), spec)
+    return lab_model(name, size=size[0] if size else "default")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

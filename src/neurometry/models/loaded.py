@@ -229,6 +229,14 @@ class LoadedModel:
         kind = guess_kind(found.shape, self.modality, seq_len)
         return HookPoint(path, path, kind, "output", found.index)
 
+    def add_aliases(self, aliases: Mapping[str, str]) -> LoadedModel:
+        """Name module outputs: ``{alias: module path}`` become points of this model (and of what it records);
+        returns self. An unknown path is refused like any unknown point."""
+        for alias, path in aliases.items():
+            found = self.module_point(path)
+            self.points[alias] = HookPoint(alias, path, found.kind, found.capture, found.index)
+        return self
+
     def resolve(self, patterns: list[str] | str) -> list[HookPoint]:
         """Hook points named by ``patterns``, in depth order, without duplicates.
 

@@ -157,9 +157,7 @@ class Recorder:
 
     def _points(self, points: list[str] | dict[str, str]) -> list[str]:
         if isinstance(points, dict):  # aliases become the model's own point names, so runs store them
-            for alias, path in points.items():
-                found = self.model.module_point(path)
-                self.model.points[alias] = HookPoint(alias, path, found.kind, found.capture, found.index)
+            self.model.add_aliases(points)
             return list(points)
         self.model.resolve(points)  # unknown points fail now, not at the first recorded step
         return list(points)

@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
 from neurometry.lab import get_lab
+from neurometry.models import LoadedModel
+from neurometry.models.load import wrap_module
 from neurometry.record.live import Recorder
 from neurometry.store import open_store
 from neurometry.store.results import LAB, Result, set_name
@@ -124,10 +125,10 @@ def _clear(out: Path, name: str, folder: Path) -> None:
         raise NeurometryError(f"checkpoint folder {folder} is a file; choose another --checkpoints folder")
 
 
-def lab_model(name: str, size: str = "default", seed: int = 0, **options: Any) -> torch.nn.Module:
-    """The lab's model, freshly built, with ``example_input`` set: what its checkpoints load into when they are
-    recorded again with ``record_checkpoints``."""
+def lab_model(name: str, size: str = "default", seed: int = 0, **options: Any) -> LoadedModel:
+    """The lab's model, freshly built, with its points' aliases: what its checkpoints load into when they are
+    recorded again with ``record_checkpoints`` (``record lab:NAME``)."""
     lab = get_lab(name)(size=size, seed=seed, **options)
-    model = lab.build()
+    model = lab.build().eval()
     model.example_input = lab.probe_data().inputs[:1]
-    return model
+    return wrap_module(model, f"lab:{name}" + (f":{size}" if size != "default" else "")).add_aliases(lab.points())
