@@ -37,7 +37,9 @@ def test_the_json_document_has_one_record_per_checkpoint_and_the_findings(lab_ru
     for record in document["results"]:
         assert {"train_loss", "test_loss", "train_accuracy", "test_accuracy"} <= set(record)
     assert document["findings"]["nc1_last"] < document["findings"]["nc1_first"]
-    assert document["series"] == "collapse" and document["phases"]["curve"] == "nc1"
+    assert document["series"] == "collapse" and document["phases"]["curve"] == "train_error_floored"
+    # the terminal phase: the last phase the runner reports starts where the findings say it does
+    assert document["phases"]["phases"][-1]["start_step"] == document["findings"]["terminal_phase_step"]
 
 
 def test_the_series_holds_every_checkpoint_with_its_metrics_and_geometry(lab_run):

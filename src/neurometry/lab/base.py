@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from neurometry.errors import NeurometryError
+from neurometry.training import Phases
 
 SIZES = ("default", "test")
 
@@ -38,6 +39,16 @@ class ProbeData:
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.metadata):
             raise ValueError(f"{len(self.inputs)} probe inputs for {len(self.metadata)} metadata rows")
+
+
+@dataclass(frozen=True)
+class LabPhases:
+    """The phases a lab reports: found on ``curve`` (a metric, or one derived from them, named so) at ``steps``."""
+
+    curve: str
+    phases: Phases
+    steps: list[float]
+    values: list[float]
 
 
 class Lab(ABC):
@@ -92,6 +103,11 @@ class Lab(ABC):
     def findings(self, model: nn.Module, results: list[dict[str, float]]) -> dict[str, Any]:
         """The headline numbers (JSON-ready, self-explaining names) from the trained ``model`` and the
         checkpoint records ``results`` (each ``{"step": ..., **metrics}``, in step order)."""
+
+    def phases(self, results: list[dict[str, float]]) -> LabPhases | None:
+        """The phases the paper describes, when the lab finds them its own way (on a derived curve, or with a
+        fixed number of changes); None (the default) lets the runner find PELT phases of ``phase_curve``."""
+        return None
 
     def describe(self, findings: dict[str, Any]) -> list[str]:
         """Lines saying what was found, for people; the default lists the findings."""

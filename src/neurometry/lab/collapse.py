@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional
 
 from neurometry.errors import NeurometryError
-from neurometry.lab.base import CheckpointCallback, Lab, ProbeData
+from neurometry.lab.base import CheckpointCallback, Lab, LabPhases, ProbeData
 from neurometry.measures import nc1, nc2_equiangular, nc2_equinorm, nc3, nc4
 from neurometry.training import find_phases
 
@@ -155,6 +155,11 @@ def collapse_measures(
     }
 
 
+def floored_error(train_accuracy: list[float], train_rows: int) -> np.ndarray:
+    """The training error floored at half a training row, 1 - accuracy + 0.5 / rows, so zero error has a log."""
+    return 1.0 - np.asarray(train_accuracy, dtype=np.float64) + 0.5 / train_rows
+
+
 def train_error_phases_start(
     steps: list[float], train_accuracy: list[float], train_rows: int
 ) -> int | None:
@@ -164,7 +169,7 @@ def train_error_phases_start(
     if len(steps) < 4:  # two phases of at least two checkpoints each
         return None
     error = 1.0 - np.asarray(train_accuracy, dtype=np.float64)
-    phases = find_phases(steps, error + 0.5 / train_rows, transform="log").phases
+    phases = find_phases(steps, floored_error(train_accuracy, train_rows), transform="log").phases
     last = phases[-1]
     in_last = np.asarray(steps) >= last.start_step
     if len(phases) < 2 or np.any(error[in_last] > 0):
@@ -261,6 +266,15 @@ class CollapseLab(Lab):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+
+    def phases(self, results: list[dict[str, float]]) -> LabPhases | None:
+        """PELT phases of the floored training error on a log scale (:func:`floored_error`): NC1 falls smoothly
+        (PELT on it gives a staircase of ~11 steps), while the error's last phase is the terminal phase."""
+        if len(results) < 4:
+            return None
+        steps = [float(r["step"]) for r in results]
+        error = floored_error([r["train_accuracy"] for r in results], len(self.train_labels))
+        return LabPhases("train_error_floored", find_phases(steps, error, transform="log"), steps, error.tolist())
 
     def findings(self, model: nn.Module, results: list[dict[str, float]]) -> dict[str, Any]:
         if not results:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from neurometry.lab.base import CheckpointCallback, Lab, ProbeData
+from neurometry.lab.base import CheckpointCallback, Lab, LabPhases, ProbeData
 from neurometry.training import find_phases
 
 
@@ -312,6 +312,16 @@ class InductionLab(Lab):
             loss.backward()
             optimizer.step()
 
+    def phases(self, results: list[dict[str, float]]) -> LabPhases | None:
+        """Slow, fast and slow again: binary segmentation of the icl score's rate of change (see
+        :func:`phase_window`); None with under 7 checkpoints."""
+        if len(results) < MIN_CHECKPOINTS_FOR_WINDOW:
+            return None
+        steps = np.array([r["step"] for r in results], dtype=float)
+        rate = icl_rate(steps, np.array([r["icl_score"] for r in results]))
+        found = find_phases(steps[1:], rate, method="binseg", n_changes=2, min_size=2)
+        return LabPhases("icl_score_rate", found, steps[1:].tolist(), rate.tolist())
+
     def findings(self, model: nn.Module, results: list[dict[str, float]]) -> dict[str, Any]:
         """The window of the icl score's abrupt fall (:func:`phase_window`; None with under 7 checkpoints),
         the fall inside it and in all, and the induction-head scores at its edges and at the end."""
@@ -351,6 +361,12 @@ class InductionLab(Lab):
 MIN_CHECKPOINTS_FOR_WINDOW = 7
 
 
+def icl_rate(steps: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    """The icl score's change per step between consecutive checkpoints; value i (the fall from checkpoint i
+    to i + 1) belongs at checkpoint i + 1's step."""
+    return np.diff(curve) / np.diff(steps)
+
+
 def phase_window(steps: np.ndarray, curve: np.ndarray) -> tuple[float, float]:
     """The window ``(start_step, end_step)`` in which the icl score falls fast.
 
@@ -360,9 +376,7 @@ def phase_window(steps: np.ndarray, curve: np.ndarray) -> tuple[float, float]:
     Segmenting the score itself instead puts the change points near a quarter and three quarters of the
     way down the fall (a change in mean splits a ramp at its thirds of height), so the window would hold
     only about half of the fall."""
-    rate = np.diff(curve) / np.diff(steps)
-    # rate[i] is the fall from checkpoint i to i + 1; it is placed at checkpoint i + 1's step
-    phases = find_phases(steps[1:], rate, method="binseg", n_changes=2, min_size=2).phases
+    phases = find_phases(steps[1:], icl_rate(steps, curve), method="binseg", n_changes=2, min_size=2).phases
     fast = min(phases, key=lambda phase: phase.mean)
     first = int(np.searchsorted(steps, fast.start_step))
     return float(steps[first - 1]), float(fast.end_step)

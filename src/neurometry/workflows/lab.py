@@ -23,7 +23,13 @@ from neurometry.store.results import LAB, Result, set_name
 from neurometry.store.store import check_store_path
 from neurometry.store.writer import delete_run
 from neurometry.threads import blas_threads
-from neurometry.workflows.series import complete_steps, measure_series, save_training_metrics, series_phases
+from neurometry.workflows.series import (
+    complete_steps,
+    measure_series,
+    save_phases,
+    save_training_metrics,
+    series_phases,
+)
 
 GEOMETRY = ["effective_rank", "alpha_req"]  # of every point at every checkpoint (Tracing Representation Geometry)
 
@@ -89,7 +95,13 @@ def run_lab(
     store = open_store(out)
     try:
         geometry = measure_series(store, name, measures=GEOMETRY, progress=progress)
-        phases, _, _ = series_phases(store, name, lab.phase_curve, transform=lab.phase_transform)
+        own = lab.phases(results)
+        if own is None:
+            phases, _, _ = series_phases(store, name, lab.phase_curve, transform=lab.phase_transform)
+            curve = lab.phase_curve
+        else:
+            phases, curve = own.phases, own.curve
+            save_phases(store, name, curve, None, phases, own.steps, own.values)
         last = complete_steps(store, name)[-1]
         LAB.save(store, last.run_id, [Result(
             "", name, None, params={"lab": name, "size": size, "seed": seed, "steps": steps, **lab.settings},
@@ -101,7 +113,7 @@ def run_lab(
         "lab": name, "title": lab.title, "series": name, "store": str(out), "checkpoints": str(folder),
         "size": size, "seed": seed, "seconds": round(seconds, 2), "results": results, "findings": findings,
         "describe": lab.describe(findings),
-        "phases": {"curve": lab.phase_curve, **phases.to_dict()},
+        "phases": {"curve": curve, **phases.to_dict()},
         "geometry": [{k: r[k] for k in ("step", "point", "measure", "value")} for r in geometry],
     }
 

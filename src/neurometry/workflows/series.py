@@ -210,17 +210,25 @@ def series_phases(
         transform = "log" if "loss" in curve and np.all(values > 0) else "none"
     phases = find_phases(steps, values, method=method, penalty=penalty, n_changes=n_changes, transform=transform,
                          min_size=min_size)
+    save_phases(store, series, curve, point, phases, steps, values, n_changes=n_changes, penalty=penalty)
+    return phases, steps, values
+
+
+def save_phases(store: Store, series: str, curve: str, point: str | None, phases: Phases, steps: np.ndarray,
+                values: np.ndarray, *, n_changes: int | None = None, penalty: float | None = None) -> None:
+    """Save the phases of ``curve`` (found on ``steps``, ``values``) on the series' last run (kind ``phases``),
+    replacing the set of the same curve and settings."""
     last = complete_steps(store, series)[-1]
+    steps, values = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
     PHASES.save(store, last.run_id, [Result(
         point or "", curve, float(len(phases.phases)),
-        params={"series": series, "curve": curve, "point": point, "method": method, "transform": transform,
-                "n_changes": n_changes, "min_size": min_size},
+        params={"series": series, "curve": curve, "point": point, "method": phases.method,
+                "transform": phases.transform, "n_changes": n_changes, "min_size": phases.min_size},
         extra={"phases": [p.__dict__ for p in phases.phases], "boundaries": phases.boundaries,
                "penalty": phases.penalty, "steps": steps.tolist(), "values": values.tolist()},
-        result_set=set_name(series=series, curve=curve, point=point, method=method, transform=transform,
-                            n_changes=n_changes, min_size=min_size, penalty=penalty),
+        result_set=set_name(series=series, curve=curve, point=point, method=phases.method, transform=phases.transform,
+                            n_changes=n_changes, min_size=phases.min_size, penalty=penalty),
     )])
-    return phases, steps, values
 
 
 # -- readers: what the report's "Over training" section and the dashboard's page draw ----------------
