@@ -4,10 +4,11 @@ What is measured, per lab (grokking, induction, superposition, collapse; default
 
 * **plain**: ``lab.train(model, checkpoint)`` with a checkpoint callback that does nothing (the lab still
   computes its own metrics at its checkpoints, on both sides).
-* **recorded**: the same, with ``Recorder(model, lab.points(), lab.probe_data(), store, every=100)`` set up
+* **recorded**: the same, with ``Recorder(model, lab.points(), lab.probe_data(), store, every=100,
+  background=True)`` (``--synchronous``: recording in the training thread) set up
   inside the timing and called after every optimiser step (a global optimiser step hook counts the steps,
   so the labs' loops are unchanged): every 100th step records every point of the lab over its probe
-  inputs into a new run of a series.
+  inputs into a new run of a series. The timing ends when every recording is stored.
 
 The two alternate (the order flips each repetition); both start from the same seeded model, and the
 recorder draws no random numbers, so both train identically. The figure is the median over repetitions
@@ -39,7 +40,7 @@ from neurometry.lab import LABS, get_lab
 from neurometry.record.live import Recorder
 
 
-def train_once(name: str, size: str, every: int | None, root: Path, tag: str) -> tuple[float, int]:
+def train_once(name: str, size: str, every: int | None, root: Path, tag: str, background: bool) -> tuple[float, int]:
     """Seconds to train lab ``name`` (with a recorder every ``every`` steps, or none), and how many runs it recorded."""
     lab = get_lab(name)(size=size)
     model = lab.build()
@@ -48,7 +49,7 @@ def train_once(name: str, size: str, every: int | None, root: Path, tag: str) ->
     if every is not None:
         probe = lab.probe_data()
         recorder = Recorder(model, lab.points(), (probe.inputs, probe.metadata), root / f"store-{tag}", every=every,
-                            series=name, reduce=lab.reduce, batch_size=1024)
+                            series=name, reduce=lab.reduce, batch_size=1024, background=background)
     steps = 0
 
     def after_step(optimizer, args, kwargs) -> None:
@@ -62,6 +63,8 @@ def train_once(name: str, size: str, every: int | None, root: Path, tag: str) ->
         lab.train(model, lambda step, metrics: None)
     finally:
         handle.remove()
+    if recorder is not None:
+        recorder.close()  # every recording stored: inside the timing
     seconds = time.perf_counter() - started
     return seconds, len(recorder.runs) if recorder is not None else 0
 
@@ -72,6 +75,8 @@ def main() -> None:
     parser.add_argument("--size", default="default", choices=["default", "test"])
     parser.add_argument("--every", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--synchronous", action="store_true",
+                        help="record in the training thread (default: Recorder(background=True))")
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (`neurometry lab` uses 1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -88,7 +93,8 @@ def main() -> None:
                 for method in order:
                     gc.collect()
                     every = args.every if method == "recorded" else None
-                    taken[method], recorded = train_once(name, args.size, every, root, f"{name}-{repeat}")
+                    taken[method], recorded = train_once(name, args.size, every, root, f"{name}-{repeat}",
+                                                         not args.synchronous)
                     runs = max(runs, recorded)
                     times[method].append(taken[method])
                 overheads.append(taken["recorded"] / taken["plain"] - 1)

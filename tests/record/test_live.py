@@ -91,9 +91,11 @@ def expected(weights: dict, inputs: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in got.items()}
 
 
-def test_a_plain_loop_records_every_n_steps_and_the_last(tmp_path):
+@pytest.mark.parametrize("background", [False, True])
+def test_a_plain_loop_records_every_n_steps_and_the_last(tmp_path, background):
     snapshots: dict = {}
-    model, losses, modes, recorder = train(10, {"every": 4, "series": "net"}, tmp_path / "s", snapshots)
+    model, losses, modes, recorder = train(10, {"every": 4, "series": "net", "background": background},
+                                           tmp_path / "s", snapshots)
     assert recorder.runs == ["net-step0", "net-step4", "net-step8", "net-step10"]
     assert all(mode == (True, True, False) for mode in modes[1:])  # train mode back, the frozen layer still eval
     inputs, metadata = probe()
@@ -114,12 +116,28 @@ def test_a_plain_loop_records_every_n_steps_and_the_last(tmp_path):
         store.close()
 
 
-def test_training_goes_on_exactly_as_without_a_recorder(tmp_path):
+@pytest.mark.parametrize("background", [False, True])
+def test_training_goes_on_exactly_as_without_a_recorder(tmp_path, background):
     alone, alone_losses, _, _ = train(8)
-    watched, watched_losses, _, _ = train(8, {"every": 2}, tmp_path / "s")
+    watched, watched_losses, _, _ = train(8, {"every": 2, "background": background}, tmp_path / "s")
     assert watched_losses == alone_losses
     for (name, a), (_, b) in zip(alone.state_dict().items(), watched.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_a_background_recording_that_fails_raises_in_the_training_thread(tmp_path):
+    model = Net()
+    recorder = Recorder(model, ["head"], probe(), tmp_path / "s", every=1, series="net", background=True)
+    recorder.step(0)
+    with torch.no_grad():
+        model.head.weight.fill_(float("nan"))  # the copy of step 1 records NaN, which is refused
+    recorder.step(1)
+    with pytest.raises(NeurometryError, match="NaN"):
+        recorder.finish()
+    store = open_store(tmp_path / "s")
+    assert [s.step for s in store.series("net")] == [0]  # step 0 stored whole, nothing of step 1
+    store.close()
+    recorder.close()
 
 
 def test_a_step_recorded_again_in_another_session_is_replaced(tmp_path):

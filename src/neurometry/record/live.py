@@ -13,10 +13,14 @@ it draws no random numbers, so training goes on exactly as it would without it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import copy
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,7 @@ from neurometry.models import HookPoint, LoadedModel
 from neurometry.record.checkpoints import run_name
 from neurometry.record.data import ARRAY_SUFFIXES, check_data_path, dataset_id, load_arrays, load_table
 from neurometry.record.recorder import record
-from neurometry.store import open_store
+from neurometry.store import Store, open_store
 from neurometry.store.writer import add_to_series, check_series_name, delete_run
 
 PROBE_FOLDER = "probes"  # inside the store: the probe inputs of live series, as .npz
@@ -65,7 +69,9 @@ class Recorder:
     training starts. ``every``: :meth:`step` records steps that are multiples of it. ``series``: the
     series' name (runs are ``SERIES-stepN``). ``options`` go to :func:`neurometry.record.record`
     (:data:`RECORD_OPTIONS`: ``reduce``, ``dtype``, ``batch_size``, ...; not ``device`` or ``model_dtype``,
-    which would move or cast the model in training).
+    which would move or cast the model in training). ``background``: record on a worker thread from a copy of
+    the weights (one more copy of the model, and two queued copies at most), so training waits only for the
+    copy; errors surface at the next :meth:`record` or at :meth:`wait`.
     """
 
     def __init__(
@@ -76,6 +82,7 @@ class Recorder:
         store: str | os.PathLike,
         every: int = 100,
         series: str = "training",
+        background: bool = False,
         **options: Any,
     ):
         if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 1:
@@ -101,6 +108,12 @@ class Recorder:
         with _untouched(self.model.module):  # the probe forward of the points runs the model once
             self.points = self._points(points)
         self.runs: list[str] = []
+        self._held: Store | None = None
+        self.background = background
+        self._shadow: LoadedModel | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._worker: threading.Thread | None = None
+        self._failure: BaseException | None = None
         self._last_seen: int | None = None
         self._last_recorded: int | None = None
 
@@ -164,30 +177,84 @@ class Recorder:
 
     # -- recording ---------------------------------------------------------------------------
     def record(self, step: int) -> str:
-        """Record the model as it is now as checkpoint ``step`` of the series; returns the run's name."""
+        """Record the model as it is now as checkpoint ``step`` of the series; returns the run's name.
+
+        With ``background`` this copies the weights and returns; a worker thread records the copy (into a
+        shadow of the model) while training goes on. :meth:`wait` (and :meth:`finish`, and leaving the
+        context) waits for every recording to be stored, and raises the first error one met."""
+        self._raise_failure()
         run_id = run_name(self.series, step)
-        store = open_store(self.store, create=True)
-        try:  # the same step of an earlier training run: its weights were others, so it is replaced
-            if any(r.run_id == run_id for r in store.runs()):
-                delete_run(store, run_id)
-        finally:
-            store.close()
-        attention = self.model.attention_probs_enabled
-        try:
-            with _untouched(self.model.module):
-                record(self.model, self.data, self.points, self.store, run=run_id, **self.options)
-        finally:
-            if not attention and self.model.attention_probs_enabled:  # attention points switch it to eager
-                self.model.enable_attention_probs(False)
-        store = open_store(self.store)
-        try:
-            add_to_series(store, run_id, self.series, step, "live")
-        finally:
-            store.close()
+        if self.background:
+            state = {k: v.detach().clone() for k, v in self.model.module.state_dict().items()}
+            self._start_worker()
+            self._queue.put((step, state))  # waits while two copies are queued: memory stays bounded
+        else:
+            self._record_now(self.model, step)
         if run_id not in self.runs:
             self.runs.append(run_id)
         self._last_recorded = step
         return run_id
+
+    def _record_now(self, model: LoadedModel, step: int) -> None:
+        run_id = run_name(self.series, step)
+        store = self._store()
+        # the same step of an earlier training run: its weights were others, so it is replaced
+        if any(r.run_id == run_id for r in store.runs()):
+            delete_run(store, run_id)
+        attention = model.attention_probs_enabled
+        # the shadow is always in eval mode; forking the RNG on the worker thread would rewind the generator
+        # the training thread draws from meanwhile
+        guard = contextlib.nullcontext() if model is self._shadow else _untouched(model.module)
+        try:
+            with guard:
+                record(model, self.data, self.points, self.store, run=run_id, **self.options)
+        finally:
+            if not attention and model.attention_probs_enabled:  # attention points switch it to eager
+                model.enable_attention_probs(False)
+        add_to_series(store, run_id, self.series, step, "live")
+
+    # -- the background worker ---------------------------------------------------------------
+    def _start_worker(self) -> None:
+        if self._worker is not None:
+            return
+        if self._shadow is None:  # a copy in eval mode that the worker loads each step's weights into
+            self._shadow = copy.deepcopy(self.model)
+            self._shadow.module.eval()
+            self._shadow.module.requires_grad_(False)
+        self._worker = threading.Thread(target=self._work, name=f"neurometry-recorder-{self.series}", daemon=True)
+        self._worker.start()
+        atexit.register(self.wait)
+
+    def _work(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                if self._failure is None:  # after an error, later steps are dropped (wait() raises it)
+                    step, state = item
+                    try:
+                        self._shadow.module.load_state_dict(state)
+                        with torch.no_grad():
+                            self._record_now(self._shadow, step)
+                    except BaseException as error:  # raised in the training thread by wait() or record()
+                        self._failure = error
+        finally:
+            self.close_store()  # SQLite connections belong to the thread that opened them
+
+    def wait(self) -> None:
+        """Wait until every recording asked for is stored; raise the first error a background recording met."""
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join()
+            self._worker = None
+            atexit.unregister(self.wait)
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
 
     def step(self, step: int) -> bool:
         """Record ``step`` when it is a multiple of ``every``; returns whether it recorded."""
@@ -200,17 +267,42 @@ class Recorder:
     __call__ = step
 
     def finish(self, step: int | None = None) -> None:
-        """Record the last step seen (or ``step``) when it was not recorded yet: a series ends at its final model."""
+        """Record the last step seen (or ``step``) when it was not recorded yet, and wait until every recording
+        is stored: a series ends at its final model."""
         step = self._last_seen if step is None else step
         if step is not None and step != self._last_recorded:
             self.record(step)
+        self.wait()
+
+    def _store(self) -> Store:
+        # Held open between recordings: SQLite checkpoints its write-ahead log (and syncs) whenever the last
+        # connection to a catalog closes, which cost ~7 ms for each of record()'s own opens and closes.
+        if self._held is None:
+            self._held = open_store(self.store, create=True)
+        return self._held
+
+    def close_store(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+    def close(self) -> None:
+        """Wait for the recordings and let go of the store (leaving the context does this); recording again
+        opens it again."""
+        try:
+            self.wait()
+        finally:
+            self.close_store()
 
     def __enter__(self) -> Recorder:
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            self.finish()
+        try:
+            if kind is None:
+                self.finish()
+        finally:
+            self.close()
 
     def trainer_callback(self) -> Any:
         """A Hugging Face ``TrainerCallback`` that records step 0 at the start, every ``every`` optimiser steps,

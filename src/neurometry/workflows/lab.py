@@ -88,6 +88,7 @@ def run_lab(
             lab.train(model, checkpoint)
         finally:
             bar.close()
+            recorder.close()
         seconds = time.perf_counter() - started
         if not results:
             raise NeurometryError(f"lab {name} reported no checkpoint; it must call checkpoint() at the start and end")
