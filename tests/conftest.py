@@ -107,3 +107,33 @@ def run_cli(capsys):
         return subprocess.CompletedProcess(args, code, out, err)
 
     return run
+
+
+def train_series(store: Path, series: str, steps: int, seed: int) -> None:
+    """A seeded MLP trained for ``steps`` SGD steps on a linear rule, recorded at every step with the live
+    Recorder over 64 probe inputs (with a ``label`` column), its loss saved as training metrics: the series
+    the report's and the dashboard's Over training tests read."""
+    import pandas as pd
+    from torch import nn
+
+    from neurometry.record.live import Recorder
+    from neurometry.store import open_store
+    from neurometry.workflows.series import save_training_metrics
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2))
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(seed))
+    y = (x[:, 0] > 0).long()
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.5)
+    probe = (x, pd.DataFrame({"label": y.numpy()}))
+    with Recorder(model, {"hidden.0": "1", "hidden.1": "3"}, probe, store, every=1, series=series) as recorder:
+        for step in range(steps):
+            loss = nn.functional.cross_entropy(model(x), y)
+            if recorder.step(step):
+                opened = open_store(store)
+                save_training_metrics(opened, series, opened.series_of(recorder.runs[-1]),
+                                      {"train_loss": loss.item(), "test_loss": 1.1 * loss.item()})
+                opened.close()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()

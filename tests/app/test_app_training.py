@@ -12,23 +12,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
 from fastapi.testclient import TestClient
-from torch import nn
 
 from neurometry.app import create_app
-from neurometry.record.live import Recorder
 from neurometry.store import import_array, open_store
 from neurometry.store.results import COMPARE, LAB, MEASURE, PHASES, Result, set_name
 from neurometry.workflows.series import (
     compare_series,
     measure_series,
-    save_training_metrics,
     series_phases,
     training_curves,
 )
+from tests.conftest import train_series
 
 from .test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, wait_ready
 
@@ -36,26 +32,6 @@ LOCAL = "http://127.0.0.1:8765"
 FINDINGS = {"final_test_accuracy": 0.96875, "grok_step": 7, "key_frequencies": [3, 11], "nothing": float("nan")}
 
 
-def train_series(store: Path, series: str, steps: int, seed: int) -> None:
-    """A seeded MLP trained for ``steps`` SGD steps, recorded at every step with the live Recorder, its
-    loss saved as training metrics."""
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2))
-    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(seed))
-    y = (x[:, 0] > 0).long()
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.5)
-    with Recorder(model, {"hidden.0": "1", "hidden.1": "3"}, (x, pd.DataFrame({"label": y.numpy()})), store,
-                  every=1, series=series) as recorder:
-        for step in range(steps):
-            loss = nn.functional.cross_entropy(model(x), y)
-            if recorder.step(step):
-                opened = open_store(store)
-                save_training_metrics(opened, series, opened.series_of(recorder.runs[-1]),
-                                      {"train_loss": loss.item(), "test_loss": 1.1 * loss.item()})
-                opened.close()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
 
 
 @pytest.fixture(scope="module")

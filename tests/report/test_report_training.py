@@ -10,41 +10,18 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-import torch
-from torch import nn
 
 from neurometry.cli import main
-from neurometry.record.live import Recorder
 from neurometry.report import build_report
 from neurometry.store import import_array, open_store
 from neurometry.store.results import LAB, MEASURE, PHASES, Result, set_name
-from neurometry.workflows.series import compare_series, measure_series, save_training_metrics, series_phases
+from neurometry.workflows.series import compare_series, measure_series, series_phases
+from tests.conftest import train_series
 
 FINDINGS = {"final_test_accuracy": 0.96875, "grok_step": 7, "key_frequencies": [3, 11], "note": "toy <b>run</b>"}
 
 
-def train_series(store: Path, series: str, steps: int, seed: int) -> None:
-    """A seeded MLP trained for ``steps`` SGD steps on a linear rule, recorded at every step with the live
-    Recorder over 64 probe inputs (with a ``label`` column), its loss saved as training metrics."""
-    torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2))
-    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(seed))
-    y = (x[:, 0] > 0).long()
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.5)
-    probe = (x, pd.DataFrame({"label": y.numpy()}))
-    with Recorder(model, {"hidden.0": "1", "hidden.1": "3"}, probe, store, every=1, series=series) as recorder:
-        for step in range(steps):
-            loss = nn.functional.cross_entropy(model(x), y)
-            if recorder.step(step):
-                opened = open_store(store)
-                save_training_metrics(opened, series, opened.series_of(recorder.runs[-1]),
-                                      {"train_loss": loss.item(), "test_loss": 1.1 * loss.item()})
-                opened.close()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
 
 
 def build_series_store(folder: Path) -> Path:

@@ -28,6 +28,17 @@ SIZES = ("default", "test")
 CheckpointCallback = Callable[[int, dict[str, float]], None]
 
 
+def as_bool(value: Any) -> bool:
+    """An option's truth value: booleans as they are, strings such as "false", "0", "no" as False."""
+    if isinstance(value, str):
+        if value.strip().lower() in ("true", "1", "yes", "on"):
+            return True
+        if value.strip().lower() in ("false", "0", "no", "off"):
+            return False
+        raise NeurometryError(f"option value {value!r} is not true or false")
+    return bool(value)
+
+
 @dataclass(frozen=True)
 class ProbeData:
     """What each checkpoint is recorded on: ``inputs`` (rows, ...) exactly as ``model(inputs)`` takes them,

@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional
 
 from neurometry.errors import NeurometryError
-from neurometry.lab.base import CheckpointCallback, Lab, LabPhases, ProbeData
+from neurometry.lab.base import CheckpointCallback, Lab, LabPhases, ProbeData, as_bool
 from neurometry.measures import nc1, nc2_equiangular, nc2_equinorm, nc3, nc4
 from neurometry.training import find_phases
 
@@ -67,16 +67,6 @@ SIZE_SETTINGS = {
     "test": CollapseSize(steps=1500),  # about 140 epochs
 }
 
-
-def as_bool(value: Any) -> bool:
-    """An option's truth value: booleans as they are, strings such as "false", "0", "no" as False."""
-    if isinstance(value, str):
-        if value.strip().lower() in ("true", "1", "yes", "on"):
-            return True
-        if value.strip().lower() in ("false", "0", "no", "off"):
-            return False
-        raise NeurometryError(f"option value {value!r} is not true or false")
-    return bool(value)
 
 
 class CollapseMLP(nn.Module):

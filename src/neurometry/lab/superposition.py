@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from neurometry.errors import NeurometryError
-from neurometry.lab.base import CheckpointCallback, Lab, ProbeData
+from neurometry.lab.base import CheckpointCallback, Lab, ProbeData, as_bool
 
 BATCH = 1024  # fresh inputs per Adam step, as in the paper's notebook
 LEARNING_RATE = 1e-2  # the notebook trains 10,000 steps at 1e-3; 1e-2 reaches the same shapes in 3,000
@@ -214,16 +214,6 @@ def xavier_normal(generator: torch.Generator, shape: tuple[int, ...]) -> torch.T
     """Glorot-normal weights of ``shape`` (..., m, n), std sqrt(2 / (m + n)) (the notebook's init)."""
     return torch.randn(shape, generator=generator) * math.sqrt(2.0 / (shape[-2] + shape[-1]))
 
-
-def as_bool(value: Any) -> bool:
-    """An option's truth value: booleans as they are, strings such as "false", "0", "no" as False."""
-    if isinstance(value, str):
-        if value.strip().lower() in ("true", "1", "yes", "on"):
-            return True
-        if value.strip().lower() in ("false", "0", "no", "off"):
-            return False
-        raise NeurometryError(f"option value {value!r} is not true or false")
-    return bool(value)
 
 
 class SuperpositionLab(Lab):
