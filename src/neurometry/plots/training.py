@@ -15,6 +15,7 @@ def _log_x(ax, steps: list[float]) -> None:
     positive = [s for s in steps if s > 0]
     if positive and max(positive) / max(min(positive), 1e-12) >= 100:
         ax.set_xscale("symlog", linthresh=max(min(positive), 1.0))
+        ax.set_xlim(left=0)  # steps are never negative: no ticks left of 0
 
 
 def plot_series_measures(records: list[dict], title: str) -> Figure:
