@@ -102,7 +102,17 @@ class Prefetcher(Iterator[torch.Tensor]):
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name="neurometry-prefetch", daemon=True)
             self._thread.start()
-        kind, value = self._queue.get()
+        while True:
+            # a bounded wait: the consumer's thread runs again every POLL_SECONDS, so an interrupt raised in it
+            # (Ctrl-C, `_thread.interrupt_main`) is taken even when no item comes; an endless wait once hung
+            # the Ctrl-C test
+            try:
+                kind, value = self._queue.get(timeout=POLL_SECONDS)
+                break
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    kind, value = _END, None  # the worker is gone without a word: nothing more will come
+                    break
         if kind == _ITEM:
             return value
         self.close()
