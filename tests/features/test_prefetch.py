@@ -4,6 +4,7 @@ and no thread left behind however the consumer stops (break, exception, Ctrl-C) 
 from __future__ import annotations
 
 import _thread
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -98,12 +99,15 @@ def test_stopping_early_stops_and_joins_the_thread(how):
             next(read)
             raise RuntimeError("consumer failed")
     else:  # Ctrl-C arrives while the consumer waits on a slow source
+        # a shell starting pytest in the background ignores SIGINT, and interrupt_main then does nothing
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         timer = threading.Timer(0.25, _thread.interrupt_main)
         with pytest.raises(KeyboardInterrupt), Prefetcher(endless(closed, delay=0.1), CPU, depth=2) as read:
             timer.start()
             for _ in read:
                 pass
         timer.join()
+        signal.signal(signal.SIGINT, previous)
     assert read._thread is not None and not read._thread.is_alive()
     assert closed.is_set()  # the source generator was closed (its cleanup ran)
     assert read._queue.empty()  # what was read ahead is dropped
