@@ -4,6 +4,12 @@ steering vector for the playground; shared by the API and browser tests."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +20,43 @@ from neurometry.cli import main
 from tests.conftest import TENSE_WORDS, write_planted_finetune, write_tense_sentences
 
 TINY = "neurometry.models.tiny:tiny_llama"
+CHROMIUM = os.environ.get("NEUROMETRY_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("NEUROMETRY_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+# Chromium's background services try the network at start; on a closed network that only costs time
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+def serve(app) -> Iterator[str]:
+    """Run ``app`` with uvicorn on a free local port in a thread; yields its base URL, then stops it."""
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
+        pytest.fail(f"no Chromium at {CHROMIUM}: `./dev.sh test` installs Debian's chromium (apt), or set "
+                    "NEUROMETRY_CHROMIUM to a Chromium binary")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,6 @@ headless Chromium the page draws the shaded phases at the saved boundaries and a
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +22,8 @@ from neurometry.workflows.series import (
 )
 from tests.conftest import train_series
 
-from .test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, wait_ready
+from .conftest import ARTIFACTS, serve
+from .test_browser import wait_ready
 
 LOCAL = "http://127.0.0.1:8765"
 FINDINGS = {"final_test_accuracy": 0.96875, "grok_step": 7, "key_frequencies": [3, 11], "nothing": float("nan")}
@@ -143,34 +140,7 @@ def test_store_without_series(tmp_path):
 # -- in the browser ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base_url(series_store):
-    import uvicorn
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(series_store), host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
-        pytest.fail(f"no Chromium at {CHROMIUM}: `./dev.sh test` installs Debian's chromium (apt), or set "
-                    "NEUROMETRY_CHROMIUM to a Chromium binary")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from serve(create_app(series_store))
 
 
 def test_training_page_draws_phases_heatmaps_and_findings(browser, base_url, series_store):

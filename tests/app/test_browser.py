@@ -5,13 +5,6 @@ under test-artifacts/screenshots (or $NEUROMETRY_ARTIFACTS)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import threading
-import time
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -20,46 +13,12 @@ from neurometry.features.examples import display_token
 from neurometry.store import open_store
 from neurometry.store.results import COMPARE, SAE_FEATURES
 
-from .conftest import TINY
-
-CHROMIUM = os.environ.get("NEUROMETRY_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(os.environ.get("NEUROMETRY_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
-# Chromium's background services try the network at start; on a closed network that only costs time
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+from .conftest import ARTIFACTS, TINY, serve
 
 
 @pytest.fixture(scope="module")
 def base_url(served):
-    import uvicorn
-
-    app = create_app(served.store, Playground(TINY, [served.vector]))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists() and not shutil.which(CHROMIUM):
-        pytest.fail(f"no Chromium at {CHROMIUM}: `./dev.sh test` installs Debian's chromium (apt), or set "
-                    "NEUROMETRY_CHROMIUM to a Chromium binary")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from serve(create_app(served.store, Playground(TINY, [served.vector])))
 
 
 @pytest.fixture
