@@ -319,51 +319,40 @@ def _record_each(found: list[Checkpoint], base: LoadedModel | None, data, points
                  series: str, recorded: dict, result: SeriesResult, progress: bool, device, model_dtype,
                  options: dict) -> None:
     hashes: dict[str, int] = {}
-    # one catalog connection held open throughout: SQLite checkpoints its log (and syncs) each time the last
-    # connection closes, which cost ~7 ms for every open and close of the store per checkpoint
-    connection: list = []
-
-    def held():
-        if not connection:
-            connection.append(open_store(out, create=True))
-        return connection[0]
-
+    # one catalog connection held open throughout (from the first checkpoint recorded, which may create the
+    # store): SQLite checkpoints its log (and syncs) each time the last connection closes, ~7 ms a checkpoint
+    store = open_store(out) if out.exists() else None
     try:
-        _record_all(found, base, data, points, out, series, recorded, result, progress, device, model_dtype,
-                    options, hashes, held)
-    finally:
-        if connection:
-            connection[0].close()
-
-
-def _record_all(found, base, data, points, out, series, recorded, result, progress, device, model_dtype, options,
-                hashes, held) -> None:
-    for checkpoint in tqdm(found, desc=f"record {series}", unit="checkpoint", file=sys.stderr,
-                           disable=not progress, dynamic_ncols=True):
-        digest = weights_hash(checkpoint)
-        if digest in hashes:
-            result.duplicates.append((checkpoint.step, hashes[digest]))
-            print(f"note: checkpoint {checkpoint.path.name} (step {checkpoint.step}) has the same weights as step "
-                  f"{hashes[digest]}; not recorded again", file=sys.stderr)
-            continue
-        hashes[digest] = checkpoint.step
-        run_id = run_name(series, checkpoint.step)
-        previous = recorded.get(checkpoint.step)
-        if previous == (run_id, digest):
-            result.already_complete.append(checkpoint.step)
-        else:
-            if previous is not None:  # recorded from other weights (the file was replaced, or its step moved)
-                delete_run(held(), previous[0])
-            if base is not None:
-                _load_state_dict(base, checkpoint.path)
-                spec: str | LoadedModel = base
+        for checkpoint in tqdm(found, desc=f"record {series}", unit="checkpoint", file=sys.stderr,
+                               disable=not progress, dynamic_ncols=True):
+            digest = weights_hash(checkpoint)
+            if digest in hashes:
+                result.duplicates.append((checkpoint.step, hashes[digest]))
+                print(f"note: checkpoint {checkpoint.path.name} (step {checkpoint.step}) has the same weights as step "
+                      f"{hashes[digest]}; not recorded again", file=sys.stderr)
+                continue
+            hashes[digest] = checkpoint.step
+            run_id = run_name(series, checkpoint.step)
+            previous = recorded.get(checkpoint.step)
+            if previous == (run_id, digest):
+                result.already_complete.append(checkpoint.step)
             else:
-                spec = str(checkpoint.path)
-            record(spec, data, points, out, run=run_id, progress=False, device=device, model_dtype=model_dtype,
-                   **options)
-            add_to_series(held(), run_id, series, checkpoint.step, str(checkpoint.path.resolve()), digest)
-        result.runs.append(run_id)
-        result.steps.append(checkpoint.step)
+                if previous is not None:  # recorded from other weights (the file was replaced, or its step moved)
+                    delete_run(store, previous[0])  # previous is only known from an existing store
+                if base is not None:
+                    _load_state_dict(base, checkpoint.path)
+                    spec: str | LoadedModel = base
+                else:
+                    spec = str(checkpoint.path)
+                record(spec, data, points, out, run=run_id, progress=False, device=device, model_dtype=model_dtype,
+                       **options)
+                store = store or open_store(out)
+                add_to_series(store, run_id, series, checkpoint.step, str(checkpoint.path.resolve()), digest)
+            result.runs.append(run_id)
+            result.steps.append(checkpoint.step)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _load_state_dict(base: LoadedModel, path: Path) -> None:
