@@ -14,7 +14,7 @@ from neurometry.store.results import KINDS
 
 PACKAGE = Path(neurometry.__file__).parent
 STAGES = ("record", "measures", "compare", "probe", "steer", "features", "training", "lab")
-FOUNDATIONS = ("models", "store", "errors", "arrays", "linalg", "folds", "ridge", "datasets", "threads", "files", "clusters")
+FOUNDATIONS = ("models", "store", "errors", "arrays", "linalg", "folds", "ridge", "datasets", "threads", "files", "clusters", "memory")
 ABOVE_STAGES = ("cli", "workflows", "plots", "tables", "report", "app", "demo")
 INTERFACES = ("report", "app", "demo")
 RESULTS_MODULE = "neurometry.store.results"

@@ -154,7 +154,7 @@ class Recorder:
                 "module its inputs as an array (or a .npy/.npz file)"
             )
         arrays, _ = load_arrays(self.data)
-        example = torch.from_numpy(np.ascontiguousarray(arrays[:1]))  # as record() batches them
+        example = torch.from_numpy(np.array(arrays[:1]))  # as record() batches them (a copy: the inputs are read-only)
         if arrays.dtype.kind in "iu":
             example = example.long()
         try:
@@ -199,7 +199,7 @@ class Recorder:
         run_id = run_name(self.series, step)
         store = self._store()
         # the same step of an earlier training run: its weights were others, so it is replaced
-        if any(r.run_id == run_id for r in store.runs()):
+        if store.find_run(run_id) is not None:
             delete_run(store, run_id)
         attention = model.attention_probs_enabled
         # the shadow is always in eval mode; forking the RNG on the worker thread would rewind the generator

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from neurometry import clusters
 from neurometry.errors import NeurometryError
+from neurometry.memory import keep_freed_heap
 from neurometry.models import HookPoint, LoadedModel, load_model
 from neurometry.models.devices import dtype_name, inputs_to, resolve_device, resolve_model_dtype
 from neurometry.models.hooks import capture
@@ -132,8 +133,8 @@ class InputBatches:
 
     def inputs(self, start: int, stop: int) -> tuple[object, torch.Tensor | None]:
         if self.model.modality == "tensor":
-            block = np.ascontiguousarray(self.arrays[start:stop])
-            return torch.from_numpy(block.astype(np.int64) if block.dtype.kind in "iu" else block), None
+            block = self.arrays[start:stop]  # read-only: copied (ids widened to int64) for torch
+            return torch.from_numpy(block.astype(np.int64 if block.dtype.kind in "iu" else block.dtype)), None
         if self.model.modality != "text":
             return self.model.preprocess(self.table["image"].iloc[start:stop].tolist()), None
         return self._padded(self.lengths[start:stop], self.token_ids[self.offsets[start] : self.offsets[stop]])
@@ -275,6 +276,7 @@ def record(
     out = Path(out)
     data = Path(data)
     check_data_path(data)
+    keep_freed_heap()  # batches free and reallocate the same buffers: keep the pages rather than refault them
     if dtype not in DTYPES:
         raise NeurometryError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     if batch_size < 1 or max_tokens < 1:
@@ -511,7 +513,7 @@ def _prepare_run(
     ``register``: until then the run does not exist for readers, and a kill leaves only arrays that
     the next call replaces.
     """
-    existing = {r.run_id: r for r in store.runs()}.get(run_id)
+    existing = store.find_run(run_id)
     if repair_from_row is not None:
         if existing is None:
             raise NeurometryError(f"no run {run_id!r} in {store.path} to record again")

@@ -152,7 +152,7 @@ def _default_run_name(path: Path) -> str:
 
 
 def _check_new_run(store: Store, run_id: str) -> None:
-    if any(r.run_id == run_id for r in store.runs()):
+    if store.find_run(run_id) is not None:
         raise NeurometryError(
             f"run {run_id!r} already exists in {store.path}; pass --run with another name, or remove that run "
             "(or import into another --out store)"

@@ -116,17 +116,26 @@ class Store:
     # -- catalog queries -------------------------------------------------------------------
     def runs(self) -> list[RunInfo]:
         """Every run in the store, oldest first."""
+        return self._run_infos("", ())
+
+    def find_run(self, run: str) -> RunInfo | None:
+        """Run ``run``, or None when the store has none of that name (one row read, however many runs)."""
+        found = self._run_infos(" WHERE r.run_id = ?", (run,))
+        return found[0] if found else None
+
+    def _run_infos(self, where: str, parameters: tuple) -> list[RunInfo]:
         rows = self._conn.execute(
             "SELECT r.run_id, r.model, r.dataset_id, r.reduce, r.dtype, r.n_inputs, r.n_rows, r.chunk_rows,"
             " r.status, COALESCE(c.input_end, 0), COALESCE(c.row_end, 0), r.settings"
-            " FROM runs r LEFT JOIN commits c ON c.run_id = r.run_id ORDER BY r.created, r.run_id"
+            f" FROM runs r LEFT JOIN commits c ON c.run_id = r.run_id{where} ORDER BY r.created, r.run_id",
+            parameters,
         ).fetchall()
         return [RunInfo(*row[:11], settings=json.loads(row[11])) for row in rows]
 
     def run_info(self, run: str) -> RunInfo:
-        for info in self.runs():
-            if info.run_id == run:
-                return info
+        info = self.find_run(run)
+        if info is not None:
+            return info
         names = [r.run_id for r in self.runs()]
         raise NeurometryError(
             f"no run {run!r} in {self.path}{did_you_mean(run, names)}; runs here: {', '.join(names) or 'none'}"

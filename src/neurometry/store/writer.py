@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import itertools
+import json
 import math
 import mmap
 import os
@@ -32,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
-import zarr.codecs
 
 from neurometry.errors import NeurometryError
 from neurometry.store import catalog
@@ -217,7 +217,8 @@ class RunWriter:
     """Appends the rows of one run in order and commits them in whole chunks.
 
     Chunk files are written by one background thread while the model computes the next batches;
-    a chunk is committed in the catalog (from this thread) only after its write has finished.
+    a chunk is committed in the catalog (from this thread) only after its write has finished. A run
+    whose rows all fit in the buffer is written at :meth:`finish`, in the calling thread.
     """
 
     def __init__(
@@ -248,13 +249,17 @@ class RunWriter:
         self.arrays = open_run_arrays(store.path, run_id, [s.point for s in specs])
         self.buffers = {s.point: _RowBuffer(s.shape, dtype, 2 * chunk_rows) for s in specs}
         self.buffered = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurometry-writer")
+        # The writer thread starts with the first whole chunk. A run that fits in the buffer (a probe set
+        # recorded at every step of a series) is written at finish in this thread, in one transaction: a
+        # thread and a second catalog connection cost more than its rows.
+        self._pool: ThreadPoolExecutor | None = None
         self._pending: Future[list[tuple[str, int, int, int]]] | None = None
         self._pending_rows = committed_rows
         self._ranges: dict[int, tuple[int, list[tuple[str, int, int, int]]]] = {}  # commit_written's waiting ranges
-        # Catalog rows of a new run (dataset, run, points, token rows) are inserted by the writer
-        # thread, in one transaction of its own, while the first batches are computed.
-        self._registered = self._pool.submit(self._register, register) if register else None
+        # Catalog rows of a new run (dataset, run, points, token rows): inserted by the writer thread, in
+        # one transaction of its own, while the first batches are computed, or else with the first commit.
+        self._unregistered = register
+        self._registered: Future[None] | None = None
 
     def add(self, rows: dict[str, np.ndarray]) -> None:
         """Append the next rows (same count for every point, in row order, already in on-disk dtype)."""
@@ -274,6 +279,13 @@ class RunWriter:
 
     def finish(self) -> None:
         """Write what is left and mark the run complete, in one commit."""
+        if self._pool is None:
+            count = self.buffered
+            written = self._write(self.flushed_rows, {p: b.take(count) for p, b in self.buffers.items()}) if count else []
+            self.flushed_rows += count
+            self.buffered = 0
+            self._commit(self.flushed_rows, final=True, written=written)
+            return
         self._flush(self.buffered)
         self._wait_and_commit()
         self._commit(self.flushed_rows, final=True)
@@ -281,7 +293,17 @@ class RunWriter:
 
     def close(self) -> None:
         """Stop the writer thread (a write in flight finishes; it is committed only by ``finish``)."""
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def _background(self) -> ThreadPoolExecutor:
+        """The writer thread, started (with the catalog rows of a new run as its first task) on first use."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurometry-writer")
+            if self._unregistered is not None:
+                self._registered = self._pool.submit(self._register, self._unregistered)
+                self._unregistered = None
+        return self._pool
 
     def _register(self, register: Callable[[sqlite3.Connection], None]) -> None:
         conn = catalog.connect(self.store.path / CATALOG_FILE)
@@ -299,7 +321,7 @@ class RunWriter:
         start = self.flushed_rows
         self.flushed_rows += count
         self.buffered -= count
-        self._pending = self._pool.submit(self._write, start, blocks)
+        self._pending = self._background().submit(self._write, start, blocks)
         self._pending_rows = self.flushed_rows
 
     def _write(self, start: int, blocks: dict[str, np.ndarray]) -> list[tuple[str, int, int, int]]:
@@ -330,6 +352,9 @@ class RunWriter:
             self._registered = None
         input_end = int(np.searchsorted(self.input_row_ends, rows, side="right"))
         with self.store.transaction() as tx:
+            if self._unregistered is not None:
+                self._unregistered(tx)
+                self._unregistered = None
             tx.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
                            [(self.run_id, *entry) for entry in written])
             tx.execute("INSERT OR REPLACE INTO commits VALUES (?, ?, ?)", (self.run_id, input_end, rows))
@@ -341,25 +366,49 @@ class RunWriter:
         self.committed_rows = rows
 
 
-def open_run_arrays(store_path: Path, run_id: str, points: Iterable[str]) -> dict[str, zarr.Array]:
-    """The arrays of a run, opened for writing chunks (every chunk file written, all-zero ones too: a
-    committed chunk without a file is damage)."""
+@dataclass(frozen=True)
+class ArrayLayout:
+    """What writing a run's chunk files needs of one array's ``zarr.json``: where chunk files go, and whether
+    its codecs go beyond raw bytes (then zarr encodes the chunks)."""
+
+    compressed: bool
+    key_prefix: str  # "c/" for zarr's default chunk key encoding, "" for its "v2" one
+    separator: str
+
+    @classmethod
+    def read(cls, path: Path) -> ArrayLayout:
+        metadata = json.loads((path / "zarr.json").read_bytes())
+        encoding = metadata["chunk_key_encoding"]
+        separator = encoding.get("configuration", {}).get("separator", "/" if encoding["name"] == "default" else ".")
+        return cls(compressed=any(c["name"] != "bytes" for c in metadata["codecs"]),
+                   key_prefix=f"c{separator}" if encoding["name"] == "default" else "", separator=separator)
+
+    def chunk_file(self, array: Path, chunk: int, ndim: int) -> Path:
+        """The file of row chunk ``chunk`` of an ``ndim``-dimensional array whose features are one chunk."""
+        key = self.key_prefix + self.separator.join(map(str, (chunk,) + (0,) * (ndim - 1)))
+        return array.joinpath(*key.split("/"))
+
+
+def open_run_arrays(store_path: Path, run_id: str, points: Iterable[str]) -> dict[str, ArrayLayout]:
+    """The layouts of a run's arrays, read for writing chunk files (every chunk file is written, all-zero
+    ones too: a committed chunk without a file is damage). Read straight from ``zarr.json``: opening each
+    array through zarr's event loop costs ~2.5 ms, most of a small run's fixed cost."""
     root = Path(store_path) / "arrays" / run_id
-    return {p: zarr.open_array(str(root / p), mode="r+").with_config({"write_empty_chunks": True}) for p in points}
+    return {p: ArrayLayout.read(root / p) for p in points}
 
 
-def write_chunk_range(root: Path, arrays: dict[str, zarr.Array], chunk_rows: int, start: int,
+def write_chunk_range(root: Path, arrays: dict[str, ArrayLayout], chunk_rows: int, start: int,
                       blocks: dict[str, np.ndarray]) -> list[tuple[str, int, int, int]]:
     """Write the chunk files of rows ``[start, start + len)`` of a run whose arrays lie in ``root`` (``start``
     chunk-aligned; the last chunk may be partial); returns (point, chunk, nbytes, crc32c) of each file."""
     written = []
     for point, data in blocks.items():
-        array = arrays[point]
-        if array.compressors or array.filters:
+        layout = arrays[point]
+        if layout.compressed:
+            array = zarr.open_array(str(root / point), mode="r+").with_config({"write_empty_chunks": True})
             array[start : start + len(data)] = data
             for chunk in range(start // chunk_rows, -(-(start + len(data)) // chunk_rows)):
-                key = array.metadata.encode_chunk_key((chunk,) + (0,) * (data.ndim - 1))
-                encoded = root.joinpath(point, *key.split("/")).read_bytes()
+                encoded = layout.chunk_file(root / point, chunk, data.ndim).read_bytes()
                 written.append((point, chunk, len(encoded), crc32c(encoded)))
             continue
         # Uncompressed chunks are the raw little-endian bytes of the full chunk shape (Zarr v3
@@ -372,28 +421,33 @@ def write_chunk_range(root: Path, arrays: dict[str, zarr.Array], chunk_rows: int
                 padded[len(block) :] = 0
                 block = padded
             chunk = (start + lo) // chunk_rows
-            key = array.metadata.encode_chunk_key((chunk,) + (0,) * (block.ndim - 1))
-            write_chunk_file(root.joinpath(point, *key.split("/")), block)
+            write_chunk_file(layout.chunk_file(root / point, chunk, block.ndim), block)
             written.append((point, chunk, block.nbytes, crc32c(np.ascontiguousarray(block))))
     return written
 
 
 def create_run_arrays(store: Store, run_id: str, specs: list[PointSpec], dtype: str, n_rows: int, chunk_rows: int) -> None:
-    """Create every array of a run at its final shape (written once, never resized)."""
+    """Create every array of a run at its final shape (written once, never resized).
+
+    Each array's ``zarr.json`` is zarr's own metadata document, written directly: ``zarr.create_array``
+    goes through zarr's event loop, ~1.5 ms an array, which a series of small runs pays many times over."""
     root = store.path / "arrays" / run_id
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     for spec in specs:
         # Activations barely compress; attention probabilities are mostly zero padding and do.
-        compressors = zarr.codecs.ZstdCodec(level=3) if spec.kind == "attention" else None
-        zarr.create_array(
-            store=str(root / spec.point),
-            shape=(n_rows, *spec.shape),
-            chunks=(chunk_rows, *spec.shape),
-            dtype=ON_DISK_DTYPE[dtype],
-            compressors=compressors,
-            fill_value=0,
-        )
+        codecs: list[dict] = [{"name": "bytes", "configuration": {"endian": "little"}}]
+        if spec.kind == "attention":
+            codecs.append({"name": "zstd", "configuration": {"level": 3, "checksum": False}})
+        metadata = {  # what zarr.create_array writes for these settings, key for key (a test compares them)
+            "shape": [n_rows, *spec.shape], "data_type": ON_DISK_DTYPE[dtype],
+            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [chunk_rows, *spec.shape]}},
+            "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+            "fill_value": 0 if ON_DISK_DTYPE[dtype] == "uint16" else 0.0, "codecs": codecs, "attributes": {},
+            "zarr_format": 3, "node_type": "array", "storage_transformers": [],
+        }
+        (root / spec.point).mkdir()
+        (root / spec.point / "zarr.json").write_text(json.dumps(metadata, indent=2))
 
 
 def import_array(
@@ -412,7 +466,7 @@ def import_array(
     appears in the catalog only once every row is written.
     """
     store.check_writable()
-    if any(r.run_id == run_id for r in store.runs()):
+    if store.find_run(run_id) is not None:
         raise NeurometryError(f"run {run_id!r} already exists in {store.path}; choose another name")
     iterator = iter(chunks)
     first = np.asarray(next(iterator))
