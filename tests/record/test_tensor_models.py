@@ -227,3 +227,26 @@ def test_a_store_holds_the_arrays_metadata_as_json(tmp_path):
         assert json.loads(json.dumps(store.metadata()["row_id"].tolist())) == [0, 1]
     finally:
         store.close()
+
+
+def test_a_series_step_is_committed_with_the_run_and_a_cached_probe_file_is_reread_when_it_changes(tmp_path):
+    from neurometry.store.store import SeriesStep
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "x.npy"
+    np.save(data, rng.normal(size=(ROWS, 6)).astype(np.float32))
+    model = wrap_module(FeatureToy(), "toy")
+    record(model, data, ["hidden"], tmp_path / "s", run="s-step0", progress=False,
+           series_step=SeriesStep("s", 0, "s-step0", "live", None))
+    store = open_store(tmp_path / "s")
+    assert [(e.step, e.run_id) for e in store.series("s")] == [(0, "s-step0")]
+    assert store.find_run("s-step0").complete
+    store.close()
+    with pytest.raises(ValueError, match="names run"):
+        record(model, data, ["hidden"], tmp_path / "s", run="other", series_step=SeriesStep("s", 1, "s-step1", "", None))
+    # the probe file rewritten in place: its new rows are read, not the ones kept from the first read
+    changed = rng.normal(size=(ROWS, 6)).astype(np.float32)
+    np.save(data, changed)
+    inputs, _ = load_arrays(data)
+    np.testing.assert_array_equal(inputs, changed)
+    assert not inputs.flags.writeable  # kept for the next read, so nobody may write into it

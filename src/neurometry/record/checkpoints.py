@@ -25,7 +25,8 @@ from neurometry.errors import NeurometryError
 from neurometry.models import LoadedModel, load_model
 from neurometry.record.recorder import default_run_name, record
 from neurometry.store import open_store
-from neurometry.store.writer import add_to_series, check_series_name, delete_run
+from neurometry.store.store import SeriesStep
+from neurometry.store.writer import check_series_name, delete_run
 
 WEIGHT_SUFFIX = ".safetensors"
 PICKLED_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
@@ -344,10 +345,10 @@ def _record_each(found: list[Checkpoint], base: LoadedModel | None, data, points
                     spec: str | LoadedModel = base
                 else:
                     spec = str(checkpoint.path)
+                step = SeriesStep(series, checkpoint.step, run_id, str(checkpoint.path.resolve()), digest)
                 record(spec, data, points, out, run=run_id, progress=False, device=device, model_dtype=model_dtype,
-                       **options)
+                       series_step=step, **options)
                 store = store or open_store(out)
-                add_to_series(store, run_id, series, checkpoint.step, str(checkpoint.path.resolve()), digest)
             result.runs.append(run_id)
             result.steps.append(checkpoint.step)
     finally:

@@ -36,7 +36,8 @@ from neurometry.record.checkpoints import run_name
 from neurometry.record.data import ARRAY_SUFFIXES, check_data_path, dataset_id, load_arrays, load_table
 from neurometry.record.recorder import record
 from neurometry.store import Store, open_store
-from neurometry.store.writer import add_to_series, check_series_name, delete_run
+from neurometry.store.store import SeriesStep
+from neurometry.store.writer import check_series_name, delete_run
 
 PROBE_FOLDER = "probes"  # inside the store: the probe inputs of live series, as .npz
 # what may go on to record(): the rest would move or cast the model in training, or name the run itself
@@ -207,11 +208,11 @@ class Recorder:
         guard = contextlib.nullcontext() if model is self._shadow else _untouched(model.module)
         try:
             with guard:
-                record(model, self.data, self.points, self.store, run=run_id, **self.options)
+                record(model, self.data, self.points, self.store, run=run_id,
+                       series_step=SeriesStep(self.series, step, run_id, "live", None), **self.options)
         finally:
             if not attention and model.attention_probs_enabled:  # attention points switch it to eager
                 model.enable_attention_probs(False)
-        add_to_series(store, run_id, self.series, step, "live")
 
     # -- the background worker ---------------------------------------------------------------
     def _start_worker(self) -> None:

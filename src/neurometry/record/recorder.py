@@ -39,7 +39,7 @@ from neurometry.record.reduce import (
 from neurometry.record.transfer import DISK_DTYPES, HostCopies, to_disk
 from neurometry.store import catalog, open_store
 from neurometry.store.chunks import is_disk_full
-from neurometry.store.store import RunInfo, Store, check_store_path
+from neurometry.store.store import RunInfo, SeriesStep, Store, check_store_path
 from neurometry.store.writer import (
     PointSpec,
     RunLock,
@@ -49,6 +49,7 @@ from neurometry.store.writer import (
     delete_run,
     huge_page_empty,
     insert_dataset,
+    insert_series_step,
 )
 
 DTYPES = tuple(DISK_DTYPES)
@@ -241,6 +242,7 @@ def record(
     engine: str = "local",
     ray_address: str | None = None,
     actors: int = 1,
+    series_step: SeriesStep | None = None,
 ) -> RecordResult:
     """Record ``points`` of ``model`` over the rows of ``data`` into the store at ``out``.
 
@@ -272,7 +274,12 @@ def record(
     actors, each with its own copy of ``model`` (a name or folder, not a ``LoadedModel``), write chunk-aligned
     row ranges straight into the store, which must lie on a filesystem every node sees; this process
     owns the catalog. The stored rows equal those of ``engine="local"``. See ``record.ray_engine``.
+
+    ``series_step`` (its ``run_id`` this run's) makes the run a step of a series in the commit that completes
+    it, so a complete run of a series is never without its step; a run already complete is added then.
     """
+    if series_step is not None and series_step.run_id != run:
+        raise ValueError(f"series_step names run {series_step.run_id!r}, not {run!r}")
     out = Path(out)
     data = Path(data)
     check_data_path(data)
@@ -361,6 +368,9 @@ def record(
         plan = _prepare_run(store, run_id, settings, specs, batches, table, data, overwrite, chunk_rows, repair_from_row)
         n_rows = int(batches.input_row_ends[-1])
         if plan.done:
+            if series_step is not None:
+                with store.transaction() as tx:
+                    insert_series_step(tx, series_step)
             return RecordResult(out, run_id, [s.point for s in specs], n_inputs, n_rows, n_inputs, True)
         first_input = plan.first_input
         writer = RunWriter(
@@ -396,7 +406,7 @@ def record(
             else:
                 _record_windows(device_rows, copies, writer, bar, batches, specs, dtype, max_batch_tokens,
                                 probe_stop if first_input == 0 else first_input)
-            writer.finish()
+            writer.finish(series_step)
         except NeurometryError:
             writer.close()
             if repair_from_row is None:

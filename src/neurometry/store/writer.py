@@ -37,7 +37,7 @@ import zarr
 from neurometry.errors import NeurometryError
 from neurometry.store import catalog
 from neurometry.store.chunks import crc32c
-from neurometry.store.store import CATALOG_FILE, Store
+from neurometry.store.store import CATALOG_FILE, SeriesStep, Store
 
 TARGET_CHUNK_BYTES = 2 * 2**20
 DIRECT_ALIGN = 4096  # O_DIRECT wants buffers, offsets and sizes in multiples of the logical block
@@ -158,11 +158,17 @@ def insert_dataset(conn: sqlite3.Connection, dataset_id: str, source: str, table
 def add_to_series(store: Store, run_id: str, series: str, step: int, source: str,
                   weights_hash: str | None = None) -> None:
     """Make the complete run ``run_id`` the checkpoint ``step`` of ``series`` (replacing what that step held)."""
-    check_series_name(series)
     with store.transaction() as tx:
-        tx.execute("DELETE FROM series WHERE series = ? AND step = ? AND run_id != ?", (series, int(step), run_id))
-        tx.execute("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?)",
-                   (run_id, series, int(step), weights_hash, source))
+        insert_series_step(tx, SeriesStep(series, int(step), run_id, source, weights_hash))
+
+
+def insert_series_step(conn: sqlite3.Connection, entry: SeriesStep) -> None:
+    """Insert ``entry`` (call inside a transaction), replacing the run its step held before."""
+    check_series_name(entry.series)
+    conn.execute("DELETE FROM series WHERE series = ? AND step = ? AND run_id != ?",
+                 (entry.series, entry.step, entry.run_id))
+    conn.execute("INSERT OR REPLACE INTO series VALUES (?, ?, ?, ?, ?)",
+                 (entry.run_id, entry.series, entry.step, entry.weights_hash, entry.source))
 
 
 def check_series_name(series: str) -> str:
@@ -274,21 +280,21 @@ class RunWriter:
         for point, block in rows.items():
             self.buffers[point].append(block[skip:] if skip else block)
         self.buffered += count - skip
-        if self.buffered >= self.chunk_rows:
+        if self.buffered >= self.chunk_rows and self.next_row < self.n_rows:  # the last rows wait for finish()
             self._flush(self.buffered - self.buffered % self.chunk_rows)
 
-    def finish(self) -> None:
-        """Write what is left and mark the run complete, in one commit."""
+    def finish(self, series_step: SeriesStep | None = None) -> None:
+        """Write what is left and mark the run complete (and the step ``series_step`` of its series), in one commit."""
         if self._pool is None:
             count = self.buffered
             written = self._write(self.flushed_rows, {p: b.take(count) for p, b in self.buffers.items()}) if count else []
             self.flushed_rows += count
             self.buffered = 0
-            self._commit(self.flushed_rows, final=True, written=written)
+            self._commit(self.flushed_rows, final=True, written=written, series_step=series_step)
             return
         self._flush(self.buffered)
         self._wait_and_commit()
-        self._commit(self.flushed_rows, final=True)
+        self._commit(self.flushed_rows, final=True, series_step=series_step)
         self.close()
 
     def close(self) -> None:
@@ -346,7 +352,8 @@ class RunWriter:
             self._pending = None
             self._commit(self._pending_rows, written=written)
 
-    def _commit(self, rows: int, final: bool = False, written: list[tuple[str, int, int, int]] = ()) -> None:
+    def _commit(self, rows: int, final: bool = False, written: list[tuple[str, int, int, int]] = (),
+                series_step: SeriesStep | None = None) -> None:
         if self._registered is not None:
             self._registered.result()
             self._registered = None
@@ -363,6 +370,8 @@ class RunWriter:
                     "UPDATE runs SET status = 'complete', finished = ? WHERE run_id = ?",
                     (pd.Timestamp.now("UTC").isoformat(), self.run_id),
                 )
+                if series_step is not None:
+                    insert_series_step(tx, series_step)
         self.committed_rows = rows
 
 
