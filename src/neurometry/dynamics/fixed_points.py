@@ -16,7 +16,6 @@ which reach q ~ 1e-20 where Adam alone crawls.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from neurometry.dynamics.recurrent import RecurrentMap, recurrent_map
+from neurometry.dynamics.recurrent import RecurrentMap, analysed_map
 from neurometry.errors import NeurometryError
 
 FIXED_TOLERANCE = 1e-12  # q below which a point is fixed (Golub & Sussillo's tol_q)
@@ -116,7 +115,7 @@ def find_fixed_points(
     finish those near a fixed point. Minima with q below ``slow_tolerance`` are kept, near-duplicates
     merged. ``progress(iteration, best q)`` is called every 100 iterations.
     """
-    dynamics = _analysed_map(model, module)
+    dynamics = analysed_map(model, module)
     dtype = dynamics.dtype
     states = torch.as_tensor(np.asarray(initial_states), dtype=dtype)
     if states.ndim != 2 or states.shape[1] != dynamics.state_size or len(states) == 0:
@@ -192,16 +191,6 @@ def count_unstable(eigenvalues: np.ndarray, continuous: bool, margin: float = ST
     if continuous:
         return (eigenvalues.real > margin).sum(axis=1)
     return (np.abs(eigenvalues) > 1 + margin).sum(axis=1)
-
-
-def _analysed_map(model: nn.Module | RecurrentMap, module: str | None) -> RecurrentMap:
-    if isinstance(model, RecurrentMap):
-        return model
-    if not isinstance(model, nn.Module):
-        raise NeurometryError("give an nn.Module (an RNN, GRU, LSTM or a model holding one) or a RecurrentMap")
-    copied = copy.deepcopy(model).double().eval()
-    copied.requires_grad_(False)
-    return recurrent_map(copied, module=module)
 
 
 def _inputs_for(dynamics: RecurrentMap, inputs, count: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ marked ``continuous=True``: its fixed points are zeros of F, its stability read 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -133,3 +134,15 @@ def _cell_map(cell: nn.RNNCellBase) -> RecurrentMap:
 
 def _dtype(module: nn.Module) -> torch.dtype:
     return next(module.parameters()).dtype
+
+
+def analysed_map(model: nn.Module | RecurrentMap, module: str | None = None) -> RecurrentMap:
+    """What the analyses iterate: a :class:`RecurrentMap` as given, or the map of a float64 copy of a module
+    (in eval mode, gradients off), so the analysis neither rounds in float32 nor touches the model."""
+    if isinstance(model, RecurrentMap):
+        return model
+    if not isinstance(model, nn.Module):
+        raise NeurometryError("give an nn.Module (an RNN, GRU, LSTM or a model holding one) or a RecurrentMap")
+    copied = copy.deepcopy(model).double().eval()
+    copied.requires_grad_(False)
+    return recurrent_map(copied, module=module)
