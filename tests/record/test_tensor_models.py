@@ -250,3 +250,40 @@ def test_a_series_step_is_committed_with_the_run_and_a_cached_probe_file_is_rere
     inputs, _ = load_arrays(data)
     np.testing.assert_array_equal(inputs, changed)
     assert not inputs.flags.writeable  # kept for the next read, so nobody may write into it
+
+
+class SequenceToy(nn.Module):
+    """(trials, time, 3) -> a GRU's states (trials, time, 4) -> readout (trials, time, 2)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = nn.GRU(3, 4, batch_first=True)
+        self.readout = nn.Linear(4, 2)
+        self.example_input = torch.zeros(1, 6, 3)
+
+    def forward(self, x):
+        return self.readout(self.rnn(x)[0])
+
+
+def test_steps_store_a_recurrent_models_state_at_every_time_step_with_trial_and_time(tmp_path):
+    inputs = np.random.default_rng(0).normal(size=(ROWS, 6, 3)).astype(np.float32)
+    np.savez(tmp_path / "trials.npz", inputs=inputs, condition=np.arange(ROWS) % 2)
+    module = SequenceToy()
+    record(wrap_module(module, "toy"), tmp_path / "trials.npz", ["rnn", "readout"], tmp_path / "s",
+           reduce="steps", batch_size=3, progress=False)
+    store = open_store(tmp_path / "s")
+    with torch.no_grad():
+        states = module.rnn(torch.from_numpy(inputs))[0]
+    np.testing.assert_allclose(store.activations("rnn"), states.reshape(ROWS * 6, 4).numpy(), atol=1e-6)
+    assert store.activations("readout").shape == (ROWS * 6, 2)
+    meta = store.metadata()
+    np.testing.assert_array_equal(meta["trial"], np.repeat(np.arange(ROWS), 6))
+    np.testing.assert_array_equal(meta["time"], np.tile(np.arange(6), ROWS))
+    np.testing.assert_array_equal(meta["condition"], np.repeat(np.arange(ROWS) % 2, 6))
+    store.close()
+    with pytest.raises(NeurometryError, match="steps records a row per time step"):
+        np.save(tmp_path / "flat.npy", np.zeros((ROWS,), dtype=np.float32))
+        record(wrap_module(FeatureToy(), "f"), tmp_path / "flat.npy", ["hidden"], tmp_path / "t", reduce="steps",
+               progress=False)
+    assert not (tmp_path / "t").exists()

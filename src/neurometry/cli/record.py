@@ -78,7 +78,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", help=".jsonl, .csv or .parquet with a text (or image) column; .npy/.npz for a tensor model")
     p.add_argument("--points", nargs="+", required=True, help="aliases, module paths or globs (resid.*)")
     p.add_argument("--out", required=True, help="store folder (created if missing)")
-    p.add_argument("--reduce", default=None, help="text: tokens|mean|first|last (default mean); image: mean|none")
+    p.add_argument("--reduce", default=None, help="text: tokens|mean|first|last (default mean); image: mean|none; "
+                   "arrays: none|last|first|mean|steps (steps: one row per time step, with trial and time)")
     p.add_argument("--dtype", default="float32", help="float32|float16|bfloat16 on disk")
     add_device_arguments(p)
     p.add_argument("--batch-size", type=int, default=32)

@@ -55,7 +55,7 @@ def lyapunov_spectrum(
     maps. A module is analysed as a float64 copy.
     """
     dynamics = analysed_map(model, module)
-    values = torch.as_tensor(np.asarray(inputs), dtype=dynamics.dtype)
+    values = torch.as_tensor(np.array(inputs), dtype=dynamics.dtype)  # a copy: stored inputs are read-only
     if values.ndim == 2:
         values = values[None]
     if values.ndim != 3:

@@ -146,3 +146,25 @@ def analysed_map(model: nn.Module | RecurrentMap, module: str | None = None) -> 
     copied = copy.deepcopy(model).double().eval()
     copied.requires_grad_(False)
     return recurrent_map(copied, module=module)
+
+
+def trajectories(dynamics: RecurrentMap, inputs: torch.Tensor, initial_states: torch.Tensor | None = None) -> torch.Tensor:
+    """The states ``dynamics`` passes through when driven by ``inputs`` (trials, time, input) from
+    ``initial_states`` (trials, state; default zeros): (trials, time, state), the state after each step. For a
+    multi-layer RNN or an LSTM this is the whole state (every layer, and the cell state), which a recorded
+    module output (the last layer's hidden state) is only part of. A flow is not stepped here."""
+    if dynamics.continuous:
+        raise NeurometryError("trajectories steps maps; integrate a flow with its own solver")
+    inputs = torch.as_tensor(inputs, dtype=dynamics.dtype)
+    if inputs.ndim != 3:
+        raise NeurometryError(f"inputs have shape {tuple(inputs.shape)}; give (trials, time, {dynamics.input_size})")
+    dynamics.check_inputs(inputs)
+    trials, time, _ = inputs.shape
+    state = (torch.zeros(trials, dynamics.state_size, dtype=dynamics.dtype) if initial_states is None
+             else torch.as_tensor(initial_states, dtype=dynamics.dtype))
+    visited = []
+    with torch.no_grad():
+        for t in range(time):
+            state = dynamics.step(state, inputs[:, t])
+            visited.append(state)
+    return torch.stack(visited, dim=1)

@@ -126,10 +126,18 @@ class InputBatches:
             self.left_padding = getattr(tokenizer, "padding_side", "right") == "left"
             self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
             self.with_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
+        elif reduce == "steps":  # every input is a sequence of the same length: one row per time step
+            if arrays is None or arrays.ndim < 2:
+                raise NeurometryError(
+                    "--reduce steps records a row per time step of (trials, time, features) inputs (or "
+                    f"(trials, time) token ids); these inputs have shape {None if arrays is None else arrays.shape}"
+                )
+            self.lengths = np.full(len(table), arrays.shape[1], dtype=np.int64)
+            self.key_width = int(arrays.shape[1])  # the time steps each point must have
         else:
             self.lengths = np.ones(len(table), dtype=np.int64)
             self.key_width = 0
-        rows_per_input = self.lengths if reduce == "tokens" else np.ones(len(table), dtype=np.int64)
+        rows_per_input = self.lengths if reduce in ("tokens", "steps") else np.ones(len(table), dtype=np.int64)
         self.input_row_ends = np.cumsum(rows_per_input)
 
     def inputs(self, start: int, stop: int) -> tuple[object, torch.Tensor | None]:
@@ -208,6 +216,13 @@ def _reduce(point: HookPoint, value: torch.Tensor, mask: TokenMask | None, reduc
         if mask is None and value.dim() >= 3:  # a tensor model's positions are all real: no mask to read
             if reduce == "none":
                 return value
+            if reduce == "steps":
+                if value.shape[1] != key_width:
+                    raise NeurometryError(
+                        f"point {point.name} has {value.shape[1]} positions for inputs of {key_width} time steps; "
+                        "record a point with one output per time step (e.g. the RNN module), or --reduce last"
+                    )
+                return value.flatten(0, 1)
             if reduce in ("first", "last"):
                 return value[:, 0 if reduce == "first" else -1].contiguous()
             mask = TokenMask(torch.ones(value.shape[:2], dtype=torch.bool, device=value.device))
@@ -354,6 +369,8 @@ def record(
         "device": loaded.placement,
         "model_dtype": run_dtype,
     }
+    if reduce == "steps":  # rows are (trial, time) pairs in order: the store reads them back from this
+        settings["time_steps"] = batches.key_width
 
     created = not out.exists()
     try:

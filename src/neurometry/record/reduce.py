@@ -11,7 +11,9 @@ import torch
 
 TEXT_REDUCTIONS = ("tokens", "mean", "first", "last")
 IMAGE_REDUCTIONS = ("mean", "none")
-TENSOR_REDUCTIONS = ("none", "last", "mean", "first")  # over the positions of (rows, positions, ...) outputs
+# over the positions of (rows, positions, ...) outputs; "steps": one row per position (a recurrent model's
+# state at every time step of (trials, time, features) inputs), with trial and time as row metadata
+TENSOR_REDUCTIONS = ("none", "last", "mean", "first", "steps")
 
 
 def attention_as_tokens(probs: torch.Tensor, key_width: int) -> torch.Tensor:

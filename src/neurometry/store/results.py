@@ -139,10 +139,20 @@ LAB = ResultKind(
     "lab", 1, "what a lab found, saved on its series' last run (`neurometry lab`)", "set",
     params=("lab", "size", "seed"), extra=("findings",),
 )
+FIXED_POINTS = ResultKind(
+    "fixed_points", 1, "fixed and slow points of a recurrent model over a run's inputs (`neurometry dynamics`)",
+    "set", params=("model", "input", "initial_states", "noise", "seed"),
+    extra=("kind", "stability", "unstable_directions", "outlier", "eigenvalues", "state"),
+)
+LYAPUNOV = ResultKind(
+    "lyapunov", 1, "the Lyapunov spectrum of a recurrent model along a run's inputs (`neurometry dynamics`)",
+    "set", params=("model", "discard", "trials"), extra=("per_trial", "kaplan_yorke_dimension"),
+)
 
 KINDS: dict[str, ResultKind] = {
     k.name: k
-    for k in (MEASURE, COMPARE, PROBE, ENCODE, STEER_SWEEP, PATCH, DIFF, SAE_EVAL, SAE_FEATURES, TRAINING, PHASES, LAB)
+    for k in (MEASURE, COMPARE, PROBE, ENCODE, STEER_SWEEP, PATCH, DIFF, SAE_EVAL, SAE_FEATURES, TRAINING, PHASES, LAB,
+              FIXED_POINTS, LYAPUNOV)
 }
 
 

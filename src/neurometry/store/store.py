@@ -247,7 +247,8 @@ class Store:
             yield self._decode(info, files.read(begin, min(begin + step, stop)))
 
     # -- metadata --------------------------------------------------------------------------
-    def _one_run(self, run: str | None) -> str:
+    def one_run(self, run: str | None) -> str:
+        """``run``, or the store's only run when None (several: one line asking for --run)."""
         if run is None:
             runs = self.runs()
             if len(runs) != 1:
@@ -257,9 +258,10 @@ class Store:
 
     def row_index(self, run: str | None = None) -> pd.DataFrame:
         """Where each committed row comes from, without the data columns: ``row``, ``input_row`` and,
-        for ``reduce=tokens``, ``position``, ``token_id``, ``token``. Cheaper than :meth:`metadata`
-        on token runs of millions of rows (no join with the data)."""
-        info = self.run_info(self._one_run(run))
+        for ``reduce=tokens``, ``position``, ``token_id``, ``token``, for ``reduce=steps`` (a recurrent tensor
+        model's state at every time step) ``trial`` and ``time``. Cheaper than :meth:`metadata` on token runs
+        of millions of rows (no join with the data)."""
+        info = self.run_info(self.one_run(run))
         if info.reduce == "tokens":
             return pd.read_sql_query(
                 "SELECT row, input_row, position, token_id, token FROM tokens WHERE run_id = ? AND row < ?"
@@ -267,12 +269,17 @@ class Store:
                 self._conn,
                 params=(info.run_id, info.committed_rows),
             )
-        return pd.DataFrame({"row": np.arange(info.committed_rows), "input_row": np.arange(info.committed_rows)})
+        rows = np.arange(info.committed_rows)
+        if info.reduce == "steps":  # a tensor model's state at every time step: rows are (trial, time) in order
+            steps = int(info.settings["time_steps"])
+            return pd.DataFrame({"row": rows, "input_row": rows // steps, "trial": rows // steps, "time": rows % steps})
+        return pd.DataFrame({"row": rows, "input_row": rows})
 
     def metadata(self, run: str | None = None) -> pd.DataFrame:
         """One row per committed stored row: ``row``, ``input_row`` (row of the data file), for
-        ``reduce=tokens`` also ``position``, ``token_id``, ``token``; then every column of the data."""
-        run = self._one_run(run)
+        ``reduce=tokens`` also ``position``, ``token_id``, ``token``, for ``reduce=steps`` ``trial`` and
+        ``time``; then every column of the data."""
+        run = self.one_run(run)
         frame = self.row_index(run)
         inputs = self.inputs(self.run_info(run).dataset_id)
         joined = inputs.iloc[frame["input_row"].to_numpy()].reset_index(drop=True)

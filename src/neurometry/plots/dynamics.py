@@ -1,0 +1,53 @@
+"""Figures of recurrent dynamics: trajectories in their top principal components with the fixed points over
+them, coloured by stability, and each point's eigenvalues against the unit circle (or the imaginary axis)."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from neurometry.plots.figure import new_figure
+
+STABILITY_COLOURS = {"stable": "#1b7837", "saddle": "#e08214", "unstable": "#b2182b"}
+
+
+def plot_fixed_points(trajectories: np.ndarray, states: np.ndarray, stability: list[str], eigenvalues: np.ndarray,
+                      continuous: bool, title: str, max_trials: int = 40) -> Figure:
+    """Left: up to ``max_trials`` of ``trajectories`` (trials, time, state) in the plane of their top two
+    principal components, with the fixed points ``states`` (k, state) drawn over them (slow points too), coloured
+    by ``stability``. Right: every point's ``eigenvalues`` (k, state), complex, against the unit circle for a
+    map or the imaginary axis for a flow."""
+    flat = trajectories.reshape(-1, trajectories.shape[-1])
+    centre = flat.mean(axis=0)
+    _, _, components = np.linalg.svd(flat - centre, full_matrices=False)
+    basis = components[:2].T if components.shape[0] >= 2 else np.eye(flat.shape[1], 2)
+    fig = new_figure(10, 4.4, dpi=120)
+    plane, spectrum = fig.subplots(1, 2)
+    for trial in trajectories[:max_trials]:
+        projected = (trial - centre) @ basis
+        plane.plot(projected[:, 0], projected[:, 1], color="0.7", lw=0.6, zorder=1)
+    for kind, colour in STABILITY_COLOURS.items():
+        chosen = [i for i, s in enumerate(stability) if s == kind]
+        if chosen:
+            projected = (states[chosen] - centre) @ basis
+            plane.scatter(projected[:, 0], projected[:, 1], s=28, color=colour, edgecolor="black", lw=0.4,
+                          label=f"{kind} ({len(chosen)})", zorder=3)
+            values = eigenvalues[chosen].ravel()
+            spectrum.scatter(values.real, values.imag, s=8, color=colour, alpha=0.6, label=kind)
+    plane.set_xlabel("PC 1")
+    plane.set_ylabel("PC 2")
+    plane.set_title("trajectories and fixed points", fontsize=10)
+    plane.legend(fontsize=7)
+    if continuous:
+        spectrum.axvline(0, color="black", lw=0.8)
+    else:
+        angle = np.linspace(0, 2 * np.pi, 200)
+        spectrum.plot(np.cos(angle), np.sin(angle), color="black", lw=0.8)
+        spectrum.set_aspect("equal", adjustable="datalim")
+    spectrum.set_xlabel("Re lambda")
+    spectrum.set_ylabel("Im lambda")
+    spectrum.set_title("Jacobian eigenvalues at each point", fontsize=10)
+    spectrum.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,108 @@
+"""Fixed points and Lyapunov spectra of a recurrent model over the inputs of a run in a store, saved there.
+
+The run's data file (a (trials, time, features) array recorded with ``neurometry record``) drives the model;
+its whole state trajectories (every layer, and an LSTM's cell state) give the initial states of the fixed
+point search and the path of the Lyapunov spectrum. Results go to the run as ``fixed_points`` and
+``lyapunov`` results.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurometry.dynamics.fixed_points import FixedPoints, find_fixed_points, sample_states
+from neurometry.dynamics.lyapunov import LyapunovSpectrum, lyapunov_spectrum
+from neurometry.dynamics.recurrent import analysed_map, trajectories
+from neurometry.errors import NeurometryError
+from neurometry.files import read_npy
+from neurometry.models import LoadedModel
+from neurometry.record.data import load_arrays
+from neurometry.store import Store
+from neurometry.store.results import FIXED_POINTS, LYAPUNOV, Result
+
+
+@dataclass(frozen=True)
+class FixedPointAnalysis:
+    """What :func:`fixed_points_of_run` found: the points, and the trajectories (trials, time, state) they were
+    searched from (for plots), on ``run`` of the store."""
+
+    run: str
+    found: FixedPoints
+    trajectories: np.ndarray
+    input_label: str
+
+
+def run_inputs(store: Store, run: str | None) -> tuple[str, np.ndarray]:
+    """The run (the store's only one when None) and its data file's inputs, (trials, time, features)."""
+    info = store.run_info(store.one_run(run))
+    source = store.dataset_source(info.dataset_id)
+    if source is None or not Path(source).is_file():
+        raise NeurometryError(
+            f"run {info.run_id}'s data file {source} is not there any more; put it back or record the inputs again"
+        )
+    inputs, _ = load_arrays(source)
+    if inputs.ndim != 3:
+        raise NeurometryError(
+            f"run {info.run_id} was recorded on inputs of shape {inputs.shape}; the dynamics need (trials, time, "
+            "features) sequences: record the model on such an array"
+        )
+    return info.run_id, inputs
+
+
+def fixed_points_of_run(
+    model: LoadedModel,
+    store: Store,
+    run: str | None = None,
+    *,
+    fixed_input: str | os.PathLike | None = None,
+    initial_states: int = 1024,
+    noise: float = 0.0,
+    seed: int = 0,
+    module: str | None = None,
+    save: bool = True,
+) -> FixedPointAnalysis:
+    """Fixed and slow points of ``model`` at x* = ``fixed_input`` (a .npy vector; None is zero input), searched
+    from ``initial_states`` states drawn from its trajectories over the run's inputs, saved on the run."""
+    run, inputs = run_inputs(store, run)
+    dynamics = analysed_map(model.module, module)
+    visited = trajectories(dynamics, torch.from_numpy(np.array(inputs))).numpy()
+    x_star = None if fixed_input is None else read_npy(Path(fixed_input), fix="save x* as a 1-D array with numpy.save")
+    found = find_fixed_points(dynamics, sample_states(visited, initial_states, seed=seed), x_star, noise=noise,
+                              seed=seed)
+    label = "zero" if fixed_input is None else str(Path(fixed_input).resolve())
+    if save:
+        params = {"model": model.name, "input": label, "initial_states": initial_states, "noise": noise, "seed": seed}
+        FIXED_POINTS.save(store, run, [
+            Result(dynamics.name, f"point.{i}", float(found.q[i]), params, {
+                "kind": str(found.kind[i]), "stability": str(found.stability[i]),
+                "unstable_directions": int(found.unstable_directions[i]), "outlier": bool(found.outlier[i]),
+                "eigenvalues": [[float(v.real), float(v.imag)] for v in found.eigenvalues[i]],
+                "state": found.states[i].tolist(),
+            }, result_set=f"fixed-points:{label}")
+            for i in range(len(found))
+        ])
+    return FixedPointAnalysis(run, found, visited, label)
+
+
+def lyapunov_of_run(model: LoadedModel, store: Store, run: str | None = None, *, discard: int = 0,
+                    trials: int | None = None, module: str | None = None, save: bool = True) -> LyapunovSpectrum:
+    """The Lyapunov spectrum of ``model`` along its trajectories over the run's inputs (the first ``trials``
+    of them, or all), the first ``discard`` steps left out; saved on the run."""
+    run, inputs = run_inputs(store, run)
+    if trials is not None:
+        inputs = inputs[:trials]
+    spectrum = lyapunov_spectrum(model.module, inputs, module=module, discard=discard)
+    if save:
+        params = {"model": model.name, "discard": discard, "trials": len(inputs)}
+        LYAPUNOV.save(store, run, [
+            Result("state", f"exponent.{i}", float(value), params,
+                   {"per_trial": spectrum.per_trial[:, i].tolist(),
+                    "kaplan_yorke_dimension": spectrum.kaplan_yorke_dimension}, result_set="lyapunov")
+            for i, value in enumerate(spectrum.exponents)
+        ])
+    return spectrum

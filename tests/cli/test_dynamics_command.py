@@ -1,0 +1,96 @@
+"""`neurometry dynamics` on a recorded run: a tanh unit h' = tanh(2h + x) has fixed points at 0 (unstable)
+and at the two roots of h = tanh(2h) (stable); its Lyapunov exponent along a trajectory that settles on one
+is log of the slope there; results are saved in the store; bad input is one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+
+from neurometry.store import open_store
+from neurometry.store.results import FIXED_POINTS, LYAPUNOV
+
+MODEL = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+    class Bistable(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = nn.RNN(1, 1, batch_first=True)
+            with torch.no_grad():
+                self.rnn.weight_hh_l0.fill_(2.0)
+                self.rnn.weight_ih_l0.fill_(1.0)
+                self.rnn.bias_hh_l0.zero_()
+                self.rnn.bias_ih_l0.zero_()
+            self.example_input = torch.zeros(1, 5, 1)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    model = Bistable()
+""")
+
+
+@pytest.fixture()
+def recorded(tmp_path, monkeypatch, run_cli):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "bistable_model.py").write_text(MODEL)
+    rng = np.random.default_rng(0)
+    inputs = np.zeros((20, 30, 1), dtype=np.float32)
+    inputs[:, :3, 0] = rng.choice([-1.0, 1.0], size=(20, 1))  # a push to one side, then zero input
+    np.save(tmp_path / "trials.npy", inputs)
+    result = run_cli("record", "bistable_model:model", tmp_path / "trials.npy", "--points", "rnn", "--reduce", "steps",
+                     "--out", tmp_path / "store")
+    assert result.returncode == 0, result.stderr
+    return tmp_path
+
+
+def test_fixed_points_of_the_bistable_unit(recorded, run_cli):
+    result = run_cli("dynamics", "fixed-points", "bistable_model:model", "--store", recorded / "store",
+                     "--initial-states", 64, "--noise", 0.3, "--json", "--plot", recorded / "fp.png")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    root = brentq(lambda h: math.tanh(2 * h) - h, 0.5, 1.0)
+    assert (document["fixed_points"], document["stable"], document["saddles"]) == (3, 2, 0)
+    assert document["converged"] and document["best_q"] < 1e-20
+    kinds = sorted((r["stability"], round(r["top_eigenvalue_abs"], 6)) for r in document["results"])
+    assert kinds == [("stable", round(2 * (1 - root**2), 6))] * 2 + [("unstable", 2.0)]
+    assert (recorded / "fp.png").stat().st_size > 10_000
+    store = open_store(recorded / "store")
+    saved = FIXED_POINTS.load(store)
+    states = sorted(round(e["state"][0], 9) for e in saved["extra"])
+    np.testing.assert_allclose(states, [-root, 0.0, root], atol=1e-9)
+    store.close()
+
+
+def test_lyapunov_along_trajectories_that_settle(recorded, run_cli):
+    result = run_cli("dynamics", "lyapunov", "bistable_model:model", "--store", recorded / "store",
+                     "--discard", 10, "--json")
+    assert result.returncode == 0, result.stderr
+    root = brentq(lambda h: math.tanh(2 * h) - h, 0.5, 1.0)
+    # after the transient every trajectory rests on +-h*, where the map's slope is 2 (1 - h*^2)
+    assert json.loads(result.stdout)["exponents"][0] == pytest.approx(math.log(2 * (1 - root**2)), abs=1e-6)
+    store = open_store(recorded / "store")
+    assert len(LYAPUNOV.load(store)) == 1
+    store.close()
+
+
+def test_bad_input_is_one_line(recorded, run_cli, tmp_path):
+    for args, message in [
+        (("fixed-points", "bistable_model:model", "--store", recorded / "missing"), "missing"),
+        (("fixed-points", "bistable_model:model", "--store", recorded / "store", "--weights", recorded / "x.bin"),
+         "not a .safetensors file"),
+        (("fixed-points", "bistable_model:model", "--store", recorded / "store", "--input", recorded / "none.npy"),
+         "none.npy"),
+        (("lyapunov", "bistable_model:model", "--store", recorded / "store", "--discard", 30), "discard"),
+    ]:
+        result = run_cli("dynamics", *args)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
