@@ -65,7 +65,7 @@ def cmd_fixed_points(args: argparse.Namespace) -> None:
         for i, row in enumerate(document["results"]):
             print(f"{i:>3}  {row['kind']:5}  {row['q']:9.2e}  {row['stability']:9}  {row['unstable_directions']:>8}"
                   f"  {row['top_eigenvalue_abs']:12.4f}  {'yes' if row['outlier'] else ''}")
-        print(f"saved as fixed_points results on run {analysis.run} in {args.store}")
+        print(f"saved as fixed_point_search results on run {analysis.run} in {args.store}")
 
     finish(args, document, show, lambda: plots().plot_fixed_points(
         analysis.trajectories, found.states, list(found.stability), found.eigenvalues, found.continuous,

@@ -140,7 +140,7 @@ LAB = ResultKind(
     params=("lab", "size", "seed"), extra=("findings",),
 )
 FIXED_POINTS = ResultKind(
-    "fixed_points", 1, "fixed and slow points of a recurrent model over a run's inputs (`neurometry dynamics`)",
+    "fixed_point_search", 1, "fixed and slow points of a recurrent model over a run's inputs (`neurometry dynamics`)",
     "set", params=("model", "input", "initial_states", "noise", "seed"),
     extra=("kind", "stability", "unstable_directions", "outlier", "eigenvalues", "state"),
 )

@@ -2,7 +2,7 @@
 
 The run's data file (a (trials, time, features) array recorded with ``neurometry record``) drives the model;
 its whole state trajectories (every layer, and an LSTM's cell state) give the initial states of the fixed
-point search and the path of the Lyapunov spectrum. Results go to the run as ``fixed_points`` and
+point search and the path of the Lyapunov spectrum. Results go to the run as ``fixed_point_search`` and
 ``lyapunov`` results.
 """
 
