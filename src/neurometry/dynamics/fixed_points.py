@@ -31,8 +31,11 @@ FIXED_TOLERANCE = 1e-12  # q below which a point is fixed (Golub & Sussillo's to
 SLOW_TOLERANCE = 1e-4  # q below which a minimum is kept as a slow point
 UNIQUE_TOLERANCE = 1e-3  # points closer than this in every unit are one point (their tol_unique)
 OUTLIER_DISTANCE = 10.0  # in mean distances of the initial states from their centroid
-NEWTON_FROM_Q = 1e-3  # states with q below this are finished by Newton steps
-NEWTON_STEPS = 50
+NEWTON_FROM_Q = 1e-3  # states with q below this are finished by Levenberg-Marquardt steps
+NEWTON_STEPS = 50  # at the end, for the states still above the polish
+CHECK_EVERY = 100  # Adam iterations between Levenberg-Marquardt passes and stall checks
+CHECK_NEWTON_STEPS = 8
+POLISH = 1e-6  # Levenberg-Marquardt goes on to q below POLISH x the fixed tolerance (a few more steps)
 STABILITY_MARGIN = 1e-6  # |lambda| beyond 1 (or Re lambda beyond 0) by more than this is unstable
 
 
@@ -134,7 +137,7 @@ def find_fixed_points(
     start = states.clone()
     states, q, iterations = _minimise_q(dynamics, states, fixed_inputs, fixed_tolerance, max_iterations,
                                         learning_rate, progress)
-    states, q = _newton_finish(dynamics, states, fixed_inputs, q)
+    states, q = _newton_finish(dynamics, states, fixed_inputs, q, fixed_tolerance)
     best_q = float(q.min())
     keep = q < slow_tolerance
     order = torch.argsort(q[keep])
@@ -216,65 +219,91 @@ def _q(dynamics: RecurrentMap, states: torch.Tensor, inputs: torch.Tensor) -> to
 
 def _minimise_q(dynamics: RecurrentMap, states: torch.Tensor, inputs: torch.Tensor, tolerance: float,
                 max_iterations: int, learning_rate: float, progress) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Adam on every state at once; a state whose q fell below ``tolerance`` stops moving. Returns the states
-    with the lowest q each reached, those q, and the iterations run."""
-    states = states.clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([states], lr=learning_rate)
-    best_states = states.detach().clone()
+    """Adam on every state at once (each with its own moments), only the states still moving computed. Every
+    CHECK_EVERY iterations the states near a fixed point are finished by Levenberg-Marquardt, and a state whose
+    best q fell by less than 0.1% since the last check stops (Golub & Sussillo's tol_dq): a slow point, or
+    one that will not get anywhere. Returns the states at the lowest q each reached, those q, and the
+    iterations run."""
+    beta1, beta2, epsilon = 0.9, 0.999, 1e-8
+    position = states.clone()
     with torch.no_grad():
-        best_q = _q(dynamics, best_states, inputs)
+        best_q = _q(dynamics, position, inputs)
     if not torch.isfinite(best_q).all():
         raise NeurometryError(f"{dynamics.name} gives NaN or Inf at the initial states; check the model and states")
+    best = position.clone()
+    first, second = torch.zeros_like(position), torch.zeros_like(position)
+    moving = best_q >= tolerance
+    checked_q = best_q.clone()
     iteration = 0
-    with torch.enable_grad():
-        for iteration in range(1, max_iterations + 1):
-            active = best_q >= tolerance
-            if not active.any():
-                break
-            optimiser.zero_grad()
-            q = _q(dynamics, states, inputs)
-            q.sum().backward()  # states are independent: each one's gradient is its own q's
-            with torch.no_grad():
-                better = q.detach() < best_q
-                best_q = torch.where(better, q.detach(), best_q)
-                best_states[better] = states.detach()[better]
-                states.grad[~active] = 0
-            optimiser.step()
-            if progress is not None and iteration % 100 == 0:
+    for iteration in range(1, max_iterations + 1):
+        rows = torch.nonzero(moving).flatten()
+        if len(rows) == 0:
+            break
+        with torch.enable_grad():
+            current = position[rows].requires_grad_(True)
+            q = _q(dynamics, current, inputs[rows])
+            (gradient,) = torch.autograd.grad(q.sum(), current)  # states are independent: each its own q's
+        q = q.detach()
+        better = q < best_q[rows]
+        best_q[rows[better]] = q[better]
+        best[rows[better]] = current.detach()[better]
+        first[rows] = beta1 * first[rows] + (1 - beta1) * gradient
+        second[rows] = beta2 * second[rows] + (1 - beta2) * gradient.pow(2)
+        corrected = (first[rows] / (1 - beta1**iteration)) / ((second[rows] / (1 - beta2**iteration)).sqrt() + epsilon)
+        position[rows] = current.detach() - learning_rate * corrected
+        if iteration % CHECK_EVERY == 0:
+            near = rows[best_q[rows] < NEWTON_FROM_Q]
+            if len(near):
+                best[near], best_q[near] = _levenberg_marquardt(dynamics, best[near], inputs[near], best_q[near],
+                                                                CHECK_NEWTON_STEPS, tolerance)
+                position[near] = best[near]
+            moving &= (best_q >= tolerance) & (best_q < (1 - 1e-3) * checked_q)
+            checked_q = best_q.clone()
+            if progress is not None:
                 progress(iteration, float(best_q.min()))
-    return best_states, best_q, iteration
+    return best, best_q, iteration
 
 
-def _newton_finish(dynamics: RecurrentMap, states: torch.Tensor, inputs: torch.Tensor,
-                   q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Levenberg-Marquardt steps on the residual r = F(h) - h (a map) or F(h) (a flow) for the states with
-    q < NEWTON_FROM_Q: Newton's method where the Jacobian of r is regular (q falls to ~1e-20 in a few
-    steps), damped where it is singular (a continuum of fixed points) or where r has a minimum above zero (a
-    slow point, where Adam crawls). Each state keeps its own damping; a step is taken only where it lowers q."""
+def _newton_finish(dynamics: RecurrentMap, states: torch.Tensor, inputs: torch.Tensor, q: torch.Tensor,
+                   tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last Levenberg-Marquardt steps, for every state with q < NEWTON_FROM_Q not yet polished."""
     near = torch.nonzero(q < NEWTON_FROM_Q).flatten()
-    if len(near) == 0:
-        return states, q
+    states, q = states.clone(), q.clone()
+    if len(near):
+        states[near], q[near] = _levenberg_marquardt(dynamics, states[near], inputs[near], q[near], NEWTON_STEPS,
+                                                     tolerance)
+    return states, q
+
+
+def _levenberg_marquardt(dynamics: RecurrentMap, states: torch.Tensor, inputs: torch.Tensor, q: torch.Tensor,
+                         steps: int, tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Levenberg-Marquardt steps on the residual r = F(h) - h (a map) or F(h) (a flow): Newton's method where
+    the Jacobian of r is regular (q falls from 1e-3 to ~1e-20 in a few steps), damped where it is singular (a
+    continuum of fixed points) or where r has a minimum above zero (a slow point, where Adam crawls). Each
+    state has its own damping, takes a step only where it lowers q, and stops once q is below
+    POLISH * ``tolerance``."""
     states, q = states.clone(), q.clone()
     identity = torch.eye(dynamics.state_size, dtype=states.dtype)
-    damping = torch.full((len(near),), 1e-3, dtype=states.dtype)
-    for _ in range(NEWTON_STEPS):
-        current = states[near]
-        jacobian, _ = jacobians_at(dynamics, current, inputs[near])
+    damping = torch.full((len(states),), 1e-3, dtype=states.dtype)
+    for _ in range(steps):
+        rows = torch.nonzero((q >= POLISH * tolerance) & (damping < 1e12)).flatten()
+        if len(rows) == 0:
+            break
+        current = states[rows]
+        jacobian, _ = jacobians_at(dynamics, current, inputs[rows])
         system = torch.as_tensor(jacobian) - (0 if dynamics.continuous else identity)
         with torch.no_grad():
-            residual = dynamics.velocity(current, inputs[near])
+            residual = dynamics.velocity(current, inputs[rows])
         gradient = (system.transpose(1, 2) @ residual[..., None])[..., 0]
         normal = system.transpose(1, 2) @ system
         scale = normal.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-12)
-        step = torch.linalg.solve(normal + (damping * scale)[:, None, None] * identity, -gradient)
+        step = torch.linalg.solve(normal + (damping[rows] * scale)[:, None, None] * identity, -gradient)
         with torch.no_grad():
-            moved_q = _q(dynamics, current + step, inputs[near])
-        better = torch.isfinite(moved_q) & (moved_q < q[near])
-        states[near[better]] = current[better] + step[better]
-        q[near[better]] = moved_q[better]
-        damping = torch.where(better, damping / 10, damping * 10).clamp(1e-12, 1e12)
-        if not better.any() and bool((damping >= 1e12).all()):
-            break
+            moved_q = _q(dynamics, current + step, inputs[rows])
+        better = torch.isfinite(moved_q) & (moved_q < q[rows])
+        states[rows[better]] = current[better] + step[better]
+        q[rows[better]] = moved_q[better]
+        damping[rows] = torch.where(better, damping[rows] / 10, damping[rows] * 10).clamp(1e-12, 1e12)
     return states, q
 
 
