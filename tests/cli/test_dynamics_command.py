@@ -94,3 +94,20 @@ def test_bad_input_is_one_line(recorded, run_cli, tmp_path):
         result = run_cli("dynamics", *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_report_shows_the_fixed_points_over_the_recorded_trajectories_and_the_spectrum(recorded, run_cli):
+    from neurometry.workflows.dynamics import saved_fixed_point_searches
+
+    for analysis in ("fixed-points", "lyapunov"):
+        assert run_cli("dynamics", analysis, "bistable_model:model", "--store", recorded / "store").returncode == 0
+    store = open_store(recorded / "store")
+    (search,) = saved_fixed_point_searches(store, FIXED_POINTS.load(store))
+    assert search["trajectories"].shape == (20, 30, 1)  # the recorded rnn point is the whole state
+    # every trial ends on one of the two stable points, +-h*, the largest in magnitude of the three found
+    np.testing.assert_allclose(np.abs(search["trajectories"][:, -1, 0]), np.abs(search["states"]).max(), atol=1e-5)
+    store.close()
+    assert run_cli("report", recorded / "store", "-o", recorded / "report.html").returncode == 0
+    page = (recorded / "report.html").read_text()
+    assert 'id="s-fixed_point_search"' in page and 'id="s-lyapunov"' in page
+    assert page.count("<img") == 1 and "Kaplan-Yorke dimension" in page  # the points' figure; the spectrum's table

@@ -11,19 +11,20 @@ from neurometry.plots.figure import new_figure
 STABILITY_COLOURS = {"stable": "#1b7837", "saddle": "#e08214", "unstable": "#b2182b"}
 
 
-def plot_fixed_points(trajectories: np.ndarray, states: np.ndarray, stability: list[str], eigenvalues: np.ndarray,
-                      continuous: bool, title: str, max_trials: int = 40) -> Figure:
+def plot_fixed_points(trajectories: np.ndarray | None, states: np.ndarray, stability: list[str],
+                      eigenvalues: np.ndarray, continuous: bool, title: str, max_trials: int = 40) -> Figure:
     """Left: up to ``max_trials`` of ``trajectories`` (trials, time, state) in the plane of their top two
     principal components, with the fixed points ``states`` (k, state) drawn over them (slow points too), coloured
-    by ``stability``. Right: every point's ``eigenvalues`` (k, state), complex, against the unit circle for a
-    map or the imaginary axis for a flow."""
-    flat = trajectories.reshape(-1, trajectories.shape[-1])
+    by ``stability`` (without trajectories, the points in their own top components). Right: every point's
+    ``eigenvalues`` (k, state), complex, against the unit circle for a map or the imaginary axis for a flow."""
+    drawn = trajectories if trajectories is not None else np.zeros((0, 0, states.shape[1]))
+    flat = (trajectories if trajectories is not None else states[None]).reshape(-1, states.shape[1])
     centre = flat.mean(axis=0)
     _, _, components = np.linalg.svd(flat - centre, full_matrices=False)
     basis = components[:2].T if components.shape[0] >= 2 else np.eye(flat.shape[1], 2)
     fig = new_figure(10, 4.4, dpi=120)
     plane, spectrum = fig.subplots(1, 2)
-    for trial in trajectories[:max_trials]:
+    for trial in drawn[:max_trials]:
         projected = (trial - centre) @ basis
         plane.plot(projected[:, 0], projected[:, 1], color="0.7", lw=0.6, zorder=1)
     for kind, colour in STABILITY_COLOURS.items():

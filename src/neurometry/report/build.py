@@ -25,6 +25,7 @@ from neurometry.plots import (
     plot_comparison,
     plot_curves_with_phases,
     plot_encode,
+    plot_fixed_points,
     plot_latent_frequencies,
     plot_patching,
     plot_probe,
@@ -39,7 +40,9 @@ from neurometry.store.results import (
     COMPARE,
     DIFF,
     ENCODE,
+    FIXED_POINTS,
     LAB,
+    LYAPUNOV,
     MEASURE,
     PATCH,
     PHASES,
@@ -53,6 +56,7 @@ from neurometry.store.results import (
 )
 from neurometry.store.store import Store
 from neurometry.workflows.compare import compare_records
+from neurometry.workflows.dynamics import saved_fixed_point_searches
 from neurometry.workflows.measure import measure_records
 from neurometry.workflows.probe import scored_records
 from neurometry.workflows.series import parse_series_source, series_overview, series_runs
@@ -434,6 +438,36 @@ def per_run_rows(kind: ResultKind, results: pd.DataFrame, in_series: set[str]) -
     return results
 
 
+def fixed_points_section(store: Store, results: pd.DataFrame) -> str:
+    """Per search: the trajectories in PC space with the points coloured by stability, their eigenvalues against
+    the unit circle, and the table of points."""
+    parts = []
+    for search in saved_fixed_point_searches(store, results):
+        title = f"{search['model']} · run {search['run']} · input {Path(str(search['input'])).name}"
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        parts.append(_png(plot_fixed_points(search["trajectories"], search["states"], search["stability"],
+                                            search["eigenvalues"], search["continuous"], title)))
+        rows = [[i, search["kind"][i], search["q"][i], search["stability"][i], search["unstable_directions"][i],
+                 float(np.abs(search["eigenvalues"][i]).max()), "yes" if search["outlier"][i] else ""]
+                for i in range(len(search["states"]))]
+        parts.append(_table(["#", "kind", "q", "stability", "unstable directions", "max |lambda|", "outlier"], rows,
+                            left=2))
+    return "\n".join(parts)
+
+
+def lyapunov_section(store: Store, results: pd.DataFrame) -> str:
+    """Per run: the Lyapunov exponents, largest first, and the Kaplan-Yorke dimension."""
+    parts = []
+    for run, group in results.groupby("run_id", sort=False):
+        params, extra = group["params"].iloc[0], group["extra"].iloc[0]
+        parts.append(f"<h3>run {html.escape(run)} · {html.escape(str(params['model']))}</h3>")
+        parts.append(f"<p>Kaplan-Yorke dimension {extra['kaplan_yorke_dimension']:.3f}, over {params['trials']} trials "
+                     f"({params['discard']} steps discarded).</p>")
+        parts.append(_table(["exponent", "nats per step"], [[name, value] for name, value
+                                                             in zip(group["name"], group["value"], strict=True)]))
+    return "\n".join(parts)
+
+
 SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     MEASURE: ("Geometry by depth", measure_section),
     COMPARE: ("Similarity", compare_section),
@@ -445,6 +479,8 @@ SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     DIFF: ("Model diffing", diff_section),
     SAE_EVAL: ("Sparse autoencoders: evaluation", sae_eval_section),
     SAE_FEATURES: ("Sparse autoencoders: features", sae_features_section),
+    FIXED_POINTS: ("Fixed points", fixed_points_section),
+    LYAPUNOV: ("Lyapunov spectra", lyapunov_section),
 }
 """Result kind -> (heading, section function). A new kind of result plugs in here by name."""
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from neurometry.dynamics.fixed_points import FixedPoints, find_fixed_points, sample_states
@@ -106,3 +107,37 @@ def lyapunov_of_run(model: LoadedModel, store: Store, run: str | None = None, *,
             for i, value in enumerate(spectrum.exponents)
         ])
     return spectrum
+
+
+def saved_fixed_point_searches(store: Store, results: pd.DataFrame) -> list[dict]:
+    """The fixed point searches in ``results`` (``FIXED_POINTS`` rows), one per run and result set, for the
+    report and dashboard: ``run``, ``input``, ``model``, ``states`` (k, state), ``stability``, ``kind``,
+    ``q``, ``unstable_directions``, ``outlier`` (k,), ``eigenvalues`` (k, state) complex, ``continuous``
+    False, and ``trajectories`` (trials, time, state): the run's recorded states when one of its points is
+    the whole state (``--reduce steps``, same width), else None."""
+    searches = []
+    for (run, result_set), group in results.groupby(["run_id", "result_set"], sort=False):
+        extra = list(group["extra"])
+        states = np.array([e["state"] for e in extra], dtype=float)
+        searches.append({
+            "run": run, "result_set": result_set, "input": group["params"].iloc[0]["input"],
+            "model": group["params"].iloc[0]["model"], "states": states,
+            "stability": [e["stability"] for e in extra], "kind": [e["kind"] for e in extra],
+            "q": group["value"].to_numpy(dtype=float), "unstable_directions": [e["unstable_directions"] for e in extra],
+            "outlier": [e["outlier"] for e in extra],
+            "eigenvalues": np.array([[complex(re, im) for re, im in e["eigenvalues"]] for e in extra]),
+            "continuous": False, "trajectories": recorded_trajectories(store, run, states.shape[1]),
+        })
+    return searches
+
+
+def recorded_trajectories(store: Store, run: str, width: int) -> np.ndarray | None:
+    """A ``--reduce steps`` run's recorded states as (trials, time, width), from its first point of that width;
+    None when the run has none (its points are part of the state only, or not per step)."""
+    info = store.run_info(run)
+    if info.reduce != "steps":
+        return None
+    for point in store.points(run):
+        if point.shape == (width,):
+            return store.activations(point.point, run=run).astype(float).reshape(-1, info.settings["time_steps"], width)
+    return None
