@@ -21,3 +21,14 @@ def thin_svd(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Thin SVD (u, s, vt) of a (n, d)."""
     u, s, vt = torch.linalg.svd(as_tensor(a), full_matrices=False)
     return u.numpy(), s.numpy(), vt.numpy()
+
+
+def principal_plane(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The centre (d,) and top two principal directions (d, 2) of ``rows`` (n, d), for drawing states in a
+    plane; with fewer than two directions of variance, the first units' axes complete the basis."""
+    centre = rows.mean(axis=0)
+    _, _, directions = np.linalg.svd(rows - centre, full_matrices=False)
+    basis = np.eye(rows.shape[1], 2)
+    taken = min(2, directions.shape[0])
+    basis[:, :taken] = directions[:taken].T
+    return centre, basis

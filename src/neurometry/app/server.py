@@ -186,6 +186,11 @@ def create_app(store_path: str | Path, playground: Playground | None = None, hos
         with reading() as store:
             return views.diffs(store)
 
+    @app.get("/api/dynamics")
+    def dynamics() -> dict[str, Any]:
+        with reading() as store:
+            return views.dynamics(store)
+
     @app.get("/api/series")
     def series_list() -> list[dict[str, Any]]:
         with reading() as store:

@@ -26,11 +26,14 @@ from neurometry.features.examples import (
     readable,
     readable_context,
 )
+from neurometry.linalg import principal_plane
 from neurometry.store.results import (
     COMPARE,
     DIFF,
     ENCODE,
+    FIXED_POINTS,
     KINDS,
+    LYAPUNOV,
     MEASURE,
     PATCH,
     PROBE,
@@ -40,6 +43,7 @@ from neurometry.store.results import (
 )
 from neurometry.store.store import Store
 from neurometry.workflows.compare import compare_records
+from neurometry.workflows.dynamics import saved_fixed_point_searches
 from neurometry.workflows.series import parse_series_source, series_overview, series_runs
 
 PER_PAGE = 50
@@ -90,6 +94,35 @@ def summary(store: Store) -> dict[str, Any]:
         "series": series_list(store),
         "results": counts,
     }
+
+
+# -- dynamics ---------------------------------------------------------------------------------------
+TRAJECTORIES_DRAWN = 40
+
+
+def dynamics(store: Store) -> dict[str, Any]:
+    """The saved fixed point searches, drawn in the plane of their trajectories' top two principal components
+    (``lines``: up to 40 trials as [[x, y], ...]; ``points``: each point's position and what it is; its
+    eigenvalues), and the saved Lyapunov spectra."""
+    searches = []
+    for search in saved_fixed_point_searches(store, FIXED_POINTS.load(store)):
+        states, drawn = search["states"], search["trajectories"]
+        centre, basis = principal_plane(drawn.reshape(-1, states.shape[1]) if drawn is not None else states)
+        placed = (states - centre) @ basis
+        searches.append({
+            "run": search["run"], "model": search["model"], "input": search["input"], "continuous": search["continuous"],
+            "lines": [] if drawn is None else [((t - centre) @ basis).tolist() for t in drawn[:TRAJECTORIES_DRAWN]],
+            "points": [{"x": placed[i, 0], "y": placed[i, 1], "kind": search["kind"][i], "q": search["q"][i],
+                        "stability": search["stability"][i], "unstable_directions": search["unstable_directions"][i],
+                        "outlier": search["outlier"][i], "max_abs_eigenvalue": float(np.abs(search["eigenvalues"][i]).max()),
+                        "eigenvalues": [[v.real, v.imag] for v in search["eigenvalues"][i]]}
+                       for i in range(len(states))],
+        })
+    spectra = []
+    for run, group in LYAPUNOV.load(store).groupby("run_id", sort=False):
+        spectra.append({"run": run, "model": group["params"].iloc[0]["model"], "exponents": group["value"].tolist(),
+                        "kaplan_yorke_dimension": group["extra"].iloc[0]["kaplan_yorke_dimension"]})
+    return _json_ready({"searches": searches, "spectra": spectra})
 
 
 # -- over training -----------------------------------------------------------------------------------

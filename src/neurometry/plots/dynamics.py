@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from neurometry.linalg import principal_plane
 from neurometry.plots.figure import new_figure
 
 STABILITY_COLOURS = {"stable": "#1b7837", "saddle": "#e08214", "unstable": "#b2182b"}
@@ -18,10 +19,7 @@ def plot_fixed_points(trajectories: np.ndarray | None, states: np.ndarray, stabi
     by ``stability`` (without trajectories, the points in their own top components). Right: every point's
     ``eigenvalues`` (k, state), complex, against the unit circle for a map or the imaginary axis for a flow."""
     drawn = trajectories if trajectories is not None else np.zeros((0, 0, states.shape[1]))
-    flat = (trajectories if trajectories is not None else states[None]).reshape(-1, states.shape[1])
-    centre = flat.mean(axis=0)
-    _, _, components = np.linalg.svd(flat - centre, full_matrices=False)
-    basis = components[:2].T if components.shape[0] >= 2 else np.eye(flat.shape[1], 2)
+    centre, basis = principal_plane((trajectories if trajectories is not None else states[None]).reshape(-1, states.shape[1]))
     fig = new_figure(10, 4.4, dpi=120)
     plane, spectrum = fig.subplots(1, 2)
     for trial in drawn[:max_trials]:

@@ -300,7 +300,7 @@ async function runsPage() {
   }
   const kinds = Object.entries(s.results);
   page.innerHTML += `<h2>Results in the catalog</h2>` + (kinds.length
-    ? table(["kind", "records"], kinds, { links: kinds.map(([k]) => ({ compare: "#/comparisons", probe: "#/probes", encode: "#/probes", sae_features: "#/features", steer_sweep: "#/steer", measure: "#/", training: "#/training", phases: "#/training", lab: "#/training" }[k] || `#/results/${encodeURIComponent(k)}`)) })
+    ? table(["kind", "records"], kinds, { links: kinds.map(([k]) => ({ compare: "#/comparisons", probe: "#/probes", encode: "#/probes", sae_features: "#/features", steer_sweep: "#/steer", measure: "#/", training: "#/training", phases: "#/training", lab: "#/training", fixed_point_search: "#/dynamics", lyapunov: "#/dynamics" }[k] || `#/results/${encodeURIComponent(k)}`)) })
     : `<p class="note">No results yet: run <code>neurometry measure</code>, <code>compare</code>, <code>probe</code> or <code>sae</code> on this store.</p>`);
   wireLinks();
 }
@@ -659,6 +659,62 @@ async function resultsPage(kind, query) {
   page.appendChild(pager(listing, (p) => setQuery(`/results/${encodeURIComponent(kind)}`, { page: p })));
 }
 
+// -- dynamics --------------------------------------------------------------------------------------
+const STABILITY_COLOURS = { stable: "#1b7837", saddle: "#e08214", unstable: "#b2182b" };
+
+// A square scatter: grey polylines (trajectories), coloured dots with tips, and optionally the unit circle.
+function planeChart({ lines = [], dots = [], circle = false, axis = false, xLabel = "", yLabel = "", size = 340, title = "" }) {
+  const m = 36;
+  const svg = el("svg", { width: size, height: size, class: "plot plane" });
+  const xs = lines.flatMap((l) => l.map((p) => p[0])).concat(dots.map((d) => d.x), circle ? [-1, 1] : []);
+  const ys = lines.flatMap((l) => l.map((p) => p[1])).concat(dots.map((d) => d.y), circle ? [-1, 1] : []);
+  let [x0, x1] = extent(xs), [y0, y1] = extent(ys);
+  const half = Math.max(x1 - x0, y1 - y0) / 2 * 1.08 || 1, cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+  [x0, x1, y0, y1] = [cx - half, cx + half, cy - half, cy + half];
+  const X = (v) => m + ((v - x0) / (x1 - x0)) * (size - 2 * m);
+  const Y = (v) => size - m - ((v - y0) / (y1 - y0)) * (size - 2 * m);
+  el("rect", { x: m, y: m, width: size - 2 * m, height: size - 2 * m, fill: "none", stroke: "#888" }, svg);
+  if (circle) el("circle", { class: "unit-circle", cx: X(0), cy: Y(0), r: X(1) - X(0), fill: "none", stroke: "#222" }, svg);
+  if (axis) el("line", { class: "imaginary-axis", x1: X(0), x2: X(0), y1: m, y2: size - m, stroke: "#222" }, svg);
+  for (const line of lines) {
+    el("polyline", { class: "trajectory", points: line.map((p) => `${X(p[0])},${Y(p[1])}`).join(" "), fill: "none", stroke: "#bbb", "stroke-width": 1 }, svg);
+  }
+  for (const d of dots) {
+    const dot = el("circle", { class: `dot ${d.cls || ""}`, cx: X(d.x), cy: Y(d.y), r: d.r || 4, fill: d.colour, stroke: "#222", "stroke-width": 0.5 }, svg);
+    dot.addEventListener("mousemove", (e) => showTip(e, d.tip));
+    dot.addEventListener("mouseleave", hideTip);
+  }
+  el("text", { x: size / 2, y: size - 8, "text-anchor": "middle" }, svg).textContent = xLabel;
+  el("text", { x: 12, y: size / 2, transform: `rotate(-90 12 ${size / 2})`, "text-anchor": "middle" }, svg).textContent = yLabel;
+  return wrap(svg, title);
+}
+
+async function dynamicsPage() {
+  const d = await api("/api/dynamics");
+  page.innerHTML = `<h1>Dynamics</h1>`;
+  if (!d.searches.length && !d.spectra.length) {
+    page.innerHTML += `<p class="note">No fixed points or Lyapunov spectra in this store: run <code>neurometry dynamics fixed-points MODEL --store STORE</code> (or <code>lyapunov</code>) on a run recorded on (trials, time, features) inputs.</p>`;
+    return;
+  }
+  d.searches.forEach((s, k) => {
+    const box = el("section", { class: "search", id: `search-${k}` }, page);
+    const counts = Object.keys(STABILITY_COLOURS).map((st) => `${s.points.filter((p) => p.stability === st).length} ${st}`).join(", ");
+    box.insertAdjacentHTML("beforeend", `<h2>${esc(s.model)} · run ${esc(s.run)}</h2><p class="note">input ${esc(s.input)}: ${s.points.length} points (${counts}); hover a point for its q and eigenvalues</p>`);
+    const charts = el("div", { class: "charts" }, box);
+    const tip = (p, i) => `point ${i}: ${p.kind}, ${p.stability}${p.stability === "saddle" ? ` (${p.unstable_directions} unstable)` : ""}\nq ${fmt(p.q)}, max |λ| ${fmt(p.max_abs_eigenvalue)}${p.outlier ? "\noutlier" : ""}`;
+    charts.appendChild(planeChart({ lines: s.lines, xLabel: "PC 1", yLabel: "PC 2", title: "trajectories and fixed points",
+      dots: s.points.map((p, i) => ({ x: p.x, y: p.y, colour: STABILITY_COLOURS[p.stability], cls: p.stability, tip: tip(p, i), r: 5 })) }));
+    charts.appendChild(planeChart({ circle: !s.continuous, axis: s.continuous, xLabel: "Re λ", yLabel: "Im λ", title: "Jacobian eigenvalues",
+      dots: s.points.flatMap((p, i) => p.eigenvalues.map((v) => ({ x: v[0], y: v[1], r: 2.5, colour: STABILITY_COLOURS[p.stability], cls: "eigenvalue", tip: `point ${i} (${p.stability})\nλ = ${fmt(v[0])} ${v[1] < 0 ? "−" : "+"} ${fmt(Math.abs(v[1]))}i, |λ| ${fmt(Math.hypot(v[0], v[1]))}` }))) }));
+    box.insertAdjacentHTML("beforeend", table(["#", "kind", "q", "stability", "unstable directions", "max |λ|", "outlier"],
+      s.points.map((p, i) => [i, p.kind, p.q, p.stability, p.unstable_directions, p.max_abs_eigenvalue, p.outlier ? "yes" : ""]), { left: 2 }));
+  });
+  if (d.spectra.length) {
+    page.insertAdjacentHTML("beforeend", `<h2>Lyapunov spectra</h2>` + table(["run", "model", "Kaplan-Yorke dimension", "exponents (largest first)"],
+      d.spectra.map((s) => [s.run, s.model, s.kaplan_yorke_dimension, s.exponents.slice(0, 8).map((v) => fmt(v, 3)).join(", ") + (s.exponents.length > 8 ? " …" : "")]), { left: 2 }));
+  }
+}
+
 // -- router ----------------------------------------------------------------------------------------
 const ROUTES = {
   "": () => runsPage(),
@@ -669,6 +725,7 @@ const ROUTES = {
   features: ([sae, latent], query) => latent !== undefined ? featurePage(sae, latent) : featuresPage(sae, query),
   steer: () => steerPage(),
   training: ([name]) => trainingPage(name),
+  dynamics: () => dynamicsPage(),
   results: ([kind], query) => resultsPage(kind, query),
 };
 
