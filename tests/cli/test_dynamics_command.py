@@ -47,8 +47,9 @@ def recorded(tmp_path, monkeypatch, run_cli):
     inputs[:, :3, 0] = rng.choice([-1.0, 1.0], size=(20, 1))  # a push to one side, then zero input
     np.save(tmp_path / "trials.npy", inputs)
     result = run_cli("record", "bistable_model:model", tmp_path / "trials.npy", "--points", "rnn", "--reduce", "steps",
-                     "--out", tmp_path / "store")
+                     "--out", tmp_path / "store", "--plot", tmp_path / "trajectories.png")
     assert result.returncode == 0, result.stderr
+    assert (tmp_path / "trajectories.png").stat().st_size > 10_000
     return tmp_path
 
 
@@ -111,3 +112,10 @@ def test_the_report_shows_the_fixed_points_over_the_recorded_trajectories_and_th
     page = (recorded / "report.html").read_text()
     assert 'id="s-fixed_point_search"' in page and 'id="s-lyapunov"' in page
     assert page.count("<img") == 1 and "Kaplan-Yorke dimension" in page  # the points' figure; the spectrum's table
+
+
+def test_record_plot_needs_steps(recorded, run_cli):
+    result = run_cli("record", "bistable_model:model", recorded / "trials.npy", "--points", "rnn", "--reduce", "last",
+                     "--out", recorded / "other", "--plot", recorded / "t.png")
+    assert result.returncode == 2 and "--plot draws the trajectories of a --reduce steps" in result.stderr
+    assert not (recorded / "other").exists()

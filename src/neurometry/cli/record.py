@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.cli.output import add_device_arguments, check_output_path, finish, whole_number
+from neurometry.cli.output import add_device_arguments, check_output_path, finish, plots, whole_number
 from neurometry.errors import NeurometryError
 
 
@@ -14,6 +14,10 @@ def cmd_record(args: argparse.Namespace) -> None:
 
     check_data_path(args.data)
     check_output_path(args.out, folder=True)
+    if args.plot:
+        check_output_path(args.plot, "--plot")
+        if args.reduce != "steps" or args.checkpoints is not None:
+            raise NeurometryError("--plot draws the trajectories of a --reduce steps recording; leave it out here")
     if args.checkpoints is not None:
         return _record_checkpoints(args)
     if args.steps or args.series:
@@ -35,7 +39,18 @@ def cmd_record(args: argparse.Namespace) -> None:
                   f" into {result.store}, run {result.run_id!r}{resumed}")
         print(f"next: neurometry ls {result.store}")
 
-    finish(args, result.__dict__, show)
+    finish(args, result.__dict__, show, lambda: _trajectory_figure(result))
+
+
+def _trajectory_figure(result):
+    from neurometry.store import open_store
+    from neurometry.workflows.dynamics import run_trajectories
+
+    store = open_store(result.store, read_only=True)
+    try:
+        return plots().plot_trajectories(run_trajectories(store, result.run_id), f"run {result.run_id}")
+    finally:
+        store.close()
 
 
 def _record_checkpoints(args: argparse.Namespace) -> None:
@@ -81,6 +96,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reduce", default=None, help="text: tokens|mean|first|last (default mean); image: mean|none; "
                    "arrays: none|last|first|mean|steps (steps: one row per time step, with trial and time)")
     p.add_argument("--dtype", default="float32", help="float32|float16|bfloat16 on disk")
+    p.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="with --reduce steps: each point's trajectories in its top two principal components")
     add_device_arguments(p)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-tokens", type=int, default=128, help="truncate inputs to this many tokens")

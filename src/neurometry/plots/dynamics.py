@@ -50,3 +50,35 @@ def plot_fixed_points(trajectories: np.ndarray | None, states: np.ndarray, stabi
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_trajectories(trajectories: dict[str, np.ndarray], title: str, max_trials: int = 40) -> Figure:
+    """One panel per point: up to ``max_trials`` of its trajectories (trials, time, width) in the plane of their
+    top two principal components, each trial a line from a circle (its first step) to a dot (its last),
+    coloured by trial."""
+    fig = new_figure(4.2 * len(trajectories), 4.2, dpi=110)
+    axes = np.atleast_1d(fig.subplots(1, len(trajectories)))
+    colours = matplotlib_colours(max_trials)
+    for ax, (point, paths) in zip(axes, trajectories.items(), strict=True):
+        centre, basis = principal_plane(paths.reshape(-1, paths.shape[-1]))
+        for trial, path in enumerate(paths[:max_trials]):
+            projected = (path - centre) @ basis
+            colour = colours[trial % len(colours)]
+            ax.plot(projected[:, 0], projected[:, 1], color=colour, lw=0.8, alpha=0.8)
+            ax.scatter(*projected[0], s=12, facecolor="none", edgecolor=colour)
+            ax.scatter(*projected[-1], s=12, color=colour)
+        ax.set_title(f"{point}: {len(paths)} trials x {paths.shape[1]} steps", fontsize=9)
+        ax.set_xlabel("PC 1", fontsize=8)
+        ax.set_ylabel("PC 2", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def matplotlib_colours(count: int) -> list:
+    """``count`` colours of matplotlib's tab20 cycle."""
+    from matplotlib import colormaps
+
+    cycle = colormaps["tab20"].colors
+    return [cycle[i % len(cycle)] for i in range(count)]

@@ -131,6 +131,17 @@ def saved_fixed_point_searches(store: Store, results: pd.DataFrame) -> list[dict
     return searches
 
 
+def run_trajectories(store: Store, run: str) -> dict[str, np.ndarray]:
+    """Every vector point of a ``--reduce steps`` run as (trials, time, width) trajectories, in depth order."""
+    info = store.run_info(run)
+    if info.reduce != "steps":
+        raise NeurometryError(f"run {run} holds one row per {'token' if info.reduce == 'tokens' else 'input'}, not "
+                              "per time step; record (trials, time, features) inputs with --reduce steps")
+    steps = int(info.settings["time_steps"])
+    return {p.point: store.activations(p.point, run=run).astype(float).reshape(-1, steps, p.shape[0])
+            for p in store.points(run) if len(p.shape) == 1}
+
+
 def recorded_trajectories(store: Store, run: str, width: int) -> np.ndarray | None:
     """A ``--reduce steps`` run's recorded states as (trials, time, width), from its first point of that width;
     None when the run has none (its points are part of the state only, or not per step)."""
