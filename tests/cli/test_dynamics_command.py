@@ -119,3 +119,38 @@ def test_record_plot_needs_steps(recorded, run_cli):
                      "--out", recorded / "other", "--plot", recorded / "t.png")
     assert result.returncode == 2 and "--plot draws the trajectories of a --reduce steps" in result.stderr
     assert not (recorded / "other").exists()
+
+
+def _spiral(rotation: np.ndarray | None, seed: int, units: int = 3) -> np.ndarray:
+    """(trials, time, units) of a damped rotation in the first two units (the third decays), from noisy starts;
+    seen through ``rotation`` when given."""
+    angle, radius = 0.3, 0.97
+    step = np.zeros((units, units))
+    step[:2, :2] = radius * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    step[2:, 2:] = 0.5 * np.eye(units - 2)
+    rng = np.random.default_rng(seed)
+    states = [rng.normal(size=(8, units))]
+    for _ in range(59):
+        states.append(states[-1] @ step.T)
+    trajectories = np.stack(states, axis=1)
+    return trajectories @ rotation.T if rotation is not None else trajectories
+
+
+def test_compare_dsa_of_two_arrays_is_zero_for_a_rotated_copy(tmp_path, run_cli):
+    rotation, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))
+    np.save(tmp_path / "a.npy", _spiral(None, 0))
+    np.save(tmp_path / "b.npy", _spiral(rotation, 0))
+    result = run_cli("compare", tmp_path / "a.npy", tmp_path / "b.npy", "--metric", "dsa", "--n-delays", 2, "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)["results"]
+    assert (row["point_a"], row["point_b"], row["metric"]) == ("a.npy", "b.npy", "dsa")
+    assert row["value"] < 1e-6
+    bad = run_cli("compare", tmp_path / "a.npy", tmp_path / "b.npy", "--metric", "dsa", "--n-delays", 100)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_compare_dsa_reads_a_stores_trajectories(recorded, run_cli):
+    result = run_cli("compare", recorded / "store", recorded / "store", "--metric", "dsa", "--n-delays", 2, "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)["results"]
+    assert (row["point_a"], row["point_b"]) == ("rnn", "rnn") and row["value"] < 1e-6

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurometry.cli.output import add_device_arguments, check_output_path, finish, plots
+from neurometry.cli.output import add_device_arguments, check_output_path, finish, plots, whole_number
 from neurometry.errors import NeurometryError
 from neurometry.tables.compare import print_comparison
 from neurometry.workflows.compare import run_compare
@@ -38,6 +38,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
         check_output_path(args.plot, "--plot")
     if args.series is not None:
         return _compare_series(args, params)
+    if args.metric == "dsa":
+        return _compare_dynamics(args, params)
     if args.reference is not None or args.pairwise:
         raise NeurometryError("--reference and --pairwise go with --series")
     try:
@@ -68,6 +70,26 @@ def cmd_compare(args: argparse.Namespace) -> None:
         raise NeurometryError(message) from None
     title = f"{args.metric}: {Path(args.a).name} vs {Path(args.b or args.a).name}"
     finish(args, document, lambda: print_comparison(document), lambda: plots().plot_comparison(document, title))
+
+
+def _compare_dynamics(args: argparse.Namespace, params: dict) -> None:
+    from neurometry.workflows.dynamics import compare_dynamics
+
+    if args.b is None:
+        raise NeurometryError("dsa compares two systems: give A and B (.npy trajectories or stores)")
+    if params or args.subjects or args.permutations or args.bootstrap or args.rdm_key:
+        raise NeurometryError("dsa takes --n-delays, --delay-interval, --rank and --score; leave out the other options")
+    document = compare_dynamics(args.a, args.b, points_a=args.points_a, points_b=args.points_b, run_a=args.run_a,
+                                run_b=args.run_b, n_delays=args.n_delays, delay_interval=args.delay_interval,
+                                rank=args.rank, score=args.score, seed=args.seed)
+
+    def show() -> None:
+        rank = args.rank or "numerical"
+        print(f"DSA ({args.score} distance; 0 = the same dynamics), {args.n_delays} delays, rank {rank}:")
+        for r in document["results"]:
+            print(f"  {r['point_a']:>24}  vs  {r['point_b']:<24} {r['value']:.4f}")
+
+    finish(args, document, show)
 
 
 def _compare_series(args: argparse.Namespace, params: dict) -> None:
@@ -106,7 +128,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--metric",
         required=True,
         help="cka, rsa, procrustes, permutation, cca, svcca, pwcca, "
-        "mutual_knn, cknna, cycle_knn, linear_predictivity",
+        "mutual_knn, cknna, cycle_knn, linear_predictivity; dsa (dynamics of (trials, time, units) trajectories)",
     )
     p.add_argument("--points-a", nargs="+", metavar="GLOB", help="points of store A (default: all)")
     p.add_argument("--points-b", nargs="+", metavar="GLOB", help="points of store B, or names of B's RDMs")
@@ -129,6 +151,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_device_arguments(p, model_dtype=False, what="the linear algebra of cka, rsa and the kNN metrics")
     g = p.add_argument_group("metric options (each applies to the metrics named)")
+    g.add_argument("--n-delays", type=whole_number(1), default=10, help="dsa: delays of the embedding (default 10)")
+    g.add_argument("--delay-interval", type=whole_number(1), default=1, help="dsa: steps between delays")
+    g.add_argument("--rank", type=whole_number(1), default=None, help="dsa: rank of the DMD (default: numerical)")
+    g.add_argument("--score", choices=["angular", "euclidean"], default="angular", help="dsa: distance (default angular)")
     g.add_argument("--kernel", choices=["linear", "rbf"], help="cka kernel (default linear)")
     g.add_argument(
         "--estimator", choices=["biased", "unbiased", "minibatch"], help="cka HSIC estimator (default biased)"

@@ -152,3 +152,44 @@ def recorded_trajectories(store: Store, run: str, width: int) -> np.ndarray | No
         if point.shape == (width,):
             return store.activations(point.point, run=run).astype(float).reshape(-1, info.settings["time_steps"], width)
     return None
+
+
+def dsa_sides(path: str | os.PathLike, points: list[str] | None, run: str | None) -> dict[str, np.ndarray]:
+    """The trajectories (trials, time, units) one side of a DSA comparison names: a .npy array (its file name as
+    the point), or the points of a store's ``--reduce steps`` run (``points``: names; default all)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        array = np.asarray(read_npy(path, fix="save (trials, time, units) trajectories with numpy.save"), dtype=float)
+        if array.ndim != 3:
+            raise NeurometryError(f"{path.name} has shape {array.shape}; DSA compares (trials, time, units) trajectories")
+        return {path.name: array}
+    if not path.is_dir():
+        raise NeurometryError(f"{path} is neither a .npy array nor a store; give (trials, time, units) trajectories")
+    from neurometry.store import open_store
+
+    store = open_store(path, read_only=True)
+    try:
+        every = run_trajectories(store, store.one_run(run))
+    finally:
+        store.close()
+    unknown = [p for p in points or [] if p not in every]
+    if unknown:
+        raise NeurometryError(f"no point {unknown[0]!r} in {path}; its points: {', '.join(every)}")
+    return {p: every[p] for p in points} if points else every
+
+
+def compare_dynamics(a: str | os.PathLike, b: str | os.PathLike, *, points_a: list[str] | None = None,
+                     points_b: list[str] | None = None, run_a: str | None = None, run_b: str | None = None,
+                     n_delays: int = 10, delay_interval: int = 1, rank: int | None = None, score: str = "angular",
+                     seed: int = 0) -> dict:
+    """DSA (:func:`neurometry.dynamics.dsa.dsa`) between every point of A and every point of B, as
+    ``{"results": [{"point_a", "point_b", "metric": "dsa", "value", "params"}]}``."""
+    from neurometry.dynamics.dsa import dsa
+
+    side_a, side_b = dsa_sides(a, points_a, run_a), dsa_sides(b, points_b, run_b)
+    params = {"n_delays": n_delays, "delay_interval": delay_interval, "rank": rank, "score": score}
+    results = [{"point_a": name_a, "point_b": name_b, "metric": "dsa",
+                "value": dsa(x, y, n_delays=n_delays, delay_interval=delay_interval, rank=rank, score=score, seed=seed),
+                "params": params}
+               for name_a, x in side_a.items() for name_b, y in side_b.items()]
+    return {"metric": "dsa", "results": results}
