@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from neurometry.lab.base import Lab, ProbeData
 from neurometry.store import open_store
 from neurometry.threads import blas_threads
 
@@ -101,4 +102,58 @@ def test_lab_list_names_every_lab(run_cli):
     result = run_cli("lab", "--list")
     assert result.returncode == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == [
-        "grokking", "induction", "superposition", "collapse"]
+        "grokking", "induction", "superposition", "collapse", "flipflop", "integrator"]
+
+
+class OneUnitLab(Lab):
+    """A lab entry whose second point is one unit wide (a logit): y = w . x fitted to a planted w."""
+
+    name, title, phase_curve, phase_transform, reduce = "one-unit", "a linear logit", "train_loss", "log", "none"
+    options: dict = {}
+
+    def build(self):
+        import torch
+
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 1))
+
+    def points(self):
+        return {"hidden": "0", "logit": "1"}
+
+    def probe_data(self):
+        import pandas as pd
+        import torch
+
+        return ProbeData(torch.randn(16, 4, generator=torch.Generator().manual_seed(1)), pd.DataFrame({"i": range(16)}))
+
+    def train(self, model, checkpoint):
+        import torch
+
+        self.steps = self.steps or 20
+        inputs = torch.randn(64, 4, generator=torch.Generator().manual_seed(2))
+        target = inputs @ torch.tensor([[1.0], [-2.0], [0.5], [0.0]])
+        optimiser = torch.optim.SGD(model.parameters(), lr=0.05)
+        for step in range(self.steps + 1):
+            loss = torch.nn.functional.mse_loss(model(inputs), target)
+            if step % 4 == 0:
+                checkpoint(step, {"train_loss": float(loss.detach())})
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+
+    def findings(self, model, results):
+        return {"final_loss": results[-1]["train_loss"]}
+
+
+
+def test_a_one_unit_point_is_recorded_but_left_out_of_the_geometry(tmp_path, monkeypatch):
+    from neurometry.lab import LABS
+    from neurometry.workflows.lab import run_lab
+
+    monkeypatch.setitem(LABS, "one-unit", "tests.cli.test_lab_command:OneUnitLab")
+    document = run_lab("one-unit", tmp_path / "store", progress=False)
+    assert document["findings"]["final_loss"] < document["results"][0]["train_loss"]
+    assert {r["point"] for r in document["geometry"]} == {"hidden"}  # no spectrum of one unit
+    store = open_store(tmp_path / "store")
+    assert store.activations("logit", run=store.series("one-unit")[-1].run_id).shape == (16, 1)
+    store.close()

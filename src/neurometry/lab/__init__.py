@@ -14,6 +14,8 @@ LABS = {
     "induction": "neurometry.lab.induction:InductionLab",
     "superposition": "neurometry.lab.superposition:SuperpositionLab",
     "collapse": "neurometry.lab.collapse:CollapseLab",
+    "flipflop": "neurometry.lab.flipflop:FlipFlopLab",
+    "integrator": "neurometry.lab.integrator:IntegratorLab",
 }
 
 

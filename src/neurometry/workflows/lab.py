@@ -4,6 +4,7 @@ geometry of every point over training, find the phases of its curve and save wha
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -95,7 +96,10 @@ def run_lab(
         findings = lab.findings(model, results)
     store = open_store(out)
     try:
-        geometry = measure_series(store, name, measures=GEOMETRY, progress=progress)
+        # a spectrum needs two dimensions: a one-unit point (a logit) has no effective rank or alpha-ReQ
+        last = store.series(name)[-1].run_id
+        wide = [p.point for p in store.points(last) if math.prod(p.shape) >= 2]
+        geometry = measure_series(store, name, points=wide, measures=GEOMETRY, progress=progress) if wide else []
         own = lab.phases(results)
         if own is None:
             phases, _, _ = series_phases(store, name, lab.phase_curve, transform=lab.phase_transform)

@@ -1,0 +1,270 @@
+"""An integrating RNN: trained to report the sign of a running sum, its fixed points line up along an
+approximate line attractor, each with one eigenvalue near 1 and the rest well inside the unit circle.
+
+Maheswaranathan, Williams, Golub, Ganguli & Sussillo (2019), "Reverse engineering recurrent networks for
+sentiment classification reveals line attractor dynamics" (NeurIPS). Recurrent networks trained to
+classify the sentiment of reviews integrate the evidence of each word along a line of fixed points: the
+fixed points (found at zero input, as in Sussillo & Barak 2013) lie on an approximately one-dimensional
+manifold, each has a single eigenvalue near 1 (the slow mode along the line, which keeps the count) and the
+others much smaller (fast modes that pull the state back onto the line), and the readout reads the state's
+position along the line.
+
+Here the evidence is synthetic: each step carries a +1 or -1 pulse (random sign) with probability 0.3,
+plus Gaussian noise of standard deviation 0.2 at every step, and the network reports at every step whether
+the running sum of its inputs so far is positive (binary cross-entropy on its one output's logit). A tanh RNN
+(``cell="rnn"``) of ``hidden`` units (32) and a linear readout is trained with Adam (cosine-decayed learning
+rate, gradient norm clipped at 1) on fresh seeded batches of trials. The fixed points are found with
+:func:`neurometry.dynamics.fixed_points.find_fixed_points` at zero input from states of the probe trials'
+trajectories; the findings read their first principal component's share of variance and the eigenvalues of
+the Jacobian at each, ordered along the line by the readout's output there.
+
+What differs from the paper: the networks are far smaller (32 units against their 64-256 LSTMs, GRUs,
+UGRNNs and vanilla RNNs) and the evidence is pulses rather than words. The line is approximate in the way
+small networks make it: a chain of 9-11 fixed points alternating between stable ones (top |lambda| just
+below 1) and saddles (just above 1) with slow flow between them, rather than a dense continuum; and the two
+ends of the line, where the network's units saturate and a count beyond the usual range is no longer kept,
+are stable points whose top eigenvalue is further from 1 (0.91-0.98 at the test size) than the rest. The
+figures per seed are in docs/dynamics-rnn-labs.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional
+
+from neurometry.dynamics.fixed_points import FixedPoints, find_fixed_points, sample_states
+from neurometry.errors import NeurometryError
+from neurometry.lab.base import CheckpointCallback, Lab, ProbeData
+from neurometry.lab.flipflop import (
+    CELLS,
+    RecurrentReadout,
+    build_model,
+    checkpoint_steps,
+    cosine_learning_rate,
+    seeded_generator,
+    trajectories,
+)
+
+TIME_STEPS = 50
+PULSE_PROBABILITY = 0.3  # per step: the running sum is a random walk of about +/- 4 pulses by the end
+NOISE = 0.2  # the Gaussian noise on every step's input, so the sum is an analogue quantity to integrate
+BATCH = 128
+TEST_TRIALS = 512
+PROBE_TRIALS = 256
+LEARNING_RATE = 3e-3  # peak, cosine-decayed to 0; 1e-2 trained with loss spikes and a rougher line
+GRADIENT_CLIP = 1.0
+CHECKPOINTS = 30
+NEAR_ONE = 0.05  # the paper's "eigenvalue near 1" for a discrete map, as |lambda| within this of 1
+
+
+@dataclass(frozen=True)
+class IntegratorSize:
+    """One size of the entry: Adam steps and initial states of the fixed-point search (the model and task are
+    the same at every size)."""
+
+    steps: int
+    initial_states: int
+
+
+SIZE_SETTINGS = {
+    "default": IntegratorSize(steps=6000, initial_states=2048),
+    "test": IntegratorSize(steps=4000, initial_states=1024),
+}
+
+
+def integration_trials(generator: torch.Generator, trials: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs (trials, TIME_STEPS, 1): a +1/-1 pulse with probability PULSE_PROBABILITY per step plus Gaussian
+    noise of standard deviation NOISE; and the running sums of the inputs (trials, TIME_STEPS, 1), whose sign
+    the network reports at every step."""
+    shape = (trials, TIME_STEPS, 1)
+    pulses = (torch.rand(shape, generator=generator) < PULSE_PROBABILITY).float()
+    pulse_signs = torch.where(torch.rand(shape, generator=generator) < 0.5, -1.0, 1.0)
+    inputs = pulses * pulse_signs + NOISE * torch.randn(shape, generator=generator)
+    return inputs, inputs.cumsum(dim=1)
+
+
+def sign_loss(logits: torch.Tensor, sums: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the logits (..., 1) against "the running sum is positive"."""
+    return functional.binary_cross_entropy_with_logits(logits, (sums > 0).float())
+
+
+def sign_accuracy(logits: torch.Tensor, sums: torch.Tensor) -> float:
+    """The share of (trial, step) whose output has the running sum's sign."""
+    return float(((logits > 0) == (sums > 0)).double().mean())
+
+
+def principal_share(states: np.ndarray) -> tuple[float | None, np.ndarray | None]:
+    """The first principal component's share of the variance of ``states`` (k, state) and its direction
+    (state,); None and None for fewer than two distinct points (no line to speak of)."""
+    if len(states) < 2:
+        return None, None
+    centred = states - states.mean(axis=0)
+    if not np.any(centred):
+        return None, None
+    _, singular, directions = np.linalg.svd(centred, full_matrices=False)
+    variance = singular**2
+    return float(variance[0] / variance.sum()), directions[0]
+
+
+class IntegratorLab(Lab):
+    """An RNN reporting the sign of a running sum of noisy pulses, and its line of fixed points (Maheswaranathan
+    et al. 2019).
+
+    Options: ``cell`` ("rnn", a tanh RNN, or "gru") and ``hidden`` units (32). Checkpoint metrics:
+    ``train_loss`` (the batch's cross-entropy before the update), ``test_loss`` and ``accuracy`` on
+    TEST_TRIALS held-out trials. Findings: see :meth:`findings`.
+    """
+
+    name: ClassVar[str] = "integrator"
+    title: ClassVar[str] = (
+        "RNN integrating noisy pulses: fixed points along a line attractor, one eigenvalue near 1 each "
+        "(Maheswaranathan et al. 2019)"
+    )
+    phase_curve: ClassVar[str] = "test_loss"
+    phase_transform: ClassVar[str] = "log"
+    reduce: ClassVar[str] = "last"  # the state at the last step of each probe trial
+    options: ClassVar[dict[str, Any]] = {"cell": "rnn", "hidden": 32}
+
+    def __init__(self, size: str = "default", steps: int | None = None, seed: int = 0, **options: Any):
+        super().__init__(size=size, steps=steps, seed=seed, **options)
+        self.setting = SIZE_SETTINGS[size]
+        self.total_steps = steps if steps is not None else self.setting.steps
+        self.cell = str(self.settings["cell"]).lower()
+        if self.cell not in CELLS:
+            raise NeurometryError(f"cell {self.settings['cell']!r} is not one of {', '.join(CELLS)}")
+        try:
+            self.hidden = int(self.settings["hidden"])
+        except (TypeError, ValueError):
+            raise NeurometryError(f"hidden {self.settings['hidden']!r} must be a whole number of units") from None
+        if self.hidden < 2:
+            raise NeurometryError(f"hidden {self.hidden} must be at least 2 units")
+
+    def build(self) -> nn.Module:
+        return build_model(self.seed, self.cell, 1, self.hidden, 1)
+
+    def points(self) -> dict[str, str]:
+        # the hidden trajectory only: the readout's one output is no point to record, and the runner's
+        # alpha-ReQ of every point needs at least two nonzero eigenvalues (a width-1 point stops the run)
+        return {"hidden": "rnn"}
+
+    def probe_data(self) -> ProbeData:
+        """PROBE_TRIALS seeded trials (PROBE_TRIALS, TIME_STEPS, 1). Metadata: ``final_sum`` (the running sum at
+        the last step), ``sign`` (its sign, +1/-1) and ``pulses`` (the trial's pulses)."""
+        inputs, sums = integration_trials(seeded_generator(self.seed, "probe"), PROBE_TRIALS)
+        final = sums[:, -1, 0].numpy()
+        metadata = pd.DataFrame({
+            "final_sum": final.astype(float),
+            "sign": np.where(final > 0, 1, -1),
+            # |input| > 0.5 marks a pulse: the noise alone exceeds it with probability 1.2e-2 per step
+            "pulses": (inputs.abs() > 0.5).sum(dim=(1, 2)).numpy().astype(int),
+        })
+        return ProbeData(inputs, metadata)
+
+    def train(self, model: nn.Module, checkpoint: CheckpointCallback) -> None:
+        steps = self.total_steps
+        record_at = set(checkpoint_steps(steps, CHECKPOINTS))
+        generator = seeded_generator(self.seed, "train")
+        test_inputs, test_sums = integration_trials(seeded_generator(self.seed, "test"), TEST_TRIALS)
+        optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+        for step in range(steps + 1):
+            inputs, sums = integration_trials(generator, BATCH)
+            model.train()
+            loss = sign_loss(model(inputs), sums)
+            if step in record_at:
+                # train_loss is this fresh batch's loss before the step's update
+                checkpoint(step, self.metrics(model, loss.item(), test_inputs, test_sums))
+            if step == steps:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_learning_rate(step, steps, LEARNING_RATE)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP)
+            optimizer.step()
+
+    @staticmethod
+    def metrics(model: nn.Module, train_loss: float, inputs: torch.Tensor, sums: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            logits = model(inputs)
+        return {
+            "train_loss": train_loss,
+            "test_loss": float(sign_loss(logits, sums)),
+            "accuracy": sign_accuracy(logits, sums),
+        }
+
+    def fixed_points(self, model: RecurrentReadout) -> tuple[FixedPoints, np.ndarray]:
+        """The fixed and slow points at zero input from ``initial_states`` states of the probe trials'
+        trajectories (seeded), and those trajectories (PROBE_TRIALS, TIME_STEPS, hidden)."""
+        finder_seed = int(seeded_generator(self.seed, "finder").initial_seed())
+        states = trajectories(model, self.probe_data().inputs)
+        initial = sample_states(states, self.setting.initial_states, seed=finder_seed)
+        return find_fixed_points(model, initial, seed=finder_seed), states
+
+    def findings(self, model: nn.Module, results: list[dict[str, float]]) -> dict[str, Any]:
+        """``accuracy`` (the last checkpoint's); of the fixed points found at zero input (q < 1e-12, outliers
+        left out): ``fixed_points`` (how many), ``pc1_share`` (their first principal component's share of
+        their variance) and ``trajectory_share_on_line`` (the share of the probe trajectories' variance along
+        that component). Per point, ordered along the line by the readout's output there
+        (``readout_outputs``): ``top_eigenvalues`` (the largest |lambda| of the Jacobian), ``second_eigenvalues``
+        (the next one) and ``stability``. Summaries: ``interior_top_eigenvalue_deviation`` (the largest
+        | |lambda_1| - 1 | but for the two ends of the line), ``end_top_eigenvalues`` (the two ends'
+        |lambda_1|), ``near_one_share`` (the share of points with |lambda_1| within NEAR_ONE of 1) and
+        ``second_eigenvalue_max``. ``slow_points`` (q below 1e-4 only) and ``outlier_points`` are counted
+        apart: slow points gather where the line is flattest, where the search's states happened to stall,
+        and would weight its principal components by that."""
+        if not results:
+            raise NeurometryError("integrator findings need the checkpoint records; train this lab first")
+        found, states = self.fixed_points(model)
+        points = found.select((found.kind == "fixed") & ~found.outlier)
+        with torch.no_grad():
+            outputs = model.readout(torch.as_tensor(points.states, dtype=torch.float32))[:, 0].double().numpy()
+        order = np.argsort(outputs, kind="stable")
+        magnitudes = np.abs(points.eigenvalues[order])
+        top = magnitudes[:, 0] if len(points) else np.zeros(0)
+        second = magnitudes[:, 1] if len(points) and magnitudes.shape[1] > 1 else np.zeros(0)
+        pc1_share, direction = principal_share(points.states)
+        flat = states.reshape(-1, states.shape[-1])
+        centred = flat - flat.mean(axis=0)
+        along = float(((centred @ direction) ** 2).sum() / (centred**2).sum()) if direction is not None else None
+        interior = top[1:-1]
+        return {
+            "accuracy": results[-1]["accuracy"],
+            "fixed_points": len(points),
+            "pc1_share": pc1_share,
+            "trajectory_share_on_line": along,
+            "top_eigenvalues": [float(value) for value in top],
+            "second_eigenvalues": [float(value) for value in second],
+            "readout_outputs": [float(value) for value in outputs[order]],
+            "stability": [str(value) for value in points.stability[order]],
+            "interior_top_eigenvalue_deviation": float(np.abs(interior - 1).max()) if len(interior) else None,
+            "end_top_eigenvalues": [float(top[0]), float(top[-1])] if len(top) >= 2 else None,
+            "near_one_share": float((np.abs(top - 1) <= NEAR_ONE).mean()) if len(top) else None,
+            "second_eigenvalue_max": float(second.max()) if len(second) else None,
+            "slow_points": int(((found.kind == "slow") & ~found.outlier).sum()),
+            "outlier_points": int(found.outlier.sum()),
+            "initial_states": found.n_initial,
+        }
+
+    def describe(self, findings: dict[str, Any]) -> list[str]:
+        top = ", ".join(f"{value:.3f}" for value in findings["top_eigenvalues"])
+        deviation = findings["interior_top_eigenvalue_deviation"]
+        ends = findings["end_top_eigenvalues"]
+        return [
+            f"accuracy {findings['accuracy']:.4f} (the output's sign against the running sum's, every step)",
+            f"{findings['fixed_points']} fixed points at zero input (and {findings['slow_points']} slow points); "
+            f"their first principal component holds {findings['pc1_share']:.3f} of their variance and "
+            f"{findings['trajectory_share_on_line']:.3f} of the trajectories'"
+            if findings["pc1_share"] is not None
+            else f"{findings['fixed_points']} fixed points at zero input (and {findings['slow_points']} slow points)",
+            f"top |lambda| along the line: {top}",
+            f"inside the line within {deviation:.3f} of 1; its ends {ends[0]:.3f} and {ends[1]:.3f}"
+            if deviation is not None and ends is not None else "too few points for a line",
+            f"second |lambda| at most {findings['second_eigenvalue_max']:.3f}"
+            if findings["second_eigenvalue_max"] is not None else "no second eigenvalue",
+        ]
