@@ -1,8 +1,9 @@
 """Fixed-point search: all initial states in one batch (ours) against the per-state loop of Sussillo & Barak's
 algorithm as FixedPointFinder's ``method="sequential"`` runs it.
 
-What is measured: a 128-unit GRU (seeded, recurrent weights scaled so that it has several attractors) driven by
-random pulses; initial states drawn from its trajectories (``sample_states``), searched at zero input.
+What is measured: a 128-unit GRU (seeded, recurrent weights scaled by 3) driven by random pulses; initial
+states drawn from its trajectories (``sample_states``), searched at zero input (this GRU has one attracting
+fixed point there, which every search must reach).
 
 * **ours**: ``find_fixed_points(gru, states)`` on all ``--states`` (default 1,024) at once: batched Adam, then
   Levenberg-Marquardt on the states near a fixed point; float64.
@@ -39,7 +40,7 @@ def build_gru(units: int, seed: int) -> nn.GRU:
     torch.manual_seed(seed)
     gru = nn.GRU(3, units, batch_first=True)
     with torch.no_grad():
-        gru.weight_hh_l0.mul_(3.0)  # strong recurrence: several attractors and saddles, as a trained net has
+        gru.weight_hh_l0.mul_(3.0)  # strong recurrence: slow convergence, as a trained network's memories have
     return gru
 
 
