@@ -137,3 +137,21 @@ def train_series(store: Path, series: str, steps: int, seed: int) -> None:
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+
+
+class Bistable(torch.nn.Module):
+    """A one-unit tanh RNN, h' = tanh(2h + x): fixed points at 0 (unstable, slope 2) and at the two roots of
+    h = tanh(2h) (stable, slope 2(1 - h^2)). Takes (trials, time, 1) inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = torch.nn.RNN(1, 1, batch_first=True)
+        with torch.no_grad():
+            self.rnn.weight_hh_l0.fill_(2.0)
+            self.rnn.weight_ih_l0.fill_(1.0)
+            self.rnn.bias_hh_l0.zero_()
+            self.rnn.bias_ih_l0.zero_()
+        self.example_input = torch.zeros(1, 5, 1)
+
+    def forward(self, x):
+        return self.rnn(x)[0]

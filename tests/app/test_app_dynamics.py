@@ -10,36 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from scipy.optimize import brentq
-from torch import nn
 
 from neurometry.app import create_app
 from neurometry.models.load import wrap_module
 from neurometry.record import record
 from neurometry.store import open_store
 from neurometry.workflows.dynamics import fixed_points_of_run, lyapunov_of_run
+from tests.conftest import Bistable
 
 from .conftest import serve
 from .test_browser import wait_ready
 
 ROOT = brentq(lambda h: math.tanh(2 * h) - h, 0.5, 1.0)
-
-
-class Bistable(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.rnn = nn.RNN(1, 1, batch_first=True)
-        with torch.no_grad():
-            self.rnn.weight_hh_l0.fill_(2.0)
-            self.rnn.weight_ih_l0.fill_(1.0)
-            self.rnn.bias_hh_l0.zero_()
-            self.rnn.bias_ih_l0.zero_()
-        self.example_input = torch.zeros(1, 5, 1)
-
-    def forward(self, x):
-        return self.rnn(x)[0]
 
 
 @pytest.fixture(scope="module")

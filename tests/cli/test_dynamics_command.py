@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import textwrap
 
 import numpy as np
 import pytest
@@ -15,26 +14,8 @@ from scipy.optimize import brentq
 from neurometry.store import open_store
 from neurometry.store.results import FIXED_POINTS, LYAPUNOV
 
-MODEL = textwrap.dedent("""
-    import torch
-    from torch import nn
+MODEL = "from tests.conftest import Bistable\n\nmodel = Bistable()\n"  # importable as bistable_model:model
 
-    class Bistable(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.rnn = nn.RNN(1, 1, batch_first=True)
-            with torch.no_grad():
-                self.rnn.weight_hh_l0.fill_(2.0)
-                self.rnn.weight_ih_l0.fill_(1.0)
-                self.rnn.bias_hh_l0.zero_()
-                self.rnn.bias_ih_l0.zero_()
-            self.example_input = torch.zeros(1, 5, 1)
-
-        def forward(self, x):
-            return self.rnn(x)[0]
-
-    model = Bistable()
-""")
 
 
 @pytest.fixture()
