@@ -59,6 +59,23 @@ def browser():
         chromium.close()
 
 
+@pytest.fixture
+def page(browser, base_url, request):
+    """A fresh tab on ``base_url`` (each test module serves its own app as ``base_url``), with the page errors
+    and console errors it meets in ``tab.problems``; a screenshot is kept under the artifacts afterwards."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    problems: list[str] = []
+    tab.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    tab.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
+    tab.problems = problems
+    tab.base_url = base_url
+    yield tab
+    (ARTIFACTS / "screenshots").mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "screenshots" / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
 @dataclass(frozen=True)
 class Served:
     folder: Path

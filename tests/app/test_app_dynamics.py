@@ -21,7 +21,7 @@ from neurometry.workflows.dynamics import fixed_points_of_run, lyapunov_of_run
 from tests.conftest import Bistable
 
 from .conftest import serve
-from .test_browser import wait_ready
+from .test_browser import no_errors, visit, wait_ready
 
 ROOT = brentq(lambda h: math.tanh(2 * h) - h, 0.5, 1.0)
 
@@ -62,24 +62,16 @@ def base_url(dynamics_store):
     yield from serve(create_app(dynamics_store))
 
 
-def test_the_page_draws_trajectories_points_and_the_unit_circle(browser, base_url):
-    tab = browser.new_page(viewport={"width": 1280, "height": 900})
-    problems: list[str] = []
-    tab.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    tab.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
-    try:
-        tab.goto(f"{base_url}/#/")
-        wait_ready(tab)
-        tab.locator("tr.link", has_text="fixed_point_search").first.click()
-        wait_ready(tab)
-        assert tab.url.endswith("#/dynamics")
-        plane = tab.locator("#search-0 svg.plane").first
-        assert plane.locator("polyline.trajectory").count() == 12
-        assert plane.locator("circle.dot.stable").count() == 2 and plane.locator("circle.dot.unstable").count() == 1
-        eigen = tab.locator("#search-0 svg.plane").nth(1)
-        assert eigen.locator("circle.unit-circle").count() == 1 and eigen.locator("circle.eigenvalue").count() == 3
-        assert tab.locator("#search-0 table tr").count() == 4  # a header and three points
-        assert "Kaplan-Yorke" in tab.inner_text("#page")
-        assert not problems, problems
-    finally:
-        tab.close()
+def test_the_page_draws_trajectories_points_and_the_unit_circle(page):
+    visit(page, "/")
+    page.locator("tr.link", has_text="fixed_point_search").first.click()
+    wait_ready(page)
+    assert page.url.endswith("#/dynamics")
+    plane = page.locator("#search-0 svg.plane").first
+    assert plane.locator("polyline.trajectory").count() == 12
+    assert plane.locator("circle.dot.stable").count() == 2 and plane.locator("circle.dot.unstable").count() == 1
+    eigen = page.locator("#search-0 svg.plane").nth(1)
+    assert eigen.locator("circle.unit-circle").count() == 1 and eigen.locator("circle.eigenvalue").count() == 3
+    assert page.locator("#search-0 table tr").count() == 4  # a header and three points
+    assert "Kaplan-Yorke" in page.inner_text("#page")
+    no_errors(page)

@@ -143,66 +143,59 @@ def base_url(series_store):
     yield from serve(create_app(series_store))
 
 
-def test_training_page_draws_phases_heatmaps_and_findings(browser, base_url, series_store):
-    tab = browser.new_page(viewport={"width": 1280, "height": 900})
-    problems: list[str] = []
-    tab.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    tab.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
-    try:
-        tab.goto(f"{base_url}/#/")
-        wait_ready(tab)
-        runs = tab.locator("table").first.inner_text()
-        assert "plain" in runs and "toy-step" not in runs  # checkpoints are listed by series, not run by run
-        tab.locator("tr.link", has_text="toy").first.click()
-        wait_ready(tab)
-        assert tab.url.endswith("#/training/toy")
-        store = open_store(series_store, read_only=True)
-        assert tab.locator("#series").get_attribute("data-series") == "toy"
-        assert tab.inner_text("#series-steps") == ", ".join(str(s.step) for s in store.series("toy"))
+def test_training_page_draws_phases_heatmaps_and_findings(page, series_store):
+    page.goto(f"{page.base_url}/#/")
+    wait_ready(page)
+    runs = page.locator("table").first.inner_text()
+    assert "plain" in runs and "toy-step" not in runs  # checkpoints are listed by series, not run by run
+    page.locator("tr.link", has_text="toy").first.click()
+    wait_ready(page)
+    assert page.url.endswith("#/training/toy")
+    store = open_store(series_store, read_only=True)
+    assert page.locator("#series").get_attribute("data-series") == "toy"
+    assert page.inner_text("#series-steps") == ", ".join(str(s.step) for s in store.series("toy"))
 
-        saved = {r.params["curve"]: r.extra for r in PHASES.load(store).itertuples()}
-        loss = tab.locator("#training-charts svg.plot.steps")
-        assert loss.count() == 1 and loss.locator("polyline").count() == 2  # train_loss and test_loss
-        assert loss.locator("rect.phase").count() == len(saved["train_loss"]["phases"]) == 3
-        drawn = [float(v) for v in loss.locator("line.boundary").evaluate_all("ls => ls.map(l => l.dataset.step)")]
-        assert drawn == saved["train_loss"]["boundaries"]
-        rank = tab.locator('.phases[data-curve="effective_rank"]')
-        assert rank.locator("rect.phase").count() == 2
-        shown = [float(v) for v in rank.locator("line.boundary").evaluate_all("ls => ls.map(l => l.dataset.step)")]
-        assert shown == saved["effective_rank"]["boundaries"]
-        assert rank.locator(".boundaries").inner_text() == f"boundary at step {saved['effective_rank']['boundaries'][0]:g}"
+    saved = {r.params["curve"]: r.extra for r in PHASES.load(store).itertuples()}
+    loss = page.locator("#training-charts svg.plot.steps")
+    assert loss.count() == 1 and loss.locator("polyline").count() == 2  # train_loss and test_loss
+    assert loss.locator("rect.phase").count() == len(saved["train_loss"]["phases"]) == 3
+    drawn = [float(v) for v in loss.locator("line.boundary").evaluate_all("ls => ls.map(l => l.dataset.step)")]
+    assert drawn == saved["train_loss"]["boundaries"]
+    rank = page.locator('.phases[data-curve="effective_rank"]')
+    assert rank.locator("rect.phase").count() == 2
+    shown = [float(v) for v in rank.locator("line.boundary").evaluate_all("ls => ls.map(l => l.dataset.step)")]
+    assert shown == saved["effective_rank"]["boundaries"]
+    assert rank.locator(".boundaries").inner_text() == f"boundary at step {saved['effective_rank']['boundaries'][0]:g}"
 
-        maps = tab.locator("#measure-maps .chart")
-        assert sorted(maps.evaluate_all("cs => cs.map(c => c.dataset.measure)")) == ["anisotropy", "effective_rank"]
-        for k in range(2):
-            assert maps.nth(k).locator("rect.cell").count() == 2 * 10  # points x steps
-        # hovering a cell shows the saved value of that step and point
-        cell = tab.locator('#measure-maps .chart[data-measure="effective_rank"] rect.cell').first  # deepest point, step 0
-        cell.hover()
-        tip = tab.locator("#tooltip").inner_text()
-        measures = MEASURE.load(store)
-        want = measures[(measures.run_id == "toy-step0") & (measures.point == "hidden.1")
-                        & (measures.name == "effective_rank")]["value"].item()
-        assert tip.startswith("hidden.1 at step 0") and float(tip.split("= ")[1]) == pytest.approx(want, rel=1e-3)
+    maps = page.locator("#measure-maps .chart")
+    assert sorted(maps.evaluate_all("cs => cs.map(c => c.dataset.measure)")) == ["anisotropy", "effective_rank"]
+    for k in range(2):
+        assert maps.nth(k).locator("rect.cell").count() == 2 * 10  # points x steps
+    # hovering a cell shows the saved value of that step and point
+    cell = page.locator('#measure-maps .chart[data-measure="effective_rank"] rect.cell').first  # deepest point, step 0
+    cell.hover()
+    tip = page.locator("#tooltip").inner_text()
+    measures = MEASURE.load(store)
+    want = measures[(measures.run_id == "toy-step0") & (measures.point == "hidden.1")
+                    & (measures.name == "effective_rank")]["value"].item()
+    assert tip.startswith("hidden.1 at step 0") and float(tip.split("= ")[1]) == pytest.approx(want, rel=1e-3)
 
-        similarity = tab.locator("#similarity-charts svg.plot.steps")
-        assert similarity.count() == 1 and similarity.locator("polyline").count() == 2
-        assert similarity.locator("circle").count() == 2 * 10
-        findings = tab.locator(".findings").inner_text()
-        assert "grok_step\t7" in findings and "key_frequencies\t3, 11" in findings and "0.9688" in findings
+    similarity = page.locator("#similarity-charts svg.plot.steps")
+    assert similarity.count() == 1 and similarity.locator("polyline").count() == 2
+    assert similarity.locator("circle").count() == 2 * 10
+    findings = page.locator(".findings").inner_text()
+    assert "grok_step\t7" in findings and "key_frequencies\t3, 11" in findings and "0.9688" in findings
 
-        (ARTIFACTS / "screenshots").mkdir(parents=True, exist_ok=True)
-        tab.screenshot(path=str(ARTIFACTS / "screenshots" / "test_training_page.png"), full_page=True)
+    (ARTIFACTS / "screenshots").mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "screenshots" / "test_training_page.png"), full_page=True)
 
-        tab.goto(f"{base_url}/#/training/other")
-        wait_ready(tab)
-        other = tab.locator("#training-charts svg.plot.steps")
-        assert other.count() == 1 and other.locator("rect.phase").count() == 0
-        assert tab.locator("#measure-maps").count() == 0
-        assert not problems, problems
-        assert tab.locator(".error").count() == 0
-        tab.goto(f"{base_url}/#/training/nope")
-        wait_ready(tab)
-        assert "no series 'nope'" in tab.locator(".error").inner_text()
-    finally:
-        tab.close()
+    page.goto(f"{page.base_url}/#/training/other")
+    wait_ready(page)
+    other = page.locator("#training-charts svg.plot.steps")
+    assert other.count() == 1 and other.locator("rect.phase").count() == 0
+    assert page.locator("#measure-maps").count() == 0
+    assert not page.problems, page.problems
+    assert page.locator(".error").count() == 0
+    page.goto(f"{page.base_url}/#/training/nope")
+    wait_ready(page)
+    assert "no series 'nope'" in page.locator(".error").inner_text()

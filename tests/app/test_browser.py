@@ -13,27 +13,12 @@ from neurometry.features.examples import display_token
 from neurometry.store import open_store
 from neurometry.store.results import COMPARE, SAE_FEATURES
 
-from .conftest import ARTIFACTS, TINY, serve
+from .conftest import TINY, serve
 
 
 @pytest.fixture(scope="module")
 def base_url(served):
     yield from serve(create_app(served.store, Playground(TINY, [served.vector])))
-
-
-@pytest.fixture
-def page(browser, base_url, request):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    problems: list[str] = []
-    tab.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    tab.on("console", lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None)
-    tab.problems = problems
-    tab.base_url = base_url
-    yield tab
-    (ARTIFACTS / "screenshots").mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=str(ARTIFACTS / "screenshots" / f"{request.node.name}.png"), full_page=True)
-    context.close()
 
 
 def visit(tab, route: str) -> None:
