@@ -5,7 +5,7 @@ glibc returns the top of its heap to the kernel whenever more than ``M_TRIM_THRE
 That threshold follows the largest block freed so far (twice it, from 128 KiB up to 64 MiB), so after
 a 4 MiB buffer is freed it sits at 8 MiB, and a forward pass whose activations and copies peak a few
 MiB above that gives its pages back at every batch and faults them in again at the next: measured on
-the grokking lab's series, ~10,000 page faults and ~35 ms of kernel time per checkpoint, the whole
+the grokking lab's series (profiling with getrusage), most of the kernel time per checkpoint and the
 difference between recording and plain forward passes. Fixing the thresholds keeps the pages.
 """
 
