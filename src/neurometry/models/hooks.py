@@ -166,8 +166,8 @@ def capture(
         by_site[(point.module_path, point.capture)].append(point)
 
     def make_hook(served: list[HookPoint], side: str) -> Callable:
-        def hook(_module: nn.Module, inputs: Any, output: Any = None) -> None:
-            value = inputs if side == "input" else output
+        def hook(module: nn.Module, inputs: Any, output: Any = None) -> None:
+            value = inputs if side == "input" else (module, inputs) if side == "cell_states" else output
             for point in served:
                 if point.name not in captured:
                     captured[point.name] = point.select(value).detach().clone()

@@ -125,7 +125,8 @@ def wrap_module(module: nn.Module, name: str) -> LoadedModel:
     """A ``LoadedModel`` around a plain ``nn.Module`` that carries ``.tokenizer`` (text), ``.preprocess``
     (images) or ``.example_input`` (a batch of one, for a model of numeric arrays: rows of .npy/.npz data).
 
-    Its only alias is ``output`` (the root module's output); any module path is a point too.
+    Its aliases are ``output`` (the root module's output) and ``PATH.cell`` for each LSTM (its cell state per
+    step); any module path is a point too.
     """
     tokenizer = getattr(module, "tokenizer", None)
     preprocess = getattr(module, "preprocess", None)
@@ -151,5 +152,5 @@ def wrap_module(module: nn.Module, name: str) -> LoadedModel:
         example_input=example if tokenizer is None and preprocess is None else None,
     )
     root = loaded.module_point("")
-    loaded.points = {"output": HookPoint("output", "", root.kind, "output", root.index)}
+    loaded.points["output"] = HookPoint("output", "", root.kind, "output", root.index)  # last in depth order
     return loaded

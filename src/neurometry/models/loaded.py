@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from neurometry.errors import NeurometryError, did_you_mean
+from neurometry.models.lstm import cell_state_point_names
 from neurometry.models.points import HookPoint
 from neurometry.models.probe import PROBE_LEN, ModuleProbe, event_order, guess_kind, probe_modules
 
@@ -76,6 +77,8 @@ class LoadedModel:
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
             raise NeurometryError(f"modality must be one of {', '.join(MODALITIES)}, not {self.modality!r}")
+        for name, path in cell_state_point_names(self.module).items():  # an LSTM's memory, per step
+            self.points.setdefault(name, HookPoint(name, path, "tokens", "cell_states"))
         order = self.order()
         self.points = dict(sorted(self.points.items(), key=lambda kv: self._rank(kv[1], order)))
 
@@ -194,9 +197,10 @@ class LoadedModel:
             self._order = event_order(self.module)
         return self._order
 
-    def _rank(self, p: HookPoint, order: dict[tuple[str, str], int] | None = None) -> tuple[int, int]:
+    def _rank(self, p: HookPoint, order: dict[tuple[str, str], int] | None = None) -> tuple[int, bool, int]:
         order = order if order is not None else self.order()
-        return (order.get((p.module_path, p.capture), len(order)), p.index if p.index is not None else -1)
+        site = (p.module_path, "input" if p.capture == "input" else "output")
+        return (order.get(site, len(order)), p.capture == "cell_states", p.index if p.index is not None else -1)
 
     def module_paths(self) -> list[str]:
         """Dotted paths of every submodule (the root, ``""``, excluded)."""

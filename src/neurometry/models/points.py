@@ -10,9 +10,10 @@ import torch
 from torch import nn
 
 from neurometry.errors import NeurometryError
+from neurometry.models.lstm import lstm_cell_states
 
 KINDS = ("tokens", "attention", "spatial", "vector")
-CAPTURES = ("output", "input")
+CAPTURES = ("output", "input", "cell_states")
 
 
 def _first_tensor(value: Any) -> torch.Tensor | None:
@@ -39,8 +40,9 @@ class HookPoint:
         kind: layout of the captured tensor, batch axis first:
             ``"tokens"`` (batch, seq, *feat), ``"attention"`` (batch, heads, query, key),
             ``"spatial"`` (batch, C, H, W), ``"vector"`` (batch, d).
-        capture: ``"output"`` (forward hook on the module's output) or ``"input"`` (forward
-            pre-hook, first positional input).
+        capture: ``"output"`` (forward hook on the module's output), ``"input"`` (forward
+            pre-hook, first positional input) or ``"cell_states"`` (an ``nn.LSTM``'s cell state at every
+            step, recomputed from its inputs after it ran: see ``models.lstm``; read-only).
         index: element to take when the hooked value is a tuple/``ModelOutput``; None takes the
             tensor itself, or ``.logits``, or the first tensor found.
     """
@@ -60,9 +62,13 @@ class HookPoint:
     def select(self, value: Any) -> torch.Tensor:
         """Pick this point's tensor from what the hook saw.
 
-        ``value`` is the module output (capture="output") or the positional-argument tuple
-        (capture="input"). Returns a tensor whose first axis is the batch.
+        ``value`` is the module output (capture="output"), the positional-argument tuple
+        (capture="input") or ``(module, arguments)`` (capture="cell_states"). Returns a tensor whose
+        first axis is the batch.
         """
+        if self.capture == "cell_states":
+            module, args = value
+            return lstm_cell_states(module, args)
         if self.capture == "input":
             args = value if isinstance(value, (tuple, list)) else (value,)
             picked = args[self.index or 0] if args else None
@@ -106,6 +112,14 @@ class HookPoint:
         steering and patching). Returns the handle; call ``.remove()`` when done.
         """
         mod = self.module(root)
+        if self.capture == "cell_states":
+
+            def read_hook(_m: nn.Module, args: tuple, _output: Any) -> None:
+                if fn(self.select((_m, args))) is not None:
+                    raise NeurometryError(f"{self.name!r} is an LSTM's cell state read after the fact; "
+                                          "it cannot be edited: edit the LSTM's output instead")
+
+            return mod.register_forward_hook(read_hook)
         if self.capture == "input":
 
             def pre_hook(_m: nn.Module, args: tuple) -> tuple | None:
