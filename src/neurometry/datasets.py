@@ -5,12 +5,17 @@ category flags, and the monkey-IT and human-IT RDMs of that paper's Figure 1 in 
 
 ``truth-<set>``: the true/false statements of Marks & Tegmark 2023 ("The Geometry of Truth"), each with
 a ``group`` column that keeps related statements on one side of every split (:func:`truth_statements`).
+
+``naturalstories``: the words of the Natural Stories corpus (Futrell et al. 2018, LREC) with their mean
+self-paced reading times, word length and unigram log frequency (:func:`export_naturalstories`).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shutil
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -149,7 +154,126 @@ def export_truth(name: str, out: str | os.PathLike) -> Path:
     return jsonl
 
 
+NATURALSTORIES_FOLDER = Path("naturalstories")
+NATURALSTORIES_FILES = (
+    "all_stories.tok", "processed_wordinfo.tsv", "freqs-1.tsv", "LICENSE.txt", "README.md",
+)
+NATURALSTORIES_RT_COLUMNS = ("nItem", "meanItemRT", "sdItemRT", "gmeanItemRT", "gsdItemRT")
+"""Per-word self-paced reading times aggregated over subjects (``processed_wordinfo.tsv``): subjects, mean,
+sd, geometric mean and geometric sd (ms)."""
+
+
+def _read_tsv(path: Path, **kwargs) -> pd.DataFrame:
+    """A tab-separated file with words kept verbatim: no quote handling, and no word ("NA", "null") read as
+    missing."""
+    import pandas as pd
+
+    return pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, keep_default_na=False, **kwargs)
+
+
+def word_length(word: str) -> int:
+    """Characters of ``word`` once the punctuation around it is stripped (``"'Come,"`` -> 4); inner
+    apostrophes and hyphens count (``"boar's"`` -> 6)."""
+    start, end = 0, len(word)
+    while start < end and not word[start].isalnum():
+        start += 1
+    while end > start and not word[end - 1].isalnum():
+        end -= 1
+    return end - start
+
+
+def naturalstories_words() -> pd.DataFrame:
+    """The Natural Stories corpus as one table, one row per word of ``all_stories.tok`` in (item, zone)
+    order: ``item``, ``zone``, ``word``, the reading times :data:`NATURALSTORIES_RT_COLUMNS` (missing
+    where ``processed_wordinfo.tsv`` has no row for the word), ``length`` (:func:`word_length`) and
+    ``log_frequency``.
+
+    ``log_frequency`` is the natural log of the zone's ``whole``-part unigram count in ``freqs-1.tsv``
+    (Google Books 1990 on, the word as displayed, punctuation included); it is missing (NaN) where that
+    count is missing or zero (6 words of stories 1-5, e.g. ``"Correthers,"``), so a regression on it drops
+    those words. Works with whichever stories the folder holds.
+    """
+    import numpy as np
+    import pandas as pd
+
+    folder = shared_data_dir() / NATURALSTORIES_FOLDER
+    missing = [name for name in NATURALSTORIES_FILES if not (folder / name).is_file()]
+    if missing:
+        raise NeurometryError(
+            f"{folder / missing[0]} not found; put the shared data folder (with naturalstories/) beside the "
+            "checkout or set NEUROMETRY_DATA to it"
+        )
+    words = _read_tsv(folder / "all_stories.tok", dtype={"word": str})[["item", "zone", "word"]]
+    if words.duplicated(["item", "zone"]).any():
+        raise NeurometryError(
+            f"{folder / 'all_stories.tok'} lists an (item, zone) twice; restore the original file"
+        )
+    times = _read_tsv(
+        folder / "processed_wordinfo.tsv",
+        dtype={"word": str},
+        na_values={column: ["", "NA"] for column in NATURALSTORIES_RT_COLUMNS},
+    )
+    times = times[["item", "zone", *NATURALSTORIES_RT_COLUMNS]].drop_duplicates(["item", "zone"])
+    freqs = _read_tsv(folder / "freqs-1.tsv", header=None, dtype=str)
+    code = freqs[0].str.split(".", n=2, expand=True)
+    whole = pd.DataFrame(
+        {
+            "item": pd.to_numeric(code[0], errors="coerce"),
+            "zone": pd.to_numeric(code[1], errors="coerce"),
+            "count": pd.to_numeric(freqs[3], errors="coerce"),
+        }
+    )[code[2] == "whole"].dropna(subset=["item", "zone"])
+    whole = whole.astype({"item": np.int64, "zone": np.int64}).drop_duplicates(["item", "zone"])
+    count = whole.pop("count").to_numpy(dtype=np.float64)
+    # a zero count has no log; missing, not -inf, so that fits drop the word instead of failing on it
+    whole["log_frequency"] = np.log(np.where(count > 0, count, np.nan))
+    table = words.merge(times, on=["item", "zone"], how="left").merge(whole, on=["item", "zone"], how="left")
+    table["nItem"] = table["nItem"].astype("Int64")  # a count stays whole when a word has no reading times
+    table.insert(len(table.columns) - 1, "length", table["word"].map(word_length).astype(np.int64))
+    return table.sort_values(["item", "zone"], kind="stable").reset_index(drop=True)
+
+
+def _tsv_text(table: pd.DataFrame) -> str:
+    """``table`` as tab-separated text with every value written as is: a word holding a quote stays that word
+    (csv quoting would wrap or escape it); a missing value is an empty field. Words never hold a tab or a
+    newline (they come from a tab-separated file)."""
+    columns = [
+        table[name].astype(object).where(table[name].notna(), "").map(str).to_numpy()
+        for name in table.columns
+    ]
+    lines = ["\t".join(table.columns), *("\t".join(values) for values in zip(*columns, strict=True))]
+    return "\n".join(lines) + "\n"
+
+
+def export_naturalstories(out: str | os.PathLike) -> Path:
+    """Write the Natural Stories corpus (Futrell et al. 2018, CC BY-NC-SA 4.0) into ``out``:
+
+    - ``words.tsv``: ``item``, ``zone``, ``word`` in (item, zone) order, what a surprisal command reads;
+    - ``reading_times.tsv``: :func:`naturalstories_words` (the same words with reading times, ``length``
+      and ``log_frequency``; a missing value is an empty field);
+    - ``LICENSE.txt`` and ``README.md`` of the corpus, which keep its attribution.
+
+    Returns the path of ``words.tsv``.
+    """
+    table = naturalstories_words()
+    folder = shared_data_dir() / NATURALSTORIES_FOLDER
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("LICENSE.txt", "README.md"):
+        shutil.copyfile(folder / name, out / name)
+    written = {}
+    files = (("reading_times.tsv", list(table.columns)), ("words.tsv", ["item", "zone", "word"]))
+    for name, columns in files:
+        path = out / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(_tsv_text(table[columns]))
+        tmp.replace(path)
+        written[name] = path
+    return written["words.tsv"]
+
+
 DATASETS = {
     "kriegeskorte92": export_kriegeskorte92,
+    "naturalstories": export_naturalstories,
     **{f"truth-{name}": partial(export_truth, name) for name in TRUTH_SETS},
 }

@@ -24,8 +24,8 @@ def cmd_dataset(args: argparse.Namespace) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("dataset", help="write a built-in dataset (kriegeskorte92) as files to record")
-    p.add_argument("name", help="kriegeskorte92: 92 object images with monkey and human IT RDMs")
+    p = sub.add_parser("dataset", help="write a built-in dataset (kriegeskorte92, naturalstories, truth-*) as files to record")
+    p.add_argument("name", help="kriegeskorte92: 92 object images with monkey and human IT RDMs; naturalstories: the Natural Stories words and self-paced reading times; truth-<set>: true/false statements")
     p.add_argument("--out", required=True, help="folder for the files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_dataset)

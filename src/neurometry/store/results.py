@@ -112,6 +112,12 @@ STEER_SWEEP = ResultKind(
     "steer_sweep", 1, "a steering vector's effect per alpha (`neurometry steer eval`)", "points",
     params=("alpha", "pairs"), extra=("n_pairs", "vector"),
 )
+READING_FIT = ResultKind(
+    "reading_fit", 1, "reading times regressed on a surprisal source per source (`neurometry fit`)", "set",
+    params=("target", "baseline", "spillover", "group"),
+    extra=("slope_ms_per_bit", "slope_ci", "spillover_slope_ms_per_bit", "delta_loglik_per_word", "delta_r2",
+           "p_value", "words", "excluded", "settings", "notes"),
+)
 PATCH = ResultKind(
     "patch", 1, "activation patching scores per point and position (`neurometry patch`)", "set",
     extra=("scores", "order"),
@@ -152,7 +158,7 @@ LYAPUNOV = ResultKind(
 KINDS: dict[str, ResultKind] = {
     k.name: k
     for k in (MEASURE, COMPARE, PROBE, ENCODE, STEER_SWEEP, PATCH, DIFF, SAE_EVAL, SAE_FEATURES, TRAINING, PHASES, LAB,
-              FIXED_POINTS, LYAPUNOV)
+              FIXED_POINTS, LYAPUNOV, READING_FIT)
 }
 
 

@@ -474,35 +474,15 @@ def import_array(
     ``metadata`` (one row per stored row) becomes the run's data rows. All or nothing: the run
     appears in the catalog only once every row is written.
     """
-    store.check_writable()
-    if store.find_run(run_id) is not None:
-        raise NeurometryError(f"run {run_id!r} already exists in {store.path}; choose another name")
+    _check_new_run(store, run_id)
     iterator = iter(chunks)
     first = np.asarray(next(iterator))
-    dtype = {"float32": "float32", "float16": "float16"}.get(first.dtype.name)
-    if dtype is None:
-        raise NeurometryError(f"import float32 or float16 rows, not {first.dtype}; convert with .astype(np.float32)")
+    dtype = _import_dtype(first)
     meta = metadata if metadata is not None else pd.DataFrame({"row_id": np.arange(n_rows)})
-    if len(meta) != n_rows:
-        raise NeurometryError(f"metadata has {len(meta)} rows for {n_rows} array rows; give one per row")
     spec = PointSpec(point, "", "vector", tuple(first.shape[1:]))
     chunk_rows = chunk_rows_for([spec], dtype, n_rows)
+    register = _registration(run_id, source, meta, [spec], dtype, n_rows, chunk_rows, {})
     create_run_arrays(store, run_id, [spec], dtype, n_rows, chunk_rows)
-    dataset = f"import-{run_id}"
-    settings = {"model": source, "dataset_id": dataset, "points": [[point, "", list(spec.shape)]],
-                "reduce": "none", "dtype": dtype, "max_tokens": 0}
-
-    def register(conn: sqlite3.Connection) -> None:
-        insert_dataset(conn, dataset, source, meta)
-        conn.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, 'none', ?, ?, ?, ?, ?, 'recording', ?, NULL)",
-            (run_id, source, dataset, dtype, catalog.dumps(settings), n_rows, n_rows, chunk_rows,
-             pd.Timestamp.now("UTC").isoformat()),
-        )
-        conn.execute("INSERT INTO points VALUES (?, ?, 0, '', 'vector', ?, ?)",
-                     (run_id, point, catalog.dumps(list(spec.shape)), dtype))
-        conn.execute("INSERT INTO commits VALUES (?, 0, 0)", (run_id,))
-
     writer = RunWriter(store, run_id, [spec], dtype, np.arange(1, n_rows + 1), chunk_rows, register=register)
     try:
         seen = 0
@@ -521,3 +501,82 @@ def import_array(
         writer.close()
         delete_run(store, run_id)
         raise
+
+
+def import_rows(
+    store: Store,
+    run_id: str,
+    arrays: dict[str, np.ndarray],
+    metadata: pd.DataFrame,
+    source: str,
+    settings: dict | None = None,
+) -> None:
+    """Store rows computed in memory (words with their hidden states, ...) as a new run: ``arrays`` maps each
+    point to its (rows, *feat) float32 or float16 rows, ``metadata`` has one row per stored row and becomes the
+    run's data rows, ``settings`` are kept with the run. No arrays at all gives a run of metadata only. All or
+    nothing, like :func:`import_array`."""
+    _check_new_run(store, run_id)
+    n_rows = len(metadata)
+    if n_rows == 0:
+        raise NeurometryError(f"run {run_id!r} would have no rows; give at least one")
+    dtypes = {_import_dtype(np.asarray(rows)) for rows in arrays.values()}
+    if len(dtypes) > 1:
+        raise NeurometryError("import every point in one dtype (float32 or float16)")
+    dtype = dtypes.pop() if dtypes else "float32"
+    specs = []
+    for point, rows in arrays.items():
+        if len(rows) != n_rows or not np.isfinite(rows).all():
+            raise NeurometryError(f"point {point!r} has {len(rows)} rows (or non-finite values) for {n_rows} "
+                                  "metadata rows; give one finite row per metadata row")
+        specs.append(PointSpec(point, "", "vector", tuple(np.asarray(rows).shape[1:])))
+    chunk_rows = chunk_rows_for(specs, dtype, n_rows) if specs else n_rows
+    register = _registration(run_id, source, metadata, specs, dtype, n_rows, chunk_rows, settings or {})
+    create_run_arrays(store, run_id, specs, dtype, n_rows, chunk_rows)
+    writer = RunWriter(store, run_id, specs, dtype, np.arange(1, n_rows + 1), chunk_rows, register=register)
+    try:
+        if specs:
+            writer.add({point: np.asarray(rows, dtype=ON_DISK_DTYPE[dtype]) for point, rows in arrays.items()})
+        else:  # nothing to write: every row is there once the run is registered
+            writer.flushed_rows = writer.next_row = n_rows
+        writer.finish()
+    except BaseException:
+        writer.close()
+        delete_run(store, run_id)
+        raise
+
+
+def _check_new_run(store: Store, run_id: str) -> None:
+    store.check_writable()
+    if store.find_run(run_id) is not None:
+        raise NeurometryError(f"run {run_id!r} already exists in {store.path}; choose another name")
+
+
+def _import_dtype(rows: np.ndarray) -> str:
+    dtype = {"float32": "float32", "float16": "float16"}.get(rows.dtype.name)
+    if dtype is None:
+        raise NeurometryError(f"import float32 or float16 rows, not {rows.dtype}; convert with .astype(np.float32)")
+    return dtype
+
+
+def _registration(run_id: str, source: str, meta: pd.DataFrame, specs: list[PointSpec], dtype: str, n_rows: int,
+                  chunk_rows: int, settings: dict) -> Callable[[sqlite3.Connection], None]:
+    """The catalog rows of an imported run (its dataset, the run, its points), inserted by the writer."""
+    if len(meta) != n_rows:
+        raise NeurometryError(f"metadata has {len(meta)} rows for {n_rows} array rows; give one per row")
+    dataset = f"import-{run_id}"
+    settings = {"model": source, "dataset_id": dataset, "points": [[s.point, "", list(s.shape)] for s in specs],
+                "reduce": "none", "dtype": dtype, "max_tokens": 0, **settings}
+
+    def register(conn: sqlite3.Connection) -> None:
+        insert_dataset(conn, dataset, source, meta)
+        conn.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, 'none', ?, ?, ?, ?, ?, 'recording', ?, NULL)",
+            (run_id, source, dataset, dtype, catalog.dumps(settings), n_rows, n_rows, chunk_rows,
+             pd.Timestamp.now("UTC").isoformat()),
+        )
+        for position, spec in enumerate(specs):
+            conn.execute("INSERT INTO points VALUES (?, ?, ?, '', 'vector', ?, ?)",
+                         (run_id, spec.point, position, catalog.dumps(list(spec.shape)), dtype))
+        conn.execute("INSERT INTO commits VALUES (?, 0, 0)", (run_id,))
+
+    return register
