@@ -77,6 +77,32 @@ def test_fit_recovers_a_planted_slope_and_saves_it(scored, run_cli):
     assert sorted(saved["point"]) == ["final", "resid.0", "resid.1"]
     table = run_cli("fit", tmp_path / "store", tmp_path / "rt.tsv", "--target", "rt", "--permutations", 0)
     assert table.returncode == 0 and "slope ms/bit" in table.stdout and "log_frequency: natural log" in table.stdout
+    report = run_cli("report", tmp_path / "store", "-o", tmp_path / "report.html")
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "report.html").read_text()
+    section = page[page.index('id="s-reading_fit"'):]
+    assert "data:image/png;base64," in section and "words the fit explains worst" in section
+    assert section.count("<tr>") >= 3 + 20  # a row per source and per residual word (and the headers)
+
+
+def test_fit_encodes_a_reading_time_planted_in_the_word_states(scored, run_cli):
+    """RT = 400 + 30 x (the word state at resid.1, projected on a fixed direction) + noise: the baseline cannot
+    explain it, so its residuals are what the states encode, and the held-out encoding r is high."""
+    tmp_path, document = scored
+    states = open_store(tmp_path / "store").activations("resid.1", run=document["run"])
+    direction = np.random.default_rng(2).normal(size=states.shape[1])
+    signal = (states - states.mean(axis=0)) @ direction
+    rt = 400 + 30 * signal / signal.std() + np.random.default_rng(3).normal(0, 5, len(signal))
+    pd.DataFrame({"item": [r["item"] for r in document["results"]], "zone": [r["zone"] for r in document["results"]],
+                  "rt": rt}).to_csv(tmp_path / "planted.tsv", sep="\t", index=False)
+    result = run_cli("fit", tmp_path / "store", tmp_path / "planted.tsv", "--target", "rt", "--permutations", 0,
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    encoding = {e["point"]: e for e in json.loads(result.stdout)["encoding"]}
+    assert set(encoding) == {"resid.1"} and encoding["resid.1"]["folds"] == 4
+    assert encoding["resid.1"]["r"] > 0.9  # 30 ms of signal against 5 ms of noise
+    worst = json.loads(result.stdout)["largest_residuals"]
+    assert len(worst) == 20 and abs(worst[0]["residual"]) >= abs(worst[-1]["residual"])
 
 
 def test_bad_input_is_one_line_and_exit_2(scored, run_cli):

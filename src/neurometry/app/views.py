@@ -37,6 +37,7 @@ from neurometry.store.results import (
     MEASURE,
     PATCH,
     PROBE,
+    READING_FIT,
     SAE_FEATURES,
     STEER_SWEEP,
     listing,
@@ -123,6 +124,34 @@ def dynamics(store: Store) -> dict[str, Any]:
         spectra.append({"run": run, "model": group["params"].iloc[0]["model"], "exponents": group["value"].tolist(),
                         "kaplan_yorke_dimension": group["extra"].iloc[0]["kaplan_yorke_dimension"]})
     return _json_ready({"searches": searches, "spectra": spectra})
+
+
+# -- reading times ------------------------------------------------------------------------------------
+SCATTER_WORDS = 2000  # words drawn in the surprisal-reading time scatter (evenly spaced over the kept ones)
+
+
+def reading(store: Store) -> list[dict[str, Any]]:
+    """The saved reading-time fits, one entry per run and behaviour table: its settings and exclusions, one
+    record per surprisal source (output ``final`` first, then the lens layers in depth order), up to 2,000 of
+    the output's (surprisal, reading time) pairs, and the words with the largest residuals."""
+    fits = []
+    results = READING_FIT.load(store)
+    for (run, _), group in results.groupby(["run_id", "result_set"], sort=False):
+        records = [{"source": point, **extra} for point, extra in zip(group["point"], group["extra"], strict=True)]
+        final = next((r for r in records if r["source"] == "final"), {})
+        scatter = final.get("scatter") or {"surprisal": [], "target": []}
+        keep = np.unique(np.linspace(0, len(scatter["surprisal"]) - 1, SCATTER_WORDS).astype(int)) \
+            if scatter["surprisal"] else np.zeros(0, dtype=int)
+        fits.append({
+            "run": run, "settings": records[0]["settings"], "excluded": records[0]["excluded"],
+            "sources": [{k: r.get(k) for k in ("source", "slope_ms_per_bit", "slope_ci", "spillover_slope_ms_per_bit",
+                                               "delta_loglik_per_word", "delta_r2", "p_value", "words")}
+                        for r in records],
+            "scatter": {"surprisal": [scatter["surprisal"][i] for i in keep],
+                        "target": [scatter["target"][i] for i in keep], "words": len(scatter["surprisal"])},
+            "largest_residuals": final.get("largest_residuals", []),
+        })
+    return _json_ready(fits)
 
 
 # -- over training -----------------------------------------------------------------------------------

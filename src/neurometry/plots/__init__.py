@@ -8,6 +8,7 @@ from neurometry.plots.compare import plot_comparison
 from neurometry.plots.dynamics import plot_fixed_points, plot_trajectories
 from neurometry.plots.features import plot_latent_frequencies
 from neurometry.plots.figure import figure_png, save_figure
+from neurometry.plots.language import plot_reading_fit
 from neurometry.plots.measure import plot_profiles
 from neurometry.plots.probe import plot_encode, plot_probe, plot_probe_tasks
 from neurometry.plots.steer import plot_patching, plot_sweep
@@ -20,7 +21,7 @@ from neurometry.plots.training import (
 )
 
 __all__ = [
-    "Figure", "figure_png", "plot_comparison", "plot_fixed_points", "plot_trajectories", "plot_encode", "plot_latent_frequencies", "plot_patching", "plot_probe",
+    "Figure", "figure_png", "plot_comparison", "plot_fixed_points", "plot_trajectories", "plot_encode", "plot_latent_frequencies", "plot_patching", "plot_reading_fit", "plot_probe",
     "plot_probe_tasks", "plot_profiles", "plot_sweep", "save_figure", "plot_curves_with_phases", "plot_lab",
     "plot_series_measures", "plot_series_similarity", "plot_step_matrix",
 ]

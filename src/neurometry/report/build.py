@@ -30,6 +30,7 @@ from neurometry.plots import (
     plot_patching,
     plot_probe,
     plot_profiles,
+    plot_reading_fit,
     plot_series_measures,
     plot_series_similarity,
     plot_sweep,
@@ -47,6 +48,7 @@ from neurometry.store.results import (
     PATCH,
     PHASES,
     PROBE,
+    READING_FIT,
     SAE_EVAL,
     SAE_FEATURES,
     STEER_SWEEP,
@@ -468,6 +470,33 @@ def lyapunov_section(store: Store, results: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def reading_fit_section(store: Store, results: pd.DataFrame) -> str:
+    """Per run and behaviour table: the layer profile of the held-out gain and surprisal against reading time
+    (a figure), the table of sources, and the words with the largest residuals."""
+    parts = []
+    for (run, _), group in results.groupby(["run_id", "result_set"], sort=False):
+        records = [{"source": point, **extra} for point, extra in zip(group["point"], group["extra"], strict=True)]
+        settings = records[0]["settings"]
+        title = f"{settings['target']} of {Path(settings['behaviour']).name} · run {run}"
+        parts.append(f"<h3>{html.escape(title)}</h3>")
+        parts.append(f"<p class='note'>baseline {html.escape(', '.join(settings['baseline']))}, spillover "
+                     f"{settings['spillover']}, held out by {html.escape(settings['group'])}; excluded: "
+                     f"{html.escape(', '.join(f'{k} {v}' for k, v in records[0]['excluded'].items()))}</p>")
+        parts.append(_png(plot_reading_fit(records, settings["target"], title)))
+        parts.append(_table(
+            ["source", "slope ms/bit", "95% CI", "spillover ms/bit", "delta loglik/word", "delta R^2", "p", "words"],
+            [[r["source"], r["slope_ms_per_bit"], f"{r['slope_ci'][0]:.2f} to {r['slope_ci'][1]:.2f}",
+              r["spillover_slope_ms_per_bit"], r["delta_loglik_per_word"], r["delta_r2"], r["p_value"], r["words"]]
+             for r in records]))
+        final = next((r for r in records if r["source"] == "final" and r.get("largest_residuals")), None)
+        if final is not None:
+            parts.append("<p>The words the fit explains worst (largest residuals of the full model):</p>")
+            parts.append(_table(["item", "zone", "word", "surprisal", settings["target"], "predicted", "residual"],
+                                [[w["item"], w["zone"], w["word"], w["surprisal"], w["target"], w["predicted"],
+                                  w["residual"]] for w in final["largest_residuals"]], left=3))
+    return "\n".join(parts)
+
+
 SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     MEASURE: ("Geometry by depth", measure_section),
     COMPARE: ("Similarity", compare_section),
@@ -481,6 +510,7 @@ SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     SAE_FEATURES: ("Sparse autoencoders: features", sae_features_section),
     FIXED_POINTS: ("Fixed points", fixed_points_section),
     LYAPUNOV: ("Lyapunov spectra", lyapunov_section),
+    READING_FIT: ("Reading times", reading_fit_section),
 }
 """Result kind -> (heading, section function). A new kind of result plugs in here by name."""
 

@@ -54,6 +54,15 @@ def print_reading_fit(document: dict) -> None:
                      f"{r['delta_r2']:.4f}", "-" if r["p_value"] is None else f"{r['p_value']:.3g}", str(r["words"])])
     print_table(["source", "slope ms/bit [95% CI]", "spillover ms/bit", "delta loglik/word", "delta R2", "p", "words"],
                 rows)
+    if document.get("encoding"):
+        print(f"\nword states encoding the baseline's residual {document['target']} (ridge, one {document['group']} "
+              "held out at a time): Pearson r of the held-out predictions")
+        print_table(["point", "r"], [[e["point"], f"{e['r']:.3f}"] for e in document["encoding"]])
+    if document.get("largest_residuals"):
+        print("\nthe words the fit explains worst (largest residuals of the full model)")
+        print_table(["item", "zone", "word", "surprisal", document["target"], "predicted", "residual"],
+                    [[str(w["item"]), str(w["zone"]), w["word"], f"{w['surprisal']:.2f}", f"{w['target']:.0f}",
+                      f"{w['predicted']:.0f}", f"{w['residual']:+.0f}"] for w in document["largest_residuals"][:10]])
     excluded = ", ".join(f"{rule} {count}" for rule, count in document["excluded"].items())
     print(f"excluded: {excluded}")
     for key, note in document["notes"].items():

@@ -13,12 +13,13 @@ import pandas as pd
 
 from neurometry.datasets import word_length
 from neurometry.errors import NeurometryError
-from neurometry.language.reading_fit import ExclusionRules, fit_sources
+from neurometry.language.reading_fit import ExclusionRules, fit_sources, ols, prepare_design
 from neurometry.language.surprisal import WordScores, require_causal, word_surprisal
 from neurometry.language.words import POSITION, TEXT, WORD, read_words, words_table
 from neurometry.models import LoadedModel
+from neurometry.probe import encode
 from neurometry.store import Store, import_rows, open_store
-from neurometry.store.results import READING_FIT, Result
+from neurometry.store.results import ENCODE, READING_FIT, Result, set_name
 from neurometry.store.writer import delete_run
 
 SURPRISAL_SOURCE = "surprisal"  # settings["kind"] of a run written by surprisal_to_store
@@ -176,15 +177,81 @@ def reading_fit(
     settings = {"target": target, "baseline": list(baseline), "spillover": spillover, "group": group,
                 "rules": rules.to_dict(), "permutations": permutations, "seed": seed,
                 "behaviour": str(Path(behaviour_path).resolve())}
+    words = _word_view(frame, columns, target, baseline, spillover, rules)
+    encoding = _encode_residuals(store, run, frame, fits[0].baseline_residuals, group, seed, target)
+    result_set = f"{Path(behaviour_path).name}:{target}"
     READING_FIT.save(store, run, [
         Result(r["source"], "delta_loglik_per_word", r["delta_loglik_per_word"],
                params={k: settings[k] for k in ("target", "baseline", "spillover", "group")},
-               extra={**r, "settings": settings, "notes": notes}, result_set=f"{Path(behaviour_path).name}:{target}")
+               extra={**r, "settings": settings, "notes": notes, **(words if r["source"] == "final" else {})},
+               result_set=result_set)
         for r in records
     ])
+    if encoding:
+        ENCODE.save(store, run, [
+            Result(e["point"], "encoding", e["r"], params={"targets": [f"{target}_residual"], "folds": e["folds"],
+                                                           "seed": seed},
+                   extra={"median_r": e["r"], "target_scores": [e["r"]], "alphas": e["alphas"]},
+                   result_set=set_name(targets=[f"{target}_residual"], folds=e["folds"], seed=seed))
+            for e in encoding
+        ])
     store.close()
     return {"run": run, "store": str(store_path), **settings, "excluded": records[0]["excluded"], "notes": notes,
-            "results": records}
+            "results": records, "encoding": encoding, "largest_residuals": words["largest_residuals"]}
+
+
+RESIDUAL_WORDS = 20  # the words the fit explains worst, kept with the fit for the report and dashboard
+
+
+def _word_view(frame: pd.DataFrame, columns: list[str], target: str, baseline: Sequence[str], spillover: int,
+               rules: ExclusionRules) -> dict[str, Any]:
+    """What the report and dashboard draw of the model's output fit: every kept word's surprisal and target
+    (the scatter, with the fit's line through the means) and the RESIDUAL_WORDS words with the largest
+    residuals of the full model (surprisal and spillover over the baseline)."""
+    design = prepare_design(frame, target, columns, list(baseline), spillover, rules=rules)
+    predictors = [*design.baseline_columns, *design.source_columns["surprisal"]]
+    full = ols(design.values(predictors), design.target_values())
+    rows = design.rows.assign(predicted=design.target_values() - full.residuals, residual=full.residuals)
+    worst = rows.loc[rows["residual"].abs().sort_values(ascending=False).index[:RESIDUAL_WORDS]]
+    return {
+        "scatter": {"surprisal": np.round(rows["surprisal"].to_numpy(float), 3).tolist(),
+                    "target": np.round(rows[target].to_numpy(float), 2).tolist()},
+        "largest_residuals": [
+            {"item": _plain(r[TEXT]), "zone": int(r[POSITION]), "word": str(r[WORD]),
+             "surprisal": round(float(r["surprisal"]), 3), "target": round(float(r[target]), 2),
+             "predicted": round(float(r["predicted"]), 2), "residual": round(float(r["residual"]), 2)}
+            for _, r in worst.iterrows()
+        ],
+    }
+
+
+def _encode_residuals(store: Store, run: str, frame: pd.DataFrame, residuals: pd.Series, group: str, seed: int,
+                      target: str) -> list[dict[str, Any]]:
+    """Each stored point's word states encoding the baseline's residual reading times (ridge, nested
+    cross-validation leaving one ``group`` out, the penalty chosen leaving out one of the others): Pearson r of
+    the held-out predictions, per point, in depth order. Empty for a run without points or with fewer than three
+    groups."""
+    points = [p.point for p in store.points(run)]
+    if not points:
+        return []
+    kept = frame.index.get_indexer(residuals.index)
+    groups = frame[group].to_numpy()[kept]
+    folds = len(pd.unique(groups))
+    if folds < 3:  # the penalty is chosen by leaving out one of the other groups: two are needed besides
+        return []
+    records = []
+    for point in points:
+        states = np.asarray(store.activations(point, run=run), dtype=np.float64)[kept]
+        result = encode(states, residuals.to_numpy()[:, None], folds=folds, inner_folds=folds - 1, seed=seed,
+                        groups=groups)
+        summary = result.to_dict()
+        records.append({"point": point, "r": float(summary["mean_r"]), "alphas": summary["alpha"], "folds": folds,
+                        "target": f"{target}_residual", "words": int(len(kept))})
+    return records
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _depth(column: str) -> tuple[int, str]:

@@ -300,7 +300,7 @@ async function runsPage() {
   }
   const kinds = Object.entries(s.results);
   page.innerHTML += `<h2>Results in the catalog</h2>` + (kinds.length
-    ? table(["kind", "records"], kinds, { links: kinds.map(([k]) => ({ compare: "#/comparisons", probe: "#/probes", encode: "#/probes", sae_features: "#/features", steer_sweep: "#/steer", measure: "#/", training: "#/training", phases: "#/training", lab: "#/training", fixed_point_search: "#/dynamics", lyapunov: "#/dynamics" }[k] || `#/results/${encodeURIComponent(k)}`)) })
+    ? table(["kind", "records"], kinds, { links: kinds.map(([k]) => ({ compare: "#/comparisons", probe: "#/probes", encode: "#/probes", sae_features: "#/features", steer_sweep: "#/steer", measure: "#/", training: "#/training", phases: "#/training", lab: "#/training", fixed_point_search: "#/dynamics", lyapunov: "#/dynamics", reading_fit: "#/reading" }[k] || `#/results/${encodeURIComponent(k)}`)) })
     : `<p class="note">No results yet: run <code>neurometry measure</code>, <code>compare</code>, <code>probe</code> or <code>sae</code> on this store.</p>`);
   wireLinks();
 }
@@ -715,6 +715,63 @@ async function dynamicsPage() {
   }
 }
 
+// -- reading times ---------------------------------------------------------------------------------
+// Points (x, y) in their own units on each axis, with an optional line y = a + b x over the x range.
+function scatterChart({ x, y, line = null, xLabel = "", yLabel = "", width = 520, height = 320, title = "" }) {
+  const m = { l: 56, r: 16, t: 10, b: 40 };
+  const svg = el("svg", { width, height, class: "plot scatter" });
+  const [x0, x1] = extent(x), [y0, y1] = extent(y);
+  const X = (v) => m.l + ((v - x0) / (x1 - x0 || 1)) * (width - m.l - m.r);
+  const Y = (v) => height - m.b - ((v - y0) / (y1 - y0 || 1)) * (height - m.t - m.b);
+  el("rect", { x: m.l, y: m.t, width: width - m.l - m.r, height: height - m.t - m.b, fill: "none", stroke: "#888" }, svg);
+  for (const v of niceTicks(y0, y1)) el("text", { x: m.l - 4, y: Y(v) + 3, "text-anchor": "end" }, svg).textContent = fmt(v, 3);
+  for (const v of niceTicks(x0, x1)) el("text", { x: X(v), y: height - m.b + 14, "text-anchor": "middle" }, svg).textContent = fmt(v, 3);
+  x.forEach((v, i) => el("circle", { class: "word", cx: X(v), cy: Y(y[i]), r: 1.6, fill: "#2166ac", opacity: 0.35 }, svg));
+  if (line) {
+    const fit = el("line", { class: "fit", x1: X(x0), x2: X(x1), y1: Y(line.a + line.b * x0), y2: Y(line.a + line.b * x1), stroke: "#b2182b", "stroke-width": 2 }, svg);
+    fit.addEventListener("mousemove", (e) => showTip(e, line.tip));
+    fit.addEventListener("mouseleave", hideTip);
+  }
+  el("text", { x: (m.l + width - m.r) / 2, y: height - 6, "text-anchor": "middle" }, svg).textContent = xLabel;
+  el("text", { x: 12, y: (m.t + height - m.b) / 2, transform: `rotate(-90 12 ${(m.t + height - m.b) / 2})`, "text-anchor": "middle" }, svg).textContent = yLabel;
+  return wrap(svg, title);
+}
+
+async function readingPage() {
+  const fits = await api("/api/reading");
+  page.innerHTML = `<h1>Reading times</h1>`;
+  if (!fits.length) {
+    page.innerHTML += `<p class="note">No reading-time fits in this store: run <code>neurometry surprisal MODEL WORDS --out STORE --lens</code>, then <code>neurometry fit STORE BEHAVIOUR.tsv --target meanItemRT</code>.</p>`;
+    return;
+  }
+  fits.forEach((f, k) => {
+    const s = f.settings;
+    const box = el("section", { class: "reading-fit", id: `fit-${k}` }, page);
+    const excluded = Object.entries(f.excluded).map(([rule, n]) => `${rule} ${n}`).join(", ");
+    box.insertAdjacentHTML("beforeend", `<h2>${esc(s.target)} · run ${esc(f.run)}</h2><p class="note">${esc(s.behaviour)}: baseline ${esc(s.baseline.join(", "))}, spillover ${s.spillover}, held out by ${esc(s.group)}; excluded ${esc(excluded)}</p>`);
+    const charts = el("div", { class: "charts" }, box);
+    const layers = f.sources.filter((r) => r.source !== "final");
+    const final = f.sources.find((r) => r.source === "final");
+    if (layers.length) {
+      charts.appendChild(lineChart({ labels: layers.map((r) => r.source), series: [{ name: "logit lens", y: layers.map((r) => r.delta_loglik_per_word) }],
+        baseline: final ? final.delta_loglik_per_word : null, yLabel: "Δ log-lik / word (nats)", title: "held-out gain by layer (dashed: the model's output)" }));
+    }
+    if (final && f.scatter.surprisal.length) {
+      const mean = (a) => a.reduce((t, v) => t + v, 0) / a.length;
+      const mx = mean(f.scatter.surprisal), my = mean(f.scatter.target), b = final.slope_ms_per_bit;
+      charts.appendChild(scatterChart({ x: f.scatter.surprisal, y: f.scatter.target, xLabel: "surprisal (bits)", yLabel: `${s.target}`,
+        line: { a: my - b * mx, b, tip: `${fmt(b, 3)} ms/bit [${fmt(final.slope_ci[0], 3)}, ${fmt(final.slope_ci[1], 3)}]` },
+        title: `surprisal against ${s.target} (${f.scatter.surprisal.length} of ${f.scatter.words} words)` }));
+    }
+    box.insertAdjacentHTML("beforeend", table(["source", "slope ms/bit", "95% CI", "spillover ms/bit", "Δ log-lik/word", "Δ R²", "p", "words"],
+      f.sources.map((r) => [r.source, r.slope_ms_per_bit, `${fmt(r.slope_ci[0], 3)} … ${fmt(r.slope_ci[1], 3)}`, r.spillover_slope_ms_per_bit, r.delta_loglik_per_word, r.delta_r2, r.p_value, r.words])));
+    if (f.largest_residuals.length) {
+      box.insertAdjacentHTML("beforeend", `<h3>The words the fit explains worst</h3>` + table(["item", "zone", "word", "surprisal", s.target, "predicted", "residual"],
+        f.largest_residuals.map((w) => [w.item, w.zone, w.word, w.surprisal, w.target, w.predicted, w.residual]), { left: 3 }));
+    }
+  });
+}
+
 // -- router ----------------------------------------------------------------------------------------
 const ROUTES = {
   "": () => runsPage(),
@@ -726,6 +783,7 @@ const ROUTES = {
   steer: () => steerPage(),
   training: ([name]) => trainingPage(name),
   dynamics: () => dynamicsPage(),
+  reading: () => readingPage(),
   results: ([kind], query) => resultsPage(kind, query),
 };
 
