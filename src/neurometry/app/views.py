@@ -45,6 +45,7 @@ from neurometry.store.results import (
 from neurometry.store.store import Store
 from neurometry.workflows.compare import compare_records
 from neurometry.workflows.dynamics import saved_fixed_point_searches
+from neurometry.workflows.language import fit_records
 from neurometry.workflows.series import parse_series_source, series_overview, series_runs
 
 PER_PAGE = 50
@@ -137,7 +138,7 @@ def reading(store: Store) -> list[dict[str, Any]]:
     fits = []
     results = READING_FIT.load(store)
     for (run, _), group in results.groupby(["run_id", "result_set"], sort=False):
-        records = [{"source": point, **extra} for point, extra in zip(group["point"], group["extra"], strict=True)]
+        records = fit_records(group)
         final = next((r for r in records if r["source"] == "final"), {})
         scatter = final.get("scatter") or {"surprisal": [], "target": []}
         keep = np.unique(np.linspace(0, len(scatter["surprisal"]) - 1, SCATTER_WORDS).astype(int)) \

@@ -59,6 +59,7 @@ from neurometry.store.results import (
 from neurometry.store.store import Store
 from neurometry.workflows.compare import compare_records
 from neurometry.workflows.dynamics import saved_fixed_point_searches
+from neurometry.workflows.language import fit_records
 from neurometry.workflows.measure import measure_records
 from neurometry.workflows.probe import scored_records
 from neurometry.workflows.series import parse_series_source, series_overview, series_runs
@@ -475,7 +476,7 @@ def reading_fit_section(store: Store, results: pd.DataFrame) -> str:
     (a figure), the table of sources, and the words with the largest residuals."""
     parts = []
     for (run, _), group in results.groupby(["run_id", "result_set"], sort=False):
-        records = [{"source": point, **extra} for point, extra in zip(group["point"], group["extra"], strict=True)]
+        records = fit_records(group)
         settings = records[0]["settings"]
         title = f"{settings['target']} of {Path(settings['behaviour']).name} · run {run}"
         parts.append(f"<h3>{html.escape(title)}</h3>")

@@ -258,3 +258,10 @@ def _depth(column: str) -> tuple[int, str]:
     """Lens columns in layer order (``surprisal_resid.2`` before ``surprisal_resid.10``)."""
     tail = column.rsplit(".", 1)[-1]
     return (int(tail) if tail.isdigit() else -1, column)
+
+
+def fit_records(group: pd.DataFrame) -> list[dict[str, Any]]:
+    """Saved ``reading_fit`` rows of one run and behaviour table as `neurometry fit` records, the model's output
+    (``final``) first, then the lens layers in depth order (the catalog sorts points it has not stored by name)."""
+    records = [{"source": point, **extra} for point, extra in zip(group["point"], group["extra"], strict=True)]
+    return sorted(records, key=lambda r: (r["source"] != "final", _depth(r["source"])))
