@@ -13,7 +13,7 @@ import neurometry
 from neurometry.store.results import KINDS
 
 PACKAGE = Path(neurometry.__file__).parent
-STAGES = ("record", "measures", "compare", "probe", "steer", "features", "training", "lab", "dynamics", "language")
+STAGES = ("record", "measures", "compare", "probe", "steer", "features", "training", "lab", "dynamics", "language", "detect")
 FOUNDATIONS = ("models", "store", "errors", "arrays", "linalg", "folds", "ridge", "datasets", "threads", "files", "clusters", "memory")
 ABOVE_STAGES = ("cli", "workflows", "plots", "tables", "report", "app", "demo")
 INTERFACES = ("report", "app", "demo")

@@ -191,6 +191,11 @@ def create_app(store_path: str | Path, playground: Playground | None = None, hos
         with reading() as store:
             return views.dynamics(store)
 
+    @app.get("/api/detect")
+    def detectors() -> dict[str, Any]:
+        with reading() as store:
+            return views.detect(store)
+
     @app.get("/api/reading")
     def reading_times() -> list[dict[str, Any]]:
         with reading() as store:

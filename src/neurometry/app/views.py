@@ -40,6 +40,8 @@ from neurometry.store.results import (
     READING_FIT,
     SAE_FEATURES,
     STEER_SWEEP,
+    TRUTH_PROBE,
+    TRUTH_TRANSFER,
     listing,
 )
 from neurometry.store.store import Store
@@ -153,6 +155,20 @@ def reading(store: Store) -> list[dict[str, Any]]:
             "largest_residuals": final.get("largest_residuals", []),
         })
     return _json_ready(fits)
+
+
+# -- detectors -----------------------------------------------------------------------------------------
+def detect(store: Store) -> dict[str, Any]:
+    """The saved truth decoding per run and setting (records of point, method, accuracy, AUROC, in depth
+    order) and the transfer matrices."""
+    truth = []
+    for (run, result_set), group in TRUTH_PROBE.load(store).groupby(["run_id", "result_set"], sort=False):
+        truth.append({"run": run, "setting": result_set, "label": group["params"].iloc[0]["label"],
+                      "records": [{"point": r.point, "method": r.name, "accuracy": r.value, "auroc": r.extra["auroc"]}
+                                  for r in group.itertuples()]})
+    transfer = [{"run": r.run_id, "point": r.point, "method": r.name, "names": r.extra["names"],
+                 "accuracy": r.extra["accuracy"]} for r in TRUTH_TRANSFER.load(store).itertuples()]
+    return _json_ready({"truth": truth, "transfer": transfer})
 
 
 # -- over training -----------------------------------------------------------------------------------

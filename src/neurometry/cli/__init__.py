@@ -18,7 +18,7 @@ from neurometry.errors import NeurometryError
 # each module adds its verbs with add_parser(sub) (add_parsers for several); the order is --help's
 VERBS = (
     "models", "record", "ls", "export", "importing", "dataset", "demo", "report", "serve", "measure", "compare",
-    "probe", "steer", "sae", "verify", "lab", "phases", "dynamics", "language",
+    "probe", "steer", "sae", "verify", "lab", "phases", "dynamics", "language", "detect",
 )
 
 

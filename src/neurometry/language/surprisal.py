@@ -58,7 +58,7 @@ from neurometry.record.batching import pack
 CORRECTIONS = ("auto", "bow", "none")
 WORD_STATES = ("last", "mean")
 DEFAULT_WINDOW = 2048  # tokens per forward at most (or the model's context, if shorter)
-LOGIT_CHUNK = 256  # positions whose vocabulary-wide logits are widened to float64 at once (~100 MB at 49k)
+LOGIT_CHUNK = 256  # positions whose vocabulary-wide probabilities are held in float64 at once (~100 MB at 49k)
 LOG2 = math.log(2.0)
 
 
@@ -152,18 +152,21 @@ def next_token_statistics(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For logits (positions, vocabulary) of the next token: the log-probability of ``next_ids`` (positions,)
     (an id of -1 gives 0: no next token), the log of the total probability of the ``word_starts`` tokens, and
-    the entropy; each (positions,) float64 in nats. One float64 pass over the vocabulary."""
-    wide = logits.double()
-    top = wide.max(dim=1, keepdim=True).values
-    scaled = torch.exp(wide - top)
+    the entropy; each (positions,) float64 in nats.
+
+    The logits less their maximum are exponentiated in the model's precision (float32: each term to a relative
+    1e-7, the subtraction to ~1e-6 nats), then every sum over the vocabulary runs in float64: float32 sums over
+    49,152 terms moved word surprisal by up to 1e-3 bits."""
+    logits = logits.float()
+    shifted = logits - logits.max(dim=1, keepdim=True).values
+    scaled = torch.exp(shifted).double()
     total = scaled.sum(dim=1)
-    log_total = torch.log(total) + top[:, 0]
-    starts = scaled[:, word_starts].sum(dim=1) if bool(word_starts.any()) else torch.zeros_like(total)
-    log_starts = torch.log(starts) - torch.log(total)
-    entropy = log_total - (scaled * wide).sum(dim=1) / total
-    has_next = next_ids >= 0
-    picked = wide.gather(1, next_ids.clamp(min=0)[:, None])[:, 0] - log_total
-    return torch.where(has_next, picked, torch.zeros_like(picked)), log_starts, entropy
+    log_total = torch.log(total)
+    starts = scaled @ word_starts.to(scaled.dtype) if bool(word_starts.any()) else torch.zeros_like(total)
+    log_starts = torch.log(starts) - log_total
+    entropy = log_total - (scaled * shifted.double()).sum(dim=1) / total
+    picked = shifted.gather(1, next_ids.clamp(min=0)[:, None])[:, 0].double() - log_total
+    return torch.where(next_ids >= 0, picked, torch.zeros_like(picked)), log_starts, entropy
 
 
 class _Readout:

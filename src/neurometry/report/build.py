@@ -34,6 +34,7 @@ from neurometry.plots import (
     plot_series_measures,
     plot_series_similarity,
     plot_sweep,
+    plot_truth,
 )
 from neurometry.store import open_store
 from neurometry.store.chunks import is_disk_full
@@ -53,6 +54,8 @@ from neurometry.store.results import (
     SAE_FEATURES,
     STEER_SWEEP,
     TRAINING,
+    TRUTH_PROBE,
+    TRUTH_TRANSFER,
     ResultKind,
     listing,
 )
@@ -498,6 +501,32 @@ def reading_fit_section(store: Store, results: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def truth_section(store: Store, results: pd.DataFrame) -> str:
+    """Per run: for each setting, held-out truth accuracy and AUROC against depth per method (a figure and a
+    table); then the run's transfer matrices."""
+    parts = []
+    transfers = TRUTH_TRANSFER.load(store)
+    for run, of_run in results.groupby("run_id", sort=False):
+        for result_set, group in of_run.groupby("result_set", sort=False):
+            records = [{"point": r.point, "method": r.name, "accuracy": r.value, "auroc": r.extra["auroc"]}
+                       for r in group.itertuples()]
+            title = f"truth of {group['params'].iloc[0]['label']!r} · run {run} · {result_set}"
+            parts.append(f"<h3>{html.escape(title)}</h3>")
+            parts.append(_png(plot_truth(records, title)))
+            methods = list(dict.fromkeys(r["method"] for r in records))
+            cells = {(r["point"], r["method"]): r for r in records}
+            parts.append(_table(["point", *methods], [
+                [point, *(f"{cells[point, m]['accuracy']:.3f} ({cells[point, m]['auroc']:.3f})" if (point, m) in cells
+                          else "" for m in methods)] for point in dict.fromkeys(r["point"] for r in records)]))
+        for matrix in transfers[transfers["run_id"] == run].itertuples():
+            names = matrix.extra["names"]
+            parts.append(f"<p>transfer at {html.escape(matrix.point)} ({html.escape(matrix.name)}): accuracy, "
+                         "trained on the row's set, tested on the column's</p>")
+            parts.append(_table(["trained on", *names], [[name, *row] for name, row
+                                                        in zip(names, matrix.extra["accuracy"], strict=True)]))
+    return "\n".join(parts)
+
+
 SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     MEASURE: ("Geometry by depth", measure_section),
     COMPARE: ("Similarity", compare_section),
@@ -512,6 +541,7 @@ SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     FIXED_POINTS: ("Fixed points", fixed_points_section),
     LYAPUNOV: ("Lyapunov spectra", lyapunov_section),
     READING_FIT: ("Reading times", reading_fit_section),
+    TRUTH_PROBE: ("Truth directions", truth_section),
 }
 """Result kind -> (heading, section function). A new kind of result plugs in here by name."""
 
@@ -519,7 +549,7 @@ LOADERS: dict[ResultKind, Callable[[Store], pd.DataFrame]] = {TRAINING: series_t
 """Sections that read more than their kind's rows: "Over training" draws every series (its training
 metrics, phases, lab findings, and the measures and comparisons of its runs)."""
 
-COVERED = {kind.name for kind in (*SECTIONS, PHASES, LAB)}  # PHASES and LAB are drawn by "Over training"
+COVERED = {kind.name for kind in (*SECTIONS, PHASES, LAB, TRUTH_TRANSFER)}  # PHASES and LAB are drawn by "Over training"
 
 
 def build_report(store: str | Path | Store, out: str | Path) -> Path:

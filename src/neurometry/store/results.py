@@ -155,10 +155,24 @@ LYAPUNOV = ResultKind(
     "set", params=("model", "discard", "trials"), extra=("per_trial", "kaplan_yorke_dimension"),
 )
 
+TRUTH_PROBE = ResultKind(
+    "truth_probe", 1, "held-out truth decoding per point and method (`neurometry detect truth`)", "points",
+    params=("label", "group", "folds", "seed"), extra=("auroc", "n"),
+)
+TRUTH_TRANSFER = ResultKind(
+    "truth_transfer", 1, "truth directions trained on one statement set, tested on another (`detect truth --transfer`)",
+    "set", params=("label",), extra=("names", "accuracy", "auroc"),
+)
+
+OOD = ResultKind(
+    "ood", 1, "out-of-distribution detection per score at one point (`neurometry detect ood`)", "set",
+    params=("label", "in", "seed"), extra=("aupr", "fpr95", "auroc_interval", "n_in", "n_out"),
+)
+
 KINDS: dict[str, ResultKind] = {
     k.name: k
     for k in (MEASURE, COMPARE, PROBE, ENCODE, STEER_SWEEP, PATCH, DIFF, SAE_EVAL, SAE_FEATURES, TRAINING, PHASES, LAB,
-              FIXED_POINTS, LYAPUNOV, READING_FIT)
+              FIXED_POINTS, LYAPUNOV, READING_FIT, TRUTH_PROBE, TRUTH_TRANSFER, OOD)
 }
 
 

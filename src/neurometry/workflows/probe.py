@@ -29,7 +29,7 @@ from neurometry.workflows.measure import (
 )
 
 
-def _sources(source: str, run: str | None, points: list[str] | None) -> tuple[list[Source], Any, str | None]:
+def point_sources(source: str, run: str | None, points: list[str] | None) -> tuple[list[Source], Any, str | None]:
     """(sources, store or None, run) for a store folder or a .npy array."""
     path = Path(source)
     if path.suffix == ".npy":
@@ -45,7 +45,7 @@ def _sources(source: str, run: str | None, points: list[str] | None) -> tuple[li
     return sources, store, run
 
 
-def _read_rows(src: Source) -> np.ndarray:
+def read_rows(src: Source) -> np.ndarray:
     """All rows of one point as (rows, features)."""
     x = np.concatenate([np.asarray(c) for c in src.chunks()])
     return x.reshape(len(x), -1)
@@ -93,12 +93,12 @@ def run_probe(
     from neurometry.probe import probe, selectivity, sparse_probe
 
     device = stage_device(device)
-    sources, store, run = _sources(source, run, points)
+    sources, store, run = point_sources(source, run, points)
     y = _label_values(sources, label, labels_file)
     records = []
     with blas_threads():  # every point's many small fits: one BLAS thread each (neurometry.threads)
         for src in tqdm(sources, desc="probe", unit="point", file=sys.stderr, disable=not progress, delay=1.0):
-            x = _read_rows(src)
+            x = read_rows(src)
             if len(x) != len(y):
                 raise NeurometryError(f"{len(y)} labels for {len(x)} rows of {src.name}; give one label per row")
             groups = _groups(src)
@@ -254,7 +254,7 @@ def run_encode(
     from neurometry.probe import best_points, encode, split_half_reliability
 
     device = stage_device(device)
-    sources, store, run = _sources(source, run, points)
+    sources, store, run = point_sources(source, run, points)
     y, names = None, []
     ceiling = None
     if reliability is not None:
@@ -262,7 +262,7 @@ def run_encode(
         ceiling = split_half_reliability(repeats, seed=seed)
     results, records = {}, []
     for src in tqdm(sources, desc="encode", unit="point", file=sys.stderr, disable=not progress, delay=1.0):
-        x = _read_rows(src)
+        x = read_rows(src)
         if y is None:  # aligned with the rows of the first point read (every point has the same rows)
             y, names = _targets(sources, targets, target_columns, id_column, len(x))
         result = encode(

@@ -300,7 +300,7 @@ async function runsPage() {
   }
   const kinds = Object.entries(s.results);
   page.innerHTML += `<h2>Results in the catalog</h2>` + (kinds.length
-    ? table(["kind", "records"], kinds, { links: kinds.map(([k]) => ({ compare: "#/comparisons", probe: "#/probes", encode: "#/probes", sae_features: "#/features", steer_sweep: "#/steer", measure: "#/", training: "#/training", phases: "#/training", lab: "#/training", fixed_point_search: "#/dynamics", lyapunov: "#/dynamics", reading_fit: "#/reading" }[k] || `#/results/${encodeURIComponent(k)}`)) })
+    ? table(["kind", "records"], kinds, { links: kinds.map(([k]) => ({ compare: "#/comparisons", probe: "#/probes", encode: "#/probes", sae_features: "#/features", steer_sweep: "#/steer", measure: "#/", training: "#/training", phases: "#/training", lab: "#/training", fixed_point_search: "#/dynamics", lyapunov: "#/dynamics", reading_fit: "#/reading", truth_probe: "#/detect", truth_transfer: "#/detect" }[k] || `#/results/${encodeURIComponent(k)}`)) })
     : `<p class="note">No results yet: run <code>neurometry measure</code>, <code>compare</code>, <code>probe</code> or <code>sae</code> on this store.</p>`);
   wireLinks();
 }
@@ -772,6 +772,32 @@ async function readingPage() {
   });
 }
 
+// -- detectors -------------------------------------------------------------------------------------
+async function detectPage() {
+  const d = await api("/api/detect");
+  page.innerHTML = `<h1>Detect</h1>`;
+  if (!d.truth.length) {
+    page.innerHTML += `<p class="note">No detector results in this store: record true/false statements (<code>neurometry dataset truth-cities</code>, then <code>neurometry record MODEL DATA --points 'resid.*' --reduce last</code>) and run <code>neurometry detect truth STORE --group group</code>.</p>`;
+    return;
+  }
+  d.truth.forEach((t, k) => {
+    const box = el("section", { class: "truth", id: `truth-${k}` }, page);
+    box.insertAdjacentHTML("beforeend", `<h2>truth of ${esc(t.label)} · run ${esc(t.run)}</h2><p class="note">${esc(t.setting)}; held out; dashed: chance</p>`);
+    const points = [...new Set(t.records.map((r) => r.point))];
+    const methods = [...new Set(t.records.map((r) => r.method))];
+    const cell = (p, m, key) => { const r = t.records.find((x) => x.point === p && x.method === m); return r ? r[key] : null; };
+    const charts = el("div", { class: "charts" }, box);
+    for (const key of ["accuracy", "auroc"]) {
+      charts.appendChild(lineChart({ labels: points, baseline: 0.5, yLabel: `held-out ${key}`, title: key,
+        series: methods.map((m) => ({ name: m, y: points.map((p) => cell(p, m, key)) })) }));
+    }
+  });
+  for (const m of d.transfer) {
+    page.insertAdjacentHTML("beforeend", `<h3>transfer at ${esc(m.point)} (${esc(m.method)}), run ${esc(m.run)}</h3>` +
+      table(["trained on", ...m.names], m.names.map((name, i) => [name, ...m.accuracy[i].map((v) => v === null ? "–" : v)]), { left: 1 }));
+  }
+}
+
 // -- router ----------------------------------------------------------------------------------------
 const ROUTES = {
   "": () => runsPage(),
@@ -784,6 +810,7 @@ const ROUTES = {
   training: ([name]) => trainingPage(name),
   dynamics: () => dynamicsPage(),
   reading: () => readingPage(),
+  detect: () => detectPage(),
   results: ([kind], query) => resultsPage(kind, query),
 };
 

@@ -1,0 +1,74 @@
+"""`neurometry detect truth` (truth directions per layer, held-out and grouped, and their transfer across
+statement sets) and `neurometry detect ood` (out-of-distribution scores of one point)."""
+
+from __future__ import annotations
+
+import argparse
+
+from neurometry.cli.output import finish, whole_number
+
+
+def cmd_truth(args: argparse.Namespace) -> None:
+    from neurometry.tables.detect import print_truth
+    from neurometry.workflows.detect import detect_truth
+
+    document = detect_truth(args.store, label=args.label, group=args.group, methods=args.methods, points=args.points,
+                            run=args.run, folds=args.folds, seed=args.seed, transfer=args.transfer,
+                            progress=not args.json)
+    finish(args, document, lambda: print_truth(document))
+
+
+def cmd_ood(args: argparse.Namespace) -> None:
+    from neurometry.tables.detect import print_ood
+    from neurometry.workflows.detect import detect_ood
+
+    document = detect_ood(args.store, point=args.point, label=args.label, labels_file=args.labels,
+                          in_values=args.in_values, scores=args.scores, classifier=args.classifier, run=args.run,
+                          bootstrap=args.bootstrap, seed=args.seed)
+    finish(args, document, lambda: print_ood(document))
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("detect", help="read reliability from the inside: truth directions per layer, out-of-distribution scores")
+    verbs = p.add_subparsers(dest="detector", required=True)
+    q = verbs.add_parser(
+        "truth", help="held-out truth decoding per layer (mass-mean, covariance-corrected, logistic)",
+        description="Fit a truth direction at every point of a store of true/false statements (Marks & Tegmark "
+                    "2023) on k-1 folds and score the held-out fold: accuracy and AUROC per point and method. "
+                    "--group keeps the statements of one entity on one side of every split; --transfer trains "
+                    "on this store and tests on stores of other statement sets, and the reverse.",
+    )
+    q.add_argument("store", help="a store of statements recorded with their label (neurometry dataset truth-cities)")
+    q.add_argument("--label", default="truth", help="the metadata column of true/false labels (default truth)")
+    q.add_argument("--group", default=None, help="a metadata column whose statements stay in one fold (e.g. group)")
+    q.add_argument("--methods", nargs="+", default=None, choices=["mass_mean", "mass_mean_iid", "logistic"],
+                   help="default: all three")
+    q.add_argument("--points", nargs="+", default=None, help="points or globs (default every stored point)")
+    q.add_argument("--run", default=None)
+    q.add_argument("--folds", type=whole_number(2), default=5)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--transfer", nargs="+", default=None, metavar="STORE",
+                   help="stores of other statement sets recorded at the same points")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_truth)
+    o = verbs.add_parser(
+        "ood", help="out-of-distribution scores (msp, energy, mahalanobis, knn, vim, neco) of one point",
+        description="Rows whose --label is one of --in are in-distribution, the rest out. Half the in-distribution "
+                    "rows fit each score, the rest are scored; AUROC, AUPR and FPR at 95%% TPR with bootstrap "
+                    "intervals (higher scores mean more out-of-distribution).",
+    )
+    o.add_argument("store", help="a store, or a .npy of features (rows x features) with --labels")
+    o.add_argument("--point", default=None, help="the point (default: the store's only one)")
+    o.add_argument("--label", default=None, help="the metadata column of class labels")
+    o.add_argument("--labels", default=None, help="a .npy of one label per row (for a .npy of features)")
+    o.add_argument("--in", dest="in_values", nargs="+", required=True, metavar="VALUE",
+                   help="label values that are in-distribution")
+    o.add_argument("--scores", nargs="+", default=None, choices=["msp", "energy", "mahalanobis", "knn", "vim", "neco"])
+    o.add_argument("--classifier", default=None,
+                   help="a .safetensors with W (classes x features) and b: the logits' readout (default: a logistic "
+                        "regression fitted on the fitting half)")
+    o.add_argument("--run", default=None)
+    o.add_argument("--bootstrap", type=whole_number(0), default=1000)
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--json", action="store_true")
+    o.set_defaults(func=cmd_ood)

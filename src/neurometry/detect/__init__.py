@@ -1,0 +1,45 @@
+"""Detect: out-of-distribution scores from a classifier's features and logits (:mod:`.ood`) and their
+evaluation with bootstrap intervals (:mod:`.evaluation`); truth directions per layer (:mod:`.truth`) and
+their causal test (:mod:`.truth_steering`)."""
+
+from neurometry.detect.evaluation import OODEvaluation, aupr, auroc, evaluate, fpr_at_95_tpr
+from neurometry.detect.ood import (
+    OOD_SCORES,
+    EnergyScore,
+    KNNScore,
+    MahalanobisScore,
+    MaxSoftmaxScore,
+    NECOScore,
+    OODScore,
+    ViMScore,
+    get_ood_score,
+    kth_neighbour_distances,
+    ledoit_wolf_shrinkage,
+    vim_principal_dim,
+)
+from neurometry.detect.truth import TRUTH_METHODS, TruthProbe, TruthScore, held_out_truth, transfer_matrix
+
+__all__ = [
+    "OOD_SCORES",
+    "TRUTH_METHODS",
+    "TruthProbe",
+    "TruthScore",
+    "held_out_truth",
+    "transfer_matrix",
+    "EnergyScore",
+    "KNNScore",
+    "MahalanobisScore",
+    "MaxSoftmaxScore",
+    "NECOScore",
+    "OODEvaluation",
+    "OODScore",
+    "ViMScore",
+    "aupr",
+    "auroc",
+    "evaluate",
+    "fpr_at_95_tpr",
+    "get_ood_score",
+    "kth_neighbour_distances",
+    "ledoit_wolf_shrinkage",
+    "vim_principal_dim",
+]

@@ -1,0 +1,35 @@
+"""Figures of the detectors: held-out truth decoding against depth, one line per method."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from neurometry.plots.figure import new_figure
+
+
+def plot_truth(records: list[dict[str, Any]], title: str) -> Figure:
+    """Held-out accuracy (left) and AUROC (right) of each truth method against the points in depth order, with
+    chance at 0.5. ``records``: `neurometry detect truth` records (``point``, ``method``, ``accuracy``,
+    ``auroc``)."""
+    points = list(dict.fromkeys(r["point"] for r in records))
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    cells = {(r["point"], r["method"]): r for r in records}
+    fig = new_figure(11, 4, dpi=120)
+    axes = fig.subplots(1, 2)
+    x = np.arange(len(points))
+    for ax, key, label in zip(axes, ("accuracy", "auroc"), ("held-out accuracy", "held-out AUROC"), strict=True):
+        for method in methods:
+            ax.plot(x, [cells[p, method][key] if (p, method) in cells else np.nan for p in points], marker="o", ms=3,
+                    label=method)
+        ax.axhline(0.5, color="grey", linestyle="--", lw=0.8)
+        ax.set_xticks(x, points, rotation=60, fontsize=7, ha="right")
+        ax.set_ylabel(label)
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

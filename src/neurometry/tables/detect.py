@@ -1,0 +1,38 @@
+"""Tables of the detect verbs."""
+
+from __future__ import annotations
+
+from neurometry.tables.text import print_table
+
+
+def print_truth(document: dict) -> None:
+    """Points down, methods across: held-out accuracy (AUROC); then each transfer matrix."""
+    records = document["results"]
+    methods = list(dict.fromkeys(r["method"] for r in records))
+    cells = {(r["point"], r["method"]): r for r in records}
+    grouped = f", grouped by {document['group']}" if document["group"] else ""
+    folds = records[0]["folds"] if records else 0
+    print(f"held-out truth decoding of {document['label']!r} ({folds} folds{grouped}): accuracy (AUROC)")
+    points = list(dict.fromkeys(r["point"] for r in records))
+    print_table(["point", *methods], [[p, *(f"{cells[p, m]['accuracy']:.3f} ({cells[p, m]['auroc']:.3f})"
+                                           for m in methods)] for p in points])
+    for matrix in document["transfer"]:
+        print(f"\ntransfer at {matrix['point']} ({matrix['method']}): accuracy, trained on the row's set")
+        names = matrix["names"]
+        print_table(["trained on", *names], [[name, *("-" if v is None else f"{v:.3f}" for v in row)]
+                                             for name, row in zip(names, matrix["accuracy"], strict=True)])
+
+
+def print_ood(document: dict) -> None:
+    """One row per score: AUROC, AUPR and FPR at 95% TPR with their bootstrap intervals."""
+    print(f"out-of-distribution at {document['point']}: in = {', '.join(document['in'])} "
+          f"({document['in_rows']} rows scored, {document['fit_rows']} fitted), out {document['out_rows']} rows; "
+          f"logits from {document['classifier']}")
+
+    def cell(r: dict, key: str, interval: str) -> str:
+        bounds = r.get(interval)
+        return f"{r[key]:.3f}" + (f" [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else "")
+
+    print_table(["score", "AUROC", "AUPR", "FPR@95TPR"],
+                [[r["score"], cell(r, "auroc", "auroc_interval"), cell(r, "aupr", "aupr_interval"),
+                  cell(r, "fpr95", "fpr_at_95_tpr_interval")] for r in document["results"]])

@@ -1,0 +1,91 @@
+"""`neurometry detect truth` on a store of planted statements: the JSON contract, a planted truth direction read
+at the point that holds it and not at the one that does not, the transfer matrix with another store, the
+results saved, and bad input refused in one line with exit 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from neurometry.store import import_rows, open_store
+from neurometry.store.results import TRUTH_PROBE, TRUTH_TRANSFER
+
+
+def planted_store(path, seed: int, n: int = 400, d: int = 16):
+    rng = np.random.default_rng(seed)
+    truth = np.repeat([1, 0], n // 2)
+    group = np.tile(np.arange(n // 2), 2)
+    signal = rng.normal(size=(n, d)).astype(np.float32)
+    signal[:, 0] += np.where(truth == 1, 1.5, -1.5)
+    store = open_store(path, create=True)
+    import_rows(store, "statements", {"early": rng.normal(size=(n, d)).astype(np.float32), "late": signal},
+                pd.DataFrame({"label": truth, "group": group}), "planted")
+    store.close()
+
+
+def test_detect_truth_reads_the_planted_point_and_transfers(tmp_path, run_cli):
+    planted_store(tmp_path / "a", seed=0)
+    planted_store(tmp_path / "b", seed=1)
+    result = run_cli("detect", "truth", tmp_path / "a", "--label", "label", "--group", "group", "--transfer",
+                     tmp_path / "b", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    scores = {(r["point"], r["method"]): r for r in document["results"]}
+    assert set(scores) == {(p, m) for p in ("early", "late") for m in ("mass_mean", "mass_mean_iid", "logistic")}
+    for method in ("mass_mean", "mass_mean_iid", "logistic"):
+        assert abs(scores["early", method]["accuracy"] - 0.5) < 0.1
+        assert scores["late", method]["accuracy"] > 0.85 and scores["late", method]["auroc"] > 0.9  # Phi(1.5)=0.93
+    late = next(m for m in document["transfer"] if m["point"] == "late" and m["method"] == "mass_mean")
+    assert late["accuracy"][0][1] > 0.85 and late["accuracy"][1][0] > 0.85
+    store = open_store(tmp_path / "a")
+    assert len(TRUTH_PROBE.load(store)) == 6 and len(TRUTH_TRANSFER.load(store)) == 6
+    table = run_cli("detect", "truth", tmp_path / "a", "--label", "label", "--methods", "mass_mean")
+    assert table.returncode == 0 and "accuracy (AUROC)" in table.stdout
+    report = run_cli("report", tmp_path / "a", "-o", tmp_path / "report.html")
+    assert report.returncode == 0, report.stderr
+    section = (tmp_path / "report.html").read_text().split('id="s-truth_probe"')[1]
+    assert "data:image/png;base64," in section and section.count("transfer at") == 6
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, run_cli):
+    planted_store(tmp_path / "a", seed=0)
+    for args, message in [
+        (("detect", "truth", tmp_path / "missing"), "does not exist"),
+        (("detect", "truth", tmp_path / "a", "--label", "nope"), "no column 'nope'"),
+        (("detect", "truth", tmp_path / "a", "--label", "group"), "exactly two"),
+    ]:
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_detect_ood_separates_a_planted_far_cluster_from_a_store_and_from_npy(tmp_path, run_cli):
+    """Three in-distribution classes as Gaussian clusters and a fourth class far from them: every score that
+    reads features (mahalanobis, knn, vim, neco) puts the far class above the held-out in-distribution rows."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, size=(4, 12))
+    centres[3] += 12.0
+    labels = np.repeat(np.arange(4), 150)
+    features = (centres[labels] + rng.normal(size=(600, 12))).astype(np.float32)
+    store = open_store(tmp_path / "s", create=True)
+    import_rows(store, "r", {"features": features}, pd.DataFrame({"cls": labels}), "planted")
+    store.close()
+    result = run_cli("detect", "ood", tmp_path / "s", "--label", "cls", "--in", "0", "1", "2", "--bootstrap", 100,
+                     "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    by_score = {r["score"]: r for r in document["results"]}
+    assert set(by_score) == {"msp", "energy", "mahalanobis", "knn", "vim", "neco"}
+    assert document["fit_rows"] == 225 and document["in_rows"] == 225 and document["out_rows"] == 150
+    for name in ("mahalanobis", "knn", "vim"):
+        assert by_score[name]["auroc"] > 0.95 and by_score[name]["fpr95"] < 0.2, (name, by_score[name])
+    np.save(tmp_path / "x.npy", features)
+    np.save(tmp_path / "y.npy", labels)
+    from_npy = run_cli("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--in", "0", "1", "2",
+                       "--scores", "mahalanobis", "--bootstrap", 0, "--json")
+    assert from_npy.returncode == 0, from_npy.stderr
+    assert json.loads(from_npy.stdout)["results"][0]["auroc"] == by_score["mahalanobis"]["auroc"]
+    bad = run_cli("detect", "ood", tmp_path / "s", "--label", "cls", "--in", "7")
+    assert bad.returncode == 2 and "both sides need rows" in bad.stderr
