@@ -25,8 +25,10 @@ from __future__ import annotations
 import numbers
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any
 
 import threadpoolctl
 
@@ -151,3 +153,23 @@ def blas_threads(n: int | None = None, *, torch_threads: bool = False) -> Iterat
         with _LIMITS.lock:
             _LIMITS.active = [entry for entry in _LIMITS.active if entry[0] is not token]
             _LIMITS.update()
+
+
+def map_blocks(fn: Callable[[Any], Any], blocks: list[Any]) -> list[Any]:
+    """``[fn(b) for b in blocks]`` on torch's thread count of Python threads with one intra-op thread each
+    (torch's count is restored afterwards).
+
+    For independent blocks of a few short torch ops (the exact kNN searches): threads that never wait for
+    each other keep a 2-core machine shared with other processes from stalling at every op's OpenMP barrier
+    (10x slower there), and a core taken by another process delays one block instead of every GEMM."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if threads <= 1 or len(blocks) < 2:
+        return [fn(b) for b in blocks]
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(fn, blocks))
+    finally:
+        torch.set_num_threads(threads)

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -62,6 +61,7 @@ import torch
 
 from neurometry.errors import NeurometryError, did_you_mean
 from neurometry.linalg import as_tensor, cross_product
+from neurometry.threads import map_blocks
 
 # ---------------------------------------------------------------------------------------------------
 # input checks
@@ -641,28 +641,12 @@ def kth_neighbour_distances(queries: np.ndarray, reference: np.ndarray, k: int) 
         out[rows[ok]] = distance[ok]  # blocks write disjoint rows
         return rows[~ok]
 
-    todo = torch.cat(_each_block(run, list(torch.split(torch.arange(m), SCREEN_ROWS))))
+    todo = torch.cat(map_blocks(run, list(torch.split(torch.arange(m), SCREEN_ROWS))))
     KTH_NEIGHBOUR_STATS.update({"screened": m, "failed": len(todo)})
     if len(todo):
         out[todo] = _plain_kth(tq[todo], tx, k)
         KTH_NEIGHBOUR_STATS["plain"] = len(todo)
     return out.numpy()
-
-
-def _each_block(fn: Any, blocks: list[torch.Tensor]) -> list[torch.Tensor]:
-    """``[fn(b) for b in blocks]`` on torch's thread count of Python threads with one intra-op thread each
-    (torch's count is restored after). Independent blocks never wait for each other, so a core taken by
-    another process delays one block instead of stalling every GEMM at its OpenMP barrier (the intrinsic-
-    dimension kNN does the same, for the same reason)."""
-    threads = torch.get_num_threads()
-    if threads <= 1 or len(blocks) < 2:
-        return [fn(b) for b in blocks]
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(fn, blocks))
-    finally:
-        torch.set_num_threads(threads)
 
 
 class _Screen:

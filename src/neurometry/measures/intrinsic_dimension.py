@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -26,6 +25,7 @@ from neurometry.errors import NeurometryError
 from neurometry.measures.accumulators import SubsampleState
 from neurometry.measures.registry import MeasureResult, register, result
 from neurometry.measures.streaming import run_one
+from neurometry.threads import map_blocks
 
 BLOCK_BYTES = 64 << 20
 """Memory for one block of float64 distances in the full search (block rows x n)."""
@@ -366,24 +366,6 @@ def _brute(x64: torch.Tensor, rows: torch.Tensor, k: int) -> tuple[torch.Tensor,
     return dist, idx
 
 
-def _each_block(fn: Callable[[torch.Tensor], torch.Tensor], blocks: list[torch.Tensor]) -> list[torch.Tensor]:
-    """``[fn(b) for b in blocks]`` on torch's thread count of Python threads, one intra-op thread each.
-
-    The blocks are independent and small (a dozen short ops each); threads that never wait for each
-    other keep a 2-core machine shared with other processes from stalling at every op's OpenMP barrier
-    (10x slower there). torch's thread count is restored afterwards.
-    """
-    threads = torch.get_num_threads()
-    if threads <= 1 or len(blocks) < 2:
-        return [fn(b) for b in blocks]
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(threads) as pool:
-            return list(pool.map(fn, blocks))
-    finally:
-        torch.set_num_threads(threads)
-
-
 def knn(x: np.ndarray, k: int, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours of every row of X (n, d) among the other rows (Euclidean).
 
@@ -479,7 +461,7 @@ def knn(x: np.ndarray, k: int, device: torch.device | None = None) -> tuple[np.n
             dist[rows[ok]], idx[rows[ok]] = torch.from_numpy(dd[ok.numpy()]), torch.from_numpy(ii[ok.numpy()])
             return rows[~ok]
 
-        failed = _each_block(block, list(torch.split(todo, SCREEN_COLS)))
+        failed = map_blocks(block, list(torch.split(todo, SCREEN_COLS)))
         KNN_STATS[f"screened_{mode}"] = len(todo)
         KNN_STATS[f"exact_pairs_{mode}"] = sum(pairs)
         todo = torch.cat(failed)
