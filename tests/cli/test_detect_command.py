@@ -55,6 +55,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, run_cli):
         (("detect", "truth", tmp_path / "missing"), "does not exist"),
         (("detect", "truth", tmp_path / "a", "--label", "nope"), "no column 'nope'"),
         (("detect", "truth", tmp_path / "a", "--label", "group"), "exactly two"),
+        (("detect", "truth", tmp_path / "a", "--label", "label", "--dynamics"), "three or more points"),
     ]:
         result = run_cli(*args)
         assert result.returncode == 2, (args, result.stderr)

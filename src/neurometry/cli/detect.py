@@ -14,7 +14,7 @@ def cmd_truth(args: argparse.Namespace) -> None:
 
     document = detect_truth(args.store, label=args.label, group=args.group, methods=args.methods, points=args.points,
                             run=args.run, folds=args.folds, seed=args.seed, transfer=args.transfer,
-                            progress=not args.json)
+                            dynamics=args.dynamics, progress=not args.json)
     finish(args, document, lambda: print_truth(document))
 
 
@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--transfer", nargs="+", default=None, metavar="STORE",
                    help="stores of other statement sets recorded at the same points")
+    q.add_argument("--dynamics", action="store_true",
+                   help="also the layer-wise semantic dynamics detector over the points as one trajectory "
+                        "(point 'trajectory')")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_truth)
     o = verbs.add_parser(

@@ -15,7 +15,7 @@ def print_truth(document: dict) -> None:
     print(f"held-out truth decoding of {document['label']!r} ({folds} folds{grouped}): accuracy (AUROC)")
     points = list(dict.fromkeys(r["point"] for r in records))
     print_table(["point", *methods], [[p, *(f"{cells[p, m]['accuracy']:.3f} ({cells[p, m]['auroc']:.3f})"
-                                           for m in methods)] for p in points])
+                                           if (p, m) in cells else "-" for m in methods)] for p in points])
     for matrix in document["transfer"]:
         print(f"\ntransfer at {matrix['point']} ({matrix['method']}): accuracy, trained on the row's set")
         names = matrix["names"]

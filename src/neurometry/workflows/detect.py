@@ -14,12 +14,15 @@ from tqdm.auto import tqdm
 
 from neurometry.detect.evaluation import evaluate
 from neurometry.detect.ood import OOD_SCORES, get_ood_score
+from neurometry.detect.semantic_dynamics import held_out_dynamics
 from neurometry.detect.truth import TRUTH_METHODS, held_out_truth, transfer_matrix
 from neurometry.errors import NeurometryError
 from neurometry.store.results import OOD, TRUTH_PROBE, TRUTH_TRANSFER, Result, set_name
 from neurometry.threads import blas_threads
 from neurometry.workflows.measure import classifier_file, metadata_labels, read_labels
 from neurometry.workflows.probe import point_sources, read_rows
+
+TRAJECTORY = "trajectory"  # the point name of the semantic dynamics detector, which reads every chosen point
 
 
 def _labelled(source: str, label: str, group: str | None, run: str | None, points: list[str] | None
@@ -45,11 +48,14 @@ def detect_truth(
     folds: int = 5,
     seed: int = 0,
     transfer: list[str] | None = None,
+    dynamics: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Held-out truth decoding of every chosen point of store ``source`` by each method
     (:func:`neurometry.detect.truth.held_out_truth`), saved; with ``transfer`` stores (other statement sets
-    recorded at the same points), the set x set transfer matrix per point and method as well. Returns
+    recorded at the same points), the set x set transfer matrix per point and method as well; with ``dynamics``,
+    the layer-wise semantic dynamics detector over the chosen points as one trajectory (point ``trajectory``, on
+    the same folds). Returns
     ``{"results": [{"point", "method", "accuracy", "auroc", "n", "folds"}, ...], "transfer": [...]}``."""
     methods = methods or list(TRUTH_METHODS)
     sources, store, run, truth, groups = _labelled(source, label, group, run, points)
@@ -61,6 +67,13 @@ def detect_truth(
             opened.append(other_store)
             others[Path(other).name] = ({s.name: s for s in other_sources}, other_truth)
         records, matrices = _decode(source, sources, truth, groups, methods, folds, seed, others, progress)
+        if dynamics:
+            if len(sources) < 3:
+                raise NeurometryError("--dynamics reads a trajectory through depth: give three or more points")
+            with blas_threads():
+                states = np.stack([read_rows(src) for src in sources], axis=1)
+                records.append({"point": TRAJECTORY, **held_out_dynamics(states, truth, folds=folds, groups=groups,
+                                                                         seed=seed).to_dict()})
         settings = {"label": label, "group": group, "folds": folds, "seed": seed}
         TRUTH_PROBE.save(store, run, [
             Result(r["point"], r["method"], r["accuracy"], params=settings, extra={"auroc": r["auroc"], "n": r["n"]},
