@@ -61,6 +61,7 @@ import torch
 
 from neurometry.errors import NeurometryError, did_you_mean
 from neurometry.linalg import as_tensor, cross_product
+from neurometry.probe.directions import ledoit_wolf_shrinkage
 from neurometry.threads import map_blocks
 
 # ---------------------------------------------------------------------------------------------------
@@ -229,29 +230,6 @@ class EnergyScore(OODScore):
     def score(self, features: Any = None, logits: Any = None) -> np.ndarray:
         f = self._needs_logits(logits)
         return -self.temperature * _logsumexp(f / self.temperature)
-
-
-def ledoit_wolf_shrinkage(centred: np.ndarray) -> float:
-    """Ledoit & Wolf (2004) shrinkage of the covariance X^T X / n of rows X (n, d) already centred,
-    towards (trace / d) I: scikit-learn's ``ledoit_wolf_shrinkage(X, assume_centered=True)``.
-
-    With S = X^T X / n and mu = tr(S) / d: delta = (|S|_F^2 - d mu^2) / d and
-    beta = min(delta, (mean_i |x_i|^4 - |S|_F^2) / (d n)); the shrinkage is beta / delta (0 for d = 1).
-    """
-    n, d = centred.shape
-    if d == 1:
-        return 0.0
-    cov = cross_product(centred, centred) / n
-    mu = float(np.trace(cov)) / d
-    frobenius2 = float((cov * cov).sum())
-    row_norms2 = (centred * centred).sum(axis=1)
-    # sum_ij (X2^T X2)_ij = sum_rows |x|^4: scikit-learn's beta_ without its d x d product
-    beta = (float((row_norms2 * row_norms2).sum()) / n - frobenius2) / (d * n)
-    delta = (frobenius2 - d * mu * mu) / d
-    if delta <= 0:  # S is already a multiple of I: shrinking changes nothing
-        return 0.0
-    beta = min(beta, delta)
-    return 0.0 if beta == 0 else beta / delta
 
 
 @dataclass(eq=False)

@@ -95,9 +95,11 @@ def ledoit_wolf_shrinkage(centred: np.ndarray, device: torch.device | None = Non
 
     The formula of scikit-learn's ``ledoit_wolf_shrinkage(X, assume_centered=True)``, computed with
     the smaller of the two Gram matrices (X^T X or X X^T have the same Frobenius norm) through torch,
-    on ``device`` when given.
+    on ``device`` when given. One feature gives 0, as scikit-learn's does (S is then its own target).
     """
     n, d = centred.shape
+    if d == 1:
+        return 0.0
     x = as_tensor(np.ascontiguousarray(centred))
     if device is not None:
         x = x.to(device, non_blocking=True)
