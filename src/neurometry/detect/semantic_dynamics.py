@@ -19,10 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from neurometry.detect.evaluation import auroc
-from neurometry.detect.truth import TruthScore
+from neurometry.detect.truth import TruthScore, held_out_detector
 from neurometry.errors import NeurometryError
-from neurometry.folds import fold_assignment
 
 EPSILON = 1e-12
 
@@ -79,17 +77,7 @@ class SemanticDynamicsDetector:
 
 
 def held_out_dynamics(states: Any, truth: Any, *, folds: int = 5, groups: Any = None, seed: int = 0) -> TruthScore:
-    """Held-out accuracy and AUROC of :class:`SemanticDynamicsDetector` on trajectories (n, layers, d), with the
-    folds of :func:`neurometry.detect.truth.held_out_truth` (same ``folds``, ``groups`` and ``seed`` give the same
-    splits, so the two compare statement for statement)."""
-    states, truth = np.asarray(states, dtype=np.float64), np.asarray(truth)
-    if len(truth) != len(states):
-        raise NeurometryError(f"{len(truth)} labels for {len(states)} statements; give one label per statement")
-    fold = fold_assignment(len(states), folds, seed, groups, stratify=truth)
-    scores = np.empty(len(states))
-    for k in range(int(fold.max()) + 1):
-        test = fold == k
-        scores[test] = SemanticDynamicsDetector().fit(states[~test], truth[~test]).score(states[test])
-    is_true = truth == np.unique(truth)[1]
-    return TruthScore("semantic_dynamics", float(((scores > 0) == is_true).mean()),
-                      float(auroc(scores[~is_true], scores[is_true])), len(states), int(fold.max()) + 1)
+    """Held-out accuracy and AUROC of :class:`SemanticDynamicsDetector` on trajectories (n, layers, d), on the
+    folds :func:`neurometry.detect.truth.held_out_truth` uses (same ``folds``, ``groups`` and ``seed``)."""
+    return held_out_detector(np.asarray(states, dtype=np.float64), truth, SemanticDynamicsDetector,
+                             "semantic_dynamics", folds=folds, groups=groups, seed=seed)

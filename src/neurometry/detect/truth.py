@@ -18,6 +18,7 @@ score below chance early in the network (measured 0.32 on cities at SmolLM2's re
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -84,20 +85,33 @@ def held_out_truth(x: Any, truth: Any, method: str = "mass_mean", *, folds: int 
                    seed: int = 0) -> TruthScore:
     """Held-out accuracy and AUROC of ``method`` on statements ``x`` (n, d) with labels ``truth`` (n,):
     ``folds`` folds, stratified by label, with the rows of one ``groups`` value (n,) in one fold."""
-    x = as_rows(x, "x")
+    return held_out_detector(as_rows(x, "x"), truth, lambda: TruthProbe(method), method, folds=folds,
+                             groups=groups, seed=seed)
+
+
+def held_out_detector(rows: np.ndarray, truth: Any, make: Callable[[], Any], name: str, *, folds: int = 5,
+                      groups: Any = None, seed: int = 0) -> TruthScore:
+    """Held-out accuracy and AUROC of a truth detector (``make()`` gives a fresh one with ``fit(rows, truth)``
+    and ``score(rows)``, above 0 reading as true) on ``rows`` (n, ...): ``folds`` folds stratified by label,
+    a ``groups`` value's rows in one fold. The same ``folds``, ``groups`` and ``seed`` give the same splits
+    for every detector, so their scores compare statement for statement."""
     truth = np.asarray(truth)
-    if len(truth) != len(x):
-        raise NeurometryError(f"{len(truth)} labels for {len(x)} statements; give one label per statement")
-    fold = fold_assignment(len(x), folds, seed, groups, stratify=truth)
-    scores = np.empty(len(x))
+    if len(truth) != len(rows):
+        raise NeurometryError(f"{len(truth)} labels for {len(rows)} statements; give one label per statement")
+    fold = fold_assignment(len(rows), folds, seed, groups, stratify=truth)
+    scores = np.empty(len(rows))
     for k in range(int(fold.max()) + 1):
         test = fold == k
         if len(np.unique(truth[~test])) < 2:
             raise NeurometryError(f"fold {k}'s training statements hold one label only; use fewer folds")
-        scores[test] = TruthProbe(method).fit(x[~test], truth[~test]).score(x[test])
-    is_true = truth == np.unique(truth)[1]
-    return TruthScore(method, float(((scores > 0) == is_true).mean()), float(auroc(scores[~is_true], scores[is_true])),
-                      len(x), int(fold.max()) + 1)
+        scores[test] = make().fit(rows[~test], truth[~test]).score(rows[test])
+    accuracy, area = _accuracy_and_auroc(scores, truth == np.unique(truth)[1])
+    return TruthScore(name, accuracy, area, len(rows), int(fold.max()) + 1)
+
+
+def _accuracy_and_auroc(scores: np.ndarray, is_true: np.ndarray) -> tuple[float, float]:
+    """The accuracy of reading a score above 0 as true, and the AUROC of true against false statements."""
+    return float(((scores > 0) == is_true).mean()), float(auroc(scores[~is_true], scores[is_true]))
 
 
 def transfer_matrix(sets: dict[str, tuple[Any, Any]], method: str = "mass_mean") -> dict[str, Any]:
@@ -112,9 +126,6 @@ def transfer_matrix(sets: dict[str, tuple[Any, Any]], method: str = "mass_mean")
         for j, test in enumerate(names):
             if i == j:
                 continue
-            x, truth = as_rows(sets[test][0], "x"), np.asarray(sets[test][1])
-            scores = probe.score(x)
-            is_true = truth == probe.classes_[1]
-            accuracy[i][j] = float(((scores > 0) == is_true).mean())
-            area[i][j] = float(auroc(scores[~is_true], scores[is_true]))
+            scores = probe.score(as_rows(sets[test][0], "x"))
+            accuracy[i][j], area[i][j] = _accuracy_and_auroc(scores, np.asarray(sets[test][1]) == probe.classes_[1])
     return {"names": names, "method": method, "accuracy": accuracy, "auroc": area}
