@@ -90,3 +90,7 @@ def test_detect_ood_separates_a_planted_far_cluster_from_a_store_and_from_npy(tm
     assert json.loads(from_npy.stdout)["results"][0]["auroc"] == by_score["mahalanobis"]["auroc"]
     bad = run_cli("detect", "ood", tmp_path / "s", "--label", "cls", "--in", "7")
     assert bad.returncode == 2 and "both sides need rows" in bad.stderr
+    features[5, 3] = np.nan
+    np.save(tmp_path / "x.npy", features)
+    bad = run_cli("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--in", "0", "1", "2")
+    assert bad.returncode == 2 and "row 5 contains NaN" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

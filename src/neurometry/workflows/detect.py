@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from neurometry.arrays import as_rows
 from neurometry.detect.evaluation import evaluate
 from neurometry.detect.ood import OOD_SCORES, get_ood_score
 from neurometry.detect.semantic_dynamics import held_out_dynamics
@@ -144,7 +145,7 @@ def detect_ood(
     labels = read_labels(Path(labels_file)) if labels_file else metadata_labels(sources[0], label)
     if labels is None:
         raise NeurometryError("give the class labels: --label COLUMN (store metadata) or --labels FILE.npy")
-    features = read_rows(sources[0]).astype(np.float64)
+    features = as_rows(read_rows(sources[0]), f"the features of {sources[0].name}")  # NaN named by its row
     if len(labels) != len(features):
         raise NeurometryError(f"{len(labels)} labels for {len(features)} rows; give one label per row")
     as_text = np.array([str(v) for v in labels])
