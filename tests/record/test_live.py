@@ -4,6 +4,10 @@ replaced) and a Hugging Face ``Trainer`` with ``trainer_callback()``."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -91,7 +95,7 @@ def expected(weights: dict, inputs: np.ndarray) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in got.items()}
 
 
-@pytest.mark.parametrize("background", [False, True])
+@pytest.mark.parametrize("background", [False, "thread", "process"])
 def test_a_plain_loop_records_every_n_steps_and_the_last(tmp_path, background):
     snapshots: dict = {}
     model, losses, modes, recorder = train(10, {"every": 4, "series": "net", "background": background},
@@ -116,7 +120,7 @@ def test_a_plain_loop_records_every_n_steps_and_the_last(tmp_path, background):
         store.close()
 
 
-@pytest.mark.parametrize("background", [False, True])
+@pytest.mark.parametrize("background", [False, "thread", "process"])
 def test_training_goes_on_exactly_as_without_a_recorder(tmp_path, background):
     alone, alone_losses, _, _ = train(8)
     watched, watched_losses, _, _ = train(8, {"every": 2, "background": background}, tmp_path / "s")
@@ -125,9 +129,10 @@ def test_training_goes_on_exactly_as_without_a_recorder(tmp_path, background):
         assert torch.equal(a, b), name
 
 
-def test_a_background_recording_that_fails_raises_in_the_training_thread(tmp_path):
+@pytest.mark.parametrize("background", ["thread", "process"])
+def test_a_background_recording_that_fails_raises_in_the_training_thread(tmp_path, background):
     model = Net()
-    recorder = Recorder(model, ["head"], probe(), tmp_path / "s", every=1, series="net", background=True)
+    recorder = Recorder(model, ["head"], probe(), tmp_path / "s", every=1, series="net", background=background)
     recorder.step(0)
     with torch.no_grad():
         model.head.weight.fill_(float("nan"))  # the copy of step 1 records NaN, which is refused
@@ -138,6 +143,28 @@ def test_a_background_recording_that_fails_raises_in_the_training_thread(tmp_pat
     assert [s.step for s in store.series("net")] == [0]  # step 0 stored whole, nothing of step 1
     store.close()
     recorder.close()
+
+
+def test_a_recorder_process_that_dies_is_reported_and_the_steps_before_it_kept(tmp_path):
+    model = Net()
+    recorder = Recorder(model, ["head"], probe(), tmp_path / "s", every=1, series="net", background="process")
+    recorder.step(0)
+    deadline = time.monotonic() + 60
+    while not recorder._worker._stored and time.monotonic() < deadline:  # step 0 stored, then the child is
+        recorder._worker._drain(block=False)                              # killed (as the OOM killer would)
+        time.sleep(0.01)
+    os.kill(recorder._worker._process.pid, signal.SIGKILL)
+    with pytest.raises(NeurometryError, match="recorder process ended with exit code -9 after step 0"):
+        recorder.finish(1)
+    store = open_store(tmp_path / "s")
+    assert [s.step for s in store.series("net")] == [0]
+    store.close()
+
+
+def test_true_picks_a_process_for_a_plain_cpu_module_and_a_wrong_value_is_refused(tmp_path):
+    assert Recorder(Net(), ["head"], probe(), tmp_path / "s", background=True).background == "process"
+    with pytest.raises(NeurometryError, match="background='fork' is not one of"):
+        Recorder(Net(), ["head"], probe(), tmp_path / "s", background="fork")
 
 
 def test_a_step_recorded_again_in_another_session_is_replaced(tmp_path):

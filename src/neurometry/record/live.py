@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import copy
 import os
-import queue
 import shutil
 import tempfile
-import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from torch import nn
 
 from neurometry.errors import NeurometryError
 from neurometry.models import HookPoint, LoadedModel
+from neurometry.record.background import ProcessWorker, ThreadWorker, can_fork, weights_copy
 from neurometry.record.checkpoints import run_name
 from neurometry.record.data import ARRAY_SUFFIXES, check_data_path, dataset_id, load_arrays, load_table
 from neurometry.record.recorder import record
@@ -41,6 +40,7 @@ from neurometry.store.writer import check_series_name, delete_run
 
 PROBE_FOLDER = "probes"  # inside the store: the probe inputs of live series, as .npz
 # what may go on to record(): the rest would move or cast the model in training, or name the run itself
+BACKGROUNDS = (False, True, "thread", "process")
 RECORD_OPTIONS = ("reduce", "dtype", "batch_size", "max_tokens", "chunk_rows", "max_batch_tokens", "progress")
 
 
@@ -70,9 +70,12 @@ class Recorder:
     training starts. ``every``: :meth:`step` records steps that are multiples of it. ``series``: the
     series' name (runs are ``SERIES-stepN``). ``options`` go to :func:`neurometry.record.record`
     (:data:`RECORD_OPTIONS`: ``reduce``, ``dtype``, ``batch_size``, ...; not ``device`` or ``model_dtype``,
-    which would move or cast the model in training). ``background``: record on a worker thread from a copy of
-    the weights (one more copy of the model, and two queued copies at most), so training waits only for the
-    copy; errors surface at the next :meth:`record` or at :meth:`wait`.
+    which would move or cast the model in training). ``background``: where recordings run
+    (:mod:`neurometry.record.background`): ``False`` in the training thread; ``"process"`` in a child forked
+    at the first recorded step (a model on the CPU, where the OS forks); ``"thread"`` on a worker thread
+    from a copy of the model; ``True`` a process for a plain module of numeric inputs on the CPU, else a
+    thread. In the background, training waits only for a copy of the weights (a bounded number stay queued),
+    and errors surface at the next :meth:`record` or at :meth:`wait`.
     """
 
     def __init__(
@@ -83,9 +86,11 @@ class Recorder:
         store: str | os.PathLike,
         every: int = 100,
         series: str = "training",
-        background: bool = False,
+        background: bool | str = False,
         **options: Any,
     ):
+        if background not in BACKGROUNDS:
+            raise NeurometryError(f"background={background!r} is not one of False, True, 'thread', 'process'")
         if isinstance(every, bool) or not isinstance(every, int | np.integer) or every < 1:
             raise NeurometryError(f"every={every!r} must be a whole number of steps, at least 1")
         unknown = sorted(set(options) - set(RECORD_OPTIONS))
@@ -110,10 +115,12 @@ class Recorder:
             self.points = self._points(points)
         self.runs: list[str] = []
         self._held: Store | None = None
-        self.background = background
-        self._shadow: LoadedModel | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=2)
-        self._worker: threading.Thread | None = None
+        if background is True:
+            background = "process" if self.model.modality == "tensor" and can_fork(self.model) else "thread"
+        self.background: str | None = background or None
+        if self.background == "process" and not can_fork(self.model):
+            raise NeurometryError("background='process' needs os.fork and a model on the CPU; use background='thread'")
+        self._worker: ThreadWorker | ProcessWorker | None = None
         self._failure: BaseException | None = None
         self._last_seen: int | None = None
         self._last_recorded: int | None = None
@@ -180,15 +187,15 @@ class Recorder:
     def record(self, step: int) -> str:
         """Record the model as it is now as checkpoint ``step`` of the series; returns the run's name.
 
-        With ``background`` this copies the weights and returns; a worker thread records the copy (into a
-        shadow of the model) while training goes on. :meth:`wait` (and :meth:`finish`, and leaving the
-        context) waits for every recording to be stored, and raises the first error one met."""
+        In the background this copies the weights and returns; the worker records the copy while training
+        goes on. :meth:`wait` (and :meth:`finish`, and leaving the context) waits for every recording to be
+        stored, and raises the first error one met."""
         self._raise_failure()
         run_id = run_name(self.series, step)
         if self.background:
-            state = {k: v.detach().clone() for k, v in self.model.module.state_dict().items()}
+            state = weights_copy(self.model)
             self._start_worker()
-            self._queue.put((step, state))  # waits while two copies are queued: memory stays bounded
+            self._worker.submit(step, state)
         else:
             self._record_now(self.model, step)
         if run_id not in self.runs:
@@ -196,16 +203,17 @@ class Recorder:
         self._last_recorded = step
         return run_id
 
-    def _record_now(self, model: LoadedModel, step: int) -> None:
+    def _record_now(self, model: LoadedModel, step: int, untouched: bool = True) -> None:
+        """Record ``model`` as ``step``; ``untouched``: keep its modes and the random generators as they were
+        (the model in training; a worker's own copy needs neither, and forking the generators on a worker
+        thread would rewind those the training thread draws from meanwhile)."""
         run_id = run_name(self.series, step)
         store = self._store()
         # the same step of an earlier training run: its weights were others, so it is replaced
         if store.find_run(run_id) is not None:
             delete_run(store, run_id)
         attention = model.attention_probs_enabled
-        # the shadow is always in eval mode; forking the RNG on the worker thread would rewind the generator
-        # the training thread draws from meanwhile
-        guard = contextlib.nullcontext() if model is self._shadow else _untouched(model.module)
+        guard = _untouched(model.module) if untouched else contextlib.nullcontext()
         try:
             with guard:
                 record(model, self.data, self.points, self.store, run=run_id,
@@ -218,41 +226,24 @@ class Recorder:
     def _start_worker(self) -> None:
         if self._worker is not None:
             return
-        if self._shadow is None:  # a copy in eval mode that the worker loads each step's weights into
-            self._shadow = copy.deepcopy(self.model)
-            self._shadow.module.eval()
-            self._shadow.module.requires_grad_(False)
-        self._worker = threading.Thread(target=self._work, name=f"neurometry-recorder-{self.series}", daemon=True)
-        self._worker.start()
+        worker = ProcessWorker if self.background == "process" else ThreadWorker
+        self.close_store()  # a forked child opens its own; a thread's connection must be the thread's
+        self._worker = worker(self.model, partial(self._record_now, untouched=False), self.close_store,
+                              f"neurometry-recorder-{self.series}")
         atexit.register(self.wait)
-
-    def _work(self) -> None:
-        try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                if self._failure is None:  # after an error, later steps are dropped (wait() raises it)
-                    step, state = item
-                    try:
-                        self._shadow.module.load_state_dict(state)
-                        with torch.no_grad():
-                            self._record_now(self._shadow, step)
-                    except BaseException as error:  # raised in the training thread by wait() or record()
-                        self._failure = error
-        finally:
-            self.close_store()  # SQLite connections belong to the thread that opened them
 
     def wait(self) -> None:
         """Wait until every recording asked for is stored; raise the first error a background recording met."""
         if self._worker is not None:
-            self._queue.put(None)
-            self._worker.join()
-            self._worker = None
+            worker, self._worker = self._worker, None
             atexit.unregister(self.wait)
+            worker.wait()
+            self._failure = self._failure or worker.take_failure()
         self._raise_failure()
 
     def _raise_failure(self) -> None:
+        if self._worker is not None:
+            self._failure = self._failure or self._worker.take_failure()
         if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
