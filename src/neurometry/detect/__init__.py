@@ -2,6 +2,7 @@
 evaluation with bootstrap intervals (:mod:`.evaluation`); truth directions per layer (:mod:`.truth`) and
 their causal test (:mod:`.truth_steering`)."""
 
+from neurometry.detect.collapse_tracking import OODOverCheckpoints, ood_over_checkpoints
 from neurometry.detect.evaluation import OODEvaluation, aupr, auroc, evaluate, fpr_at_95_tpr
 from neurometry.detect.ood import (
     OOD_SCORES,
@@ -32,6 +33,7 @@ __all__ = [
     "MaxSoftmaxScore",
     "NECOScore",
     "OODEvaluation",
+    "OODOverCheckpoints",
     "OODScore",
     "ViMScore",
     "aupr",
@@ -40,6 +42,7 @@ __all__ = [
     "fpr_at_95_tpr",
     "get_ood_score",
     "kth_neighbour_distances",
+    "ood_over_checkpoints",
     "ledoit_wolf_shrinkage",
     "vim_principal_dim",
 ]
