@@ -21,9 +21,9 @@ Run::
     python benchmarks/live_recorder.py                       # every lab, default size, 3 repetitions
     python benchmarks/live_recorder.py --lab superposition --size test --repeats 1   # a smoke run
 
-Measured (2 shared cores, 1 training thread, medians of 3, 2026-12-07): superposition +4.2% and collapse
--9.5% (noise: the repeats ranged -11.5% to +15.5%) with the recorder process, while another job used one of
-the two cores; with a worker thread superposition was +8.4% and collapse +12.8%.
+Measured (2 shared cores, 1 training thread, medians of 3, 2026-12-07, the recorder process): superposition
++4.8%, collapse +3.9%, induction +1.4%, grokking (test size) -2.2%; repeats range about +-10%. With a worker
+thread superposition was +8.4% and collapse +12.8%.
 """
 
 from __future__ import annotations
