@@ -162,12 +162,13 @@ class ProcessWorker:
 
 def _child(model: LoadedModel, record_step: RecordStep, on_exit: Callable[[], None], tasks, results, slots) -> None:
     """The forked recorder: load each step's weights into this process's copy of the model and record it."""
+    parent = os.getppid()
     torch.set_num_threads(1)  # training keeps its cores
     model.module.eval()
     model.module.requires_grad_(False)
     failed = False
     try:
-        while (item := tasks.get()) is not None:
+        while (item := _next_task(tasks, parent)) is not None:
             step, blob = item
             state = load_tensors(blob)
             del blob, item
@@ -188,3 +189,14 @@ def _child(model: LoadedModel, record_step: RecordStep, on_exit: Callable[[], No
     finally:
         on_exit()
         results.put(("done", None, None))
+
+
+def _next_task(tasks, parent: int) -> tuple[int, bytes] | None:
+    """The next step to record, or None at the end: also once the training process is gone (the child holds
+    the pipe's write end too, so no end-of-file would come), so an orphaned recorder ends rather than waits."""
+    while True:
+        try:
+            return tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return None
