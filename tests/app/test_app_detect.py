@@ -1,16 +1,20 @@
 """The dashboard's Detect page: `/api/detect` holds the saved truth decoding of a planted store (read at the
-point that holds the direction, chance at the other) and its transfer matrix; headless Chromium draws accuracy
-and AUROC against depth per method and the transfer table."""
+point that holds the direction, chance at the other), its transfer matrix and OOD scores with their ROC curves;
+headless Chromium draws accuracy and AUROC against depth per method, the transfer table, the ROC curves and
+the table of scores."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from neurometry.app import create_app
-from neurometry.workflows.detect import detect_truth
+from neurometry.store import import_rows, open_store
+from neurometry.workflows.detect import detect_ood, detect_truth
 from tests.cli.test_detect_command import planted_store
 
 from .conftest import serve
@@ -23,6 +27,17 @@ def detect_store(tmp_path_factory) -> Path:
     planted_store(folder / "a", seed=0)
     planted_store(folder / "b", seed=1)
     detect_truth(str(folder / "a"), label="label", group="group", transfer=[str(folder / "b")], progress=False)
+    # a second run of three Gaussian classes and a fourth far from them, scored for OOD at its one point
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, size=(4, 12))
+    centres[3] += 12.0
+    classes = np.repeat(np.arange(4), 150)
+    store = open_store(folder / "a")
+    import_rows(store, "clusters", {"features": (centres[classes] + rng.normal(size=(600, 12))).astype(np.float32)},
+                pd.DataFrame({"cls": classes}), "planted")
+    store.close()
+    detect_ood(str(folder / "a"), run="clusters", point="features", label="cls", in_values=["0", "1", "2"],
+               bootstrap=0)
     return folder / "a"
 
 
@@ -33,6 +48,10 @@ def test_the_api_gives_truth_by_point_and_the_transfer(detect_store):
     accuracy = {(r["point"], r["method"]): r["accuracy"] for r in truth["records"]}
     assert accuracy["late", "mass_mean"] > 0.85 and abs(accuracy["early", "mass_mean"] - 0.5) < 0.1
     assert len(d["transfer"]) == 6 and d["transfer"][0]["names"] == ["a", "b"]
+    (ood,) = d["ood"]
+    assert ood["point"] == "features" and ood["in"] == ["0", "1", "2"] and len(ood["records"]) == 6
+    mahalanobis = next(r for r in ood["records"] if r["score"] == "mahalanobis")
+    assert mahalanobis["auroc"] > 0.95 and len(mahalanobis["roc"]["tpr"]) == 101
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +65,11 @@ def test_the_page_draws_accuracy_and_auroc_by_point_and_the_transfer(page):
     wait_ready(page)
     assert page.url.endswith("#/detect")
     charts = page.locator("#truth-0 svg.line")
+    assert charts.first.is_visible() and page.locator("#ood-0 svg.line").is_visible()  # drawn, not only in the DOM
     assert charts.count() == 2 and charts.first.locator("polyline").count() == 3  # a line per method
-    assert page.locator("table").count() == 6  # one transfer table per point and method
+    assert page.locator("table").count() == 7  # one transfer table per point and method, and the OOD scores
+    roc = page.locator("#ood-0 svg.line")
+    assert roc.count() == 1 and roc.locator("polyline").count() == 7  # six scores and the dashed chance line
+    assert roc.locator("polyline.reference").count() == 1
+    assert page.locator("#ood-0 table tr").count() == 7  # a header and a row per score
     no_errors(page)

@@ -68,6 +68,7 @@ def test_the_page_draws_trajectories_points_and_the_unit_circle(page):
     wait_ready(page)
     assert page.url.endswith("#/dynamics")
     plane = page.locator("#search-0 svg.plane").first
+    assert plane.is_visible()  # drawn, not only in the DOM (an HTML box made as an SVG element is not)
     assert plane.locator("polyline.trajectory").count() == 12
     assert plane.locator("circle.dot.stable").count() == 2 and plane.locator("circle.dot.unstable").count() == 1
     eigen = page.locator("#search-0 svg.plane").nth(1)

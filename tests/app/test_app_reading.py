@@ -57,6 +57,7 @@ def test_the_page_draws_the_profile_the_scatter_and_the_residual_words(page):
     wait_ready(page)
     assert page.url.endswith("#/reading")
     box = page.locator("#fit-0")
+    assert box.locator("svg.line").is_visible()  # drawn, not only in the DOM
     assert box.locator("svg.line polyline").count() == 1  # the lens layers' gain
     scatter = box.locator("svg.scatter")
     assert scatter.locator("circle.word").count() > 150 and scatter.locator("line.fit").count() == 1

@@ -82,6 +82,15 @@ def test_detect_ood_separates_a_planted_far_cluster_from_a_store_and_from_npy(tm
     assert document["fit_rows"] == 225 and document["in_rows"] == 225 and document["out_rows"] == 150
     for name in ("mahalanobis", "knn", "vim"):
         assert by_score[name]["auroc"] > 0.95 and by_score[name]["fpr95"] < 0.2, (name, by_score[name])
+    for record in by_score.values():  # the saved curve: TPR at FPR 0, 0.01, ..., 1; its area is the AUROC
+        fpr, tpr = np.array(record["roc"]["fpr"]), np.array(record["roc"]["tpr"])
+        assert len(fpr) == 101 and fpr[0] == 0 and tpr[-1] == 1 and (np.diff(tpr) >= 0).all()
+        assert abs(np.trapezoid(tpr, fpr) - record["auroc"]) < 0.02, record["score"]
+    report = run_cli("report", tmp_path / "s", "-o", tmp_path / "report.html")
+    assert report.returncode == 0, report.stderr
+    section = (tmp_path / "report.html").read_text().split('id="s-ood"')[1]
+    assert section.count("data:image/png;base64,") == 1 and "FPR at 95% TPR" in section
+    assert all(f'<td class="l">{name}</td>' in section for name in by_score)
     np.save(tmp_path / "x.npy", features)
     np.save(tmp_path / "y.npy", labels)
     from_npy = run_cli("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--in", "0", "1", "2",

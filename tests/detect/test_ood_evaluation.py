@@ -11,6 +11,7 @@ from scipy.stats import norm
 from sklearn.metrics import auc, precision_recall_curve, roc_auc_score, roc_curve
 
 from neurometry.detect import OODEvaluation, aupr, auroc, evaluate, fpr_at_95_tpr
+from neurometry.detect import roc_curve as our_roc_curve
 from neurometry.errors import NeurometryError
 
 
@@ -111,3 +112,21 @@ def test_bad_input_raises_one_line(call, fragment):
     with pytest.raises(NeurometryError, match=fragment) as caught:
         call()
     assert "\n" not in str(caught.value)
+
+
+def test_roc_curve_has_scikit_learns_vertices_and_the_auroc_as_its_area():
+    rng = np.random.default_rng(3)
+    inside, outside = np.round(rng.normal(size=300), 1), np.round(rng.normal(1.0, 1.0, size=200), 1)  # ties
+    fpr, tpr = our_roc_curve(inside, outside, points=None)
+    want_fpr, want_tpr, _ = roc_curve(np.r_[np.zeros(300), np.ones(200)], np.r_[inside, outside],
+                                              drop_intermediate=False)
+    np.testing.assert_allclose(fpr, want_fpr, atol=1e-15)
+    np.testing.assert_allclose(tpr, want_tpr, atol=1e-15)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(auroc(inside, outside), abs=1e-12)
+    grid, read = our_roc_curve(inside, outside, points=11)
+    np.testing.assert_allclose(grid, np.linspace(0, 1, 11))
+    np.testing.assert_allclose(read, np.interp(grid, fpr, tpr))
+    # a vertical step is read at its top: perfectly separated scores reach TPR 1 at FPR 0
+    assert our_roc_curve([0.0, 1.0], [2.0, 3.0], points=3)[1].tolist() == [1.0, 1.0, 1.0]
+    with pytest.raises(NeurometryError, match="points must be"):
+        our_roc_curve(inside, outside, points=1)

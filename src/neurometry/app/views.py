@@ -35,6 +35,7 @@ from neurometry.store.results import (
     KINDS,
     LYAPUNOV,
     MEASURE,
+    OOD,
     PATCH,
     PROBE,
     READING_FIT,
@@ -160,7 +161,8 @@ def reading(store: Store) -> list[dict[str, Any]]:
 # -- detectors -----------------------------------------------------------------------------------------
 def detect(store: Store) -> dict[str, Any]:
     """The saved truth decoding per run and setting (records of point, method, accuracy, AUROC, in depth
-    order) and the transfer matrices."""
+    order), the transfer matrices, and the OOD scores per run and setting (AUROC, AUPR, FPR at 95% TPR and the
+    ROC curve of each)."""
     truth = []
     for (run, result_set), group in TRUTH_PROBE.load(store).groupby(["run_id", "result_set"], sort=False):
         truth.append({"run": run, "setting": result_set, "label": group["params"].iloc[0]["label"],
@@ -168,7 +170,13 @@ def detect(store: Store) -> dict[str, Any]:
                                   for r in group.itertuples()]})
     transfer = [{"run": r.run_id, "point": r.point, "method": r.name, "names": r.extra["names"],
                  "accuracy": r.extra["accuracy"]} for r in TRUTH_TRANSFER.load(store).itertuples()]
-    return _json_ready({"truth": truth, "transfer": transfer})
+    ood = []
+    for (run, result_set), group in OOD.load(store).groupby(["run_id", "result_set"], sort=False):
+        params = group["params"].iloc[0]
+        ood.append({"run": run, "setting": result_set, "point": group["point"].iloc[0], "label": params["label"],
+                    "in": params["in"], "records": [{"score": r.name, "auroc": r.value, **r.extra}
+                                                    for r in group.itertuples()]})
+    return _json_ready({"truth": truth, "transfer": transfer, "ood": ood})
 
 
 # -- over training -----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ evaluation with bootstrap intervals (:mod:`.evaluation`); truth directions per l
 their causal test (:mod:`.truth_steering`)."""
 
 from neurometry.detect.collapse_tracking import OODOverCheckpoints, ood_over_checkpoints
-from neurometry.detect.evaluation import OODEvaluation, aupr, auroc, evaluate, fpr_at_95_tpr
+from neurometry.detect.evaluation import OODEvaluation, aupr, auroc, evaluate, fpr_at_95_tpr, roc_curve
 from neurometry.detect.ood import (
     OOD_SCORES,
     EnergyScore,
@@ -44,5 +44,6 @@ __all__ = [
     "kth_neighbour_distances",
     "ood_over_checkpoints",
     "ledoit_wolf_shrinkage",
+    "roc_curve",
     "vim_principal_dim",
 ]

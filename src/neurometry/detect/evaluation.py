@@ -114,6 +114,31 @@ def fpr_at_95_tpr(in_scores: Any, out_scores: Any) -> float:
     return _point(in_scores, out_scores)[2]
 
 
+def roc_curve(in_scores: Any, out_scores: Any, points: int | None = 101) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve of OOD (positive) against ID rows: (false positive rate, true positive rate), each rising
+    from 0 to 1. in_scores (n_in,), out_scores (n_out,): higher = more OOD.
+
+    The vertices are the rates at ">= each distinct score" (descending) after (0, 0), so tied ID and OOD rows
+    make a diagonal segment and the trapezoidal area under the vertices is :func:`auroc` exactly (scikit-
+    learn's ``roc_curve(..., drop_intermediate=False)`` gives the same vertices). ``points``: the curve read
+    at that many evenly spaced false positive rates (linear between vertices, the TPR at a vertical step its
+    top), for plots and saved results; None returns every vertex.
+    """
+    if points is not None and (isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2):
+        raise NeurometryError(f"points must be a whole number >= 2 (or None for every vertex), got {points!r}")
+    a = _scores(in_scores, "in_scores")
+    b = _scores(out_scores, "out_scores")
+    gi, go, g = _groups(a, b)
+    fp = np.concatenate([[0.0], np.cumsum(np.bincount(gi, minlength=g)[::-1])]) / len(a)
+    tp = np.concatenate([[0.0], np.cumsum(np.bincount(go, minlength=g)[::-1])]) / len(b)
+    if points is None:
+        return fp, tp
+    grid = np.linspace(0.0, 1.0, int(points))
+    # at a repeated FPR (a vertical step) np.interp reads the last vertex's TPR: the top of the step, the TPR
+    # reached at that FPR
+    return grid, np.interp(grid, fp, tp)
+
+
 @dataclass(frozen=True)
 class OODEvaluation:
     """AUROC, AUPR (OOD positive) and FPR at 95% TPR of one score on one ID/OOD split, with percentile-

@@ -1,4 +1,5 @@
-"""Figures of the detectors: held-out truth decoding against depth, one line per method."""
+"""Figures of the detectors: held-out truth decoding against depth, one line per method; ROC curves of the
+out-of-distribution scores."""
 
 from __future__ import annotations
 
@@ -31,5 +32,31 @@ def plot_truth(records: list[dict[str, Any]], title: str) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ood(records: list[dict[str, Any]], title: str) -> Figure:
+    """The ROC curve of each out-of-distribution score (true positive rate, OOD rows flagged, against false
+    positive rate, ID rows flagged), its AUROC and FPR at 95% TPR in the legend, chance on the diagonal.
+    ``records``: `neurometry detect ood` records (``score``, ``auroc``, ``fpr95``, ``roc`` with ``fpr`` and
+    ``tpr`` lists); a record without ``roc`` (saved before curves were) is listed but not drawn."""
+    fig = new_figure(5.5, 4.8, dpi=120)
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", lw=0.8)
+    for r in sorted(records, key=lambda r: -r["auroc"]):
+        label = f"{r['score']}  AUROC {r['auroc']:.3f}  FPR95 {r['fpr95']:.3f}"
+        if r.get("roc"):
+            ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], lw=1.4, label=label)
+        else:
+            ax.plot([], [], lw=0, label=label + " (no curve saved)")
+    ax.axhline(0.95, color="grey", lw=0.5, alpha=0.6)
+    ax.set_xlabel("false positive rate (ID rows flagged)")
+    ax.set_ylabel("true positive rate (OOD rows flagged)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -27,6 +27,7 @@ from neurometry.plots import (
     plot_encode,
     plot_fixed_points,
     plot_latent_frequencies,
+    plot_ood,
     plot_patching,
     plot_probe,
     plot_profiles,
@@ -46,6 +47,7 @@ from neurometry.store.results import (
     LAB,
     LYAPUNOV,
     MEASURE,
+    OOD,
     PATCH,
     PHASES,
     PROBE,
@@ -527,6 +529,25 @@ def truth_section(store: Store, results: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def ood_section(store: Store, results: pd.DataFrame) -> str:
+    """Per run and setting (point, label, in-distribution values): the ROC curves of the OOD scores and a table
+    of AUROC (with its bootstrap interval), AUPR and FPR at 95% TPR."""
+    parts = []
+    for (run, result_set), group in results.groupby(["run_id", "result_set"], sort=False):
+        records = [{"score": r.name, "auroc": r.value, **r.extra} for r in group.itertuples()]
+        params = group["params"].iloc[0]
+        title = (f"{group['point'].iloc[0]} · in: {' '.join(map(str, params['in']))} of {params['label']!r} · "
+                 f"run {run}")
+        parts.append(f"<h3>{html.escape(title)}</h3><p class='note'>{html.escape(result_set)}</p>")
+        parts.append(_png(plot_ood(records, title)))
+        parts.append(_table(["score", "AUROC", "95% interval", "AUPR", "FPR at 95% TPR", "ID rows", "OOD rows"], [
+            [r["score"], f"{r['auroc']:.3f}",
+             "" if not r.get("auroc_interval") else "[{:.3f}, {:.3f}]".format(*r["auroc_interval"]),
+             f"{r['aupr']:.3f}", f"{r['fpr95']:.3f}", r["n_in"], r["n_out"]]
+            for r in sorted(records, key=lambda r: -r["auroc"])]))
+    return "\n".join(parts)
+
+
 SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     MEASURE: ("Geometry by depth", measure_section),
     COMPARE: ("Similarity", compare_section),
@@ -542,6 +563,7 @@ SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     LYAPUNOV: ("Lyapunov spectra", lyapunov_section),
     READING_FIT: ("Reading times", reading_fit_section),
     TRUTH_PROBE: ("Truth directions", truth_section),
+    OOD: ("Out-of-distribution detection", ood_section),
 }
 """Result kind -> (heading, section function). A new kind of result plugs in here by name."""
 

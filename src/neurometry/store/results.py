@@ -166,7 +166,7 @@ TRUTH_TRANSFER = ResultKind(
 
 OOD = ResultKind(
     "ood", 1, "out-of-distribution detection per score at one point (`neurometry detect ood`)", "set",
-    params=("label", "in", "seed"), extra=("aupr", "fpr95", "auroc_interval", "n_in", "n_out"),
+    params=("label", "in", "seed"), extra=("aupr", "fpr95", "auroc_interval", "n_in", "n_out", "roc"),
 )
 
 KINDS: dict[str, ResultKind] = {

@@ -13,7 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from neurometry.arrays import as_rows
-from neurometry.detect.evaluation import evaluate
+from neurometry.detect.evaluation import evaluate, roc_curve
 from neurometry.detect.ood import OOD_SCORES, get_ood_score
 from neurometry.detect.semantic_dynamics import held_out_dynamics
 from neurometry.detect.truth import TRUTH_METHODS, held_out_truth, transfer_matrix
@@ -22,6 +22,8 @@ from neurometry.store.results import OOD, TRUTH_PROBE, TRUTH_TRANSFER, Result, s
 from neurometry.threads import blas_threads
 from neurometry.workflows.measure import classifier_file, metadata_labels, read_labels
 from neurometry.workflows.probe import point_sources, read_rows
+
+ROC_POINTS = 101  # the ROC curve saved with each score: TPR at FPR 0, 0.01, ..., 1
 
 TRAJECTORY = "trajectory"  # the point name of the semantic dynamics detector, which reads every chosen point
 
@@ -170,8 +172,10 @@ def detect_ood(
                                                classifier=weights)
             values = detector.score(features, logits=logits)
             evaluation = evaluate(values[held_in], values[held_out], bootstrap=bootstrap, seed=seed).to_dict()
+            fpr, tpr = roc_curve(values[held_in], values[held_out], ROC_POINTS)
             records.append({"score": name, "auroc": evaluation["auroc"], "aupr": evaluation["aupr"],
-                            "fpr95": evaluation["fpr_at_95_tpr"], **evaluation})
+                            "fpr95": evaluation["fpr_at_95_tpr"], **evaluation,
+                            "roc": {"fpr": fpr.round(6).tolist(), "tpr": tpr.round(6).tolist()}})
     settings = {"point": sources[0].name, "label": label or labels_file, "in": list(in_values), "seed": seed,
                 "classifier": classifier or "logistic regression on the fitting half"}
     if store is not None:

@@ -66,8 +66,15 @@ function context(example, peak) {
 }
 
 // -- SVG charts ------------------------------------------------------------------------------------
+// An SVG element (svg, line, text, ...): made in the SVG namespace, so it draws.
 function el(tag, attrs = {}, parent = null) {
-  const node = document.createElementNS(SVG, tag);
+  return attach(document.createElementNS(SVG, tag), attrs, parent);
+}
+// An HTML element (section, div, ...): an HTML tag made in the SVG namespace is never rendered.
+function htmlEl(tag, attrs = {}, parent = null) {
+  return attach(document.createElement(tag), attrs, parent);
+}
+function attach(node, attrs, parent) {
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
   if (parent) parent.appendChild(node);
   return node;
@@ -110,7 +117,8 @@ function wrap(svg, title) {
   return div;
 }
 
-// One or more series over categorical x (points in depth order), with optional bands and a baseline.
+// One or more series over categorical x (points in depth order), with optional bands and a baseline; a series
+// with `dashed` is a grey reference line without dots or legend entry.
 function lineChart({ labels, series, baseline = null, yLabel = "", width = 520, height = 260, title = "" }) {
   const m = { l: 52, r: 36, t: 10, b: 58 };
   const svg = el("svg", { width, height, class: "plot line" });
@@ -141,6 +149,10 @@ function lineChart({ labels, series, baseline = null, yLabel = "", width = 520, 
       if (up.length) el("polygon", { points: up.concat(down).join(" "), fill: color, opacity: 0.18 }, svg);
     }
     const pts = s.y.map((v, i) => v === null ? null : `${x(i)},${y(v)}`).filter(Boolean);
+    if (s.dashed) {  // a reference line (chance): grey, dashed, no dots
+      if (pts.length) el("polyline", { points: pts.join(" "), fill: "none", stroke: "#777", "stroke-dasharray": "4 3", class: "reference" }, svg);
+      return;
+    }
     if (pts.length) el("polyline", { points: pts.join(" "), fill: "none", stroke: color, "stroke-width": 1.8 }, svg);
     s.y.forEach((v, i) => {
       if (v === null) return;
@@ -152,6 +164,7 @@ function lineChart({ labels, series, baseline = null, yLabel = "", width = 520, 
   });
   if (series.length > 1) {
     series.forEach((s, k) => {
+      if (s.dashed) return;  // named in the page's note
       el("rect", { x: width - m.r - 150, y: m.t + 4 + 13 * k, width: 9, height: 9, fill: PALETTE[k % PALETTE.length] }, svg);
       el("text", { x: width - m.r - 137, y: m.t + 12 + 13 * k }, svg).textContent = s.name;
     });
@@ -697,10 +710,10 @@ async function dynamicsPage() {
     return;
   }
   d.searches.forEach((s, k) => {
-    const box = el("section", { class: "search", id: `search-${k}` }, page);
+    const box = htmlEl("section", { class: "search", id: `search-${k}` }, page);
     const counts = Object.keys(STABILITY_COLOURS).map((st) => `${s.points.filter((p) => p.stability === st).length} ${st}`).join(", ");
     box.insertAdjacentHTML("beforeend", `<h2>${esc(s.model)} · run ${esc(s.run)}</h2><p class="note">input ${esc(s.input)}: ${s.points.length} points (${counts}); hover a point for its q and eigenvalues</p>`);
-    const charts = el("div", { class: "charts" }, box);
+    const charts = htmlEl("div", { class: "charts" }, box);
     const tip = (p, i) => `point ${i}: ${p.kind}, ${p.stability}${p.stability === "saddle" ? ` (${p.unstable_directions} unstable)` : ""}\nq ${fmt(p.q)}, max |λ| ${fmt(p.max_abs_eigenvalue)}${p.outlier ? "\noutlier" : ""}`;
     charts.appendChild(planeChart({ lines: s.lines, xLabel: "PC 1", yLabel: "PC 2", title: "trajectories and fixed points",
       dots: s.points.map((p, i) => ({ x: p.x, y: p.y, colour: STABILITY_COLOURS[p.stability], cls: p.stability, tip: tip(p, i), r: 5 })) }));
@@ -746,10 +759,10 @@ async function readingPage() {
   }
   fits.forEach((f, k) => {
     const s = f.settings;
-    const box = el("section", { class: "reading-fit", id: `fit-${k}` }, page);
+    const box = htmlEl("section", { class: "reading-fit", id: `fit-${k}` }, page);
     const excluded = Object.entries(f.excluded).map(([rule, n]) => `${rule} ${n}`).join(", ");
     box.insertAdjacentHTML("beforeend", `<h2>${esc(s.target)} · run ${esc(f.run)}</h2><p class="note">${esc(s.behaviour)}: baseline ${esc(s.baseline.join(", "))}, spillover ${s.spillover}, held out by ${esc(s.group)}; excluded ${esc(excluded)}</p>`);
-    const charts = el("div", { class: "charts" }, box);
+    const charts = htmlEl("div", { class: "charts" }, box);
     const layers = f.sources.filter((r) => r.source !== "final");
     const final = f.sources.find((r) => r.source === "final");
     if (layers.length) {
@@ -776,17 +789,17 @@ async function readingPage() {
 async function detectPage() {
   const d = await api("/api/detect");
   page.innerHTML = `<h1>Detect</h1>`;
-  if (!d.truth.length) {
-    page.innerHTML += `<p class="note">No detector results in this store: record true/false statements (<code>neurometry dataset truth-cities</code>, then <code>neurometry record MODEL DATA --points 'resid.*' --reduce last</code>) and run <code>neurometry detect truth STORE --group group</code>.</p>`;
+  if (!d.truth.length && !d.ood.length) {
+    page.innerHTML += `<p class="note">No detector results in this store: record true/false statements (<code>neurometry dataset truth-cities</code>, then <code>neurometry record MODEL DATA --points 'resid.*' --reduce last</code>) and run <code>neurometry detect truth STORE --group group</code>, or score a point for out-of-distribution rows with <code>neurometry detect ood STORE --point P --label COLUMN --in VALUES</code>.</p>`;
     return;
   }
   d.truth.forEach((t, k) => {
-    const box = el("section", { class: "truth", id: `truth-${k}` }, page);
+    const box = htmlEl("section", { class: "truth", id: `truth-${k}` }, page);
     box.insertAdjacentHTML("beforeend", `<h2>truth of ${esc(t.label)} · run ${esc(t.run)}</h2><p class="note">${esc(t.setting)}; held out; dashed: chance</p>`);
     const points = [...new Set(t.records.map((r) => r.point))];
     const methods = [...new Set(t.records.map((r) => r.method))];
     const cell = (p, m, key) => { const r = t.records.find((x) => x.point === p && x.method === m); return r ? r[key] : null; };
-    const charts = el("div", { class: "charts" }, box);
+    const charts = htmlEl("div", { class: "charts" }, box);
     for (const key of ["accuracy", "auroc"]) {
       charts.appendChild(lineChart({ labels: points, baseline: 0.5, yLabel: `held-out ${key}`, title: key,
         series: methods.map((m) => ({ name: m, y: points.map((p) => cell(p, m, key)) })) }));
@@ -796,6 +809,19 @@ async function detectPage() {
     page.insertAdjacentHTML("beforeend", `<h3>transfer at ${esc(m.point)} (${esc(m.method)}), run ${esc(m.run)}</h3>` +
       table(["trained on", ...m.names], m.names.map((name, i) => [name, ...m.accuracy[i].map((v) => v === null ? "–" : v)]), { left: 1 }));
   }
+  d.ood.forEach((o, k) => {
+    const box = htmlEl("section", { class: "ood", id: `ood-${k}` }, page);
+    box.insertAdjacentHTML("beforeend", `<h2>out of distribution at ${esc(o.point)} · in: ${esc(o.in.join(" "))} of ${esc(o.label)} · run ${esc(o.run)}</h2><p class="note">${esc(o.setting)}; ROC curves of the scores on held-out rows (higher = more OOD); dashed: chance</p>`);
+    const ranked = [...o.records].sort((a, b) => b.auroc - a.auroc);
+    const curves = ranked.filter((r) => r.roc);
+    if (curves.length) {
+      const fpr = curves[0].roc.fpr;
+      box.appendChild(lineChart({ labels: fpr.map((v) => fmt(v, 2)), yLabel: "true positive rate", title: "ROC (x: false positive rate)",
+        series: [...curves.map((r) => ({ name: `${r.score} ${fmt(r.auroc, 3)}`, y: r.roc.tpr })), { name: "chance", y: fpr, dashed: true }] }));
+    }
+    box.insertAdjacentHTML("beforeend", table(["score", "AUROC", "95% interval", "AUPR", "FPR at 95% TPR", "ID rows", "OOD rows"],
+      ranked.map((r) => [r.score, r.auroc, r.auroc_interval ? `[${fmt(r.auroc_interval[0], 3)}, ${fmt(r.auroc_interval[1], 3)}]` : "–", r.aupr, r.fpr95, r.n_in, r.n_out]), { left: 1 }));
+  });
 }
 
 // -- router ----------------------------------------------------------------------------------------
