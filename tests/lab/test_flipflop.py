@@ -2,7 +2,7 @@
 zero input, one per memory state, and saddles between them whose one unstable direction leads to two
 memories one bit apart.
 
-Thresholds come from the test size (1,000 steps) at seeds 0-4 (docs/dynamics-rnn-labs.md): every seed
+Thresholds come from the test size (1,000 steps) at seeds 0-4 (docs/recurrent.md): every seed
 reached bit accuracy 1.0 and found the full cube of 27 points, 8 stable corners (all 8 memories), 19
 saddles (12 with one unstable direction, each linking a distinct pair of memories one bit apart, 6 with
 two, 1 with three), no slow points and no outliers.

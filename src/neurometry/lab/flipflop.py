@@ -23,7 +23,7 @@ network from the saddle +/- a small step at zero input) to the two memories it s
 What differs from the paper: their network is a continuous-time tanh RNN of 1,000 units driven by pulses
 on a 1-ms grid; this one is a discrete-time RNN of 24 units, small enough to train on a CPU in seconds. The
 fixed-point search finds the full cube of 27 = 3^3 points (at every test-size seed measured, see
-docs/dynamics-rnn-labs.md): 8 stable corners, 12 saddles on its edges (one unstable direction each, the
+docs/recurrent.md): 8 stable corners, 12 saddles on its edges (one unstable direction each, the
 ones the paper describes), and saddles at the centres of its 6 faces (two unstable directions) and at its
 centre (three).
 
