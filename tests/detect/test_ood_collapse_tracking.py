@@ -24,15 +24,13 @@ import time
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from neurometry.detect import OODOverCheckpoints, ood_over_checkpoints
 from neurometry.errors import NeurometryError
 from neurometry.lab.collapse import checkpoint_steps
 from neurometry.threads import blas_threads
+from tests.detect.test_ood_digits import ID_CLASSES, digits_split
 
-ID_CLASSES = 6  # digits 0-5 in distribution, 6-9 out
 STEPS = 1000  # zero training error by step 23-43; the rest is the terminal phase
 CHECKPOINTS = 12  # log-spaced from step 1 (checkpoint_steps of the collapse lab, without step 0)
 
@@ -49,14 +47,9 @@ def train_with_checkpoints(seed: int, batch_norm: bool = True, steps: int = STEP
     Returns the lists ``ood_over_checkpoints`` takes (``train``, ``labels``, ``id``, ``ood``,
     ``classifiers``) and ``steps``."""
     torch.manual_seed(seed)
-    x, y = load_digits(return_X_y=True)
-    x = x / 16.0
-    known = y < ID_CLASSES
-    x_train, x_test, y_train, _ = train_test_split(
-        x[known], y[known], test_size=0.5, stratify=y[known], random_state=seed
-    )
+    x_train, x_test, y_train, _, x_ood = digits_split(seed)
     pixels = {name: torch.tensor(rows, dtype=torch.float32) for name, rows in
-              (("train", x_train), ("id", x_test), ("ood", x[~known]))}
+              (("train", x_train), ("id", x_test), ("ood", x_ood))}
     norm = torch.nn.BatchNorm1d if batch_norm else lambda width: torch.nn.Identity()
     body = torch.nn.Sequential(
         torch.nn.Linear(64, 128), norm(128), torch.nn.ReLU(), torch.nn.Linear(128, 64), norm(64), torch.nn.ReLU()

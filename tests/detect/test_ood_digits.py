@@ -33,17 +33,24 @@ ID_CLASSES = 6  # digits 0-5 in distribution, 6-9 out
 FAR_SCALE = 4.0  # pixel values times this: the far-OOD rays of Hein et al.
 
 
-def train_digits_classifier(seed: int = 0, epochs: int = 300):
-    """A 64 -> 128 -> 64 ReLU MLP with a linear head on digits 0-5 (half of them, stratified), full-batch
-    AdamW (lr 3e-3, weight decay 0.05); about 0.4 s. Returns a function from pixels to penultimate
-    features (float64), the head's (W, b), the ID train/test pixels and labels, and the OOD pixels."""
-    torch.manual_seed(seed)
+def digits_split(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-learn's digits, pixels / 16: the digits 0-5 halved (stratified, seeded) into training and held-out
+    ID rows, and the digits 6-9 as OOD. Returns x_train, x_test, y_train, y_test, x_ood."""
     x, y = load_digits(return_X_y=True)
     x = x / 16.0
     known = y < ID_CLASSES
     x_train, x_test, y_train, y_test = train_test_split(
         x[known], y[known], test_size=0.5, stratify=y[known], random_state=seed
     )
+    return x_train, x_test, y_train, y_test, x[~known]
+
+
+def train_digits_classifier(seed: int = 0, epochs: int = 300):
+    """A 64 -> 128 -> 64 ReLU MLP with a linear head on digits 0-5 (half of them, stratified), full-batch
+    AdamW (lr 3e-3, weight decay 0.05); about 0.4 s. Returns a function from pixels to penultimate
+    features (float64), the head's (W, b), the ID train/test pixels and labels, and the OOD pixels."""
+    torch.manual_seed(seed)
+    x_train, x_test, y_train, y_test, x_ood = digits_split(seed)
     body = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64), torch.nn.ReLU())
     head = torch.nn.Linear(64, ID_CLASSES)
     optimiser = torch.optim.AdamW([*body.parameters(), *head.parameters()], lr=3e-3, weight_decay=5e-2)
@@ -58,7 +65,7 @@ def train_digits_classifier(seed: int = 0, epochs: int = 300):
             return body(torch.tensor(pixels, dtype=torch.float32)).double().numpy()
 
     classifier = (head.weight.detach().double().numpy(), head.bias.detach().double().numpy())
-    return features, classifier, (x_train, y_train), (x_test, y_test), x[~known]
+    return features, classifier, (x_train, y_train), (x_test, y_test), x_ood
 
 
 def test_neco_beats_msp_on_unseen_digits_and_mahalanobis_beats_it_far_away():
