@@ -20,6 +20,11 @@ Run::
 
     python benchmarks/record_series.py                    # grokking, default size, 50 checkpoints, 3 repetitions
     python benchmarks/record_series.py --size test --checkpoints 10 --repeats 1    # a smoke run
+    python benchmarks/record_series.py --breakdown     # where a checkpoint's time goes (no checkpoint loading)
+
+``--breakdown`` times one checkpoint's work in steady state instead (each step 8 times in a row, 3 rounds,
+medians): the plain forward, the hooked forward alone (``capture``, stopping after the last point),
+``record`` with its chunk-file writes made a no-op, and ``record``.
 """
 
 from __future__ import annotations
@@ -75,6 +80,52 @@ def ours(model: torch.nn.Module, data: Path, points: dict[str, str], reduce: str
     return time.perf_counter() - started
 
 
+def breakdown(model: torch.nn.Module, data: Path, points: dict[str, str], reduce: str, inputs: torch.Tensor,
+              root: Path) -> None:
+    """Print the median milliseconds of one checkpoint's plain forward, hooked forward, record without chunk
+    writes and record, each run 8 times in a row (3 rounds)."""
+    import neurometry.store.writer as writer
+    from neurometry.models.hooks import capture
+    from neurometry.record.recorder import record
+
+    loaded = wrap_module(model, "lab").add_aliases(points)
+    hook_points = loaded.resolve(list(points))
+    write_chunk_file = writer.write_chunk_file
+    runs = iter(range(10**6))
+
+    def forward() -> None:
+        with torch.inference_mode():
+            for start in range(0, len(inputs), BATCH_SIZE):
+                model(inputs[start : start + BATCH_SIZE])
+
+    def hooked() -> None:
+        for start in range(0, len(inputs), BATCH_SIZE):
+            capture(loaded, inputs[start : start + BATCH_SIZE], hook_points, stop_early=True)
+
+    def recorded(write: bool):
+        def run() -> None:
+            writer.write_chunk_file = write_chunk_file if write else (lambda path, data: None)
+            try:
+                record(loaded, data, list(points), root / "breakdown", run=f"r{next(runs)}", reduce=reduce,
+                       batch_size=BATCH_SIZE, progress=False)
+            finally:
+                writer.write_chunk_file = write_chunk_file
+        return run
+
+    steps = {"plain forward": forward, "hooked forward (capture)": hooked,
+             "record, chunk writes a no-op": recorded(False), "record": recorded(True)}
+    taken: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(3):
+        for name, step in steps.items():
+            for _ in range(8):
+                started = time.perf_counter()
+                step()
+                taken[name].append(time.perf_counter() - started)
+    floor = statistics.median(taken["plain forward"])
+    for name, values in taken.items():
+        print(f"{name:30s} {statistics.median(values) * 1000:7.1f} ms  x{statistics.median(values) / floor:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lab", default="grokking")
@@ -82,6 +133,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--breakdown", action="store_true", help="time one checkpoint's parts instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lab = get_lab(args.lab)(size=args.size)
@@ -97,6 +149,9 @@ def main() -> None:
         columns = {str(c): (v.to_numpy() if v.dtype.kind in "biuf" else v.astype(str).to_numpy().astype(str))
                    for c, v in probe.metadata.items()}
         np.savez(data, inputs=probe.inputs.numpy(), **columns)
+        if args.breakdown:
+            breakdown(model, data, lab.points(), lab.reduce, probe.inputs, root)
+            return
         print(f"{args.lab} ({args.size}): {len(probe.inputs)} probe inputs, points {', '.join(lab.points())}, "
               f"{args.checkpoints} checkpoints, {args.threads} threads", file=sys.stderr)
         ratios, times = [], {"ours": [], "plain": []}
