@@ -5,7 +5,9 @@ points: the residual stream after the embedding, the attention and the MLP, last
 
 * **ours**: ``record_checkpoints(base, probe.npz, points, store, folder)`` into a fresh store: for each of
   the N safetensors state dicts, hash it, load it into the base model, record every point into a run of
-  the series (hooks, reduction, Zarr chunks, catalog commits) and add the run to the series.
+  the series (hooks, reduction, Zarr chunks, catalog commits) and add the run to the series. State dicts
+  go through the series session (``record/series_session.py``): set up once, one checkpoint's writes and
+  commit overlapping the next one's forward passes.
 * **plain**: for each state dict, ``load_file`` + ``load_state_dict`` into the same model, then the same
   batches through it under ``torch.inference_mode()``, keeping nothing: the floor any recorder pays.
 
@@ -22,9 +24,10 @@ Run::
     python benchmarks/record_series.py --size test --checkpoints 10 --repeats 1    # a smoke run
     python benchmarks/record_series.py --breakdown     # where a checkpoint's time goes (no checkpoint loading)
 
-``--breakdown`` times one checkpoint's work in steady state instead (each step 8 times in a row, 3 rounds,
+``--breakdown`` times one ``record`` call's work in steady state instead (each step 8 times in a row, 3 rounds,
 medians): the plain forward, the hooked forward alone (``capture``, stopping after the last point),
-``record`` with its chunk-file writes made a no-op, and ``record``.
+``record`` with its chunk-file writes made a no-op, and ``record``: what a single run pays, and what the
+series session takes off the forward pass's path.
 """
 
 from __future__ import annotations

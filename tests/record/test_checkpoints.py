@@ -24,6 +24,7 @@ from neurometry.record.checkpoints import (
     run_name,
     weights_hash,
 )
+from neurometry.record.series_session import SeriesSession
 
 VOCAB, WIDTH, POSITIONS = 13, 8, 4
 POINTS = ["embed", "mix", "head"]
@@ -81,15 +82,20 @@ def base():
 
 @pytest.fixture
 def calls(monkeypatch):
-    """The run names record_checkpoints asks record() for, in order."""
+    """The run names record_checkpoints asks to be recorded (by record() or its series session), in order."""
     seen: list[str] = []
-    original = checkpoints_module.record
+    original, original_session = checkpoints_module.record, SeriesSession.record
 
     def counting(*args, **kwargs):
         seen.append(kwargs["run"])
         return original(*args, **kwargs)
 
+    def counting_session(self, run_id, series_step):
+        seen.append(run_id)
+        return original_session(self, run_id, series_step)
+
     monkeypatch.setattr(checkpoints_module, "record", counting)
+    monkeypatch.setattr(SeriesSession, "record", counting_session)
     return seen
 
 

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from neurometry.errors import NeurometryError
 from neurometry.models import LoadedModel, load_model
 from neurometry.record.recorder import default_run_name, record
+from neurometry.record.series_session import SeriesSession
 from neurometry.store import open_store
 from neurometry.store.store import SeriesStep
 from neurometry.store.writer import check_series_name, delete_run
@@ -323,6 +324,9 @@ def _record_each(found: list[Checkpoint], base: LoadedModel | None, data, points
     # one catalog connection held open throughout (from the first checkpoint recorded, which may create the
     # store): SQLite checkpoints its log (and syncs) each time the last connection closes, ~7 ms a checkpoint
     store = open_store(out) if out.exists() else None
+    # state dicts loaded into one model: its store, data, hooks and writer set up once, writes overlapped
+    session = (SeriesSession(base, data, points, out, device=device, model_dtype=model_dtype, **options)
+               if base is not None and set(options) <= set(SeriesSession.OPTIONS) else None)
     try:
         for checkpoint in tqdm(found, desc=f"record {series}", unit="checkpoint", file=sys.stderr,
                                disable=not progress, dynamic_ncols=True):
@@ -346,11 +350,21 @@ def _record_each(found: list[Checkpoint], base: LoadedModel | None, data, points
                 else:
                     spec = str(checkpoint.path)
                 step = SeriesStep(series, checkpoint.step, run_id, str(checkpoint.path.resolve()), digest)
-                record(spec, data, points, out, run=run_id, progress=False, device=device, model_dtype=model_dtype,
-                       series_step=step, **options)
-                store = store or open_store(out)
+                if session is not None:
+                    session.record(run_id, step)
+                else:
+                    record(spec, data, points, out, run=run_id, progress=False, device=device,
+                           model_dtype=model_dtype, series_step=step, **options)
+                store = store or (open_store(out) if out.exists() else None)
             result.runs.append(run_id)
             result.steps.append(checkpoint.step)
+    except BaseException:
+        if session is not None:
+            session.close(quiet=True)  # the runs handed over are still committed; this error is the one to see
+        raise
+    else:
+        if session is not None:
+            session.close()
     finally:
         if store is not None:
             store.close()

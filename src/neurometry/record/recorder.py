@@ -236,6 +236,76 @@ def _reduce(point: HookPoint, value: torch.Tensor, mask: TokenMask | None, reduc
     return value
 
 
+@dataclass
+class RecordingSetup:
+    """What recording ``points`` of a model over a data file needs, checked, before the store is touched."""
+
+    loaded: LoadedModel
+    table: pd.DataFrame
+    hook_points: list[HookPoint]
+    batches: InputBatches
+    rows: RowMaker
+    reduce: str
+    run_id: str
+    probe: dict[str, np.ndarray]  # the rows of inputs [0, probe_stop), from the weights the model had
+    probe_stop: int
+    specs: list[PointSpec]
+    settings: dict  # what the run's catalog row keeps, and what a resumed run must match
+
+
+def setup_recording(model: str | LoadedModel, data: Path, points: list[str], out: Path, reduce: str | None, dtype: str,
+           batch_size: int, max_tokens: int, run: str | None, max_batch_tokens: int | None,
+           device: str | torch.device | None, model_dtype: str | None, engine: str) -> RecordingSetup:
+    """Load and place the model, read the data, resolve the points and run one probe batch: feature shapes,
+    and errors surface with nothing written."""
+    cast = resolve_model_dtype(model_dtype) if model_dtype is not None else None
+    _check_out(out)
+    # the device as given: "auto" on a sharded folder lets accelerate spread the model over GPUs and CPU
+    loaded = load_model(model, device=device, dtype=cast) if isinstance(model, str) else model.place(device, cast)
+    allowed = {"text": TEXT_REDUCTIONS, "image": IMAGE_REDUCTIONS, "tensor": TENSOR_REDUCTIONS}[loaded.modality]
+    reduce = reduce or ("none" if loaded.modality == "tensor" else "mean")
+    if reduce not in allowed:
+        raise NeurometryError(f"--reduce {reduce!r} does not apply to a {loaded.modality} model; use one of {', '.join(allowed)}")
+    arrays = None
+    if loaded.modality == "tensor":
+        if engine == "ray":
+            raise NeurometryError("--ray records text and image models; record a tensor model without --ray")
+        arrays, table = load_arrays(data)
+    else:
+        table = load_table(data, loaded.modality)
+    hook_points = loaded.resolve(points)
+    run_id = _check_run_name(run or default_run_name(loaded.name))
+    if max_batch_tokens is not None and loaded.modality != "text":
+        raise NeurometryError("--max-batch-tokens applies to text models; use --batch-size for images")
+    if any(p.kind == "attention" for p in hook_points) and hasattr(loaded, "enable_attention_probs"):
+        loaded.enable_attention_probs()
+
+    batches = InputBatches(loaded, table, max_tokens, reduce, arrays)
+    n_inputs = len(table)
+
+    rows_maker = RowMaker(loaded, hook_points, batches, reduce, dtype)
+    if max_batch_tokens is None:
+        probe_stop = min(batch_size, n_inputs)
+    else:  # a short prefix within the budget (at least one input): it runs unsorted, so its padding is wasted
+        probe_stop = max(1, min(SORTED_PROBE_INPUTS, int(np.searchsorted(
+            np.arange(1, n_inputs + 1) * np.maximum.accumulate(batches.lengths) > max_batch_tokens, True))))
+    probe = rows_maker.on_host(0, probe_stop)
+    specs = [PointSpec(p.name, p.module_path, p.kind, tuple(probe[p.name].shape[1:])) for p in hook_points]
+    settings = {
+        "model": loaded.name,
+        "dataset_id": dataset_id(data),
+        "points": [[s.point, s.module_path, list(s.shape)] for s in specs],
+        "reduce": reduce,
+        "dtype": dtype,
+        "max_tokens": max_tokens,
+        "device": loaded.placement,
+        "model_dtype": dtype_name(loaded.dtype),
+    }
+    if reduce == "steps":  # rows are (trial, time) pairs in order: the store reads them back from this
+        settings["time_steps"] = batches.key_width
+    return RecordingSetup(loaded, table, hook_points, batches, rows_maker, reduce, run_id, probe, probe_stop, specs, settings)
+
+
 def record(
     model: str | LoadedModel,
     data: str | os.PathLike,
@@ -322,55 +392,13 @@ def record(
         raise NeurometryError(f"--chunk-rows {chunk_rows} must be at least 1 (leave it out for about 2 MiB a chunk)")
     if device is not None:
         resolve_device(device, announce=False)  # a missing GPU: one line, nothing made
-    cast = resolve_model_dtype(model_dtype) if model_dtype is not None else None
-    _check_out(out)
-    # the device as given: "auto" on a sharded folder lets accelerate spread the model over GPUs and CPU
-    loaded = load_model(model, device=device, dtype=cast) if isinstance(model, str) else model.place(device, cast)
-    run_device, run_dtype = loaded.device, dtype_name(loaded.dtype)
-    allowed = {"text": TEXT_REDUCTIONS, "image": IMAGE_REDUCTIONS, "tensor": TENSOR_REDUCTIONS}[loaded.modality]
-    reduce = reduce or ("none" if loaded.modality == "tensor" else "mean")
-    if reduce not in allowed:
-        raise NeurometryError(f"--reduce {reduce!r} does not apply to a {loaded.modality} model; use one of {', '.join(allowed)}")
-    arrays = None
-    if loaded.modality == "tensor":
-        if engine == "ray":
-            raise NeurometryError("--ray records text and image models; record a tensor model without --ray")
-        arrays, table = load_arrays(data)
-    else:
-        table = load_table(data, loaded.modality)
-    hook_points = loaded.resolve(points)
-    run_id = _check_run_name(run or default_run_name(loaded.name))
-    if max_batch_tokens is not None and loaded.modality != "text":
-        raise NeurometryError("--max-batch-tokens applies to text models; use --batch-size for images")
-    if any(p.kind == "attention" for p in hook_points) and hasattr(loaded, "enable_attention_probs"):
-        loaded.enable_attention_probs()
-
-    batches = InputBatches(loaded, table, max_tokens, reduce, arrays)
-    n_inputs = len(table)
-
-    rows_maker = RowMaker(loaded, hook_points, batches, reduce, dtype)
-    device_rows, rows_of = rows_maker.on_device, rows_maker.on_host
-
-    # One probe batch before touching the disk: feature shapes, and errors surface with nothing written.
-    if max_batch_tokens is None:
-        probe_stop = min(batch_size, n_inputs)
-    else:  # a short prefix within the budget (at least one input): it runs unsorted, so its padding is wasted
-        probe_stop = max(1, min(SORTED_PROBE_INPUTS, int(np.searchsorted(
-            np.arange(1, n_inputs + 1) * np.maximum.accumulate(batches.lengths) > max_batch_tokens, True))))
-    probe = rows_of(0, probe_stop)
-    specs = [PointSpec(p.name, p.module_path, p.kind, tuple(probe[p.name].shape[1:])) for p in hook_points]
-    settings = {
-        "model": loaded.name,
-        "dataset_id": dataset_id(data),
-        "points": [[s.point, s.module_path, list(s.shape)] for s in specs],
-        "reduce": reduce,
-        "dtype": dtype,
-        "max_tokens": max_tokens,
-        "device": loaded.placement,
-        "model_dtype": run_dtype,
-    }
-    if reduce == "steps":  # rows are (trial, time) pairs in order: the store reads them back from this
-        settings["time_steps"] = batches.key_width
+    setup = setup_recording(model, data, points, out, reduce, dtype, batch_size, max_tokens, run, max_batch_tokens, device,
+                            model_dtype, engine)
+    loaded, table, hook_points, batches = setup.loaded, setup.table, setup.hook_points, setup.batches
+    reduce, run_id, specs, settings = setup.reduce, setup.run_id, setup.specs, setup.settings
+    run_device, run_dtype, n_inputs = loaded.device, dtype_name(loaded.dtype), len(table)
+    probe, probe_stop = setup.probe, setup.probe_stop
+    device_rows = setup.rows.on_device
 
     created = not out.exists()
     try:
@@ -570,6 +598,16 @@ def _prepare_run(
     chunk_rows = min(chunk_rows, n_rows) if chunk_rows else chunk_rows_for(specs, settings["dtype"], n_rows)
     create_run_arrays(store, run_id, specs, settings["dtype"], n_rows, chunk_rows)
 
+    register = new_run_rows(run_id, settings, specs, batches, table, data, chunk_rows)
+    return _RunPlan(0, 0, False, chunk_rows, register)
+
+
+def new_run_rows(run_id: str, settings: dict, specs: list[PointSpec], batches: InputBatches, table: pd.DataFrame,
+                 data: Path, chunk_rows: int) -> Callable[[sqlite3.Connection], None]:
+    """The catalog rows of a new run (its dataset, the run, its points, its token rows), as a function that
+    inserts them inside a transaction: until then the run does not exist for readers."""
+    n_rows = int(batches.input_row_ends[-1])
+
     def register(conn: sqlite3.Connection) -> None:
         insert_dataset(conn, settings["dataset_id"], str(data.resolve()), table)
         conn.execute(
@@ -589,7 +627,7 @@ def _prepare_run(
             conn.executemany("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
                              ((run_id, *row) for row in batches.token_rows()))
 
-    return _RunPlan(0, 0, False, chunk_rows, register)
+    return register
 
 
 def _rewind(store: Store, run: RunInfo, row: int, input_row_ends: np.ndarray) -> _RunPlan:

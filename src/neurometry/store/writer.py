@@ -362,17 +362,22 @@ class RunWriter:
             if self._unregistered is not None:
                 self._unregistered(tx)
                 self._unregistered = None
-            tx.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)",
-                           [(self.run_id, *entry) for entry in written])
-            tx.execute("INSERT OR REPLACE INTO commits VALUES (?, ?, ?)", (self.run_id, input_end, rows))
-            if final:
-                tx.execute(
-                    "UPDATE runs SET status = 'complete', finished = ? WHERE run_id = ?",
-                    (pd.Timestamp.now("UTC").isoformat(), self.run_id),
-                )
-                if series_step is not None:
-                    insert_series_step(tx, series_step)
+            commit_rows(tx, self.run_id, input_end, rows, written, final, series_step)
         self.committed_rows = rows
+
+
+def commit_rows(conn: sqlite3.Connection, run_id: str, input_end: int, rows: int,
+                written: Iterable[tuple[str, int, int, int]] = (), final: bool = False,
+                series_step: SeriesStep | None = None) -> None:
+    """Commit a run's rows ``[0, rows)`` (inputs ``[0, input_end)``) and the chunk files ``written`` for them
+    (call inside a transaction); ``final`` marks the run complete and makes it ``series_step``."""
+    conn.executemany("INSERT OR REPLACE INTO chunks VALUES (?, ?, ?, ?, ?)", [(run_id, *entry) for entry in written])
+    conn.execute("INSERT OR REPLACE INTO commits VALUES (?, ?, ?)", (run_id, input_end, rows))
+    if final:
+        conn.execute("UPDATE runs SET status = 'complete', finished = ? WHERE run_id = ?",
+                     (pd.Timestamp.now("UTC").isoformat(), run_id))
+        if series_step is not None:
+            insert_series_step(conn, series_step)
 
 
 @dataclass(frozen=True)
