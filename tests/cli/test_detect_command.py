@@ -56,6 +56,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, run_cli):
         (("detect", "truth", tmp_path / "a", "--label", "nope"), "no column 'nope'"),
         (("detect", "truth", tmp_path / "a", "--label", "group"), "exactly two"),
         (("detect", "truth", tmp_path / "a", "--label", "label", "--dynamics"), "three or more points"),
+        (("detect", "truth", tmp_path / "a", "--label", "label", "--baselines"), "no 'text' column"),
+        (("detect", "causal", tmp_path / "a", "--label", "label", "--points", "late"), "no 'text' column"),
+        (("detect", "causal", tmp_path / "a", "--label", "label", "--points", "late", "--alphas", "3"),
+         "two or more values"),
+        (("detect", "causal", tmp_path / "a", "--label", "nope", "--points", "late"), "no column 'nope'"),
+        (("detect", "causal", tmp_path / "a", "--label", "label", "--points", "nowhere"), "nowhere"),
     ]:
         result = run_cli(*args)
         assert result.returncode == 2, (args, result.stderr)

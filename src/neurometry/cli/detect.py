@@ -1,5 +1,6 @@
-"""`neurometry detect truth` (truth directions per layer, held-out and grouped, and their transfer across
-statement sets) and `neurometry detect ood` (out-of-distribution scores of one point)."""
+"""`neurometry detect truth` (truth directions per layer, held-out and grouped, their transfer across statement
+sets, and the output-side baselines), `neurometry detect causal` (the truth direction steered into the model) and
+`neurometry detect ood` (out-of-distribution scores of one point)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,19 @@ def cmd_truth(args: argparse.Namespace) -> None:
 
     document = detect_truth(args.store, label=args.label, group=args.group, methods=args.methods, points=args.points,
                             run=args.run, folds=args.folds, seed=args.seed, transfer=args.transfer,
-                            dynamics=args.dynamics, progress=not args.json)
+                            dynamics=args.dynamics, baselines=args.baselines, model=args.model,
+                            baseline_statements=args.baseline_statements, shots=args.shots, progress=not args.json)
     finish(args, document, lambda: print_truth(document))
+
+
+def cmd_causal(args: argparse.Namespace) -> None:
+    from neurometry.tables.detect import print_causal
+    from neurometry.workflows.detect import detect_causal
+
+    document = detect_causal(args.store, points=args.points, model=args.model, label=args.label, group=args.group,
+                             alphas=tuple(args.alphas), statements=args.statements, shots=args.shots, run=args.run,
+                             seed=args.seed, progress=not args.json)
+    finish(args, document, lambda: print_causal(document))
 
 
 def cmd_ood(args: argparse.Namespace) -> None:
@@ -52,8 +64,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--dynamics", action="store_true",
                    help="also the layer-wise semantic dynamics detector over the points as one trajectory "
                         "(point 'trajectory')")
+    q.add_argument("--baselines", action="store_true",
+                   help="also what the model says from its outputs alone: the statement's log-probability and its "
+                        "few-shot True/False answer (contextually calibrated), on --baseline-statements statements")
+    q.add_argument("--model", default=None, help="the model for --baselines (default: the one that recorded the run)")
+    q.add_argument("--baseline-statements", type=whole_number(2), default=200,
+                   help="statements the baselines judge (default 200; each few-shot prompt runs alone)")
+    q.add_argument("--shots", type=whole_number(0), default=4, help="solved examples in the few-shot prompt (default 4)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_truth)
+    c = verbs.add_parser(
+        "causal", help="the causal test: add the truth direction while the model judges held-out statements",
+        description="At each point, the mass-mean truth direction (difference of the class means of the stored "
+                    "statements, less the held-out ones) is added with each --alphas while the model judges "
+                    "--statements held-out statements in a few-shot \"This statement is: True/False\" prompt "
+                    "(Marks & Tegmark 2023, section 5). Reported: the mean log-odds log P(True) - log P(False) "
+                    "per alpha for true and false statements, and its shift from the smallest alpha to the largest "
+                    "(positive is the expected sign).",
+    )
+    c.add_argument("store", help="a store of statements recorded with --reduce last (neurometry dataset truth-cities)")
+    c.add_argument("--points", nargs="+", required=True, help="points to steer at, e.g. resid.12")
+    c.add_argument("--model", default=None, help="the model (default: the one that recorded the run)")
+    c.add_argument("--label", default="truth", help="the metadata column of true/false labels (default truth)")
+    c.add_argument("--group", default=None, help="a column whose statements are held out together (e.g. group)")
+    c.add_argument("--alphas", nargs="+", type=float, default=[-3.0, 0.0, 3.0])
+    c.add_argument("--statements", type=whole_number(2), default=60, help="held-out statements judged (default 60)")
+    c.add_argument("--shots", type=whole_number(0), default=4, help="solved examples in the prompt (default 4)")
+    c.add_argument("--run", default=None)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_causal)
     o = verbs.add_parser(
         "ood", help="out-of-distribution scores (msp, energy, mahalanobis, knn, vim, neco) of one point",
         description="Rows whose --label is one of --in are in-distribution, the rest out. Half the in-distribution "

@@ -56,6 +56,8 @@ from neurometry.store.results import (
     SAE_FEATURES,
     STEER_SWEEP,
     TRAINING,
+    TRUTH_BASELINE,
+    TRUTH_CAUSAL,
     TRUTH_PROBE,
     TRUTH_TRANSFER,
     ResultKind,
@@ -507,7 +509,7 @@ def truth_section(store: Store, results: pd.DataFrame) -> str:
     """Per run: for each setting, held-out truth accuracy and AUROC against depth per method (a figure and a
     table); then the run's transfer matrices."""
     parts = []
-    transfers = TRUTH_TRANSFER.load(store)
+    transfers, baselines = TRUTH_TRANSFER.load(store), TRUTH_BASELINE.load(store)
     for run, of_run in results.groupby("run_id", sort=False):
         for result_set, group in of_run.groupby("result_set", sort=False):
             records = [{"point": r.point, "method": r.name, "accuracy": r.value, "auroc": r.extra["auroc"]}
@@ -520,12 +522,33 @@ def truth_section(store: Store, results: pd.DataFrame) -> str:
             parts.append(_table(["point", *methods], [
                 [point, *(f"{cells[point, m]['accuracy']:.3f} ({cells[point, m]['auroc']:.3f})" if (point, m) in cells
                           else "" for m in methods)] for point in dict.fromkeys(r["point"] for r in records)]))
+        for result_set, group in baselines[baselines["run_id"] == run].groupby("result_set", sort=False):
+            parts.append(f"<p>what the model says from its outputs alone ({html.escape(result_set)}): accuracy of the "
+                         "calibrated few-shot answer, AUROC of true against false</p>")
+            parts.append(_table(["baseline", "accuracy", "AUROC", "statements"], [
+                [r.name, "" if r.value is None or r.value != r.value else f"{r.value:.3f}", f"{r.extra['auroc']:.3f}",
+                 r.extra["n"]] for r in group.itertuples()]))
         for matrix in transfers[transfers["run_id"] == run].itertuples():
             names = matrix.extra["names"]
             parts.append(f"<p>transfer at {html.escape(matrix.point)} ({html.escape(matrix.name)}): accuracy, "
                          "trained on the row's set, tested on the column's</p>")
             parts.append(_table(["trained on", *names], [[name, *row] for name, row
                                                         in zip(names, matrix.extra["accuracy"], strict=True)]))
+    return "\n".join(parts)
+
+
+def causal_section(store: Store, results: pd.DataFrame) -> str:
+    """Per run and setting: the mean log-odds log P(True) - log P(False) per alpha for true and false held-out
+    statements at each point, and the shift from the smallest alpha to the largest."""
+    parts = []
+    for (run, result_set), group in results.groupby(["run_id", "result_set"], sort=False):
+        alphas = group["params"].iloc[0]["alphas"]
+        parts.append(f"<h3>{html.escape(f'run {run} · {result_set}')}</h3>")
+        parts.append(f"<p>mean log P(True) - log P(False) at alpha {' / '.join(f'{a:g}' for a in alphas)}</p>")
+        parts.append(_table(["point", "true statements", "false statements", "shift", "statements"], [
+            [r.point, " / ".join(f"{g:.3f}" for g in r.extra["gap_true"]),
+             " / ".join(f"{g:.3f}" for g in r.extra["gap_false"]), f"{r.value:+.3f}", r.extra["n"]]
+            for r in group.itertuples()]))
     return "\n".join(parts)
 
 
@@ -563,6 +586,7 @@ SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     LYAPUNOV: ("Lyapunov spectra", lyapunov_section),
     READING_FIT: ("Reading times", reading_fit_section),
     TRUTH_PROBE: ("Truth directions", truth_section),
+    TRUTH_CAUSAL: ("Truth directions: the causal test", causal_section),
     OOD: ("Out-of-distribution detection", ood_section),
 }
 """Result kind -> (heading, section function). A new kind of result plugs in here by name."""
@@ -571,7 +595,7 @@ LOADERS: dict[ResultKind, Callable[[Store], pd.DataFrame]] = {TRAINING: series_t
 """Sections that read more than their kind's rows: "Over training" draws every series (its training
 metrics, phases, lab findings, and the measures and comparisons of its runs)."""
 
-COVERED = {kind.name for kind in (*SECTIONS, PHASES, LAB, TRUTH_TRANSFER)}  # PHASES and LAB are drawn by "Over training"
+COVERED = {kind.name for kind in (*SECTIONS, PHASES, LAB, TRUTH_TRANSFER, TRUTH_BASELINE)}  # PHASES and LAB are drawn by "Over training"
 
 
 def build_report(store: str | Path | Store, out: str | Path) -> Path:

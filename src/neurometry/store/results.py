@@ -163,6 +163,14 @@ TRUTH_TRANSFER = ResultKind(
     "truth_transfer", 1, "truth directions trained on one statement set, tested on another (`detect truth --transfer`)",
     "set", params=("label",), extra=("names", "accuracy", "auroc"),
 )
+TRUTH_CAUSAL = ResultKind(
+    "truth_causal", 1, "the truth direction added while the model judges held-out statements (`detect causal`)",
+    "points", params=("label", "alphas", "statements", "shots", "seed"), extra=("gap_true", "gap_false", "n"),
+)
+TRUTH_BASELINE = ResultKind(
+    "truth_baseline", 1, "output-side truth baselines: log-probability and few-shot answer (`detect truth --baselines`)",
+    "set", params=("label", "statements", "shots", "seed"), extra=("auroc", "n"),
+)
 
 OOD = ResultKind(
     "ood", 1, "out-of-distribution detection per score at one point (`neurometry detect ood`)", "set",
@@ -172,7 +180,8 @@ OOD = ResultKind(
 KINDS: dict[str, ResultKind] = {
     k.name: k
     for k in (MEASURE, COMPARE, PROBE, ENCODE, STEER_SWEEP, PATCH, DIFF, SAE_EVAL, SAE_FEATURES, TRAINING, PHASES, LAB,
-              FIXED_POINTS, LYAPUNOV, READING_FIT, TRUTH_PROBE, TRUTH_TRANSFER, OOD)
+              FIXED_POINTS, LYAPUNOV, READING_FIT, TRUTH_PROBE, TRUTH_TRANSFER, TRUTH_CAUSAL, TRUTH_BASELINE,
+              OOD)
 }
 
 

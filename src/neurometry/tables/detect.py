@@ -21,6 +21,27 @@ def print_truth(document: dict) -> None:
         names = matrix["names"]
         print_table(["trained on", *names], [[name, *("-" if v is None else f"{v:.3f}" for v in row)]
                                              for name, row in zip(names, matrix["accuracy"], strict=True)])
+    if document.get("baselines"):
+        print_baselines(document["baselines"])
+
+
+def print_baselines(records: list[dict]) -> None:
+    """The output-side baselines: accuracy (of the calibrated few-shot answer) and AUROC."""
+    print(f"\noutput-side baselines on {records[0]['n']} held-out statements: accuracy (AUROC)")
+    print_table(["baseline", "accuracy", "AUROC"],
+                [[r["method"], "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}", f"{r['auroc']:.3f}"]
+                 for r in records])
+
+
+def print_causal(document: dict) -> None:
+    """Points down: the mean log-odds gap per alpha for true and false statements, and the shift."""
+    alphas = document["results"][0]["alphas"] if document["results"] else []
+    print(f"causal test of the truth direction ({document['model']}, {document['statements']} held-out statements, "
+          f"{len(document['shots'])} shots): mean log P(True) - log P(False) at alpha "
+          f"{' / '.join(f'{a:g}' for a in alphas)}")
+    print_table(["point", "true statements", "false statements", "shift"],
+                [[r["point"], " / ".join(f"{g:.3f}" for g in r["gap_true"]),
+                  " / ".join(f"{g:.3f}" for g in r["gap_false"]), f"{r['shift']:+.3f}"] for r in document["results"]])
 
 
 def print_ood(document: dict) -> None:

@@ -15,10 +15,20 @@ from tqdm.auto import tqdm
 from neurometry.arrays import as_rows
 from neurometry.detect.evaluation import evaluate, roc_curve
 from neurometry.detect.ood import OOD_SCORES, get_ood_score
+from neurometry.detect.output_baselines import output_baselines
 from neurometry.detect.semantic_dynamics import held_out_dynamics
 from neurometry.detect.truth import TRUTH_METHODS, held_out_truth, transfer_matrix
+from neurometry.detect.truth_steering import steering_effect
 from neurometry.errors import NeurometryError
-from neurometry.store.results import OOD, TRUTH_PROBE, TRUTH_TRANSFER, Result, set_name
+from neurometry.store.results import (
+    OOD,
+    TRUTH_BASELINE,
+    TRUTH_CAUSAL,
+    TRUTH_PROBE,
+    TRUTH_TRANSFER,
+    Result,
+    set_name,
+)
 from neurometry.threads import blas_threads
 from neurometry.workflows.measure import classifier_file, metadata_labels, read_labels
 from neurometry.workflows.probe import point_sources, read_rows
@@ -52,16 +62,27 @@ def detect_truth(
     seed: int = 0,
     transfer: list[str] | None = None,
     dynamics: bool = False,
+    baselines: bool = False,
+    model: str | None = None,
+    baseline_statements: int = 200,
+    shots: int = 4,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Held-out truth decoding of every chosen point of store ``source`` by each method
     (:func:`neurometry.detect.truth.held_out_truth`), saved; with ``transfer`` stores (other statement sets
     recorded at the same points), the set x set transfer matrix per point and method as well; with ``dynamics``,
     the layer-wise semantic dynamics detector over the chosen points as one trajectory (point ``trajectory``, on
-    the same folds). Returns
-    ``{"results": [{"point", "method", "accuracy", "auroc", "n", "folds"}, ...], "transfer": [...]}``."""
+    the same folds); with ``baselines``, what the model (``model``, default the run's) says from its outputs alone
+    on ``baseline_statements`` statements held out from ``shots`` solved examples
+    (:func:`neurometry.detect.output_baselines.output_baselines`). Returns
+    ``{"results": [{"point", "method", "accuracy", "auroc", "n", "folds"}, ...], "transfer": [...],
+    "baselines": [{"point": "output", "method": "log_probability" | "few_shot", "accuracy", "auroc", "n"}]}``
+    (the log-probability has no threshold, so no accuracy)."""
     methods = methods or list(TRUTH_METHODS)
     sources, store, run, truth, groups = _labelled(source, label, group, run, points)
+    if baselines:  # the model and the statements' texts found before any decoding
+        texts = _statement_texts(sources[0])
+        loaded = _run_model(store, run, model)
     others, opened = {}, [store]
     try:
         for other in transfer or []:
@@ -77,6 +98,15 @@ def detect_truth(
                 states = np.stack([read_rows(src) for src in sources], axis=1)
                 records.append({"point": TRAJECTORY, **held_out_dynamics(states, truth, folds=folds, groups=groups,
                                                                          seed=seed).to_dict()})
+        baseline_records = []
+        if baselines:
+            baseline_records = _output_baselines(loaded, texts, truth, groups, baseline_statements, shots, seed)
+            params = {"label": label, "statements": baseline_statements, "shots": shots, "seed": seed}
+            TRUTH_BASELINE.save(store, run, [
+                Result("output", r["method"], r["accuracy"], params=params, extra={"auroc": r["auroc"], "n": r["n"]},
+                       result_set=set_name(**params))
+                for r in baseline_records
+            ])
         settings = {"label": label, "group": group, "folds": folds, "seed": seed}
         TRUTH_PROBE.save(store, run, [
             Result(r["point"], r["method"], r["accuracy"], params=settings, extra={"auroc": r["auroc"], "n": r["n"]},
@@ -93,7 +123,134 @@ def detect_truth(
     finally:
         for each in opened:
             each.close()
-    return {"run": run, "label": label, "group": group, "results": records, "transfer": matrices}
+    return {"run": run, "label": label, "group": group, "results": records, "transfer": matrices,
+            "baselines": baseline_records}
+
+
+def detect_causal(
+    source: str,
+    *,
+    points: list[str],
+    model: str | None = None,
+    label: str = "truth",
+    group: str | None = None,
+    alphas: tuple[float, ...] = (-3.0, 0.0, 3.0),
+    statements: int = 60,
+    shots: int = 4,
+    run: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The causal test of the truth direction at each of ``points`` (Marks & Tegmark 2023, section 5): the
+    mass-mean direction (difference of the class means, in activation units) of the stored statements' rows,
+    without ``statements`` held-out ones (whole ``group`` values when given, seeded), is added with each of
+    ``alphas`` while the model (``model``, default the run's) judges the held-out statements in a few-shot prompt
+    with ``shots`` solved examples from the rest (:func:`neurometry.detect.truth_steering.steering_effect`).
+    Returns ``{"results": [{"point", "method": "mass_mean", "shift", "alphas", "gap_true", "gap_false", "n"}], ...}``
+    (``shift``: the mean log-odds gap at the largest alpha less at the smallest; positive is the expected sign);
+    saved as :data:`~neurometry.store.results.TRUTH_CAUSAL`."""
+    if len(alphas) < 2:
+        raise NeurometryError("--alphas needs two or more values (e.g. -3 0 3)")
+    sources, store, run, truth, groups = _labelled(source, label, group, run, points)
+    try:
+        texts = _statement_texts(sources[0])
+        is_true = _is_true(truth)
+        held = _held_out(is_true, groups, statements, seed)
+        solved = _shots(texts, is_true, ~held, shots, seed)
+        loaded = _run_model(store, run, model)
+        records = []
+        for src in tqdm(sources, desc="causal", unit="point", file=sys.stderr, disable=not progress):
+            x = read_rows(src)
+            train = ~held
+            vector = x[train & is_true].mean(axis=0) - x[train & ~is_true].mean(axis=0)
+            effect = steering_effect(loaded, [texts[i] for i in np.flatnonzero(held)], is_true[held], vector,
+                                     src.name, alphas=alphas, shots=solved)
+            records.append({"point": src.name, "method": "mass_mean", **effect.to_dict()})
+        params = {"label": label, "alphas": sorted(float(a) for a in alphas), "statements": int(held.sum()),
+                  "shots": shots, "seed": seed}
+        TRUTH_CAUSAL.save(store, run, [
+            Result(r["point"], r["method"], r["shift"], params=params,
+                   extra={"gap_true": r["gap_true"], "gap_false": r["gap_false"], "n": r["n"]},
+                   result_set=set_name(**params))
+            for r in records
+        ])
+    finally:
+        store.close()
+    return {"run": run, "label": label, "model": loaded.name, "statements": int(held.sum()),
+            "held_out_rows": np.flatnonzero(held).tolist(), "shots": [{"statement": t, "true": v} for t, v in solved],
+            "results": records}
+
+
+def _statement_texts(src: Any) -> list[str]:
+    if src.metadata is None or "text" not in src.metadata.columns:
+        raise NeurometryError("the store's rows have no 'text' column: record a CSV of statements with a text column "
+                              "(neurometry dataset truth-cities)")
+    if "position" in src.metadata.columns:
+        raise NeurometryError("the store holds one row per token: record the statements with --reduce last")
+    return [str(t) for t in src.metadata["text"]]
+
+
+def _is_true(truth: np.ndarray) -> np.ndarray:
+    """(n,) bool: the larger of the two label values, as numpy sorts them, is "true" (1 over 0, "true" over
+    "false"), as :class:`~neurometry.detect.truth.TruthProbe` reads them."""
+    classes = np.unique(truth)
+    if len(classes) != 2:
+        raise NeurometryError(f"truth labels need exactly two values (true and false), got {len(classes)}")
+    return truth == classes[1]
+
+
+def _held_out(is_true: np.ndarray, groups: np.ndarray | None, count: int, seed: int) -> np.ndarray:
+    """(n,) bool: about ``count`` statements (whole groups), seeded, with true and false ones on both sides."""
+    n = len(is_true)
+    if not 2 <= count <= n - 4:
+        raise NeurometryError(f"{count} held-out statements of {n}: hold out at least 2 and leave 4 or more")
+    keys = groups if groups is not None else np.arange(n)
+    _, inverse = np.unique(np.asarray(keys).astype(str), return_inverse=True)
+    order = np.random.default_rng(seed).permutation(inverse.max() + 1)
+    sizes = np.bincount(inverse)[order]
+    chosen = order[: int(np.searchsorted(np.cumsum(sizes), count)) + 1]
+    held = np.isin(inverse, chosen)
+    for side in (held, ~held):
+        if is_true[side].all() or not is_true[side].any():
+            raise NeurometryError("the held-out and the remaining statements each need true and false ones; "
+                                  "hold out more statements")
+    return held
+
+
+def _shots(texts: list[str], is_true: np.ndarray, pool: np.ndarray, count: int, seed: int) -> list[tuple[str, bool]]:
+    """``count`` solved examples from the ``pool`` rows, true and false alternating, seeded."""
+    rng = np.random.default_rng(seed + 1)
+    trues = rng.permutation(np.flatnonzero(pool & is_true))
+    falses = rng.permutation(np.flatnonzero(pool & ~is_true))
+    picked = [int(side[i // 2]) for i, side in zip(range(count), [trues, falses] * count, strict=False)
+              if i // 2 < len(side)]
+    return [(texts[i], bool(is_true[i])) for i in picked]
+
+
+def _run_model(store: Any, run: str, model: str | None) -> Any:
+    from neurometry.models import load_model
+
+    spec = model or store.run_info(run).settings.get("model")
+    try:
+        return load_model(spec)
+    except NeurometryError as exc:
+        hint = "" if model else "; name the model with --model"
+        raise NeurometryError(f"cannot load model {spec!r} ({exc}){hint}") from None
+
+
+def _output_baselines(loaded: Any, texts: list[str], truth: np.ndarray, groups: np.ndarray | None, count: int,
+                      shots: int, seed: int) -> list[dict[str, Any]]:
+    is_true = _is_true(truth)
+    held = _held_out(is_true, groups, min(count, len(texts) - 4), seed)
+    solved = _shots(texts, is_true, ~held, shots, seed)
+    rows = np.flatnonzero(held)
+    found = output_baselines(loaded, [texts[i] for i in rows], is_true[rows], solved)
+    few = found["few_shot"]
+    judged = {"n": found["n"], "rows": rows.tolist(), "shots": [{"statement": t, "true": v} for t, v in solved]}
+    return [{"point": "output", "method": "log_probability", "accuracy": None,
+             "auroc": found["log_probability"]["auroc"], **judged},
+            {"point": "output", "method": "few_shot", "accuracy": few["calibrated_accuracy"], "auroc": few["auroc"],
+             "uncalibrated_accuracy": few["accuracy"], "content_free_gap": few["content_free_gap"], **judged}]
 
 
 def _decode(source: str, sources: list[Any], truth: np.ndarray, groups: np.ndarray | None, methods: list[str],
