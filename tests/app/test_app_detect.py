@@ -1,7 +1,7 @@
 """The dashboard's Detect page: `/api/detect` holds the saved truth decoding of a planted store (read at the
-point that holds the direction, chance at the other), its transfer matrix and OOD scores with their ROC curves;
-headless Chromium draws accuracy and AUROC against depth per method, the transfer table, the ROC curves and
-the table of scores."""
+point that holds the direction, chance at the other), its transfer matrix, output baselines and causal test, OOD
+scores with their ROC curves and OOD AUROCs over a planted series whose classes tighten; headless Chromium draws
+accuracy and AUROC against depth per method, the tables, the ROC curves and the series' AUROC and NC1."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 
 from neurometry.app import create_app
 from neurometry.store import import_rows, open_store
-from neurometry.workflows.detect import detect_ood, detect_truth
+from neurometry.store.results import TRUTH_BASELINE, TRUTH_CAUSAL, Result
+from neurometry.store.writer import add_to_series
+from neurometry.workflows.detect import detect_ood, detect_ood_series, detect_truth
 from tests.cli.test_detect_command import planted_store
 
 from .conftest import serve
@@ -38,6 +40,24 @@ def detect_store(tmp_path_factory) -> Path:
     store.close()
     detect_ood(str(folder / "a"), run="clusters", point="features", label="cls", in_values=["0", "1", "2"],
                bootstrap=0)
+    # a series of three checkpoints whose classes tighten (NC1 falls), scored for OOD at every step
+    store = open_store(folder / "a")
+    for step in (1, 2, 4):
+        features = centres[classes] + rng.normal(size=(600, 12)) * 3.0 / step
+        import_rows(store, f"tight-{step}", {"features": features.astype(np.float32)}, pd.DataFrame({"cls": classes}),
+                    "planted")
+        add_to_series(store, f"tight-{step}", "tight", step, f"step {step}")
+    # what `detect causal` and `detect truth --baselines` save (they need a language model; numbers as given)
+    TRUTH_CAUSAL.save(store, "statements", [Result("late", "mass_mean", 0.5, params={"label": "label", "alphas": [-3.0, 3.0],
+                      "statements": 10, "shots": 4, "seed": 0}, extra={"gap_true": [0.2, 0.8], "gap_false": [0.1, 0.5], "n": 10})])
+    TRUTH_BASELINE.save(store, "statements", [
+        Result("output", "log_probability", None, params={"label": "label", "statements": 20, "shots": 4, "seed": 0},
+               extra={"auroc": 0.61, "n": 20}),
+        Result("output", "few_shot", 0.55, params={"label": "label", "statements": 20, "shots": 4, "seed": 0},
+               extra={"auroc": 0.57, "n": 20})])
+    store.close()
+    detect_ood_series(str(folder / "a"), series="tight", point="features", label="cls", in_values=["0", "1", "2"],
+                      scores=["mahalanobis", "msp"], progress=False)
     return folder / "a"
 
 
@@ -52,6 +72,10 @@ def test_the_api_gives_truth_by_point_and_the_transfer(detect_store):
     assert ood["point"] == "features" and ood["in"] == ["0", "1", "2"] and len(ood["records"]) == 6
     mahalanobis = next(r for r in ood["records"] if r["score"] == "mahalanobis")
     assert mahalanobis["auroc"] > 0.95 and len(mahalanobis["roc"]["tpr"]) == 101
+    (series,) = d["ood_over_training"]
+    assert series["steps"] == [1, 2, 4] and series["nc1"][2] < series["nc1"][0] / 4  # spread / 4: NC1 / 16
+    assert {r["score"] for r in series["records"]} == {"mahalanobis", "msp"}
+    assert d["causal"][0]["shift"] == 0.5 and {b["method"] for b in d["baselines"]} == {"log_probability", "few_shot"}
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +91,12 @@ def test_the_page_draws_accuracy_and_auroc_by_point_and_the_transfer(page):
     charts = page.locator("#truth-0 svg.line")
     assert charts.first.is_visible() and page.locator("#ood-0 svg.line").is_visible()  # drawn, not only in the DOM
     assert charts.count() == 2 and charts.first.locator("polyline").count() == 3  # a line per method
-    assert page.locator("table").count() == 7  # one transfer table per point and method, and the OOD scores
+    assert page.locator("table").count() == 10  # baselines, causal, a transfer table per point and method, OOD, series
     roc = page.locator("#ood-0 svg.line")
     assert roc.count() == 1 and roc.locator("polyline").count() == 7  # six scores and the dashed chance line
     assert roc.locator("polyline.reference").count() == 1
     assert page.locator("#ood-0 table tr").count() == 7  # a header and a row per score
+    series = page.locator("#ood-series-0 svg.line")
+    assert series.count() == 2 and series.first.is_visible() and series.first.locator("polyline").count() == 2
+    assert page.locator("#baselines").is_visible() and page.locator("#causal").is_visible()
     no_errors(page)

@@ -112,7 +112,7 @@ def test_set_names_read_as_settings():
     assert set_name(metric="rsa", seed=0, run_b=None, points_b=["a", "b"]) == 'metric=rsa points_b=["a", "b"] seed=0'
     assert set(KINDS) == {"measure", "compare", "probe", "encode", "steer_sweep", "patch", "diff", "sae_eval",
                           "sae_features", "training", "phases", "lab", "fixed_point_search", "lyapunov", "reading_fit",
-                          "truth_probe", "truth_transfer", "truth_causal", "truth_baseline", "ood"}
+                          "truth_probe", "truth_transfer", "truth_causal", "truth_baseline", "ood", "ood_series"}
 
 
 def test_a_format_1_store_is_upgraded_in_place_with_its_results(tmp_path):

@@ -36,11 +36,14 @@ from neurometry.store.results import (
     LYAPUNOV,
     MEASURE,
     OOD,
+    OOD_SERIES,
     PATCH,
     PROBE,
     READING_FIT,
     SAE_FEATURES,
     STEER_SWEEP,
+    TRUTH_BASELINE,
+    TRUTH_CAUSAL,
     TRUTH_PROBE,
     TRUTH_TRANSFER,
     listing,
@@ -161,8 +164,8 @@ def reading(store: Store) -> list[dict[str, Any]]:
 # -- detectors -----------------------------------------------------------------------------------------
 def detect(store: Store) -> dict[str, Any]:
     """The saved truth decoding per run and setting (records of point, method, accuracy, AUROC, in depth
-    order), the transfer matrices, and the OOD scores per run and setting (AUROC, AUPR, FPR at 95% TPR and the
-    ROC curve of each)."""
+    order), the transfer matrices, the output baselines and causal tests, the OOD scores per run and setting
+    (AUROC, AUPR, FPR at 95% TPR and the ROC curve of each), and the OOD AUROCs over series against NC1."""
     truth = []
     for (run, result_set), group in TRUTH_PROBE.load(store).groupby(["run_id", "result_set"], sort=False):
         truth.append({"run": run, "setting": result_set, "label": group["params"].iloc[0]["label"],
@@ -176,7 +179,21 @@ def detect(store: Store) -> dict[str, Any]:
         ood.append({"run": run, "setting": result_set, "point": group["point"].iloc[0], "label": params["label"],
                     "in": params["in"], "records": [{"score": r.name, "auroc": r.value, **r.extra}
                                                     for r in group.itertuples()]})
-    return _json_ready({"truth": truth, "transfer": transfer, "ood": ood})
+    baselines = [{"run": r.run_id, "setting": r.result_set, "method": r.name, "accuracy": r.value,
+                  "auroc": r.extra["auroc"], "n": r.extra["n"]} for r in TRUTH_BASELINE.load(store).itertuples()]
+    causal = [{"run": r.run_id, "setting": r.result_set, "point": r.point, "alphas": r.params["alphas"],
+               "shift": r.value, "gap_true": r.extra["gap_true"], "gap_false": r.extra["gap_false"], "n": r.extra["n"]}
+              for r in TRUTH_CAUSAL.load(store).itertuples()]
+    ood_series = []
+    for (run, result_set), group in OOD_SERIES.load(store).groupby(["run_id", "result_set"], sort=False):
+        first = group.iloc[0]
+        ood_series.append({"run": run, "setting": result_set, "series": first["params"]["series"],
+                           "point": first["point"], "in": first["params"]["in"], "steps": first["extra"]["steps"],
+                           "nc1": first["extra"]["nc1"], "train_error": first["extra"]["train_error"],
+                           "records": [{"score": r.name, "spearman": r.value, "auroc": r.extra["auroc"],
+                                        "terminal_spearman": r.extra["terminal_spearman"]} for r in group.itertuples()]})
+    return _json_ready({"truth": truth, "transfer": transfer, "baselines": baselines, "causal": causal, "ood": ood,
+                        "ood_over_training": ood_series})
 
 
 # -- over training -----------------------------------------------------------------------------------

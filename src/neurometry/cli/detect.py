@@ -31,8 +31,21 @@ def cmd_causal(args: argparse.Namespace) -> None:
 
 
 def cmd_ood(args: argparse.Namespace) -> None:
-    from neurometry.tables.detect import print_ood
-    from neurometry.workflows.detect import detect_ood
+    from neurometry.errors import NeurometryError
+    from neurometry.tables.detect import print_ood, print_ood_series
+    from neurometry.workflows.detect import detect_ood, detect_ood_series
+
+    if args.series is not None:
+        if args.point is None or args.label is None:
+            raise NeurometryError("--series needs --point (the features) and --label (the class column)")
+        if args.labels or args.classifier:
+            raise NeurometryError("--series reads labels from the store and fits a readout at each step; leave out "
+                                  "--labels and --classifier")
+        document = detect_ood_series(args.store, series=args.series, point=args.point, label=args.label,
+                                     in_values=args.in_values, scores=args.scores, seed=args.seed,
+                                     progress=not args.json)
+        finish(args, document, lambda: print_ood_series(document))
+        return
 
     document = detect_ood(args.store, point=args.point, label=args.label, labels_file=args.labels,
                           in_values=args.in_values, scores=args.scores, classifier=args.classifier, run=args.run,
@@ -111,6 +124,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a .safetensors with W (classes x features) and b: the logits' readout (default: a logistic "
                         "regression fitted on the fitting half)")
     o.add_argument("--run", default=None)
+    o.add_argument("--series", default=None,
+                   help="every checkpoint of this series: each score's AUROC per step against NC1 of the fitting rows "
+                        "(does a score separate better as the features collapse? Ammar et al. 2024)")
     o.add_argument("--bootstrap", type=whole_number(0), default=1000)
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--json", action="store_true")

@@ -1,5 +1,5 @@
 """Figures of the detectors: held-out truth decoding against depth, one line per method; ROC curves of the
-out-of-distribution scores."""
+out-of-distribution scores; their AUROC over training against NC1."""
 
 from __future__ import annotations
 
@@ -60,3 +60,30 @@ def plot_ood(records: list[dict[str, Any]], title: str) -> Figure:
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_ood_series(steps: list[float], nc1: list[float], records: list[dict[str, Any]], title: str) -> Figure:
+    """Each score's AUROC (left axis) and NC1 of the fitting rows (right axis, log scale, dashed) against the
+    training step (log scale when every step is positive). ``records``: `detect ood --series` records
+    (``score``, ``auroc`` per step, ``spearman``)."""
+    fig = new_figure(7, 4.2, dpi=120)
+    ax = fig.subplots()
+    for r in records:
+        rho = "" if r["spearman"] is None else f"  Spearman with NC1 {r['spearman']:+.2f}"
+        ax.plot(steps, r["auroc"], marker="o", ms=3, label=f"{r['score']}{rho}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("AUROC (OOD against held-out ID)")
+    ax.grid(alpha=0.3)
+    collapse = ax.twinx()
+    collapse.plot(steps, nc1, color="black", linestyle="--", lw=1, label="NC1 (right)")
+    collapse.set_yscale("log")
+    collapse.set_ylabel("NC1 of the fitting rows")
+    if min(steps) > 0:
+        ax.set_xscale("log")
+    lines = ax.get_legend_handles_labels()
+    more = collapse.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+

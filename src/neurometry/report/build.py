@@ -28,6 +28,7 @@ from neurometry.plots import (
     plot_fixed_points,
     plot_latent_frequencies,
     plot_ood,
+    plot_ood_series,
     plot_patching,
     plot_probe,
     plot_profiles,
@@ -48,6 +49,7 @@ from neurometry.store.results import (
     LYAPUNOV,
     MEASURE,
     OOD,
+    OOD_SERIES,
     PATCH,
     PHASES,
     PROBE,
@@ -571,6 +573,28 @@ def ood_section(store: Store, results: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
+def ood_series_section(store: Store, results: pd.DataFrame) -> str:
+    """Per series and setting: each OOD score's AUROC over the checkpoints against NC1 (a figure), and a table of
+    the steps' NC1, the readout's training error and the AUROCs, with Spearman(NC1, AUROC) per score."""
+    parts = []
+    for (run, result_set), group in results.groupby(["run_id", "result_set"], sort=False):
+        first = group.iloc[0]
+        steps, nc1, errors = first["extra"]["steps"], first["extra"]["nc1"], first["extra"]["train_error"]
+        records = [{"score": r.name, "auroc": r.extra["auroc"], "spearman": r.value,
+                    "terminal_spearman": r.extra["terminal_spearman"]} for r in group.itertuples()]
+        title = f"series {first['params']['series']} · {first['point']} · in: {' '.join(map(str, first['params']['in']))}"
+        parts.append(f"<h3>{html.escape(title)}</h3><p class='note'>{html.escape(result_set)} · saved in run "
+                     f"{html.escape(run)}</p>")
+        parts.append(_png(plot_ood_series(steps, nc1, records, title)))
+        parts.append(_table(["step", "NC1", "train error", *(r["score"] for r in records)], [
+            [f"{step:g}", f"{value:.4g}", f"{error:.3f}", *(f"{r['auroc'][i]:.3f}" for r in records)]
+            for i, (step, value, error) in enumerate(zip(steps, nc1, errors, strict=True))]))
+        parts.append(_table(["score", "Spearman(NC1, AUROC)", "terminal phase only"], [
+            [r["score"], "" if r["spearman"] is None else f"{r['spearman']:+.3f}",
+             "" if r["terminal_spearman"] is None else f"{r['terminal_spearman']:+.3f}"] for r in records]))
+    return "\n".join(parts)
+
+
 SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     MEASURE: ("Geometry by depth", measure_section),
     COMPARE: ("Similarity", compare_section),
@@ -588,6 +612,7 @@ SECTIONS: dict[ResultKind, tuple[str, Callable[[Store, pd.DataFrame], str]]] = {
     TRUTH_PROBE: ("Truth directions", truth_section),
     TRUTH_CAUSAL: ("Truth directions: the causal test", causal_section),
     OOD: ("Out-of-distribution detection", ood_section),
+    OOD_SERIES: ("Out-of-distribution detection over training", ood_series_section),
 }
 """Result kind -> (heading, section function). A new kind of result plugs in here by name."""
 

@@ -176,12 +176,17 @@ OOD = ResultKind(
     "ood", 1, "out-of-distribution detection per score at one point (`neurometry detect ood`)", "set",
     params=("label", "in", "seed"), extra=("aupr", "fpr95", "auroc_interval", "n_in", "n_out", "roc"),
 )
+OOD_SERIES = ResultKind(
+    "ood_series", 1, "OOD AUROC at every checkpoint of a series against NC1 (`detect ood --series`)", "set",
+    params=("series", "label", "in", "seed"),
+    extra=("steps", "auroc", "nc1", "train_error", "terminal_start", "terminal_spearman"),
+)
 
 KINDS: dict[str, ResultKind] = {
     k.name: k
     for k in (MEASURE, COMPARE, PROBE, ENCODE, STEER_SWEEP, PATCH, DIFF, SAE_EVAL, SAE_FEATURES, TRAINING, PHASES, LAB,
               FIXED_POINTS, LYAPUNOV, READING_FIT, TRUTH_PROBE, TRUTH_TRANSFER, TRUTH_CAUSAL, TRUTH_BASELINE,
-              OOD)
+              OOD, OOD_SERIES)
 }
 
 

@@ -57,3 +57,24 @@ def print_ood(document: dict) -> None:
     print_table(["score", "AUROC", "AUPR", "FPR@95TPR"],
                 [[r["score"], cell(r, "auroc", "auroc_interval"), cell(r, "aupr", "aupr_interval"),
                   cell(r, "fpr95", "fpr_at_95_tpr_interval")] for r in document["results"]])
+
+
+def print_ood_series(document: dict) -> None:
+    """Steps down: NC1, the readout's training error and each score's AUROC; then Spearman(NC1, AUROC)."""
+    records = document["results"]
+    terminal = document["terminal_start"]
+    print(f"out-of-distribution over series {document['series']!r} at {document['point']}: in = "
+          f"{', '.join(document['in'])} ({document['in_rows']} rows scored, {document['fit_rows']} fitted), out "
+          f"{document['out_rows']} rows; terminal phase from step "
+          f"{document['steps'][terminal] if terminal is not None else 'none'}")
+    print_table(["step", "NC1", "train error", *(r["score"] for r in records)],
+                [[f"{step:g}", f"{nc1:.4g}", f"{error:.3f}", *(f"{r['auroc'][i]:.3f}" for r in records)]
+                 for i, (step, nc1, error) in enumerate(zip(document["steps"], document["nc1"],
+                                                            document["train_error"], strict=True))])
+
+    def rho(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.3f}"
+
+    print("\nSpearman(NC1, AUROC): negative = separates better as NC1 falls")
+    print_table(["score", "all steps", "terminal phase"],
+                [[r["score"], rho(r["spearman"]), rho(r["terminal_spearman"])] for r in records])

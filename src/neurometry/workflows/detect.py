@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from neurometry.arrays import as_rows
 from neurometry.detect.evaluation import evaluate, roc_curve
+from neurometry.detect.hallucination import city_answers
 from neurometry.detect.ood import OOD_SCORES, get_ood_score
 from neurometry.detect.output_baselines import output_baselines
 from neurometry.detect.semantic_dynamics import held_out_dynamics
@@ -22,6 +23,7 @@ from neurometry.detect.truth_steering import steering_effect
 from neurometry.errors import NeurometryError
 from neurometry.store.results import (
     OOD,
+    OOD_SERIES,
     TRUTH_BASELINE,
     TRUTH_CAUSAL,
     TRUTH_PROBE,
@@ -307,18 +309,7 @@ def detect_ood(
     features = as_rows(read_rows(sources[0]), f"the features of {sources[0].name}")  # NaN named by its row
     if len(labels) != len(features):
         raise NeurometryError(f"{len(labels)} labels for {len(features)} rows; give one label per row")
-    as_text = np.array([str(v) for v in labels])
-    inside = np.isin(as_text, [str(v) for v in in_values])
-    if inside.all() or not inside.any():
-        raise NeurometryError(f"--in {' '.join(in_values)} leaves {int((~inside).sum())} rows out of distribution "
-                              f"and {int(inside.sum())} in; both sides need rows (label values: "
-                              f"{', '.join(sorted(set(as_text))[:12])})")
-    rng = np.random.default_rng(seed)
-    fitting = np.zeros(len(features), dtype=bool)
-    for value in np.unique(as_text[inside]):
-        rows = rng.permutation(np.flatnonzero(inside & (as_text == value)))
-        fitting[rows[: len(rows) // 2]] = True
-    held_in, held_out = inside & ~fitting, ~inside
+    as_text, fitting, held_in, held_out = _ood_split(labels, in_values, seed)
     with blas_threads():
         weights = classifier_file(Path(classifier)) if classifier else _fitted_readout(features[fitting],
                                                                                        as_text[fitting])
@@ -346,6 +337,95 @@ def detect_ood(
             "results": records}
 
 
+def _ood_split(labels: Any, in_values: list[str], seed: int) -> tuple[np.ndarray, ...]:
+    """(labels as text, fitting, held-in, out-of-distribution) row masks: rows labelled one of ``in_values`` are
+    in-distribution, and half of each in-distribution class (seeded) fits the scores."""
+    as_text = np.array([str(v) for v in labels])
+    inside = np.isin(as_text, [str(v) for v in in_values])
+    if inside.all() or not inside.any():
+        raise NeurometryError(f"--in {' '.join(in_values)} leaves {int((~inside).sum())} rows out of distribution "
+                              f"and {int(inside.sum())} in; both sides need rows (label values: "
+                              f"{', '.join(sorted(set(as_text))[:12])})")
+    rng = np.random.default_rng(seed)
+    fitting = np.zeros(len(as_text), dtype=bool)
+    for value in np.unique(as_text[inside]):
+        rows = rng.permutation(np.flatnonzero(inside & (as_text == value)))
+        fitting[rows[: len(rows) // 2]] = True
+    return as_text, fitting, inside & ~fitting, ~inside
+
+
+def detect_ood_series(
+    source: str,
+    *,
+    series: str,
+    point: str,
+    label: str,
+    in_values: list[str],
+    scores: list[str] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """OOD detection at every checkpoint of ``series`` against neural collapse
+    (:func:`neurometry.detect.ood_over_checkpoints`): at each step, rows of ``point`` split as :func:`detect_ood`
+    splits them (the same rows at every step), NC1 of the fitting half, the training error of a logistic readout
+    fitted on it (whose logits the logit-based scores read), and each score's AUROC; then Spearman(NC1, AUROC)
+    per score, over all steps and over the terminal phase (the readout's training error 0 from there on).
+    Returns ``{"results": [{"score", "spearman", "terminal_spearman", "auroc": [per step]}], "steps", "nc1",
+    "train_error", "terminal_start", ...}``; saved under the series' last run."""
+    from neurometry.detect.collapse_tracking import ood_over_checkpoints
+    from neurometry.store import open_store
+    from neurometry.workflows.series import complete_steps
+
+    names = scores or ["neco", "msp", "mahalanobis"]
+    path = Path(source)
+    if not path.is_dir():
+        raise NeurometryError(f"{source} does not exist; give a store folder with a series")
+    store = open_store(path)
+    try:
+        steps = complete_steps(store, series)
+        train, held, out, heads, split = [], [], [], [], None
+        for step in tqdm(steps, desc=f"ood {series}", unit="step", file=sys.stderr, disable=not progress, delay=1.0):
+            meta = store.metadata(step.run_id)
+            if label not in meta.columns:
+                columns = ", ".join(c for c in meta.columns if c != "row")
+                raise NeurometryError(f"no column {label!r} in the row metadata; columns are: {columns}")
+            labels = meta[label].to_numpy()
+            if split is None:
+                split = _ood_split(labels, in_values, seed)
+                first_labels = labels
+            elif not np.array_equal(labels.astype(str), first_labels.astype(str)):
+                raise NeurometryError(f"step {step.step} of series {series!r} holds other rows than step "
+                                      f"{steps[0].step}; every checkpoint must be recorded on the same data")
+            as_text, fitting, held_in, held_out = split
+            features = as_rows(store.activations(point, run=step.run_id).reshape(len(labels), -1),
+                               f"the features of {point} at step {step.step}")
+            with blas_threads():
+                heads.append(_fitted_readout(features[fitting], as_text[fitting]))
+            train.append(features[fitting])
+            held.append(features[held_in])
+            out.append(features[held_out])
+        with blas_threads():
+            found = ood_over_checkpoints(train, as_text[fitting], held, out, heads, steps=[s.step for s in steps],
+                                         scores=names).to_dict()
+        records = [{"score": name, "spearman": found["spearman"][name],
+                    "terminal_spearman": found["terminal_spearman"][name], "auroc": found["auroc"][name]}
+                   for name in names]
+        settings = {"series": series, "point": point, "label": label, "in": list(in_values), "seed": seed}
+        OOD_SERIES.save(store, steps[-1].run_id, [
+            Result(point, r["score"], r["spearman"], params={k: settings[k] for k in ("series", "label", "in", "seed")},
+                   extra={"steps": found["steps"], "auroc": r["auroc"], "nc1": found["nc1"],
+                          "train_error": found["train_error"], "terminal_start": found["terminal_start"],
+                          "terminal_spearman": r["terminal_spearman"]},
+                   result_set=set_name(**settings))
+            for r in records
+        ])
+    finally:
+        store.close()
+    return {**settings, "steps": found["steps"], "nc1": found["nc1"], "train_error": found["train_error"],
+            "terminal_start": found["terminal_start"], "fit_rows": int(fitting.sum()), "in_rows": int(held_in.sum()),
+            "out_rows": int(held_out.sum()), "results": records}
+
+
 def _fitted_readout(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(W (classes, d), b (classes,)) of a multinomial logistic regression on standardised features, mapped back
     to feature units: the linear classifier whose logits the logit-based scores read when none is given."""
@@ -362,3 +442,25 @@ def _fitted_readout(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarra
     if len(model.classes_) == 2:  # scikit-learn keeps one row for two classes: logits (-z/2, z/2) have its softmax
         weights, bias = np.stack([-weights[0] / 2, weights[0] / 2]), np.array([-bias[0] / 2, bias[0] / 2])
     return weights, bias
+
+
+def export_hallucination_cities(model: str, out: str | Path, *, limit: int | None = None) -> dict[str, Any]:
+    """Ask ``model`` for the country of each city of the cities truth set and write its claims, labelled correct
+    or hallucinated (:func:`neurometry.detect.hallucination.city_answers`), as ``<out>/hallucination-cities.jsonl``
+    (text, truth, group, city, answer, correct_country), ready for ``neurometry record``. Returns ``{"data",
+    "model", "statements", "correct", "hallucinated"}``."""
+    from neurometry.datasets import truth_statements
+    from neurometry.models import load_model
+
+    loaded = load_model(model)
+    table = city_answers(loaded, truth_statements("cities"), limit=limit)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "hallucination-cities.jsonl"
+    tmp = path.with_suffix(".tmp")
+    table.to_json(tmp, orient="records", lines=True, force_ascii=False)
+    tmp.replace(path)
+    correct = int((table["truth"] == "true").sum())
+    return {"data": str(path), "model": loaded.name, "statements": len(table), "correct": correct,
+            "hallucinated": len(table) - correct}
+

@@ -789,7 +789,7 @@ async function readingPage() {
 async function detectPage() {
   const d = await api("/api/detect");
   page.innerHTML = `<h1>Detect</h1>`;
-  if (!d.truth.length && !d.ood.length) {
+  if (!d.truth.length && !d.ood.length && !d.ood_over_training.length && !d.causal.length) {
     page.innerHTML += `<p class="note">No detector results in this store: record true/false statements (<code>neurometry dataset truth-cities</code>, then <code>neurometry record MODEL DATA --points 'resid.*' --reduce last</code>) and run <code>neurometry detect truth STORE --group group</code>, or score a point for out-of-distribution rows with <code>neurometry detect ood STORE --point P --label COLUMN --in VALUES</code>.</p>`;
     return;
   }
@@ -805,6 +805,18 @@ async function detectPage() {
         series: methods.map((m) => ({ name: m, y: points.map((p) => cell(p, m, key)) })) }));
     }
   });
+  if (d.baselines.length) {
+    page.insertAdjacentHTML("beforeend", `<h3 id="baselines">what the model says from its outputs alone</h3>` +
+      table(["run", "baseline", "accuracy (calibrated)", "AUROC", "statements"],
+        d.baselines.map((b) => [b.run, b.method, b.accuracy === null ? "–" : b.accuracy, b.auroc, b.n]), { left: 2 }));
+  }
+  if (d.causal.length) {
+    page.insertAdjacentHTML("beforeend", `<h3 id="causal">causal test: the truth direction added while the model judges held-out statements</h3>` +
+      `<p class="note">mean log P(True) − log P(False) at each alpha; shift = largest alpha minus smallest (positive is the expected sign)</p>` +
+      table(["run", "point", "alphas", "true statements", "false statements", "shift", "statements"],
+        d.causal.map((c) => [c.run, c.point, c.alphas.join(" / "), c.gap_true.map((g) => fmt(g, 3)).join(" / "),
+          c.gap_false.map((g) => fmt(g, 3)).join(" / "), c.shift, c.n]), { left: 5 }));
+  }
   for (const m of d.transfer) {
     page.insertAdjacentHTML("beforeend", `<h3>transfer at ${esc(m.point)} (${esc(m.method)}), run ${esc(m.run)}</h3>` +
       table(["trained on", ...m.names], m.names.map((name, i) => [name, ...m.accuracy[i].map((v) => v === null ? "–" : v)]), { left: 1 }));
@@ -821,6 +833,17 @@ async function detectPage() {
     }
     box.insertAdjacentHTML("beforeend", table(["score", "AUROC", "95% interval", "AUPR", "FPR at 95% TPR", "ID rows", "OOD rows"],
       ranked.map((r) => [r.score, r.auroc, r.auroc_interval ? `[${fmt(r.auroc_interval[0], 3)}, ${fmt(r.auroc_interval[1], 3)}]` : "–", r.aupr, r.fpr95, r.n_in, r.n_out]), { left: 1 }));
+  });
+  d.ood_over_training.forEach((o, k) => {
+    const box = htmlEl("section", { class: "ood-series", id: `ood-series-${k}` }, page);
+    box.insertAdjacentHTML("beforeend", `<h2>out of distribution over series ${esc(o.series)} at ${esc(o.point)} · in: ${esc(o.in.join(" "))}</h2><p class="note">${esc(o.setting)}; each score's AUROC at every checkpoint, and NC1 of the fitting rows (x: training step)</p>`);
+    const steps = o.steps.map((s) => fmt(s));
+    const charts = htmlEl("div", { class: "charts" }, box);
+    charts.appendChild(lineChart({ labels: steps, yLabel: "AUROC", title: "AUROC",
+      series: o.records.map((r) => ({ name: r.score, y: r.auroc })) }));
+    charts.appendChild(lineChart({ labels: steps, yLabel: "NC1", title: "NC1", series: [{ name: "NC1", y: o.nc1 }] }));
+    box.insertAdjacentHTML("beforeend", table(["score", "Spearman(NC1, AUROC)", "terminal phase only"],
+      o.records.map((r) => [r.score, r.spearman === null ? "–" : r.spearman, r.terminal_spearman === null ? "–" : r.terminal_spearman]), { left: 1 }));
   });
 }
 
