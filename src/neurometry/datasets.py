@@ -4,7 +4,8 @@
 category flags, and the monkey-IT and human-IT RDMs of that paper's Figure 1 in the same .mat file.
 
 ``truth-<set>``: the true/false statements of Marks & Tegmark 2023 ("The Geometry of Truth"), each with
-a ``group`` column that keeps related statements on one side of every split (:func:`truth_statements`).
+a ``group`` column that keeps related statements on one side of every split (:func:`truth_statements`);
+``truth``: all six sets.
 
 ``naturalstories``: the words of the Natural Stories corpus (Futrell et al. 2018, LREC) with their mean
 self-paced reading times, word length and unigram log frequency (:func:`export_naturalstories`).
@@ -154,6 +155,14 @@ def export_truth(name: str, out: str | os.PathLike) -> Path:
     return jsonl
 
 
+def export_truth_sets(out: str | os.PathLike) -> Path:
+    """Write every one of :data:`TRUTH_SETS` as ``<out>/truth-<name>.jsonl`` (:func:`export_truth`); returns
+    ``out``."""
+    for name in TRUTH_SETS:
+        export_truth(name, out)
+    return Path(out)
+
+
 NATURALSTORIES_FOLDER = Path("naturalstories")
 NATURALSTORIES_FILES = (
     "all_stories.tok", "processed_wordinfo.tsv", "freqs-1.tsv", "LICENSE.txt", "README.md",
@@ -275,5 +284,6 @@ def export_naturalstories(out: str | os.PathLike) -> Path:
 DATASETS = {
     "kriegeskorte92": export_kriegeskorte92,
     "naturalstories": export_naturalstories,
+    "truth": export_truth_sets,
     **{f"truth-{name}": partial(export_truth, name) for name in TRUTH_SETS},
 }

@@ -48,7 +48,7 @@ def _hallucination(args: argparse.Namespace) -> None:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dataset", help="write a built-in dataset (kriegeskorte92, naturalstories, truth-*, hallucination-cities) as files to record")
-    p.add_argument("name", help="kriegeskorte92: 92 object images with monkey and human IT RDMs; naturalstories: the Natural Stories words and self-paced reading times; truth-<set>: true/false statements; hallucination-cities --model M: the model's own answers, correct or hallucinated")
+    p.add_argument("name", help="kriegeskorte92: 92 object images with monkey and human IT RDMs; naturalstories: the Natural Stories words and self-paced reading times; truth-<set>: true/false statements (truth: all six sets); hallucination-cities --model M: the model's own answers, correct or hallucinated")
     p.add_argument("--out", required=True, help="folder for the files")
     p.add_argument("--model", default=None,
                    help="hallucination-cities: the causal LM whose answers about each city's country are labelled "

@@ -27,7 +27,7 @@ def cmd_record(args: argparse.Namespace) -> None:
         batch_size=args.batch_size, max_tokens=args.max_tokens, run=args.run, overwrite=args.overwrite,
         progress=not args.quiet, chunk_rows=args.chunk_rows, device=args.device, model_dtype=args.model_dtype,
         max_batch_tokens=args.max_batch_tokens, engine="ray" if args.ray is not None else "local",
-        ray_address=args.ray or None, actors=args.actors,
+        ray_address=args.ray or None, actors=args.actors, text_column=args.text_column,
     )
 
     def show() -> None:
@@ -63,6 +63,7 @@ def _record_checkpoints(args: argparse.Namespace) -> None:
         model, args.data, args.points, args.out, args.checkpoints, series=args.series, steps=args.steps,
         progress=not args.quiet, device=args.device, model_dtype=args.model_dtype, reduce=args.reduce,
         dtype=args.dtype, batch_size=args.batch_size, max_tokens=args.max_tokens, chunk_rows=args.chunk_rows,
+        text_column=args.text_column,
     )
 
     def show() -> None:
@@ -92,6 +93,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="zoo name, local Hugging Face folder, module:attribute, or lab:NAME[:test]")
     p.add_argument("data", help=".jsonl, .csv or .parquet with a text (or image) column; .npy/.npz for a tensor model")
     p.add_argument("--points", nargs="+", required=True, help="aliases, module paths or globs (resid.*)")
+    p.add_argument("--text-column", default="text",
+                   help="the column a text model reads (default text; e.g. statement), stored as the rows' text")
     p.add_argument("--out", required=True, help="store folder (created if missing)")
     p.add_argument("--reduce", default=None, help="text: tokens|mean|first|last (default mean); image: mean|none; "
                    "arrays: none|last|first|mean|steps (steps: one row per time step, with trial and time)")

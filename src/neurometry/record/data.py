@@ -116,11 +116,12 @@ def _read_arrays(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
     return inputs, pd.DataFrame(table)
 
 
-def load_table(path: str | os.PathLike, modality: str) -> pd.DataFrame:
+def load_table(path: str | os.PathLike, modality: str, text_column: str = "text") -> pd.DataFrame:
     """Read DATA and check it has what a ``modality`` ("text" or "image") model needs.
 
     Returns the table with every column kept as row metadata. Image paths are made absolute,
-    relative to the data file's folder.
+    relative to the data file's folder. A text model reads ``text_column``, kept as ``text`` (so a CSV
+    of ``statement`` and ``label`` columns records with ``text_column="statement"``).
     """
     path = check_data_path(path)
     if path.suffix.lower() in ARRAY_SUFFIXES:
@@ -135,6 +136,13 @@ def load_table(path: str | os.PathLike, modality: str) -> pd.DataFrame:
     if len(table) == 0:
         raise NeurometryError(f"data file {path} has no rows; give at least one row")
     column = "text" if modality == "text" else "image"
+    if modality == "text" and text_column != "text":
+        if text_column not in table.columns:
+            raise NeurometryError(f"{path} has no {text_column!r} column for --text-column (columns: "
+                                  f"{', '.join(map(str, table.columns))})")
+        if "text" in table.columns:
+            raise NeurometryError(f"{path} has a 'text' column besides --text-column {text_column}; rename one of them")
+        table = table.rename(columns={text_column: "text"})
     if column not in table.columns:
         raise NeurometryError(
             f"{path} has no {column!r} column (columns: {', '.join(map(str, table.columns))}); "

@@ -255,7 +255,8 @@ class RecordingSetup:
 
 def setup_recording(model: str | LoadedModel, data: Path, points: list[str], out: Path, reduce: str | None, dtype: str,
            batch_size: int, max_tokens: int, run: str | None, max_batch_tokens: int | None,
-           device: str | torch.device | None, model_dtype: str | None, engine: str) -> RecordingSetup:
+           device: str | torch.device | None, model_dtype: str | None, engine: str,
+           text_column: str = "text") -> RecordingSetup:
     """Load and place the model, read the data, resolve the points and run one probe batch: feature shapes,
     and errors surface with nothing written."""
     cast = resolve_model_dtype(model_dtype) if model_dtype is not None else None
@@ -272,7 +273,7 @@ def setup_recording(model: str | LoadedModel, data: Path, points: list[str], out
             raise NeurometryError("--ray records text and image models; record a tensor model without --ray")
         arrays, table = load_arrays(data)
     else:
-        table = load_table(data, loaded.modality)
+        table = load_table(data, loaded.modality, text_column)
     hook_points = loaded.resolve(points)
     run_id = _check_run_name(run or default_run_name(loaded.name))
     if max_batch_tokens is not None and loaded.modality != "text":
@@ -303,6 +304,8 @@ def setup_recording(model: str | LoadedModel, data: Path, points: list[str], out
     }
     if reduce == "steps":  # rows are (trial, time) pairs in order: the store reads them back from this
         settings["time_steps"] = batches.key_width
+    if loaded.modality == "text" and text_column != "text":
+        settings["text_column"] = text_column
     return RecordingSetup(loaded, table, hook_points, batches, rows_maker, reduce, run_id, probe, probe_stop, specs, settings)
 
 
@@ -328,6 +331,7 @@ def record(
     ray_address: str | None = None,
     actors: int = 1,
     series_step: SeriesStep | None = None,
+    text_column: str = "text",
 ) -> RecordResult:
     """Record ``points`` of ``model`` over the rows of ``data`` into the store at ``out``.
 
@@ -362,6 +366,9 @@ def record(
 
     ``series_step`` (its ``run_id`` this run's) makes the run a step of a series in the commit that completes
     it, so a complete run of a series is never without its step; a run already complete is added then.
+
+    ``text_column`` names the column a text model reads (stored as the rows' ``text``; kept in the run's
+    settings when it is not ``text``).
     """
     if series_step is not None and series_step.run_id != run:
         raise ValueError(f"series_step names run {series_step.run_id!r}, not {run!r}")
@@ -393,7 +400,7 @@ def record(
     if device is not None:
         resolve_device(device, announce=False)  # a missing GPU: one line, nothing made
     setup = setup_recording(model, data, points, out, reduce, dtype, batch_size, max_tokens, run, max_batch_tokens, device,
-                            model_dtype, engine)
+                            model_dtype, engine, text_column)
     loaded, table, hook_points, batches = setup.loaded, setup.table, setup.hook_points, setup.batches
     reduce, run_id, specs, settings = setup.reduce, setup.run_id, setup.specs, setup.settings
     run_device, run_dtype, n_inputs = loaded.device, dtype_name(loaded.dtype), len(table)

@@ -54,10 +54,10 @@ class SeriesSession:
     which records them as a new run and step of a series. Errors of the writer thread (a full disk) are
     raised by the next :meth:`record` or by :meth:`close`, which waits for every run in flight. ``options``
     are :func:`~neurometry.record.record`'s ``reduce``, ``dtype``, ``batch_size``, ``max_tokens``,
-    ``chunk_rows``, ``device`` and ``model_dtype``; use it as a context manager.
+    ``chunk_rows``, ``device``, ``model_dtype`` and ``text_column``; use it as a context manager.
     """
 
-    OPTIONS = ("reduce", "dtype", "batch_size", "max_tokens", "chunk_rows", "device", "model_dtype")
+    OPTIONS = ("reduce", "dtype", "batch_size", "max_tokens", "chunk_rows", "device", "model_dtype", "text_column")
 
     def __init__(self, model: LoadedModel, data: str | os.PathLike, points: list[str], out: str | os.PathLike,
                  **options):
@@ -90,7 +90,7 @@ class SeriesSession:
             self._setup = setup_recording(
                 self.loaded, self.data, self.points, self.out, self.options.get("reduce"), self.dtype,
                 self.batch_size, self.options.get("max_tokens", 128), run_id, None, self.options.get("device"),
-                self.options.get("model_dtype"), "local")
+                self.options.get("model_dtype"), "local", self.options.get("text_column", "text"))
             first = self._setup.probe_stop
         else:
             first = 0
