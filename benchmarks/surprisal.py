@@ -24,6 +24,7 @@ Run::
 
     python benchmarks/surprisal.py                 # 3 repetitions, 2 threads
     python benchmarks/surprisal.py --repeats 1     # a smoke run
+    python benchmarks/surprisal.py --device cuda   # on a GPU (not yet run: no GPU session had it)
 """
 
 from __future__ import annotations
@@ -52,15 +53,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where both run the model (cuda on a GPU machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     from minicons import scorer
 
-    model = load_model("smollm2-135m")
+    model = load_model("smollm2-135m", device=args.device)
     words = read_words(shared_data_dir() / "naturalstories" / "all_stories.tok")
     texts = build_texts(words)
-    reference = scorer.IncrementalLMScorer(model.module, tokenizer=model.tokenizer, device="cpu")
+    reference = scorer.IncrementalLMScorer(model.module, tokenizer=model.tokenizer, device=args.device)
 
     def ours() -> int:
         return len(word_surprisal(model, words, progress=False).words)

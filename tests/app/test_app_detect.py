@@ -95,6 +95,7 @@ def test_the_page_draws_accuracy_and_auroc_by_point_and_the_transfer(page):
     roc = page.locator("#ood-0 svg.line")
     assert roc.count() == 1 and roc.locator("polyline").count() == 7  # six scores and the dashed chance line
     assert roc.locator("polyline.reference").count() == 1
+    assert roc.locator("text.x-label").text_content() == "false positive rate"  # the x axis says what it is
     assert page.locator("#ood-0 table tr").count() == 7  # a header and a row per score
     series = page.locator("#ood-series-0 svg.line")
     assert series.count() == 2 and series.first.is_visible() and series.first.locator("polyline").count() == 2

@@ -119,8 +119,8 @@ function wrap(svg, title) {
 
 // One or more series over categorical x (points in depth order), with optional bands and a baseline; a series
 // with `dashed` is a grey reference line without dots or legend entry.
-function lineChart({ labels, series, baseline = null, yLabel = "", width = 520, height = 260, title = "" }) {
-  const m = { l: 52, r: 36, t: 10, b: 58 };
+function lineChart({ labels, series, baseline = null, yLabel = "", xLabel = "", width = 520, height = 260, title = "" }) {
+  const m = { l: 52, r: 36, t: 10, b: xLabel ? 70 : 58 };
   const svg = el("svg", { width, height, class: "plot line" });
   const all = series.flatMap((s) => [...s.y, ...(s.lo || []), ...(s.hi || [])]).concat(baseline === null ? [] : [baseline]);
   const [lo, hi] = extent(all);
@@ -137,6 +137,7 @@ function lineChart({ labels, series, baseline = null, yLabel = "", width = 520, 
     if (i % step) return;
     el("text", { x: x(i), y: height - m.b + 12, transform: `rotate(40 ${x(i)} ${height - m.b + 12})` }, svg).textContent = label;
   });
+  if (xLabel) el("text", { x: m.l + (width - m.l - m.r) / 2, y: height - 4, "text-anchor": "middle", class: "x-label" }, svg).textContent = xLabel;
   if (yLabel) el("text", { x: 12, y: m.t + (height - m.t - m.b) / 2, transform: `rotate(-90 12 ${m.t + (height - m.t - m.b) / 2})`, "text-anchor": "middle" }, svg).textContent = yLabel;
   if (baseline !== null) {
     el("line", { x1: m.l, x2: width - m.r, y1: y(baseline), y2: y(baseline), stroke: "#777", "stroke-dasharray": "4 3" }, svg);
@@ -327,7 +328,7 @@ async function runPage(run) {
     const labels = data.points.map((p) => p.point);
     data.measures.forEach((name, k) => {
       const y = data.points.map((p) => p.values[k]);
-      if (y.some((v) => v !== null)) charts.appendChild(lineChart({ labels, series: [{ name, y }], width: 360, height: 220, title: name }));
+      if (y.some((v) => v !== null)) charts.appendChild(lineChart({ labels, series: [{ name, y }], xLabel: "point", width: 360, height: 220, title: name }));
     });
   }
   page.insertAdjacentHTML("beforeend", "<h2>Points</h2>" + table(["point", "module", "kind", "shape", "dtype", "rows", ...data.measures],
@@ -357,7 +358,7 @@ async function comparisonsPage() {
     } else {
       const series = c.points_b.map((b, j) => ({ name: b, y: c.values.map((row) => row[j]),
         lo: c.ci_low.map((row) => row[j]), hi: c.ci_high.map((row) => row[j]) }));
-      section.appendChild(lineChart({ labels: c.points_a, series, yLabel: c.metric, width: 640 }));
+      section.appendChild(lineChart({ labels: c.points_a, series, yLabel: c.metric, xLabel: "point (run A)", width: 640 }));
     }
     if (section.querySelector("svg.heatmap")) section.appendChild(detail);
     page.appendChild(section);
@@ -371,7 +372,7 @@ async function probesPage() {
   const charts = document.getElementById("probe-charts");
   for (const p of list) {
     charts.appendChild(lineChart({ labels: p.points, series: [{ name: p.label, y: p.scores, lo: p.ci_low, hi: p.ci_high }],
-      baseline: p.baseline, yLabel: p.kind === "logistic" ? "accuracy" : "score", width: 380, height: 240,
+      baseline: p.baseline, yLabel: p.kind === "logistic" ? "accuracy" : "score", xLabel: "point", width: 380, height: 240,
       title: `${p.label} · run ${p.run}` }));
   }
   if (encodings.length) {
@@ -379,7 +380,7 @@ async function probesPage() {
     const box = document.getElementById("encode-charts");
     for (const e of encodings) {
       box.appendChild(lineChart({ labels: e.points, series: [{ name: "mean r", y: e.mean_r }, { name: "median r", y: e.median_r }],
-        yLabel: "r", width: 420, height: 240, title: `run ${e.run} → ${e.n_targets} targets` }));
+        yLabel: "r", xLabel: "point", width: 420, height: 240, title: `run ${e.run} → ${e.n_targets} targets` }));
     }
   }
 }
@@ -588,8 +589,8 @@ async function sweepSections() {
     const charts = document.createElement("div");
     charts.className = "charts";
     charts.appendChild(lineChart({ labels, series: [{ name: "target shift", y: s.rows.map((r) => r.shift) }], baseline: 0,
-      yLabel: "log-prob shift", width: 360, height: 220, title: `${s.vector} at ${s.point} · ${s.model}` }));
-    charts.appendChild(lineChart({ labels, series: [{ name: "KL", y: s.rows.map((r) => r.kl) }], yLabel: "KL (neutral)", width: 300, height: 220, title: "KL on neutral text" }));
+      yLabel: "log-prob shift", xLabel: "alpha", width: 360, height: 220, title: `${s.vector} at ${s.point} · ${s.model}` }));
+    charts.appendChild(lineChart({ labels, series: [{ name: "KL", y: s.rows.map((r) => r.kl) }], yLabel: "KL (neutral)", xLabel: "alpha", width: 300, height: 220, title: "KL on neutral text" }));
     box.appendChild(charts);
     box.insertAdjacentHTML("beforeend", table(["alpha", "target shift", "KL", "perplexity"], s.rows.map((r) => [r.alpha, r.shift, r.kl, r.perplexity]), { left: 0 })
       + s.generations.map((g) => `<h3>alpha ${fmt(g.alpha)}</h3>` + table(["prompt", "unsteered", "steered"], g.rows.map((r) => [r.prompt, r.unsteered, r.steered]), { left: 3 })).join(""));
@@ -767,7 +768,7 @@ async function readingPage() {
     const final = f.sources.find((r) => r.source === "final");
     if (layers.length) {
       charts.appendChild(lineChart({ labels: layers.map((r) => r.source), series: [{ name: "logit lens", y: layers.map((r) => r.delta_loglik_per_word) }],
-        baseline: final ? final.delta_loglik_per_word : null, yLabel: "Δ log-lik / word (nats)", title: "held-out gain by layer (dashed: the model's output)" }));
+        baseline: final ? final.delta_loglik_per_word : null, yLabel: "Δ log-lik / word (nats)", xLabel: "layer (logit lens)", title: "held-out gain by layer (dashed: the model's output)" }));
     }
     if (final && f.scatter.surprisal.length) {
       const mean = (a) => a.reduce((t, v) => t + v, 0) / a.length;
@@ -801,7 +802,7 @@ async function detectPage() {
     const cell = (p, m, key) => { const r = t.records.find((x) => x.point === p && x.method === m); return r ? r[key] : null; };
     const charts = htmlEl("div", { class: "charts" }, box);
     for (const key of ["accuracy", "auroc"]) {
-      charts.appendChild(lineChart({ labels: points, baseline: 0.5, yLabel: `held-out ${key}`, title: key,
+      charts.appendChild(lineChart({ labels: points, baseline: 0.5, yLabel: `held-out ${key}`, xLabel: "point (depth)", title: key,
         series: methods.map((m) => ({ name: m, y: points.map((p) => cell(p, m, key)) })) }));
     }
   });
@@ -828,7 +829,7 @@ async function detectPage() {
     const curves = ranked.filter((r) => r.roc);
     if (curves.length) {
       const fpr = curves[0].roc.fpr;
-      box.appendChild(lineChart({ labels: fpr.map((v) => fmt(v, 2)), yLabel: "true positive rate", title: "ROC (x: false positive rate)",
+      box.appendChild(lineChart({ labels: fpr.map((v) => fmt(v, 2)), yLabel: "true positive rate", xLabel: "false positive rate", title: "ROC",
         series: [...curves.map((r) => ({ name: `${r.score} ${fmt(r.auroc, 3)}`, y: r.roc.tpr })), { name: "chance", y: fpr, dashed: true }] }));
     }
     box.insertAdjacentHTML("beforeend", table(["score", "AUROC", "95% interval", "AUPR", "FPR at 95% TPR", "ID rows", "OOD rows"],
@@ -839,9 +840,9 @@ async function detectPage() {
     box.insertAdjacentHTML("beforeend", `<h2>out of distribution over series ${esc(o.series)} at ${esc(o.point)} · in: ${esc(o.in.join(" "))}</h2><p class="note">${esc(o.setting)}; each score's AUROC at every checkpoint, and NC1 of the fitting rows (x: training step)</p>`);
     const steps = o.steps.map((s) => fmt(s));
     const charts = htmlEl("div", { class: "charts" }, box);
-    charts.appendChild(lineChart({ labels: steps, yLabel: "AUROC", title: "AUROC",
+    charts.appendChild(lineChart({ labels: steps, yLabel: "AUROC", xLabel: "training step", title: "AUROC",
       series: o.records.map((r) => ({ name: r.score, y: r.auroc })) }));
-    charts.appendChild(lineChart({ labels: steps, yLabel: "NC1", title: "NC1", series: [{ name: "NC1", y: o.nc1 }] }));
+    charts.appendChild(lineChart({ labels: steps, yLabel: "NC1", xLabel: "training step", title: "NC1", series: [{ name: "NC1", y: o.nc1 }] }));
     box.insertAdjacentHTML("beforeend", table(["score", "Spearman(NC1, AUROC)", "terminal phase only"],
       o.records.map((r) => [r.score, r.spearman === null ? "–" : r.spearman, r.terminal_spearman === null ? "–" : r.terminal_spearman]), { left: 1 }));
   });
