@@ -109,3 +109,21 @@ def test_detect_ood_separates_a_planted_far_cluster_from_a_store_and_from_npy(tm
     np.save(tmp_path / "x.npy", features)
     bad = run_cli("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--in", "0", "1", "2")
     assert bad.returncode == 2 and "row 5 contains NaN" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_statement_detectors_refuse_a_model_that_is_not_causal(tmp_path, run_cli):
+    """`detect causal`, `detect truth --baselines` and the hallucination set need a model that predicts the next
+    token: MiniLM (an encoder) is refused in one line, before any work."""
+    statements = pd.DataFrame({"text": [f"The number {i} is {'even' if i % 2 == 0 else 'odd'}." for i in range(24)],
+                               "truth": ["true"] * 24})
+    statements.loc[::3, "truth"] = "false"
+    statements.to_csv(tmp_path / "s.csv", index=False)
+    assert run_cli("record", "minilm", tmp_path / "s.csv", "--points", "resid.2", "--reduce", "last", "--out",
+                   tmp_path / "store", "--quiet").returncode == 0
+    for args in [("detect", "causal", tmp_path / "store", "--points", "resid.2", "--statements", 4),
+                 ("detect", "truth", tmp_path / "store", "--baselines", "--baseline-statements", 4),
+                 ("dataset", "hallucination-cities", "--model", "minilm", "--out", tmp_path / "h")]:
+        result = run_cli(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "minilm is not a causal language model" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.language.surprisal import require_causal
 from neurometry.models import LoadedModel
 
 SHOTS = (("Paris", "France"), ("Lima", "Peru"))
@@ -46,9 +47,8 @@ def greedy_answers(model: LoadedModel, prompts: Sequence[str], *, max_new_tokens
     """Each prompt's greedy continuation up to its first full stop or newline (at most ``max_new_tokens``
     tokens), stripped. Prompts run in left-padded batches after the BOS token (where the model has one); the
     answers equal decoding each prompt alone, one full forward pass per token (tested)."""
+    require_causal(model, "answers to generate")
     tokenizer = model.tokenizer
-    if tokenizer is None or model.modality != "text" or not hasattr(model.module, "generate"):
-        raise NeurometryError(f"model {model.name} does not generate text; give a causal language model")
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     answers = []

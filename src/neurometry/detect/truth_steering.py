@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from neurometry.errors import NeurometryError
+from neurometry.language.surprisal import require_causal
 from neurometry.models import LoadedModel
 from neurometry.models.hooks import single_token_id
 from neurometry.steer import apply
@@ -52,6 +53,7 @@ def truth_gaps(model: LoadedModel, prompts: Sequence[str], vector: Any = None, p
                alpha: float = 0.0, steered_tokens: int | None = None) -> np.ndarray:
     """(n,) log P(" True") - log P(" False") after each prompt, with ``alpha * vector`` added at ``point`` on the
     last ``steered_tokens`` tokens (default: the statement's last token and the suffix) when a vector is given."""
+    require_causal(model, "True/False answer")
     yes, no = single_token_id(model, ANSWERS[0], "answer"), single_token_id(model, ANSWERS[1], "answer")
     steered = steered_tokens or len(model.tokenizer(SUFFIX, add_special_tokens=False)["input_ids"]) + 1
     gaps = []

@@ -110,8 +110,9 @@ def word_start_tokens(tokenizer: Any, vocabulary_size: int) -> torch.Tensor:
     return starts
 
 
-def require_causal(model: LoadedModel) -> None:
-    """Refuse, in one line, a model that does not predict the next token from the left context only."""
+def require_causal(model: LoadedModel, purpose: str = "word surprisal") -> None:
+    """Refuse, in one line, a model that does not predict the next token from the left context only (``purpose``:
+    what it would have given)."""
     require_text(model)
     config = getattr(model.module, "config", None)
     causal = bool(getattr(config, "is_decoder", False)) or any(
@@ -120,7 +121,7 @@ def require_causal(model: LoadedModel) -> None:
     if not causal or getattr(config, "is_encoder_decoder", False):
         raise NeurometryError(
             f"{model.name} is not a causal language model (it reads the words on both sides, or predicts no "
-            "next token), so it gives no word surprisal; use a causal LM such as smollm2-135m"
+            f"next token), so it gives no {purpose}; use a causal LM such as smollm2-135m"
         )
 
 

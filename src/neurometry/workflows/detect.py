@@ -21,6 +21,7 @@ from neurometry.detect.semantic_dynamics import held_out_dynamics
 from neurometry.detect.truth import TRUTH_METHODS, held_out_truth, transfer_matrix
 from neurometry.detect.truth_steering import steering_effect
 from neurometry.errors import NeurometryError
+from neurometry.language.surprisal import require_causal
 from neurometry.store.results import (
     OOD,
     OOD_SERIES,
@@ -84,7 +85,7 @@ def detect_truth(
     sources, store, run, truth, groups = _labelled(source, label, group, run, points)
     if baselines:  # the model and the statements' texts found before any decoding
         texts = _statement_texts(sources[0])
-        loaded = _run_model(store, run, model)
+        loaded = _run_model(store, run, model, "output baselines")
     others, opened = {}, [store]
     try:
         for other in transfer or []:
@@ -159,7 +160,7 @@ def detect_causal(
         is_true = _is_true(truth)
         held = _held_out(is_true, groups, statements, seed)
         solved = _shots(texts, is_true, ~held, shots, seed)
-        loaded = _run_model(store, run, model)
+        loaded = _run_model(store, run, model, "True/False answer for the causal test")
         records = []
         for src in tqdm(sources, desc="causal", unit="point", file=sys.stderr, disable=not progress):
             x = read_rows(src)
@@ -229,15 +230,18 @@ def _shots(texts: list[str], is_true: np.ndarray, pool: np.ndarray, count: int, 
     return [(texts[i], bool(is_true[i])) for i in picked]
 
 
-def _run_model(store: Any, run: str, model: str | None) -> Any:
+def _run_model(store: Any, run: str, model: str | None, purpose: str) -> Any:
+    """The causal LM that judges statements: ``model``, or the one that recorded the run."""
     from neurometry.models import load_model
 
     spec = model or store.run_info(run).settings.get("model")
     try:
-        return load_model(spec)
+        loaded = load_model(spec)
     except NeurometryError as exc:
         hint = "" if model else "; name the model with --model"
         raise NeurometryError(f"cannot load model {spec!r} ({exc}){hint}") from None
+    require_causal(loaded, purpose)
+    return loaded
 
 
 def _output_baselines(loaded: Any, texts: list[str], truth: np.ndarray, groups: np.ndarray | None, count: int,
@@ -453,6 +457,7 @@ def export_hallucination_cities(model: str, out: str | Path, *, limit: int | Non
     from neurometry.models import load_model
 
     loaded = load_model(model)
+    require_causal(loaded, "answers to generate")
     table = city_answers(loaded, truth_statements("cities"), limit=limit)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
