@@ -4,9 +4,9 @@ cities set, labelled correct or hallucinated, read from its residual stream.
 Steps (what the commands of docs/detect.md do, here in one process): ``export_hallucination_cities`` (the
 model's greedy answer for each of the 748 cities after two solved examples), ``record`` of the 30 residual
 points at each claim's last token, ``detect_truth`` grouped by city with the semantic-dynamics trajectory and
-the output baselines on 200 held-out claims; then the answer-prior control, which no detector should be
-credited with: each claim scored by how often its answer word (the country named, "the" dropped) was right
-in the other folds (the same 5 stratified folds, add-two smoothing towards the base rate).
+the output baselines on 200 held-out claims, and two controls that read no activations
+(``detect.CategoryPrior`` on the probes' folds): each claim scored by how often claims naming the same answer,
+or about a city of the same country, were right in the training folds.
 
 Not a speed comparison: it reproduces accuracy figures. torch runs on ``--threads`` threads.
 
@@ -22,33 +22,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from neurometry.detect.evaluation import auroc  # noqa: E402
-from neurometry.folds import fold_assignment  # noqa: E402
 from neurometry.record import record  # noqa: E402
 from neurometry.workflows.detect import detect_truth, export_hallucination_cities  # noqa: E402
-
-
-def answer_prior(table: pd.DataFrame, folds: int = 5, seed: int = 0) -> tuple[float, float]:
-    """(AUROC, accuracy) of scoring each claim by its answer word's smoothed rate of being right in the other
-    folds."""
-    truth = (table["truth"] == "true").to_numpy()
-    answer = table["answer"].str.lower().str.replace("^the ", "", regex=True).to_numpy()
-    fold = fold_assignment(len(table), folds, seed=seed, stratify=truth)
-    score = np.zeros(len(table))
-    for k in range(folds):
-        train = fold != k
-        prior = truth[train].mean()
-        counts = pd.DataFrame({"answer": answer[train], "right": truth[train]}).groupby("answer")["right"].agg(["sum", "count"])
-        rate = (counts["sum"] + 2 * prior) / (counts["count"] + 2)
-        score[~train] = pd.Series(answer[~train]).map(rate).fillna(prior).to_numpy()
-    return auroc(score[~truth], score[truth]), float(((score > 0.5) == truth).mean())
 
 
 def main() -> None:
@@ -61,7 +41,7 @@ def main() -> None:
         print(f"{made['statements']} claims: {made['correct']} correct, {made['hallucinated']} hallucinated")
         record("smollm2-135m", made["data"], ["resid.*"], Path(tmp) / "s", reduce="last", progress=False)
         found = detect_truth(str(Path(tmp) / "s"), label="truth", group="group", dynamics=True, baselines=True,
-                             progress=False)
+                             controls=["answer", "correct_country"], progress=False)
         by_point = {}
         for r in found["results"]:
             by_point.setdefault(r["point"], {})[r["method"]] = r
@@ -69,10 +49,7 @@ def main() -> None:
             print(point, "  ".join(f"{m} {r['accuracy']:.3f} ({r['auroc']:.3f})" for m, r in methods.items()))
         for r in found["baselines"]:
             accuracy = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
-            print(f"output baseline {r['method']}: accuracy {accuracy}, AUROC {r['auroc']:.3f} ({r['n']} claims)")
-        table = pd.read_json(made["data"], lines=True)
-        prior_auroc, prior_accuracy = answer_prior(table)
-        print(f"answer prior: accuracy {prior_accuracy:.3f}, AUROC {prior_auroc:.3f}")
+            print(f"{r['point']} {r['method']}: accuracy {accuracy}, AUROC {r['auroc']:.3f} ({r['n']} claims)")
 
 
 if __name__ == "__main__":

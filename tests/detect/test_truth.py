@@ -78,3 +78,24 @@ def test_transfer_reads_a_shared_direction_and_not_an_orthogonal_one():
     accuracy = dict(zip(matrix["names"], matrix["accuracy"], strict=True))
     assert accuracy["a"][0] is None and accuracy["a"][1] > 0.9 and accuracy["b"][0] > 0.9  # a <-> b
     assert abs(accuracy["a"][2] - 0.5) < 0.08 and abs(accuracy["c"][0] - 0.5) < 0.08  # a, c orthogonal
+
+
+def test_the_category_prior_is_the_smoothed_rate_of_truth_per_value():
+    from neurometry.detect.truth import CategoryPrior, held_out_detector
+
+    values = np.array(["a", "a", "a", "a", "b", "b", "c", "c"])
+    truth = np.array([1, 1, 1, 0, 0, 0, 1, 0])
+    prior = CategoryPrior().fit(values, truth)
+    p = 4 / 8
+    expected = {"a": (3 + 2 * p) / 6, "b": (0 + 2 * p) / 4, "c": (1 + 2 * p) / 4, "unseen": p}
+    np.testing.assert_allclose(prior.score(list(expected)), np.array(list(expected.values())) - 0.5, rtol=1e-15)
+    # a column that carries the label is read held out; one that carries nothing is not
+    rng = np.random.default_rng(0)
+    label = rng.integers(0, 2, 600)
+    carries = np.where(rng.random(600) < 0.8, label, 1 - label).astype(str)  # agrees with the label 80% of the time
+    score = held_out_detector(carries, label, CategoryPrior, "carries", folds=5, seed=0)
+    assert abs(score.accuracy - 0.8) < 0.05 and score.auroc > 0.75
+    unrelated = held_out_detector(rng.integers(0, 5, 600).astype(str), label, CategoryPrior, "unrelated")
+    assert abs(unrelated.auroc - 0.5) < 0.08
+    with pytest.raises(NeurometryError, match="exactly two"):
+        CategoryPrior().fit(values, np.zeros(8))

@@ -15,7 +15,7 @@ def cmd_truth(args: argparse.Namespace) -> None:
 
     document = detect_truth(args.store, label=args.label, group=args.group, methods=args.methods, points=args.points,
                             run=args.run, folds=args.folds, seed=args.seed, transfer=args.transfer,
-                            dynamics=args.dynamics, baselines=args.baselines, model=args.model,
+                            dynamics=args.dynamics, baselines=args.baselines, controls=args.control, model=args.model,
                             baseline_statements=args.baseline_statements, shots=args.shots, progress=not args.json)
     finish(args, document, lambda: print_truth(document))
 
@@ -80,6 +80,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--baselines", action="store_true",
                    help="also what the model says from its outputs alone: the statement's log-probability and its "
                         "few-shot True/False answer (contextually calibrated), on --baseline-statements statements")
+    q.add_argument("--control", nargs="+", default=None, metavar="COLUMN",
+                   help="controls that read no activations: each statement scored by how often statements sharing its "
+                        "value of COLUMN (the answer named, the entity) were true in the training folds")
     q.add_argument("--model", default=None, help="the model for --baselines (default: the one that recorded the run)")
     q.add_argument("--baseline-statements", type=whole_number(2), default=200,
                    help="statements the baselines judge (default 200; each few-shot prompt runs alone)")

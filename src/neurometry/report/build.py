@@ -525,10 +525,12 @@ def truth_section(store: Store, results: pd.DataFrame) -> str:
                 [point, *(f"{cells[point, m]['accuracy']:.3f} ({cells[point, m]['auroc']:.3f})" if (point, m) in cells
                           else "" for m in methods)] for point in dict.fromkeys(r["point"] for r in records)]))
         for result_set, group in baselines[baselines["run_id"] == run].groupby("result_set", sort=False):
-            parts.append(f"<p>what the model says from its outputs alone ({html.escape(result_set)}): accuracy of the "
-                         "calibrated few-shot answer, AUROC of true against false</p>")
+            parts.append(f"<p>truth read without the activations ({html.escape(result_set)}): what the model says from "
+                         "its outputs alone (accuracy of the calibrated few-shot answer) and column controls, AUROC of "
+                         "true against false</p>")
             parts.append(_table(["baseline", "accuracy", "AUROC", "statements"], [
-                [r.name, "" if r.value is None or r.value != r.value else f"{r.value:.3f}", f"{r.extra['auroc']:.3f}",
+                [r.name if r.point == "output" else f"control: {r.name}",
+                 "" if r.value is None or r.value != r.value else f"{r.value:.3f}", f"{r.extra['auroc']:.3f}",
                  r.extra["n"]] for r in group.itertuples()]))
         for matrix in transfers[transfers["run_id"] == run].itertuples():
             names = matrix.extra["names"]

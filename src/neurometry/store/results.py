@@ -168,8 +168,8 @@ TRUTH_CAUSAL = ResultKind(
     "points", params=("label", "alphas", "statements", "shots", "seed"), extra=("gap_true", "gap_false", "n"),
 )
 TRUTH_BASELINE = ResultKind(
-    "truth_baseline", 1, "output-side truth baselines: log-probability and few-shot answer (`detect truth --baselines`)",
-    "set", params=("label", "statements", "shots", "seed"), extra=("auroc", "n"),
+    "truth_baseline", 1, "truth read without the activations: output baselines and column controls "
+    "(`detect truth --baselines --control`)", "set", params=("label", "seed"), extra=("auroc", "n"),
 )
 
 OOD = ResultKind(

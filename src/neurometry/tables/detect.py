@@ -26,11 +26,12 @@ def print_truth(document: dict) -> None:
 
 
 def print_baselines(records: list[dict]) -> None:
-    """The output-side baselines: accuracy (of the calibrated few-shot answer) and AUROC."""
-    print(f"\noutput-side baselines on {records[0]['n']} held-out statements: accuracy (AUROC)")
-    print_table(["baseline", "accuracy", "AUROC"],
-                [[r["method"], "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}", f"{r['auroc']:.3f}"]
-                 for r in records])
+    """Truth read without the activations: the output-side baselines (accuracy of the calibrated few-shot answer)
+    and the column controls (held out on the probes' folds), with AUROC."""
+    print("\nwithout the activations: accuracy (AUROC)")
+    print_table(["baseline", "statements", "accuracy", "AUROC"],
+                [[r["method"] if r["point"] == "output" else f"control: {r['method']}", r["n"],
+                  "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}", f"{r['auroc']:.3f}"] for r in records])
 
 
 def print_causal(document: dict) -> None:

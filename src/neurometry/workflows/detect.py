@@ -18,7 +18,13 @@ from neurometry.detect.hallucination import city_answers
 from neurometry.detect.ood import OOD_SCORES, get_ood_score
 from neurometry.detect.output_baselines import output_baselines
 from neurometry.detect.semantic_dynamics import held_out_dynamics
-from neurometry.detect.truth import TRUTH_METHODS, held_out_truth, transfer_matrix
+from neurometry.detect.truth import (
+    TRUTH_METHODS,
+    CategoryPrior,
+    held_out_detector,
+    held_out_truth,
+    transfer_matrix,
+)
 from neurometry.detect.truth_steering import steering_effect
 from neurometry.errors import NeurometryError
 from neurometry.language.surprisal import require_causal
@@ -66,6 +72,7 @@ def detect_truth(
     transfer: list[str] | None = None,
     dynamics: bool = False,
     baselines: bool = False,
+    controls: list[str] | None = None,
     model: str | None = None,
     baseline_statements: int = 200,
     shots: int = 4,
@@ -80,9 +87,12 @@ def detect_truth(
     (:func:`neurometry.detect.output_baselines.output_baselines`). Returns
     ``{"results": [{"point", "method", "accuracy", "auroc", "n", "folds"}, ...], "transfer": [...],
     "baselines": [{"point": "output", "method": "log_probability" | "few_shot", "accuracy", "auroc", "n"}]}``
-    (the log-probability has no threshold, so no accuracy)."""
+    (the log-probability has no threshold, so no accuracy). Each of ``controls`` (metadata columns) adds a control
+    that reads no activations, :class:`~neurometry.detect.truth.CategoryPrior` of that column on the probes' own
+    folds, to ``baselines`` (``"point": "control"``, ``"method"`` the column)."""
     methods = methods or list(TRUTH_METHODS)
     sources, store, run, truth, groups = _labelled(source, label, group, run, points)
+    control_values = {column: metadata_labels(sources[0], column) for column in controls or []}
     if baselines:  # the model and the statements' texts found before any decoding
         texts = _statement_texts(sources[0])
         loaded = _run_model(store, run, model, "output baselines")
@@ -110,6 +120,17 @@ def detect_truth(
                        result_set=set_name(**params))
                 for r in baseline_records
             ])
+        if controls:
+            control_records = [{"point": "control", **held_out_detector(values, truth, CategoryPrior, column, folds=folds,
+                                                                        groups=groups, seed=seed).to_dict()}
+                               for column, values in control_values.items()]
+            params = {"label": label, "group": group, "folds": folds, "seed": seed}
+            TRUTH_BASELINE.save(store, run, [
+                Result("control", r["method"], r["accuracy"], params=params, extra={"auroc": r["auroc"], "n": r["n"]},
+                       result_set=set_name(controls=controls, **params))
+                for r in control_records
+            ])
+            baseline_records += control_records
         settings = {"label": label, "group": group, "folds": folds, "seed": seed}
         TRUTH_PROBE.save(store, run, [
             Result(r["point"], r["method"], r["accuracy"], params=settings, extra={"auroc": r["auroc"], "n": r["n"]},
