@@ -28,7 +28,8 @@ def detect_store(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("detect")
     planted_store(folder / "a", seed=0)
     planted_store(folder / "b", seed=1)
-    detect_truth(str(folder / "a"), label="label", group="group", transfer=[str(folder / "b")], progress=False)
+    detect_truth(str(folder / "a"), label="label", group="group", transfer=[str(folder / "b")], controls=["group"],
+                 progress=False)
     # a second run of three Gaussian classes and a fourth far from them, scored for OOD at its one point
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 4, size=(4, 12))
@@ -75,7 +76,9 @@ def test_the_api_gives_truth_by_point_and_the_transfer(detect_store):
     (series,) = d["ood_over_training"]
     assert series["steps"] == [1, 2, 4] and series["nc1"][2] < series["nc1"][0] / 4  # spread / 4: NC1 / 16
     assert {r["score"] for r in series["records"]} == {"mahalanobis", "msp"}
-    assert d["causal"][0]["shift"] == 0.5 and {b["method"] for b in d["baselines"]} == {"log_probability", "few_shot"}
+    assert d["causal"][0]["shift"] == 0.5
+    assert {(b["kind"], b["method"]) for b in d["baselines"]} == {("output", "log_probability"), ("output", "few_shot"),
+                                                                 ("control", "group")}
 
 
 @pytest.fixture(scope="module")
@@ -100,4 +103,5 @@ def test_the_page_draws_accuracy_and_auroc_by_point_and_the_transfer(page):
     series = page.locator("#ood-series-0 svg.line")
     assert series.count() == 2 and series.first.is_visible() and series.first.locator("polyline").count() == 2
     assert page.locator("#baselines").is_visible() and page.locator("#causal").is_visible()
+    assert page.get_by_text("control: group").count() == 1  # a control row, named as one
     no_errors(page)

@@ -179,7 +179,7 @@ def detect(store: Store) -> dict[str, Any]:
         ood.append({"run": run, "setting": result_set, "point": group["point"].iloc[0], "label": params["label"],
                     "in": params["in"], "records": [{"score": r.name, "auroc": r.value, **r.extra}
                                                     for r in group.itertuples()]})
-    baselines = [{"run": r.run_id, "setting": r.result_set, "method": r.name, "accuracy": r.value,
+    baselines = [{"run": r.run_id, "setting": r.result_set, "kind": r.point, "method": r.name, "accuracy": r.value,
                   "auroc": r.extra["auroc"], "n": r.extra["n"]} for r in TRUTH_BASELINE.load(store).itertuples()]
     causal = [{"run": r.run_id, "setting": r.result_set, "point": r.point, "alphas": r.params["alphas"],
                "shift": r.value, "gap_true": r.extra["gap_true"], "gap_false": r.extra["gap_false"], "n": r.extra["n"]}

@@ -807,9 +807,9 @@ async function detectPage() {
     }
   });
   if (d.baselines.length) {
-    page.insertAdjacentHTML("beforeend", `<h3 id="baselines">what the model says from its outputs alone</h3>` +
-      table(["run", "baseline", "accuracy (calibrated)", "AUROC", "statements"],
-        d.baselines.map((b) => [b.run, b.method, b.accuracy === null ? "–" : b.accuracy, b.auroc, b.n]), { left: 2 }));
+    page.insertAdjacentHTML("beforeend", `<h3 id="baselines">truth read without the activations</h3><p class="note">output baselines (what the model says; few-shot accuracy calibrated) and controls (the held-out rate of truth per value of a column)</p>` +
+      table(["run", "baseline", "accuracy", "AUROC", "statements"],
+        d.baselines.map((b) => [b.run, b.kind === "control" ? `control: ${b.method}` : b.method, b.accuracy === null ? "–" : b.accuracy, b.auroc, b.n]), { left: 2 }));
   }
   if (d.causal.length) {
     page.insertAdjacentHTML("beforeend", `<h3 id="causal">causal test: the truth direction added while the model judges held-out statements</h3>` +
