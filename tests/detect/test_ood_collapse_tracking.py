@@ -27,12 +27,12 @@ import torch
 
 from neurometry.detect import OODOverCheckpoints, ood_over_checkpoints
 from neurometry.errors import NeurometryError
-from neurometry.lab.collapse import checkpoint_steps
+from neurometry.lab.base import log_spaced_steps
 from neurometry.threads import blas_threads
 from tests.detect.test_ood_digits import ID_CLASSES, digits_split
 
 STEPS = 1000  # zero training error by step 23-43; the rest is the terminal phase
-CHECKPOINTS = 12  # log-spaced from step 1 (checkpoint_steps of the collapse lab, without step 0)
+CHECKPOINTS = 12  # log-spaced from step 1 (log_spaced_steps, as the collapse lab saves, without step 0)
 
 
 def train_with_checkpoints(seed: int, batch_norm: bool = True, steps: int = STEPS) -> dict:
@@ -63,7 +63,7 @@ def train_with_checkpoints(seed: int, batch_norm: bool = True, steps: int = STEP
         optimiser = torch.optim.AdamW(parameters, lr=3e-3, weight_decay=5e-2)
         schedule = None
     targets = torch.tensor(y_train)
-    recorded = sorted(set(checkpoint_steps(steps, CHECKPOINTS)) - {0})
+    recorded = sorted(set(log_spaced_steps(steps, CHECKPOINTS)) - {0})
     series: dict[str, list] = {"train": [], "id": [], "ood": [], "classifiers": []}
     for step in range(1, steps + 1):
         body.train()

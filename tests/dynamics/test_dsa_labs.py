@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from neurometry.dynamics.dsa import dsa
-from neurometry.lab.flipflop import FlipFlopLab, flip_flop_trials, trajectories
+from neurometry.lab.flipflop import FlipFlopLab, flip_flop_trials
 from neurometry.lab.integrator import IntegratorLab, integration_trials
+from neurometry.lab.recurrent import trajectories
 
 SAME_TASK_AT_MOST = 0.15
 OTHER_TASK_AT_LEAST = 0.3

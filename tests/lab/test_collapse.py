@@ -14,7 +14,8 @@ import torch
 
 from neurometry.errors import NeurometryError
 from neurometry.lab import get_lab
-from neurometry.lab.collapse import CollapseLab, checkpoint_steps, learning_rate_at
+from neurometry.lab.base import log_spaced_steps
+from neurometry.lab.collapse import CollapseLab, learning_rate_at
 from neurometry.measures import nc1
 
 # NC1 may rise this much between neighbouring checkpoints (seeds 0-9: at most 1.07x, at step 1; 1.04x near
@@ -77,7 +78,7 @@ def test_checkpoint_contract(trained):
 
 
 def test_checkpoints_are_log_spaced():
-    steps = checkpoint_steps(3500, 40)
+    steps = log_spaced_steps(3500, 40)
     assert steps[:4] == [0, 1, 2, 3] and steps[-1] == 3500
     # the terminal phase (after about step 60) holds most of them, the fit (steps 1-60) a good share too
     assert sum(s <= 60 for s in steps) >= 12 and sum(s > 60 for s in steps) >= 20

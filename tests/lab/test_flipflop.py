@@ -19,16 +19,15 @@ import torch
 
 from neurometry.errors import NeurometryError
 from neurometry.lab import get_lab
+from neurometry.lab.base import log_spaced_steps
 from neurometry.lab.flipflop import (
     BITS,
     TIME_STEPS,
     FlipFlopLab,
     bits_apart,
-    checkpoint_steps,
-    cosine_learning_rate,
     flip_flop_trials,
-    seeded_generator,
 )
+from neurometry.lab.recurrent import cosine_learning_rate, seeded_generator
 
 ACCURACY_AT_LEAST = 0.95  # the bar; seeds 0-4 reach 1.0
 MEMORIES = {"+++", "++-", "+-+", "+--", "-++", "-+-", "--+", "---"}
@@ -167,7 +166,7 @@ def test_targets_hold_the_last_pulse():
 
 
 def test_schedules():
-    steps = checkpoint_steps(1000, 30)
+    steps = log_spaced_steps(1000, 30)
     assert steps[:3] == [0, 1, 2] and steps[-1] == 1000 and len(steps) == len(set(steps))
     assert cosine_learning_rate(0, 100, 0.01) == pytest.approx(0.01)
     assert cosine_learning_rate(50, 100, 0.01) == pytest.approx(0.005)

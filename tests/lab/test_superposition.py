@@ -12,12 +12,12 @@ import torch
 
 from neurometry.errors import NeurometryError
 from neurometry.lab import get_lab
+from neurometry.lab.base import log_spaced_steps
 from neurometry.lab.superposition import (
     SWEEP_HIDDEN,
     SWEEP_PROBABILITIES,
     SuperpositionLab,
     adjacent_angles,
-    checkpoint_steps,
 )
 
 PENTAGON_ANGLE = 72.0  # 360 / 5: a regular pentagon's adjacent columns
@@ -165,10 +165,10 @@ def test_adjacent_angles_of_known_columns() -> None:
     assert adjacent_angles(three_dimensions) == pytest.approx([90.0] * 3)
 
 
-def test_checkpoint_steps() -> None:
-    steps = checkpoint_steps(3000, 40)
+def test_checkpoint_steps_are_log_spaced() -> None:
+    steps = log_spaced_steps(3000, 40)
     assert steps[0] == 0 and steps[-1] == 3000 and steps == sorted(set(steps))
-    assert checkpoint_steps(1, 40) == [0, 1]
+    assert log_spaced_steps(1, 40) == [0, 1]
 
 
 def test_options_are_checked() -> None:

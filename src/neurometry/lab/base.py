@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -26,6 +27,13 @@ SIZES = ("default", "test")
 # called by Lab.train at each checkpoint: (step, metrics such as train_loss, test_loss, train_accuracy,
 # test_accuracy and the lab's own progress measures, all plain floats)
 CheckpointCallback = Callable[[int, dict[str, float]], None]
+
+
+def log_spaced_steps(steps: int, count: int) -> list[int]:
+    """Step 0, then about ``count`` steps log-spaced from 1 to ``steps`` (always included; fewer where they round
+    to the same step): the first tens of steps and the last thousands are both resolved."""
+    spaced = np.unique(np.round(np.geomspace(1, steps, count)).astype(int))
+    return [0, *(int(step) for step in spaced if step < steps), steps]
 
 
 def as_bool(value: Any) -> bool:

@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn import functional
 
 from neurometry.errors import NeurometryError
-from neurometry.lab.base import CheckpointCallback, Lab, LabPhases, ProbeData, as_bool
+from neurometry.lab.base import CheckpointCallback, Lab, LabPhases, ProbeData, as_bool, log_spaced_steps
 from neurometry.measures import nc1, nc2_equiangular, nc2_equinorm, nc3, nc4
 from neurometry.training import find_phases
 
@@ -118,12 +118,6 @@ def digits_split(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
         torch.as_tensor((test_inputs - mean) / std, dtype=torch.float32),
         torch.as_tensor(test_labels, dtype=torch.long),
     )
-
-
-def checkpoint_steps(steps: int, count: int) -> list[int]:
-    """Step 0 and about ``count`` steps log-spaced from 1 to ``steps`` (fewer where they round to the same
-    step), so both the fit (the first tens of steps) and the terminal phase (thousands) are resolved."""
-    return sorted({0, steps, *(int(round(step)) for step in np.geomspace(1, steps, count))})
 
 
 def learning_rate_at(step: int, steps: int) -> float:
@@ -237,7 +231,7 @@ class CollapseLab(Lab):
         )
         generator = torch.Generator().manual_seed(self.seed)
         rows = len(self.train_labels)
-        saves = set(checkpoint_steps(self.total_steps, CHECKPOINTS))
+        saves = set(log_spaced_steps(self.total_steps, CHECKPOINTS))
         order, position = torch.randperm(rows, generator=generator), 0
         for step in range(self.total_steps + 1):
             if step in saves:

@@ -27,14 +27,12 @@ docs/recurrent.md): 8 stable corners, 12 saddles on its edges (one unstable dire
 ones the paper describes), and saddles at the centres of its 6 faces (two unstable directions) and at its
 centre (three).
 
-This module also holds what the recurrent lab entries share (the model, the checkpoint schedule, the
-learning-rate schedule and the per-part seeding), used by :mod:`neurometry.lab.integrator`.
+What it shares with :mod:`neurometry.lab.integrator` (the model, the training loop, the per-part seeding)
+is in :mod:`neurometry.lab.recurrent`.
 """
 
 from __future__ import annotations
 
-import copy
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -44,20 +42,14 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from neurometry.dynamics.fixed_points import FixedPoints, find_fixed_points, sample_states
+from neurometry.dynamics.fixed_points import FixedPoints, find_fixed_points
 from neurometry.errors import NeurometryError
-from neurometry.lab.base import CheckpointCallback, Lab, ProbeData
+from neurometry.lab.base import ProbeData
+from neurometry.lab.recurrent import RecurrentLab, RecurrentReadout, analysed_copy, seeded_generator
 
-CELLS = ("rnn", "gru")  # nn.RNN (tanh) or nn.GRU
 BITS = 3
 TIME_STEPS = 50  # per trial; with pulses every 20 steps on average, each bit flips about twice a trial
 PULSE_PROBABILITY = 0.05  # per step and channel, after the pulses of the first step
-BATCH = 128  # fresh trials per Adam step
-TEST_TRIALS = 512  # the fixed held-out trials of test_loss and bit_accuracy
-PROBE_TRIALS = 256  # recorded at each checkpoint; their trajectories seed the fixed-point search
-LEARNING_RATE = 1e-2  # peak, decayed to 0 by a cosine: the last checkpoint is a settled network
-GRADIENT_CLIP = 1.0  # the usual guard against the exploding gradients of recurrent networks
-CHECKPOINTS = 30  # log-spaced: the bits are learnt within the first few hundred steps
 # initial states: probe-trajectory states moved by Gaussian noise of this standard deviation. Trajectories
 # spend most steps at the memories; the noise starts states between them too, where the saddles are. The
 # GRU gets less: at 0.5 its search also found 1-3 extra stable points repeating a memory (seeds 0, 1).
@@ -65,8 +57,6 @@ FINDER_NOISE = {"rnn": 0.5, "gru": 0.2}
 SADDLE_STEP = 0.01  # how far from a saddle, along its unstable eigenvector, the flow to a memory starts
 SADDLE_FLOW_STEPS = 300  # zero-input steps from there; the unstable eigenvalue is 1.1-1.4, so ample
 RESOLVED_OUTPUT = 0.5  # a flow has reached a memory when each output is at least this far from 0
-# each part of the seed's random choices draws from its own generator, so changing one leaves the others
-SEED_OFFSETS = {"build": 0, "train": 1, "test": 2, "probe": 3, "finder": 4}
 
 
 @dataclass(frozen=True)
@@ -82,68 +72,6 @@ SIZE_SETTINGS = {
     "default": FlipFlopSize(steps=3000, initial_states=2048),
     "test": FlipFlopSize(steps=1000, initial_states=1024),
 }
-
-
-class RecurrentReadout(nn.Module):
-    """A recurrent layer and a linear readout: ``rnn`` (``nn.RNN`` with tanh, or ``nn.GRU``; batch first, one
-    layer, starting from the zero state) and ``readout`` (hidden -> outputs) at every time step.
-
-    ``model(inputs)``: inputs (trials, time, input_size) -> outputs (trials, time, output_size).
-    ``model.rnn`` outputs the hidden trajectories (trials, time, hidden) (and the last state);
-    :meth:`hidden_states` returns just the trajectories.
-    """
-
-    def __init__(self, cell: str, input_size: int, hidden_size: int, output_size: int):
-        super().__init__()
-        recurrent = nn.RNN if cell == "rnn" else nn.GRU
-        self.rnn = recurrent(input_size, hidden_size, batch_first=True)
-        self.readout = nn.Linear(hidden_size, output_size)
-
-    def hidden_states(self, inputs: torch.Tensor) -> torch.Tensor:
-        """The hidden state after each step: (trials, time, input_size) -> (trials, time, hidden)."""
-        states, _ = self.rnn(inputs)
-        return states
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.readout(self.hidden_states(inputs))
-
-
-def seeded_generator(seed: int, part: str) -> torch.Generator:
-    """A fresh generator for one part of an entry (:data:`SEED_OFFSETS`): ``build``, ``train``, ``test``,
-    ``probe`` or ``finder``."""
-    return torch.Generator().manual_seed(seed * len(SEED_OFFSETS) + SEED_OFFSETS[part])
-
-
-def build_model(seed: int, cell: str, input_size: int, hidden_size: int, output_size: int) -> RecurrentReadout:
-    """A :class:`RecurrentReadout` initialised from ``seed`` (the global generator is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        # nn.RNN and nn.Linear draw their initial weights from the global generator
-        torch.manual_seed(int(seeded_generator(seed, "build").initial_seed()))
-        return RecurrentReadout(cell, input_size, hidden_size, output_size)
-
-
-def checkpoint_steps(steps: int, count: int) -> list[int]:
-    """0, then about ``count`` log-spaced steps up to ``steps`` (always included), without repeats."""
-    spaced = np.unique(np.round(np.geomspace(1, steps, count)).astype(int))
-    return [0, *(int(step) for step in spaced if step < steps), steps]
-
-
-def cosine_learning_rate(step: int, steps: int, peak: float) -> float:
-    """``peak`` decayed by half a cosine to 0 at ``steps``: large steps first, a settled network at the end."""
-    return peak * 0.5 * (1.0 + math.cos(math.pi * step / steps))
-
-
-def analysed_copy(model: nn.Module) -> nn.Module:
-    """A float64, eval-mode copy of ``model`` without gradients, to iterate as the fixed-point finder does."""
-    copied = copy.deepcopy(model).double().eval()
-    copied.requires_grad_(False)
-    return copied
-
-
-def trajectories(model: RecurrentReadout, inputs: torch.Tensor) -> np.ndarray:
-    """The hidden trajectories of ``inputs`` (trials, time, input_size): (trials, time, hidden) float64."""
-    with torch.no_grad():
-        return analysed_copy(model).hidden_states(inputs.double()).numpy()
 
 
 def signs(outputs: np.ndarray) -> list[str]:
@@ -207,12 +135,12 @@ def bits_apart(first: str, second: str) -> int:
     return sum(a != b for a, b in zip(first, second, strict=True))
 
 
-class FlipFlopLab(Lab):
+class FlipFlopLab(RecurrentLab):
     """A recurrent network holding 3 bits, and the fixed points of its dynamics (Sussillo & Barak 2013).
 
     Options: ``cell`` ("rnn", a tanh RNN, or "gru") and ``hidden`` units (24). Checkpoint metrics:
     ``train_loss`` (the batch's squared error before the update), ``test_loss`` and ``bit_accuracy`` on
-    TEST_TRIALS held-out trials. Findings: see :meth:`findings`.
+    ``test_trials`` held-out trials. Findings: see :meth:`findings`.
     """
 
     name: ClassVar[str] = "flipflop"
@@ -220,36 +148,22 @@ class FlipFlopLab(Lab):
         "3-bit flip-flop RNN: 8 stable fixed points, one per memory, and saddles between them "
         "(Sussillo & Barak 2013, Opening the black box)"
     )
-    phase_curve: ClassVar[str] = "test_loss"
-    phase_transform: ClassVar[str] = "log"
-    reduce: ClassVar[str] = "last"  # the state at the last step of each probe trial
     options: ClassVar[dict[str, Any]] = {"cell": "rnn", "hidden": 24}
-
-    def __init__(self, size: str = "default", steps: int | None = None, seed: int = 0, **options: Any):
-        super().__init__(size=size, steps=steps, seed=seed, **options)
-        self.setting = SIZE_SETTINGS[size]
-        self.total_steps = steps if steps is not None else self.setting.steps
-        self.cell = str(self.settings["cell"]).lower()
-        if self.cell not in CELLS:
-            raise NeurometryError(f"cell {self.settings['cell']!r} is not one of {', '.join(CELLS)}")
-        try:
-            self.hidden = int(self.settings["hidden"])
-        except (TypeError, ValueError):
-            raise NeurometryError(f"hidden {self.settings['hidden']!r} must be a whole number of units") from None
-        if self.hidden < BITS:
-            raise NeurometryError(f"hidden {self.hidden} must be at least {BITS} units (one per bit)")
-
-    def build(self) -> nn.Module:
-        return build_model(self.seed, self.cell, BITS, self.hidden, BITS)
+    size_settings: ClassVar[dict[str, FlipFlopSize]] = SIZE_SETTINGS
+    input_size: ClassVar[int] = BITS
+    output_size: ClassVar[int] = BITS
+    min_hidden: ClassVar[int] = BITS
+    min_hidden_reason: ClassVar[str] = " (one per bit)"
+    learning_rate: ClassVar[float] = 1e-2  # the bits are learnt within the first few hundred steps
 
     def points(self) -> dict[str, str]:
         return {"hidden": "rnn", "output": "readout"}
 
     def probe_data(self) -> ProbeData:
-        """PROBE_TRIALS seeded trials (PROBE_TRIALS, TIME_STEPS, BITS). Metadata: ``memory`` (the targets'
+        """``probe_trials`` seeded trials (probe_trials, TIME_STEPS, BITS). Metadata: ``memory`` (the targets'
         signs at the last step, e.g. "+-+"), ``bit0``..``bit2`` (those targets, +1/-1) and ``pulses`` (the
         trial's pulses after step 0)."""
-        inputs, targets = flip_flop_trials(seeded_generator(self.seed, "probe"), PROBE_TRIALS)
+        inputs, targets = flip_flop_trials(seeded_generator(self.seed, "probe"), self.probe_trials)
         last = targets[:, -1].numpy()
         metadata = pd.DataFrame({
             "memory": signs(last),
@@ -258,30 +172,16 @@ class FlipFlopLab(Lab):
         })
         return ProbeData(inputs, metadata)
 
-    def train(self, model: nn.Module, checkpoint: CheckpointCallback) -> None:
-        steps = self.total_steps
-        record_at = set(checkpoint_steps(steps, CHECKPOINTS))
-        generator = seeded_generator(self.seed, "train")
-        test_inputs, test_targets = flip_flop_trials(seeded_generator(self.seed, "test"), TEST_TRIALS)
-        optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-        for step in range(steps + 1):
-            inputs, targets = flip_flop_trials(generator, BATCH)
-            model.train()
-            loss = functional.mse_loss(model(inputs), targets)
-            if step in record_at:
-                # train_loss is this fresh batch's loss before the step's update
-                checkpoint(step, self.metrics(model, loss.item(), test_inputs, test_targets))
-            if step == steps:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_learning_rate(step, steps, LEARNING_RATE)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP)
-            optimizer.step()
+    def trials(self, generator: torch.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return flip_flop_trials(generator, count)
 
-    @staticmethod
-    def metrics(model: nn.Module, train_loss: float, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    def objective(self, model: RecurrentReadout, inputs: torch.Tensor, targets: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        loss = functional.mse_loss(model(inputs), targets)
+        return loss, loss
+
+    def metrics(self, model: nn.Module, train_loss: float, inputs: torch.Tensor, targets: torch.Tensor
+                ) -> dict[str, float]:
         with torch.no_grad():
             outputs = model(inputs)
         return {
@@ -293,9 +193,7 @@ class FlipFlopLab(Lab):
     def fixed_points(self, model: RecurrentReadout) -> FixedPoints:
         """The fixed and slow points at zero input, from ``initial_states`` states of the probe trials'
         trajectories moved by FINDER_NOISE[cell] (seeded)."""
-        finder_seed = int(seeded_generator(self.seed, "finder").initial_seed())
-        states = trajectories(model, self.probe_data().inputs)
-        initial = sample_states(states, self.setting.initial_states, seed=finder_seed)
+        _, initial, finder_seed = self.search_starts(model)
         return find_fixed_points(model, initial, noise=FINDER_NOISE[self.cell], seed=finder_seed)
 
     def findings(self, model: nn.Module, results: list[dict[str, float]]) -> dict[str, Any]:

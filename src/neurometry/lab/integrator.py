@@ -41,27 +41,14 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from neurometry.dynamics.fixed_points import FixedPoints, find_fixed_points, sample_states
+from neurometry.dynamics.fixed_points import FixedPoints, find_fixed_points
 from neurometry.errors import NeurometryError
-from neurometry.lab.base import CheckpointCallback, Lab, ProbeData
-from neurometry.lab.flipflop import (
-    CELLS,
-    RecurrentReadout,
-    build_model,
-    checkpoint_steps,
-    cosine_learning_rate,
-    seeded_generator,
-    trajectories,
-)
+from neurometry.lab.base import ProbeData
+from neurometry.lab.recurrent import RecurrentLab, RecurrentReadout, seeded_generator
 
 TIME_STEPS = 50
 PULSE_PROBABILITY = 0.3  # per step: the running sum is a random walk of about +/- 4 pulses by the end
 NOISE = 0.2  # the Gaussian noise on every step's input, so the sum is an analogue quantity to integrate
-BATCH = 128
-TEST_TRIALS = 512
-PROBE_TRIALS = 256
-LEARNING_RATE = 3e-3  # peak, cosine-decayed to 0; 1e-2 trained with loss spikes and a rougher line
-GRADIENT_CLIP = 1.0
 # the weight of an L2 penalty on the units' pre-activations (atanh of the hidden states: for the tanh RNN its
 # pre-activations exactly, until float32 rounds a state to +/-1), added to the loss in training. Without it the
 # cross-entropy keeps pushing the states of confident sums outwards until units saturate, and where they
@@ -72,7 +59,6 @@ GRADIENT_CLIP = 1.0
 # left an end at 0.928-0.940 at some seed (docs/recurrent.md has the settings tried)
 PREACTIVATION_L2 = 0.03
 SATURATED = 0.999999  # |state| clamped here before atanh, so a state rounded to +/-1 has a finite pre-activation
-CHECKPOINTS = 30
 NEAR_ONE = 0.05  # the paper's "eigenvalue near 1" for a discrete map, as |lambda| within this of 1
 
 
@@ -131,13 +117,13 @@ def principal_share(states: np.ndarray) -> tuple[float | None, np.ndarray | None
     return float(variance[0] / variance.sum()), directions[0]
 
 
-class IntegratorLab(Lab):
+class IntegratorLab(RecurrentLab):
     """An RNN reporting the sign of a running sum of noisy pulses, and its line of fixed points (Maheswaranathan
     et al. 2019).
 
     Options: ``cell`` ("rnn", a tanh RNN, or "gru") and ``hidden`` units (32). Checkpoint metrics:
     ``train_loss`` (the batch's cross-entropy before the update), ``test_loss`` and ``accuracy`` on
-    TEST_TRIALS held-out trials. Findings: see :meth:`findings`.
+    ``test_trials`` held-out trials. Findings: see :meth:`findings`.
     """
 
     name: ClassVar[str] = "integrator"
@@ -145,27 +131,12 @@ class IntegratorLab(Lab):
         "RNN integrating noisy pulses: fixed points along a line attractor, one eigenvalue near 1 each "
         "(Maheswaranathan et al. 2019)"
     )
-    phase_curve: ClassVar[str] = "test_loss"
-    phase_transform: ClassVar[str] = "log"
-    reduce: ClassVar[str] = "last"  # the state at the last step of each probe trial
     options: ClassVar[dict[str, Any]] = {"cell": "rnn", "hidden": 32}
-
-    def __init__(self, size: str = "default", steps: int | None = None, seed: int = 0, **options: Any):
-        super().__init__(size=size, steps=steps, seed=seed, **options)
-        self.setting = SIZE_SETTINGS[size]
-        self.total_steps = steps if steps is not None else self.setting.steps
-        self.cell = str(self.settings["cell"]).lower()
-        if self.cell not in CELLS:
-            raise NeurometryError(f"cell {self.settings['cell']!r} is not one of {', '.join(CELLS)}")
-        try:
-            self.hidden = int(self.settings["hidden"])
-        except (TypeError, ValueError):
-            raise NeurometryError(f"hidden {self.settings['hidden']!r} must be a whole number of units") from None
-        if self.hidden < 2:
-            raise NeurometryError(f"hidden {self.hidden} must be at least 2 units")
-
-    def build(self) -> nn.Module:
-        return build_model(self.seed, self.cell, 1, self.hidden, 1)
+    size_settings: ClassVar[dict[str, IntegratorSize]] = SIZE_SETTINGS
+    input_size: ClassVar[int] = 1
+    output_size: ClassVar[int] = 1
+    min_hidden: ClassVar[int] = 2
+    learning_rate: ClassVar[float] = 3e-3  # 1e-2 trained with loss spikes and a rougher line
 
     def points(self) -> dict[str, str]:
         # the hidden trajectory only: the readout's one output is no point to record, and the runner's
@@ -173,9 +144,9 @@ class IntegratorLab(Lab):
         return {"hidden": "rnn"}
 
     def probe_data(self) -> ProbeData:
-        """PROBE_TRIALS seeded trials (PROBE_TRIALS, TIME_STEPS, 1). Metadata: ``final_sum`` (the running sum at
+        """``probe_trials`` seeded trials (probe_trials, TIME_STEPS, 1). Metadata: ``final_sum`` (the running sum at
         the last step), ``sign`` (its sign, +1/-1) and ``pulses`` (the trial's pulses)."""
-        inputs, sums = integration_trials(seeded_generator(self.seed, "probe"), PROBE_TRIALS)
+        inputs, sums = integration_trials(seeded_generator(self.seed, "probe"), self.probe_trials)
         final = sums[:, -1, 0].numpy()
         metadata = pd.DataFrame({
             "final_sum": final.astype(float),
@@ -185,31 +156,17 @@ class IntegratorLab(Lab):
         })
         return ProbeData(inputs, metadata)
 
-    def train(self, model: nn.Module, checkpoint: CheckpointCallback) -> None:
-        steps = self.total_steps
-        record_at = set(checkpoint_steps(steps, CHECKPOINTS))
-        generator = seeded_generator(self.seed, "train")
-        test_inputs, test_sums = integration_trials(seeded_generator(self.seed, "test"), TEST_TRIALS)
-        optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-        for step in range(steps + 1):
-            inputs, sums = integration_trials(generator, BATCH)
-            model.train()
-            states = model.hidden_states(inputs)
-            loss = sign_loss(model.readout(states), sums)
-            if step in record_at:
-                # train_loss is this fresh batch's loss before the step's update
-                checkpoint(step, self.metrics(model, loss.item(), test_inputs, test_sums))
-            if step == steps:
-                break
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_learning_rate(step, steps, LEARNING_RATE)
-            optimizer.zero_grad(set_to_none=True)
-            (loss + PREACTIVATION_L2 * preactivation_penalty(states)).backward()
-            nn.utils.clip_grad_norm_(model.parameters(), GRADIENT_CLIP)
-            optimizer.step()
+    def trials(self, generator: torch.Generator, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return integration_trials(generator, count)
 
-    @staticmethod
-    def metrics(model: nn.Module, train_loss: float, inputs: torch.Tensor, sums: torch.Tensor) -> dict[str, float]:
+    def objective(self, model: RecurrentReadout, inputs: torch.Tensor, sums: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        states = model.hidden_states(inputs)
+        loss = sign_loss(model.readout(states), sums)
+        return loss, loss + PREACTIVATION_L2 * preactivation_penalty(states)
+
+    def metrics(self, model: nn.Module, train_loss: float, inputs: torch.Tensor, sums: torch.Tensor
+                ) -> dict[str, float]:
         with torch.no_grad():
             logits = model(inputs)
         return {
@@ -220,10 +177,8 @@ class IntegratorLab(Lab):
 
     def fixed_points(self, model: RecurrentReadout) -> tuple[FixedPoints, np.ndarray]:
         """The fixed and slow points at zero input from ``initial_states`` states of the probe trials'
-        trajectories (seeded), and those trajectories (PROBE_TRIALS, TIME_STEPS, hidden)."""
-        finder_seed = int(seeded_generator(self.seed, "finder").initial_seed())
-        states = trajectories(model, self.probe_data().inputs)
-        initial = sample_states(states, self.setting.initial_states, seed=finder_seed)
+        trajectories (seeded), and those trajectories (probe_trials, TIME_STEPS, hidden)."""
+        states, initial, finder_seed = self.search_starts(model)
         return find_fixed_points(model, initial, seed=finder_seed), states
 
     def findings(self, model: nn.Module, results: list[dict[str, float]]) -> dict[str, Any]:

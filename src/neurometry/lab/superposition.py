@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from neurometry.errors import NeurometryError
-from neurometry.lab.base import CheckpointCallback, Lab, ProbeData, as_bool
+from neurometry.lab.base import CheckpointCallback, Lab, ProbeData, as_bool, log_spaced_steps
 
 BATCH = 1024  # fresh inputs per Adam step, as in the paper's notebook
 LEARNING_RATE = 1e-2  # the notebook trains 10,000 steps at 1e-3; 1e-2 reaches the same shapes in 3,000
@@ -170,12 +170,6 @@ def adjacent_angles(weight: torch.Tensor) -> list[float]:
     return sorted(math.degrees(math.acos(float(cosine))) for cosine in cosines.max(dim=1).values)
 
 
-def checkpoint_steps(steps: int, count: int) -> list[int]:
-    """0, then about ``count`` log-spaced steps up to ``steps`` (always included), without repeats."""
-    spaced = np.unique(np.round(np.geomspace(1, steps, count)).astype(int))
-    return [0, *(int(step) for step in spaced if step < steps), steps]
-
-
 def train_sweep(
     probabilities: tuple[float, ...], features: int, hidden: int, decay: float, steps: int, seed: int
 ) -> list[dict[str, float]]:
@@ -283,7 +277,7 @@ class SuperpositionLab(Lab):
 
     def train(self, model: nn.Module, checkpoint: CheckpointCallback) -> None:
         steps = self.total_steps()
-        record_at = set(checkpoint_steps(steps, CHECKPOINTS))
+        record_at = set(log_spaced_steps(steps, CHECKPOINTS))
         generator = self.generator("train")
         test_inputs = sample_features(self.generator("test"), (TEST_ROWS, self.features), self.feature_probability)
         optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
