@@ -191,14 +191,9 @@ def _positive_temperature(temperature: float, name: str) -> None:
 
 
 @dataclass(eq=False)
-class MaxSoftmaxScore(OODScore):
-    """Maximum softmax probability, negated: -max_c softmax(f / T)_c (Hendrycks & Gimpel 2017).
+class _LogitScore(OODScore):
+    """A score of the logits alone at a temperature T > 0: nothing to fit."""
 
-    Needs logits (n, C) at ``score``; ``fit`` needs nothing (it only records C when logits are given).
-    Values lie in [-1, -1/C].
-    """
-
-    name: ClassVar[str] = "msp"
     temperature: float = 1.0
 
     def __post_init__(self) -> None:
@@ -206,6 +201,16 @@ class MaxSoftmaxScore(OODScore):
 
     def fit(self, features: Any = None, labels: Any = None, *, logits: Any = None, classifier: Any = None):
         return self
+
+
+@dataclass(eq=False)
+class MaxSoftmaxScore(_LogitScore):
+    """Maximum softmax probability, negated: -max_c softmax(f / T)_c (Hendrycks & Gimpel 2017).
+
+    Needs logits (n, C) at ``score``; ``fit`` needs nothing. Values lie in [-1, -1/C].
+    """
+
+    name: ClassVar[str] = "msp"
 
     def score(self, features: Any = None, logits: Any = None) -> np.ndarray:
         f = self._needs_logits(logits) / self.temperature
@@ -214,18 +219,11 @@ class MaxSoftmaxScore(OODScore):
 
 
 @dataclass(eq=False)
-class EnergyScore(OODScore):
+class EnergyScore(_LogitScore):
     """The free energy E(x) = -T logsumexp(f / T) of the logits (Liu et al. 2020); ID rows have lower
     energy, so E itself is the OOD score. Needs logits (n, C) at ``score``."""
 
     name: ClassVar[str] = "energy"
-    temperature: float = 1.0
-
-    def __post_init__(self) -> None:
-        _positive_temperature(self.temperature, self.name)
-
-    def fit(self, features: Any = None, labels: Any = None, *, logits: Any = None, classifier: Any = None):
-        return self
 
     def score(self, features: Any = None, logits: Any = None) -> np.ndarray:
         f = self._needs_logits(logits)
