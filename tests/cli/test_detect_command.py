@@ -151,3 +151,33 @@ def test_controls_read_a_column_on_the_probes_folds(tmp_path, run_cli):
     assert report.returncode == 0 and "control: topic" in (tmp_path / "r.html").read_text()
     bad = run_cli("detect", "truth", tmp_path / "s", "--label", "label", "--control", "nope")
     assert bad.returncode == 2 and "no column 'nope'" in bad.stderr
+
+
+def test_detect_truth_reads_a_npy_with_label_and_group_files(tmp_path, run_cli):
+    """The contract's ".npy of features with a labels file works where a store does": the same rows, labels and
+    groups as a store give the same held-out scores; store-only options and missing labels are one line."""
+    planted_store(tmp_path / "a", seed=0)
+    store = open_store(tmp_path / "a")
+    try:
+        np.save(tmp_path / "late.npy", store.activations("late"))
+        meta = store.metadata(store.runs()[0].run_id)
+        np.save(tmp_path / "labels.npy", meta["label"].to_numpy())
+        np.save(tmp_path / "groups.npy", meta["group"].to_numpy())
+    finally:
+        store.close()
+    from_store = run_cli("detect", "truth", tmp_path / "a", "--label", "label", "--group", "group", "--points", "late",
+                         "--json")
+    from_npy = run_cli("detect", "truth", tmp_path / "late.npy", "--labels", tmp_path / "labels.npy", "--groups",
+                       tmp_path / "groups.npy", "--json")
+    assert from_npy.returncode == 0, from_npy.stderr
+    ours = {r["method"]: r for r in json.loads(from_npy.stdout)["results"]}
+    theirs = {r["method"]: r for r in json.loads(from_store.stdout)["results"]}
+    for method, record in theirs.items():
+        assert ours[method]["accuracy"] == record["accuracy"] and ours[method]["auroc"] == record["auroc"], method
+    for args, message in [((), "give its labels with --labels"),
+                          (("--labels", tmp_path / "labels.npy", "--group", "group"), "--groups FILE.npy"),
+                          (("--labels", tmp_path / "labels.npy", "--dynamics"), "read a store"),
+                          (("--labels", tmp_path / "groups.npy"), "exactly two")]:
+        bad = run_cli("detect", "truth", tmp_path / "late.npy", *args)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)
+        assert len(bad.stderr.strip().splitlines()) == 1

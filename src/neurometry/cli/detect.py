@@ -13,7 +13,8 @@ def cmd_truth(args: argparse.Namespace) -> None:
     from neurometry.tables.detect import print_truth
     from neurometry.workflows.detect import detect_truth
 
-    document = detect_truth(args.store, label=args.label, group=args.group, methods=args.methods, points=args.points,
+    document = detect_truth(args.store, label=args.label, group=args.group, labels_file=args.labels,
+                            groups_file=args.groups, methods=args.methods, points=args.points,
                             run=args.run, folds=args.folds, seed=args.seed, transfer=args.transfer,
                             dynamics=args.dynamics, baselines=args.baselines, controls=args.control, model=args.model,
                             baseline_statements=args.baseline_statements, shots=args.shots, progress=not args.json)
@@ -63,7 +64,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "--group keeps the statements of one entity on one side of every split; --transfer trains "
                     "on this store and tests on stores of other statement sets, and the reverse.",
     )
-    q.add_argument("store", help="a store of statements recorded with their label (neurometry dataset truth-cities)")
+    q.add_argument("store", help="a store of statements recorded with their label (neurometry dataset truth-cities), "
+                                 "or a .npy of statements x features with --labels")
+    q.add_argument("--labels", default=None, help="for a .npy: a .npy of one true/false label per row")
+    q.add_argument("--groups", default=None, help="for a .npy: a .npy of one group per row (kept in one fold)")
     q.add_argument("--label", default="truth", help="the metadata column of true/false labels (default truth)")
     q.add_argument("--group", default=None, help="a metadata column whose statements stay in one fold (e.g. group)")
     q.add_argument("--methods", nargs="+", default=None, choices=["mass_mean", "mass_mean_iid", "logistic"],

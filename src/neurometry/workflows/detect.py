@@ -47,13 +47,28 @@ ROC_POINTS = 101  # the ROC curve saved with each score: TPR at FPR 0, 0.01, ...
 TRAJECTORY = "trajectory"  # the point name of the semantic dynamics detector, which reads every chosen point
 
 
-def _labelled(source: str, label: str, group: str | None, run: str | None, points: list[str] | None
+def _labelled(source: str, label: str, group: str | None, run: str | None, points: list[str] | None,
+              labels_file: str | None = None, groups_file: str | None = None
               ) -> tuple[list[Any], Any, str | None, np.ndarray, np.ndarray | None]:
+    """(sources, store or None, run, labels, groups) of a store (labels and groups from its metadata columns) or
+    of a .npy of statements' rows (labels and groups from .npy files of one value per row)."""
     sources, store, run = point_sources(source, run, points)
     if store is None:
-        raise NeurometryError(f"{source} is an array; `detect truth` reads a store with a {label!r} column")
-    truth = metadata_labels(sources[0], label)
-    groups = metadata_labels(sources[0], group) if group is not None else None
+        if labels_file is None:
+            raise NeurometryError(f"{source} is an array: give its labels with --labels FILE.npy (one per row)")
+        if group is not None:
+            raise NeurometryError("--group names a column of a store; for a .npy give --groups FILE.npy")
+        truth = read_labels(Path(labels_file))
+        groups = read_labels(Path(groups_file)) if groups_file else None
+        rows = len(read_rows(sources[0]))
+        for name, values in (("labels", truth), ("groups", groups)):
+            if values is not None and len(values) != rows:
+                raise NeurometryError(f"{len(values)} {name} for {rows} rows in {source}; give one per row")
+    else:
+        if labels_file or groups_file:
+            raise NeurometryError("--labels and --groups are for a .npy; a store's labels are its columns (--label, --group)")
+        truth = metadata_labels(sources[0], label)
+        groups = metadata_labels(sources[0], group) if group is not None else None
     if any(value is None or (isinstance(value, float) and np.isnan(value)) for value in truth):
         raise NeurometryError(f"column {label!r} has missing labels; drop those statements first")
     return sources, store, run, truth, groups
@@ -73,6 +88,8 @@ def detect_truth(
     dynamics: bool = False,
     baselines: bool = False,
     controls: list[str] | None = None,
+    labels_file: str | None = None,
+    groups_file: str | None = None,
     model: str | None = None,
     baseline_statements: int = 200,
     shots: int = 4,
@@ -87,11 +104,15 @@ def detect_truth(
     (:func:`neurometry.detect.output_baselines.output_baselines`). Returns
     ``{"results": [{"point", "method", "accuracy", "auroc", "n", "folds"}, ...], "transfer": [...],
     "baselines": [{"point": "output", "method": "log_probability" | "few_shot", "accuracy", "auroc", "n"}]}``
-    (the log-probability has no threshold, so no accuracy). Each of ``controls`` (metadata columns) adds a control
+    (the log-probability has no threshold, so no accuracy). A .npy ``source`` (statements x features) is one
+    point, with ``labels_file`` and ``groups_file`` (.npy, one value per row) for its labels and groups; nothing
+    is saved then. Each of ``controls`` (metadata columns) adds a control
     that reads no activations, :class:`~neurometry.detect.truth.CategoryPrior` of that column on the probes' own
     folds, to ``baselines`` (``"point": "control"``, ``"method"`` the column)."""
     methods = methods or list(TRUTH_METHODS)
-    sources, store, run, truth, groups = _labelled(source, label, group, run, points)
+    sources, store, run, truth, groups = _labelled(source, label, group, run, points, labels_file, groups_file)
+    if store is None and (transfer or baselines or controls or dynamics):
+        raise NeurometryError("--transfer, --baselines, --control and --dynamics read a store; a .npy gives one point")
     control_values = {column: metadata_labels(sources[0], column) for column in controls or []}
     if baselines:  # the model and the statements' texts found before any decoding
         texts = _statement_texts(sources[0])
@@ -132,11 +153,12 @@ def detect_truth(
             ])
             baseline_records += control_records
         settings = {"label": label, "group": group, "folds": folds, "seed": seed}
-        TRUTH_PROBE.save(store, run, [
-            Result(r["point"], r["method"], r["accuracy"], params=settings, extra={"auroc": r["auroc"], "n": r["n"]},
-                   result_set=set_name(**settings))
-            for r in records
-        ])
+        if store is not None:
+            TRUTH_PROBE.save(store, run, [
+                Result(r["point"], r["method"], r["accuracy"], params=settings, extra={"auroc": r["auroc"], "n": r["n"]},
+                       result_set=set_name(**settings))
+                for r in records
+            ])
         if matrices:
             TRUTH_TRANSFER.save(store, run, [
                 Result(m["point"], m["method"], _off_diagonal_mean(m["accuracy"]), params={"label": label},
@@ -146,8 +168,10 @@ def detect_truth(
             ])
     finally:
         for each in opened:
-            each.close()
-    return {"run": run, "label": label, "group": group, "results": records, "transfer": matrices,
+            if each is not None:
+                each.close()
+    return {"run": run, "label": label if store is not None else labels_file,
+            "group": group if store is not None else groups_file, "results": records, "transfer": matrices,
             "baselines": baseline_records}
 
 
