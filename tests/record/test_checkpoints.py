@@ -186,6 +186,8 @@ def test_rerunning_records_nothing_again(setup, tmp_path, calls):
     again = record_checkpoints(base(), data, POINTS, tmp_path / "s", folder, progress=False)
     assert calls == []
     assert again.already_complete == STEPS and again.steps == STEPS and again.runs == [f"toy-step{s}" for s in STEPS]
+    data.unlink()  # nothing left to record: the data file is not read
+    assert record_checkpoints(base(), data, POINTS, tmp_path / "s", folder, progress=False).already_complete == STEPS
 
 
 def test_an_interrupted_series_records_only_what_is_missing(setup, tmp_path, calls):

@@ -68,14 +68,6 @@ class SeriesSession:
         self.options = options
         self.dtype = options.get("dtype", "float32")
         self.batch_size = options.get("batch_size", 32)
-        check_data_path(self.data)
-        if self.dtype not in DTYPES:
-            raise NeurometryError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
-        if self.batch_size < 1 or options.get("max_tokens", 128) < 1:
-            raise NeurometryError("--batch-size and --max-tokens must be at least 1")
-        if options.get("chunk_rows") is not None and options["chunk_rows"] < 1:
-            raise NeurometryError(f"--chunk-rows {options['chunk_rows']} must be at least 1")
-        keep_freed_heap()
         self._setup: RecordingSetup | None = None
         self._store: Store | None = None
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurometry-series-writer")
@@ -87,6 +79,7 @@ class SeriesSession:
         """Record the model's weights now as the new run ``run_id``, step ``series_step`` of its series."""
         self._raise_failures()
         if self._setup is None:
+            self._check_options()  # here, not at construction: a series with nothing left to record reads no data
             self._setup = setup_recording(
                 self.loaded, self.data, self.points, self.out, self.options.get("reduce"), self.dtype,
                 self.batch_size, self.options.get("max_tokens", 128), run_id, None, self.options.get("device"),
@@ -114,6 +107,16 @@ class SeriesSession:
         except BaseException:
             lock.release()
             raise
+
+    def _check_options(self) -> None:
+        check_data_path(self.data)
+        if self.dtype not in DTYPES:
+            raise NeurometryError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.batch_size < 1 or self.options.get("max_tokens", 128) < 1:
+            raise NeurometryError("--batch-size and --max-tokens must be at least 1")
+        if self.options.get("chunk_rows") is not None and self.options["chunk_rows"] < 1:
+            raise NeurometryError(f"--chunk-rows {self.options['chunk_rows']} must be at least 1")
+        keep_freed_heap()
 
     def _rows(self, setup: RecordingSetup, first: int, n_rows: int) -> dict[str, np.ndarray]:
         """Every stored row of this run, in a buffer no run in flight holds (waiting for one to be written)."""
