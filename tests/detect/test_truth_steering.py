@@ -51,3 +51,24 @@ def test_adding_the_truth_direction_pushes_the_answer_towards_true():
                              alphas=(-3.0, 3.0), shots=shots)
     assert effect.shift > 0.2  # measured +0.51 on 60 statements
     assert effect.gap_true[1] > effect.gap_true[0] and effect.gap_false[1] > effect.gap_false[0]
+
+
+def test_batched_prompts_give_the_gaps_of_each_prompt_alone():
+    """Left-padded batches with positions counted from each row's first token, steered or not, give each
+    prompt's gap as running it alone does (float32 rounding apart)."""
+    from neurometry.detect.truth_steering import truth_gaps
+    from neurometry.models import load_model
+
+    model = load_model("smollm2-135m")
+    shots = [("The city of Rome is in Italy.", True), ("The city of Rome is in Peru.", False)]
+    statements = ["The city of Paris is in France.", "The city of Tiruchirappalli is in Japan.",
+                  "Two is larger than one.", "The Spanish word 'gato' means 'cat'."]  # of different lengths
+    prompts = [few_shot_prompt(s, shots) for s in statements]
+    vector = np.random.default_rng(0).normal(size=576)
+    gaps = []
+    for kwargs in ({}, {"vector": vector, "point": "resid.12", "alpha": 2.0}):
+        batched = truth_gaps(model, prompts, batch_size=4, **kwargs)
+        alone = truth_gaps(model, prompts, batch_size=1, **kwargs)
+        np.testing.assert_allclose(batched, alone, atol=2e-4)
+        gaps.append(batched)
+    assert np.abs(gaps[1] - gaps[0]).max() > 1e-2  # the steered pass is steered

@@ -5,11 +5,12 @@ false, in a few-shot "This statement is: True/False" prompt.
 The read-out is the log-odds gap log P(" True") - log P(" False") of the next token after the prompt. The
 direction is added (``alpha`` times the vector, e.g. the difference of the class means in activation units) at
 the statement's last token and every token after it (the suffix "This statement is:"), where the model forms
-its judgement; each prompt runs alone, so positions count from its end.
+its judgement; prompts run in left-padded batches, so positions count from each prompt's end.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,23 +51,38 @@ class SteeringEffect:
 
 
 def truth_gaps(model: LoadedModel, prompts: Sequence[str], vector: Any = None, point: str | None = None,
-               alpha: float = 0.0, steered_tokens: int | None = None) -> np.ndarray:
+               alpha: float = 0.0, steered_tokens: int | None = None, batch_size: int = 16) -> np.ndarray:
     """(n,) log P(" True") - log P(" False") after each prompt, with ``alpha * vector`` added at ``point`` on the
-    last ``steered_tokens`` tokens (default: the statement's last token and the suffix) when a vector is given."""
+    last ``steered_tokens`` tokens (default: the statement's last token and the suffix) when a vector is given.
+
+    Prompts run ``batch_size`` at a time, padded on the left, with each row's positions counted from its first
+    real token: the gaps equal those of each prompt run alone (to float32 rounding; tested), and the steered
+    positions, counted from the end, are the same tokens in every row. A model whose forward takes no
+    ``position_ids`` runs each prompt alone."""
     require_causal(model, "True/False answer")
     yes, no = single_token_id(model, ANSWERS[0], "answer"), single_token_id(model, ANSWERS[1], "answer")
     steered = steered_tokens or len(model.tokenizer(SUFFIX, add_special_tokens=False)["input_ids"]) + 1
+    if "position_ids" not in inspect.signature(model.module.forward).parameters:
+        batch_size = 1
+    tokenizer = model.tokenizer
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     gaps = []
-    for prompt in prompts:
-        batch = {k: v.to(model.device) for k, v in model.tokenizer([prompt], return_tensors="pt").items()}
+    for start in range(0, len(prompts), batch_size):
+        encoded = [tokenizer(prompt)["input_ids"] for prompt in prompts[start : start + batch_size]]
+        width = max(map(len, encoded))
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=model.device)
+        batch = {"input_ids": torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=model.device),
+                 "attention_mask": mask}
+        if batch_size > 1:
+            batch["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
         with torch.inference_mode():
             if vector is None or alpha == 0.0:
-                logits = model.module(**batch).logits[0, -1]
+                logits = model.module(**batch).logits[:, -1]
             else:
                 with apply(model, vector, point, alpha, positions=slice(-steered, None)):
-                    logits = model.module(**batch).logits[0, -1]
+                    logits = model.module(**batch).logits[:, -1]
         logp = torch.log_softmax(logits.double(), dim=-1)
-        gaps.append(float(logp[yes] - logp[no]))
+        gaps.extend((logp[:, yes] - logp[:, no]).tolist())
     return np.array(gaps)
 
 
