@@ -236,6 +236,31 @@ def _reduce(point: HookPoint, value: torch.Tensor, mask: TokenMask | None, reduc
     return value
 
 
+def check_record_options(dtype: str, batch_size: int, max_tokens: int, chunk_rows: int | None) -> None:
+    """Refuse, in one line, an on-disk dtype, batch size, token limit or chunk size that cannot be recorded."""
+    if dtype not in DTYPES:
+        raise NeurometryError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    if batch_size < 1 or max_tokens < 1:
+        raise NeurometryError("--batch-size and --max-tokens must be at least 1")
+    if chunk_rows is not None and chunk_rows < 1:
+        raise NeurometryError(f"--chunk-rows {chunk_rows} must be at least 1 (leave it out for about 2 MiB a chunk)")
+
+
+def run_chunk_rows(requested: int | None, specs: list[PointSpec], dtype: str, n_rows: int) -> int:
+    """Rows per chunk of a new run: ``requested`` (at most the run's rows), or about 2 MiB a chunk."""
+    return min(requested, n_rows) if requested else chunk_rows_for(specs, dtype, n_rows)
+
+
+def open_store_to_write(out: Path) -> Store:
+    """The store at ``out``, made if missing; a full disk is one line."""
+    try:
+        return open_store(out, create=True)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise NeurometryError(f"the disk holding {out} is full ({exc.strerror}); free some space and run again") from None
+        raise
+
+
 @dataclass
 class RecordingSetup:
     """What recording ``points`` of a model over a data file needs, checked, before the store is touched."""
@@ -253,10 +278,10 @@ class RecordingSetup:
     settings: dict  # what the run's catalog row keeps, and what a resumed run must match
 
 
-def setup_recording(model: str | LoadedModel, data: Path, points: list[str], out: Path, reduce: str | None, dtype: str,
-           batch_size: int, max_tokens: int, run: str | None, max_batch_tokens: int | None,
-           device: str | torch.device | None, model_dtype: str | None, engine: str,
-           text_column: str = "text") -> RecordingSetup:
+def setup_recording(model: str | LoadedModel, data: Path, points: list[str], out: Path, reduce: str | None,
+                    dtype: str, batch_size: int, max_tokens: int, run: str | None, max_batch_tokens: int | None,
+                    device: str | torch.device | None, model_dtype: str | None, engine: str,
+                    text_column: str = "text") -> RecordingSetup:
     """Load and place the model, read the data, resolve the points and run one probe batch: feature shapes,
     and errors surface with nothing written."""
     cast = resolve_model_dtype(model_dtype) if model_dtype is not None else None
@@ -376,10 +401,7 @@ def record(
     data = Path(data)
     check_data_path(data)
     keep_freed_heap()  # batches free and reallocate the same buffers: keep the pages rather than refault them
-    if dtype not in DTYPES:
-        raise NeurometryError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    if batch_size < 1 or max_tokens < 1:
-        raise NeurometryError("--batch-size and --max-tokens must be at least 1")
+    check_record_options(dtype, batch_size, max_tokens, chunk_rows)
     if max_batch_tokens is not None and max_batch_tokens < 1:
         raise NeurometryError(f"--max-batch-tokens {max_batch_tokens} must be at least 1 (leave it out for --batch-size)")
     if engine not in ("local", "ray"):
@@ -395,8 +417,6 @@ def record(
             raise NeurometryError("repairs record in one process; run verify --repair-by-rerecording without --ray")
         if actors < 1:
             raise NeurometryError(f"--actors {actors} must be at least 1")
-    if chunk_rows is not None and chunk_rows < 1:
-        raise NeurometryError(f"--chunk-rows {chunk_rows} must be at least 1 (leave it out for about 2 MiB a chunk)")
     if device is not None:
         resolve_device(device, announce=False)  # a missing GPU: one line, nothing made
     setup = setup_recording(model, data, points, out, reduce, dtype, batch_size, max_tokens, run, max_batch_tokens, device,
@@ -408,12 +428,7 @@ def record(
     device_rows = setup.rows.on_device
 
     created = not out.exists()
-    try:
-        store = open_store(out, create=True)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise NeurometryError(f"the disk holding {out} is full ({exc.strerror}); free some space and run again") from None
-        raise
+    store = open_store_to_write(out)
     lock = RunLock(store, run_id)
     writer = None
     try:
@@ -602,7 +617,7 @@ def _prepare_run(
         delete_run(store, run_id)
 
     n_rows = int(batches.input_row_ends[-1])
-    chunk_rows = min(chunk_rows, n_rows) if chunk_rows else chunk_rows_for(specs, settings["dtype"], n_rows)
+    chunk_rows = run_chunk_rows(chunk_rows, specs, settings["dtype"], n_rows)
     create_run_arrays(store, run_id, specs, settings["dtype"], n_rows, chunk_rows)
 
     register = new_run_rows(run_id, settings, specs, batches, table, data, chunk_rows)

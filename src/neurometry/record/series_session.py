@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,16 +27,23 @@ from neurometry.memory import keep_freed_heap
 from neurometry.models import LoadedModel
 from neurometry.models.devices import dtype_name
 from neurometry.record.data import check_data_path
-from neurometry.record.recorder import DTYPES, RecordingSetup, new_run_rows, record, setup_recording
+from neurometry.record.recorder import (
+    RecordingSetup,
+    check_record_options,
+    new_run_rows,
+    open_store_to_write,
+    record,
+    run_chunk_rows,
+    setup_recording,
+)
 from neurometry.record.transfer import HostCopies
-from neurometry.store import catalog, open_store
+from neurometry.store import catalog
 from neurometry.store.chunks import is_disk_full
 from neurometry.store.store import CATALOG_FILE, SeriesStep, Store
 from neurometry.store.writer import (
     ON_DISK_DTYPE,
     RunLock,
     aligned_empty,
-    chunk_rows_for,
     commit_rows,
     create_run_arrays,
     open_run_arrays,
@@ -69,61 +75,60 @@ class SeriesSession:
         self.dtype = options.get("dtype", "float32")
         self.batch_size = options.get("batch_size", 32)
         self._setup: RecordingSetup | None = None
+        self._n_rows = self._chunk_rows = self._run_bytes = 0  # of every run, known with the setup
         self._store: Store | None = None
         self._pool: ThreadPoolExecutor | None = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurometry-series-writer")
-        self._local = threading.local()  # the writer thread's own catalog connection
+        self._writer_conn: sqlite3.Connection | None = None  # the writer thread's own catalog connection
         self._in_flight: list[Future[None]] = []  # oldest first; each holds one of the two row buffers
         self._free: list[dict[str, np.ndarray]] = []
 
     def record(self, run_id: str, series_step: SeriesStep) -> None:
         """Record the model's weights now as the new run ``run_id``, step ``series_step`` of its series."""
         self._raise_failures()
+        first = 0
         if self._setup is None:
-            self._check_options()  # here, not at construction: a series with nothing left to record reads no data
-            self._setup = setup_recording(
-                self.loaded, self.data, self.points, self.out, self.options.get("reduce"), self.dtype,
-                self.batch_size, self.options.get("max_tokens", 128), run_id, None, self.options.get("device"),
-                self.options.get("model_dtype"), "local", self.options.get("text_column", "text"))
+            self._set_up(run_id)  # here, not at construction: a series with nothing left to record reads no data
             first = self._setup.probe_stop
-        else:
-            first = 0
         setup = self._setup
-        n_rows = int(setup.batches.input_row_ends[-1])
-        itemsize = np.dtype(ON_DISK_DTYPE[self.dtype]).itemsize
-        run_bytes = n_rows * sum(int(np.prod(s.shape, dtype=np.int64)) for s in setup.specs) * itemsize
         if self._store is None and self.out.exists():
-            self._store = _open(self.out)
-        if run_bytes > MAX_RUN_BYTES or (self._store is not None and self._store.find_run(run_id) is not None):
+            self._store = open_store_to_write(self.out)
+        if self._run_bytes > MAX_RUN_BYTES or (self._store is not None and self._store.find_run(run_id) is not None):
             self.wait()
             record(self.loaded, self.data, self.points, self.out, run=run_id, progress=False, series_step=series_step,
                    **self.options)
             return
-        rows = self._rows(setup, first, n_rows)
+        rows = self._rows(setup, first)
         if self._store is None:  # made only now: a first checkpoint with NaN rows leaves no store behind
-            self._store = _open(self.out)
+            self._store = open_store_to_write(self.out)
         lock = RunLock(self._store, run_id)
         try:
-            self._in_flight.append(self._pool.submit(self._write, run_id, series_step, rows, n_rows, lock))
+            self._in_flight.append(self._pool.submit(self._write, run_id, series_step, rows, lock))
         except BaseException:
             lock.release()
             raise
 
-    def _check_options(self) -> None:
+    def _set_up(self, run_id: str) -> None:
+        """Check the options and data, set the model and data up (one probe batch of the weights now) and the
+        size of every run."""
         check_data_path(self.data)
-        if self.dtype not in DTYPES:
-            raise NeurometryError(f"--dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
-        if self.batch_size < 1 or self.options.get("max_tokens", 128) < 1:
-            raise NeurometryError("--batch-size and --max-tokens must be at least 1")
-        if self.options.get("chunk_rows") is not None and self.options["chunk_rows"] < 1:
-            raise NeurometryError(f"--chunk-rows {self.options['chunk_rows']} must be at least 1")
+        max_tokens, chunk_rows = self.options.get("max_tokens", 128), self.options.get("chunk_rows")
+        check_record_options(self.dtype, self.batch_size, max_tokens, chunk_rows)
         keep_freed_heap()
+        self._setup = setup = setup_recording(
+            self.loaded, self.data, self.points, self.out, self.options.get("reduce"), self.dtype, self.batch_size,
+            max_tokens, run_id, None, self.options.get("device"), self.options.get("model_dtype"), "local",
+            self.options.get("text_column", "text"))
+        self._n_rows = int(setup.batches.input_row_ends[-1])
+        self._chunk_rows = run_chunk_rows(chunk_rows, setup.specs, self.dtype, self._n_rows)
+        row_bytes = sum(int(np.prod(s.shape, dtype=np.int64)) for s in setup.specs)
+        self._run_bytes = self._n_rows * row_bytes * np.dtype(ON_DISK_DTYPE[self.dtype]).itemsize
 
-    def _rows(self, setup: RecordingSetup, first: int, n_rows: int) -> dict[str, np.ndarray]:
+    def _rows(self, setup: RecordingSetup, first: int) -> dict[str, np.ndarray]:
         """Every stored row of this run, in a buffer no run in flight holds (waiting for one to be written)."""
         while len(self._in_flight) >= 2:
             self._in_flight.pop(0).result()
         rows = self._free.pop() if self._free else {
-            s.point: aligned_empty((n_rows, *s.shape), ON_DISK_DTYPE[self.dtype]) for s in setup.specs}
+            s.point: aligned_empty((self._n_rows, *s.shape), ON_DISK_DTYPE[self.dtype]) for s in setup.specs}
         row_ends = setup.batches.input_row_ends
         if first:
             for point, block in setup.probe.items():
@@ -136,14 +141,10 @@ class SeriesSession:
         _place(rows, copies.flush(), row_ends)
         return rows
 
-    def _write(self, run_id: str, series_step: SeriesStep, rows: dict[str, np.ndarray], n_rows: int,
-               lock: RunLock) -> None:
+    def _write(self, run_id: str, series_step: SeriesStep, rows: dict[str, np.ndarray], lock: RunLock) -> None:
         """In the writer thread: the run's arrays and chunk files, then its catalog rows in one commit."""
-        setup = self._setup
-        store_path = self.out
+        setup, store_path, n_rows, chunk_rows = self._setup, self.out, self._n_rows, self._chunk_rows
         try:
-            chunk_rows = self.options.get("chunk_rows")
-            chunk_rows = min(chunk_rows, n_rows) if chunk_rows else chunk_rows_for(setup.specs, self.dtype, n_rows)
             create_run_arrays(self._store, run_id, setup.specs, self.dtype, n_rows, chunk_rows)
             root = store_path / "arrays" / run_id
             written = write_chunk_range(root, open_run_arrays(store_path, run_id, rows), chunk_rows, 0, rows)
@@ -166,17 +167,16 @@ class SeriesSession:
             self._free.append(rows)
 
     def _connection(self) -> sqlite3.Connection:
-        # one connection held for the session: SQLite checkpoints its log each time the last one closes
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = catalog.connect(self.out / CATALOG_FILE)
-        return conn
+        # only the writer thread uses it, and holds it for the session: SQLite checkpoints its log each time
+        # the last connection closes
+        if self._writer_conn is None:
+            self._writer_conn = catalog.connect(self.out / CATALOG_FILE)
+        return self._writer_conn
 
     def _close_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        if self._writer_conn is not None:
+            self._writer_conn.close()
+            self._writer_conn = None
 
     def _raise_failures(self) -> None:
         """Raise the first error of a run already written (a full disk), once the writes before it are done."""
@@ -222,13 +222,4 @@ def _place(rows: dict[str, np.ndarray], blocks: list, row_ends: np.ndarray) -> N
         row = int(row_ends[start - 1]) if start else 0
         for point, values in block.items():
             rows[point][row : row + len(values)] = values
-
-
-def _open(out: Path) -> Store:
-    try:
-        return open_store(out, create=True)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise NeurometryError(f"the disk holding {out} is full ({exc.strerror}); free some space and run again") from None
-        raise
 
