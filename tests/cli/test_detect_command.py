@@ -174,6 +174,8 @@ def test_detect_truth_reads_a_npy_with_label_and_group_files(tmp_path, run_cli):
     theirs = {r["method"]: r for r in json.loads(from_store.stdout)["results"]}
     for method, record in theirs.items():
         assert ours[method]["accuracy"] == record["accuracy"] and ours[method]["auroc"] == record["auroc"], method
+    causal = run_cli("detect", "causal", tmp_path / "late.npy", "--points", "late")
+    assert causal.returncode == 2 and "is an array; this reads a store of statements" in causal.stderr
     for args, message in [((), "give its labels with --labels"),
                           (("--labels", tmp_path / "labels.npy", "--group", "group"), "--groups FILE.npy"),
                           (("--labels", tmp_path / "labels.npy", "--dynamics"), "read a store"),

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from neurometry.detect.truth import TruthScore, held_out_detector
+from neurometry.detect.truth import TruthScore, held_out_detector, truth_classes
 from neurometry.errors import NeurometryError
 
 EPSILON = 1e-12
@@ -52,11 +52,8 @@ class SemanticDynamicsDetector:
     def fit(self, states: Any, truth: Any) -> SemanticDynamicsDetector:
         from sklearn.linear_model import LogisticRegression
 
-        states, truth = np.asarray(states, dtype=np.float64), np.asarray(truth)
-        self.classes_ = np.unique(truth)
-        if len(self.classes_) != 2:
-            raise NeurometryError(f"truth labels need exactly two values, got {len(self.classes_)}")
-        is_true = truth == self.classes_[1]
+        states = np.asarray(states, dtype=np.float64)
+        self.classes_, is_true = truth_classes(truth)
         self.centroids_ = (states[is_true].mean(axis=0), states[~is_true].mean(axis=0))  # (layers, d) each
         features = self.features(states)
         self.mean_, self.scale_ = features.mean(axis=0), np.maximum(features.std(axis=0), EPSILON)

@@ -34,6 +34,16 @@ TRUTH_METHODS = {"mass_mean": "mean_difference", "mass_mean_iid": "lda", "logist
 """Method name -> the :func:`neurometry.probe.direction` method it fits."""
 
 
+def truth_classes(truth: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(the two label values, sorted; (n,) bool: which statements carry the second): the larger label, as numpy
+    sorts them, is "true" (1 over 0, "true" over "false"). Other than two values is refused in one line."""
+    truth = np.asarray(truth)
+    classes = np.unique(truth)
+    if len(classes) != 2:
+        raise NeurometryError(f"truth labels need exactly two values (true and false), got {len(classes)}")
+    return classes, truth == classes[1]
+
+
 @dataclass(frozen=True)
 class TruthScore:
     """Held-out truth decoding of one method at one point: ``accuracy`` and ``auroc`` over every statement
@@ -61,14 +71,9 @@ class TruthProbe:
 
     def fit(self, x: Any, truth: Any) -> TruthProbe:
         x = as_rows(x, "x")
-        truth = np.asarray(truth)
-        classes = np.unique(truth)
-        if len(classes) != 2:
-            raise NeurometryError(f"truth labels need exactly two values (true and false), got {len(classes)}")
-        self.classes_ = classes
-        self.direction_ = direction(x, truth, TRUTH_METHODS[self.method], positive=classes[1])
+        self.classes_, is_true = truth_classes(truth)
+        self.direction_ = direction(x, np.asarray(truth), TRUTH_METHODS[self.method], positive=self.classes_[1])
         projected = x @ self.direction_
-        is_true = truth == classes[1]
         self.threshold_ = 0.5 * (projected[is_true].mean() + projected[~is_true].mean())
         return self
 
@@ -89,11 +94,8 @@ class CategoryPrior:
     the truth (the model's own answers about cities: the answer word alone gives AUROC 0.79)."""
 
     def fit(self, values: Any, truth: Any) -> CategoryPrior:
-        values, truth = np.asarray(values).astype(str).ravel(), np.asarray(truth)
-        classes = np.unique(truth)
-        if len(classes) != 2:
-            raise NeurometryError(f"truth labels need exactly two values (true and false), got {len(classes)}")
-        is_true = truth == classes[1]
+        values = np.asarray(values).astype(str).ravel()
+        _, is_true = truth_classes(truth)
         self.base_rate_ = float(is_true.mean())
         keys, inverse = np.unique(values, return_inverse=True)
         rates = (np.bincount(inverse, weights=is_true) + 2 * self.base_rate_) / (np.bincount(inverse) + 2)

@@ -24,6 +24,7 @@ from neurometry.detect.truth import (
     held_out_detector,
     held_out_truth,
     transfer_matrix,
+    truth_classes,
 )
 from neurometry.detect.truth_steering import steering_effect
 from neurometry.errors import NeurometryError
@@ -48,12 +49,16 @@ TRAJECTORY = "trajectory"  # the point name of the semantic dynamics detector, w
 
 
 def _labelled(source: str, label: str, group: str | None, run: str | None, points: list[str] | None,
-              labels_file: str | None = None, groups_file: str | None = None
+              labels_file: str | None = None, groups_file: str | None = None, arrays: bool = False
               ) -> tuple[list[Any], Any, str | None, np.ndarray, np.ndarray | None]:
-    """(sources, store or None, run, labels, groups) of a store (labels and groups from its metadata columns) or
-    of a .npy of statements' rows (labels and groups from .npy files of one value per row)."""
+    """(sources, store or None, run, labels, groups) of a store (labels and groups from its metadata columns) or,
+    where ``arrays`` allows it, of a .npy of statements' rows (labels and groups from .npy files of one value per
+    row)."""
     sources, store, run = point_sources(source, run, points)
     if store is None:
+        if not arrays:
+            raise NeurometryError(f"{source} is an array; this reads a store of statements with a {label!r} column "
+                                  "and their text (record them with neurometry record)")
         if labels_file is None:
             raise NeurometryError(f"{source} is an array: give its labels with --labels FILE.npy (one per row)")
         if group is not None:
@@ -110,7 +115,8 @@ def detect_truth(
     that reads no activations, :class:`~neurometry.detect.truth.CategoryPrior` of that column on the probes' own
     folds, to ``baselines`` (``"point": "control"``, ``"method"`` the column)."""
     methods = methods or list(TRUTH_METHODS)
-    sources, store, run, truth, groups = _labelled(source, label, group, run, points, labels_file, groups_file)
+    sources, store, run, truth, groups = _labelled(source, label, group, run, points, labels_file, groups_file,
+                                                   arrays=True)
     if store is None and (transfer or baselines or controls or dynamics):
         raise NeurometryError("--transfer, --baselines, --control and --dynamics read a store; a .npy gives one point")
     control_values = {column: metadata_labels(sources[0], column) for column in controls or []}
@@ -202,17 +208,14 @@ def detect_causal(
     sources, store, run, truth, groups = _labelled(source, label, group, run, points)
     try:
         texts = _statement_texts(sources[0])
-        is_true = _is_true(truth)
-        held = _held_out(is_true, groups, statements, seed)
-        solved = _shots(texts, is_true, ~held, shots, seed)
+        is_true, held, solved = _judged_split(texts, truth, groups, statements, shots, seed)
         loaded = _run_model(store, run, model, "True/False answer for the causal test")
+        judged, train = [texts[i] for i in np.flatnonzero(held)], ~held
         records = []
         for src in tqdm(sources, desc="causal", unit="point", file=sys.stderr, disable=not progress):
             x = read_rows(src)
-            train = ~held
             vector = x[train & is_true].mean(axis=0) - x[train & ~is_true].mean(axis=0)
-            effect = steering_effect(loaded, [texts[i] for i in np.flatnonzero(held)], is_true[held], vector,
-                                     src.name, alphas=alphas, shots=solved)
+            effect = steering_effect(loaded, judged, is_true[held], vector, src.name, alphas=alphas, shots=solved)
             records.append({"point": src.name, "method": "mass_mean", **effect.to_dict()})
         params = {"label": label, "alphas": sorted(float(a) for a in alphas), "statements": int(held.sum()),
                   "shots": shots, "seed": seed}
@@ -238,13 +241,13 @@ def _statement_texts(src: Any) -> list[str]:
     return [str(t) for t in src.metadata["text"]]
 
 
-def _is_true(truth: np.ndarray) -> np.ndarray:
-    """(n,) bool: the larger of the two label values, as numpy sorts them, is "true" (1 over 0, "true" over
-    "false"), as :class:`~neurometry.detect.truth.TruthProbe` reads them."""
-    classes = np.unique(truth)
-    if len(classes) != 2:
-        raise NeurometryError(f"truth labels need exactly two values (true and false), got {len(classes)}")
-    return truth == classes[1]
+def _judged_split(texts: list[str], truth: np.ndarray, groups: np.ndarray | None, count: int, shots: int,
+                  seed: int) -> tuple[np.ndarray, np.ndarray, list[tuple[str, bool]]]:
+    """(which statements are true, which ``count`` are held out to be judged, ``shots`` solved examples from
+    the rest): how the causal test and the output baselines split statements."""
+    _, is_true = truth_classes(truth)
+    held = _held_out(is_true, groups, count, seed)
+    return is_true, held, _shots(texts, is_true, ~held, shots, seed)
 
 
 def _held_out(is_true: np.ndarray, groups: np.ndarray | None, count: int, seed: int) -> np.ndarray:
@@ -291,9 +294,7 @@ def _run_model(store: Any, run: str, model: str | None, purpose: str) -> Any:
 
 def _output_baselines(loaded: Any, texts: list[str], truth: np.ndarray, groups: np.ndarray | None, count: int,
                       shots: int, seed: int) -> list[dict[str, Any]]:
-    is_true = _is_true(truth)
-    held = _held_out(is_true, groups, min(count, len(texts) - 4), seed)
-    solved = _shots(texts, is_true, ~held, shots, seed)
+    is_true, held, solved = _judged_split(texts, truth, groups, min(count, len(texts) - 4), shots, seed)
     rows = np.flatnonzero(held)
     found = output_baselines(loaded, [texts[i] for i in rows], is_true[rows], solved)
     few = found["few_shot"]
