@@ -21,6 +21,7 @@ import torch
 from neurometry.errors import NeurometryError
 from neurometry.language.surprisal import require_causal
 from neurometry.models import LoadedModel
+from neurometry.models.hooks import left_padded, pad_token_id
 
 SHOTS = (("Paris", "France"), ("Lima", "Peru"))
 """Solved examples before each question, so that the answer comes as a country and a full stop."""
@@ -50,16 +51,15 @@ def greedy_answers(model: LoadedModel, prompts: Sequence[str], *, max_new_tokens
     require_causal(model, "answers to generate")
     tokenizer = model.tokenizer
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     answers = []
     for start in range(0, len(prompts), batch_size):
-        encoded = [bos + tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[start : start + batch_size]]
-        width = max(map(len, encoded))
-        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=model.device)
-        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=model.device)
-        with torch.inference_mode():
-            generated = model.module.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                              do_sample=False, pad_token_id=pad, num_beams=1)
+        batch = left_padded(model, [bos + tokenizer(p, add_special_tokens=False)["input_ids"]
+                                    for p in prompts[start : start + batch_size]])
+        width = batch["input_ids"].shape[1]
+        with torch.inference_mode():  # generate derives the positions from the mask itself
+            generated = model.module.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                              max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                                              pad_token_id=pad_token_id(model))
         for row in generated[:, width:].tolist():
             text = tokenizer.decode(row, skip_special_tokens=True)
             answers.append(STOP.split(text, maxsplit=1)[0].strip())

@@ -21,7 +21,7 @@ import torch
 from neurometry.errors import NeurometryError
 from neurometry.language.surprisal import require_causal
 from neurometry.models import LoadedModel
-from neurometry.models.hooks import single_token_id
+from neurometry.models.hooks import left_padded, single_token_id
 from neurometry.steer import apply
 
 SUFFIX = " This statement is:"
@@ -64,17 +64,11 @@ def truth_gaps(model: LoadedModel, prompts: Sequence[str], vector: Any = None, p
     steered = steered_tokens or len(model.tokenizer(SUFFIX, add_special_tokens=False)["input_ids"]) + 1
     if "position_ids" not in inspect.signature(model.module.forward).parameters:
         batch_size = 1
-    tokenizer = model.tokenizer
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     gaps = []
     for start in range(0, len(prompts), batch_size):
-        encoded = [tokenizer(prompt)["input_ids"] for prompt in prompts[start : start + batch_size]]
-        width = max(map(len, encoded))
-        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=model.device)
-        batch = {"input_ids": torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=model.device),
-                 "attention_mask": mask}
-        if batch_size > 1:
-            batch["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        batch = left_padded(model, [model.tokenizer(prompt)["input_ids"] for prompt in prompts[start : start + batch_size]])
+        if batch_size == 1:
+            del batch["position_ids"]  # one prompt: no padding, and the forward may take no position_ids
         with torch.inference_mode():
             if vector is None or alpha == 0.0:
                 logits = model.module(**batch).logits[:, -1]

@@ -83,6 +83,23 @@ def encode_prompt(model: LoadedModel, prompt: str) -> dict[str, torch.Tensor]:
     return batch
 
 
+def pad_token_id(model: LoadedModel) -> int:
+    """The id padding fills with: the tokenizer's pad token, or its end-of-sequence token where it has none."""
+    tokenizer = model.tokenizer
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def left_padded(model: LoadedModel, encoded: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """Token id lists as one batch on the model's device, padded on the left (:func:`pad_token_id`) so that
+    every row ends at the last column: ``input_ids`` and ``attention_mask`` (B, T), and ``position_ids`` (B, T)
+    counting each row's positions from its first real token, so a padded row computes what it computes alone."""
+    pad = pad_token_id(model)
+    width = max(map(len, encoded))
+    mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=model.device)
+    ids = torch.tensor([[pad] * (width - len(e)) + list(e) for e in encoded], device=model.device)
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(dim=1) - 1).clamp(min=0)}
+
+
 def decode_tokens(model: LoadedModel, ids: Any) -> list[str]:
     """Each token id of ``ids`` (a 1-D tensor, array or list of T ids) decoded on its own: T strings
     that line up with the positions."""
