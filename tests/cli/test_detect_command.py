@@ -8,9 +8,10 @@ import json
 
 import numpy as np
 import pandas as pd
+import torch
 
 from neurometry.store import import_rows, open_store
-from neurometry.store.results import TRUTH_PROBE, TRUTH_TRANSFER
+from neurometry.store.results import OOD, TRUTH_PROBE, TRUTH_TRANSFER
 
 
 def planted_store(path, seed: int, n: int = 400, d: int = 16):
@@ -105,6 +106,15 @@ def test_detect_ood_separates_a_planted_far_cluster_from_a_store_and_from_npy(tm
     assert json.loads(from_npy.stdout)["results"][0]["auroc"] == by_score["mahalanobis"]["auroc"]
     bad = run_cli("detect", "ood", tmp_path / "s", "--label", "cls", "--in", "7")
     assert bad.returncode == 2 and "both sides need rows" in bad.stderr
+    on_cpu = run_cli("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--in", "0", "1", "2",
+                     "--scores", "knn", "--bootstrap", 0, "--device", "cpu", "--json")
+    assert on_cpu.returncode == 0, on_cpu.stderr
+    assert json.loads(on_cpu.stdout)["results"][0]["auroc"] == by_score["knn"]["auroc"]
+    if not torch.cuda.is_available():  # a device this machine lacks: refused before any work, nothing saved
+        saved = len(OOD.load(open_store(tmp_path / "s")))
+        bad = run_cli("detect", "ood", tmp_path / "s", "--label", "cls", "--in", "0", "1", "2", "--device", "cuda")
+        assert bad.returncode == 2 and "cuda" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+        assert len(OOD.load(open_store(tmp_path / "s"))) == saved
     features[5, 3] = np.nan
     np.save(tmp_path / "x.npy", features)
     bad = run_cli("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--in", "0", "1", "2")

@@ -13,6 +13,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from neurometry.detect import ood_over_checkpoints
 from neurometry.store import import_rows, open_store
@@ -85,7 +86,10 @@ def test_series_bad_input_is_one_line(digits_series, run_cli):
         (("--series", "digits", "--point", "features", "--label", "shade"), "no column 'shade'"),
         (("--series", "digits", "--point", "features", "--label", "digit", "--classifier", "w.safetensors"),
          "leave out --labels and --classifier"),
-    ]:
+    ] + ([] if torch.cuda.is_available() else [
+        (("--series", "digits", "--point", "features", "--label", "digit", "--scores", "knn", "--device", "cuda"),
+         "--device cuda"),
+    ]):
         result = run_cli("detect", "ood", path, *args, "--in", "0", "1")
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -185,6 +185,36 @@ def test_equidistant_reference_rows_fall_back_to_the_exact_search():
     assert stats["plain"] == 7, stats  # every screen saw a tie of all 1,500 distances and gave up
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_knn_on_a_device_screens_there_and_matches_sklearn(device):
+    """``device=``: both sets go there and the screen runs there (on a GPU its float32 GEMM is checked against
+    the bound on that GPU); the distances equal scikit-learn's brute search on the CPU."""
+    x, q = relu_classes(3000, 400, 64, seed=11)
+    got = KNNScore(k=50, device=device).fit(x).score(q)
+    xn, qn = x / norm(x, axis=1, keepdims=True), q / norm(q, axis=1, keepdims=True)
+    ref = NearestNeighbors(n_neighbors=50, algorithm="brute").fit(xn).kneighbors(qn)[0][:, -1]
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+    stats = ood_module.KTH_NEIGHBOUR_STATS
+    assert stats["device"] == device and stats["screened"] == 400 and stats["failed"] < 40, stats
+
+
+def test_a_lowered_float32_matmul_precision_sends_every_row_to_the_plain_search():
+    """Where float32 products may be computed in bf16 or TF32 the screen's bound does not hold: every row takes
+    the float64 search, and the distances are still exact."""
+    x, q = relu_classes(3000, 50, 64, seed=12)
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        got = kth_neighbour_distances(q, x, 5)
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert ood_module.KTH_NEIGHBOUR_STATS["plain"] == 50 and "screened" not in ood_module.KTH_NEIGHBOUR_STATS
+    np.testing.assert_allclose(got, NearestNeighbors(n_neighbors=5).fit(x).kneighbors(q)[0][:, -1], rtol=1e-12)
+
+
 def test_scores_at_20000_reference_rows():
     """The kNN search and the covariance products at n = 20,000 (numpy's OpenBLAS crashes there on X @ X.T)."""
     x, q = relu_classes(20000, 300, 32, seed=7)

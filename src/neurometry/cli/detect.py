@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.cli.output import finish, whole_number
+from neurometry.cli.output import add_device_arguments, finish, whole_number
 
 
 def cmd_truth(args: argparse.Namespace) -> None:
@@ -44,13 +44,13 @@ def cmd_ood(args: argparse.Namespace) -> None:
                                   "--labels and --classifier")
         document = detect_ood_series(args.store, series=args.series, point=args.point, label=args.label,
                                      in_values=args.in_values, scores=args.scores, seed=args.seed,
-                                     progress=not args.json)
+                                     progress=not args.json, device=args.device)
         finish(args, document, lambda: print_ood_series(document))
         return
 
     document = detect_ood(args.store, point=args.point, label=args.label, labels_file=args.labels,
                           in_values=args.in_values, scores=args.scores, classifier=args.classifier, run=args.run,
-                          bootstrap=args.bootstrap, seed=args.seed)
+                          bootstrap=args.bootstrap, seed=args.seed, device=args.device)
     finish(args, document, lambda: print_ood(document))
 
 
@@ -134,6 +134,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--series", default=None,
                    help="every checkpoint of this series: each score's AUROC per step against NC1 of the fitting rows "
                         "(does a score separate better as the features collapse? Ammar et al. 2024)")
+    add_device_arguments(o, model_dtype=False, what="the kNN search")
     o.add_argument("--bootstrap", type=whole_number(0), default=1000)
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--json", action="store_true")

@@ -313,13 +313,14 @@ class KNNScore(OODScore):
 
     ``fit(features (n, d))`` stores the (normalised) rows; labels are not used. ``k`` = 50 by default
     (the paper's CIFAR-10 value); ``normalize=False`` uses raw features (pytorch-ood's ``KNN``, k = 1).
-    The search is exact: :func:`kth_neighbour_distances`. A zero feature row cannot be normalised and
-    raises NeurometryError.
+    The search is exact: :func:`kth_neighbour_distances`, on ``device`` (a ``torch.device`` or its name;
+    None: the CPU) when given. A zero feature row cannot be normalised and raises NeurometryError.
     """
 
     name: ClassVar[str] = "knn"
     k: int = 50
     normalize: bool = True
+    device: torch.device | str | None = None
     reference_: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -348,7 +349,7 @@ class KNNScore(OODScore):
         self._fitted("reference_")
         x = _matrix(features, "features")
         _columns(x, self.reference_.shape[1], "features", "features")
-        return kth_neighbour_distances(self._prepare(x, "features"), self.reference_, self.k)
+        return kth_neighbour_distances(self._prepare(x, "features"), self.reference_, self.k, device=self.device)
 
 
 def vim_principal_dim(d: int) -> int:
@@ -527,31 +528,33 @@ KTH_NEIGHBOUR_STATS: dict[str, Any] = {}
 plainly."""
 
 _U32 = 2.0**-24  # unit roundoff of float32
-_SCREEN_OK: bool | None = None
+_SCREEN_OK: dict[str, bool] = {}
 _SCREEN_LOCK = threading.Lock()
 
 
-def _float32_gemm_bound_holds() -> bool:
-    """Whether torch's float32 GEMM here stays within the bound the screen assumes, gamma_(d+2) sum |a_k b_k|
-    (float32 accumulation in any order), checked once per process on a random product; False also when
-    the user lowered torch's float32 matmul precision (bf16 or TF32 internally)."""
-    global _SCREEN_OK
+def _float32_gemm_bound_holds(device: torch.device) -> bool:
+    """Whether torch's float32 GEMM on ``device`` stays within the bound the screen assumes,
+    gamma_(d+2) sum |a_k b_k| (float32 accumulation in any order), checked once per process and device on a
+    random product; False also when the user lowered torch's float32 matmul precision (bf16 or TF32
+    internally, which cuBLAS would otherwise use on a GPU)."""
     if torch.get_float32_matmul_precision() != "highest":
         return False
     with _SCREEN_LOCK:
-        if _SCREEN_OK is None:
+        if str(device) not in _SCREEN_OK:
             g = torch.Generator().manual_seed(0)
             a = torch.randn(64, 576, generator=g)
             b = torch.randn(576, 256, generator=g)
             exact = a.double() @ b.double()
             gamma = 578 * _U32 / (1 - 578 * _U32)
-            _SCREEN_OK = bool(((a @ b).double() - exact).abs().le(gamma * (a.double().abs() @ b.double().abs())).all())
-        return _SCREEN_OK
+            low = (a.to(device) @ b.to(device)).cpu()
+            _SCREEN_OK[str(device)] = bool((low.double() - exact).abs().le(gamma * (a.double().abs() @ b.double().abs())).all())
+        return _SCREEN_OK[str(device)]
 
 
 def _plain_kth(queries: torch.Tensor, reference: torch.Tensor, k: int) -> torch.Tensor:
-    """Exact float64 k-th smallest distance of each query row to the reference rows, in blocks."""
-    out = torch.empty(len(queries), dtype=torch.float64)
+    """Exact float64 k-th smallest distance of each query row to the reference rows, in blocks, where the
+    reference rows are."""
+    out = torch.empty(len(queries), dtype=torch.float64, device=reference.device)
     step = max(1, BLOCK_BYTES // (8 * len(reference)))
     for lo in range(0, len(queries), step):
         dist = torch.cdist(queries[lo : lo + step], reference, compute_mode="donot_use_mm_for_euclid_dist")
@@ -559,7 +562,9 @@ def _plain_kth(queries: torch.Tensor, reference: torch.Tensor, k: int) -> torch.
     return out
 
 
-def kth_neighbour_distances(queries: np.ndarray, reference: np.ndarray, k: int) -> np.ndarray:
+def kth_neighbour_distances(
+    queries: np.ndarray, reference: np.ndarray, k: int, device: torch.device | None = None
+) -> np.ndarray:
     """Exact Euclidean distance (m,) from each query row (m, d) to its k-th nearest reference row (n, d).
 
     The value is the k-th smallest of the float64 distances computed from differences, as the intrinsic-
@@ -584,6 +589,12 @@ def kth_neighbour_distances(queries: np.ndarray, reference: np.ndarray, k: int) 
        (ties or near-ties of more than kc - k points at the k-th distance) take the plain search.
        ``KTH_NEIGHBOUR_STATS`` counts the rows at each stage.
 
+    With ``device`` (a ``torch.device``, e.g. a GPU) both sets go there once and every step above runs
+    there, block after block (the float32 bound is checked on that device, so TF32 or a lowered matmul
+    precision sends every row to the plain float64 search); only the (m,) distances come back. The values
+    are the same float64 distances from differences, up to the order in which each one's squares are
+    summed.
+
     Only the k-th distance is returned, so ties among neighbours need no rule. A bfloat16 screen (twice
     the GEMM throughput with AVX512-BF16) was tried and left out: its rounding bound (about 1% of |z|^2)
     certified only 1 query in 10 on 576-wide class-clustered features, whose 50th and 75th neighbours
@@ -598,16 +609,17 @@ def kth_neighbour_distances(queries: np.ndarray, reference: np.ndarray, k: int) 
         raise NeurometryError(f"queries must be (rows, {d}) like the reference rows, got {q64.shape}")
     if not (np.isfinite(q64).all() and np.isfinite(x64).all()):
         raise NeurometryError("kth_neighbour_distances: the data contain NaN or Inf; remove those rows")
-    tq, tx = torch.from_numpy(q64), torch.from_numpy(x64)
+    device = torch.device("cpu") if device is None else torch.device(device)
+    tq, tx = torch.from_numpy(q64).to(device), torch.from_numpy(x64).to(device)
     kc = k + max(6, k // 2)
     KTH_NEIGHBOUR_STATS.clear()
-    KTH_NEIGHBOUR_STATS.update({"queries": m, "reference": n, "k": k, "candidates": kc})
+    KTH_NEIGHBOUR_STATS.update({"queries": m, "reference": n, "k": k, "candidates": kc, "device": str(device)})
     if m == 0:
         return np.empty(0)
-    if n <= max(BRUTE_MAX_ROWS, 4 * kc) or not _float32_gemm_bound_holds():
+    if n <= max(BRUTE_MAX_ROWS, 4 * kc) or not _float32_gemm_bound_holds(device):
         KTH_NEIGHBOUR_STATS["plain"] = m
-        return _plain_kth(tq, tx, k).numpy()
-    out = torch.empty(m, dtype=torch.float64)
+        return _plain_kth(tq, tx, k).cpu().numpy()
+    out = torch.empty(m, dtype=torch.float64, device=device)
     centre = tx.mean(0)
     zq = tq - centre
     screen = _Screen(tx - centre)
@@ -617,12 +629,14 @@ def kth_neighbour_distances(queries: np.ndarray, reference: np.ndarray, k: int) 
         out[rows[ok]] = distance[ok]  # blocks write disjoint rows
         return rows[~ok]
 
-    todo = torch.cat(map_blocks(run, list(torch.split(torch.arange(m), SCREEN_ROWS))))
+    blocks = list(torch.split(torch.arange(m, device=device), SCREEN_ROWS))
+    # CPU blocks run on threads (see map_blocks); an accelerator's queue takes them one after another
+    todo = torch.cat(map_blocks(run, blocks) if device.type == "cpu" else [run(b) for b in blocks])
     KTH_NEIGHBOUR_STATS.update({"screened": m, "failed": len(todo)})
     if len(todo):
         out[todo] = _plain_kth(tq[todo], tx, k)
         KTH_NEIGHBOUR_STATS["plain"] = len(todo)
-    return out.numpy()
+    return out.cpu().numpy()
 
 
 class _Screen:
@@ -656,8 +670,8 @@ class _Screen:
         below = (v < (kth - 2 * bound)[:, None]).sum(1)
         r, j = torch.nonzero(band, as_tuple=True)
         diff = differences(r, index[r, j])
-        exact = torch.full(v.shape, float("inf"), dtype=torch.float64)
+        exact = torch.full(v.shape, float("inf"), dtype=torch.float64, device=zq.device)
         exact[r, j] = (diff * diff).sum(1)
         exact = torch.sort(exact, dim=1).values
-        picked = exact[torch.arange(len(zq)), (k - 1 - below).clamp(min=0)]
+        picked = exact[torch.arange(len(zq), device=zq.device), (k - 1 - below).clamp(min=0)]
         return ok, picked.sqrt()

@@ -29,6 +29,7 @@ from neurometry.detect.truth import (
 from neurometry.detect.truth_steering import steering_effect
 from neurometry.errors import NeurometryError
 from neurometry.language.surprisal import require_causal
+from neurometry.models.devices import stage_device
 from neurometry.store.results import (
     OOD,
     OOD_SERIES,
@@ -341,6 +342,7 @@ def detect_ood(
     run: str | None = None,
     bootstrap: int = 1000,
     seed: int = 0,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Out-of-distribution scores of one point of a store (or a .npy of features with ``labels_file``): rows whose
     ``label`` is one of ``in_values`` are in-distribution, the rest out. Half of the in-distribution rows
@@ -348,8 +350,10 @@ def detect_ood(
     and AUROC, AUPR (out positive) and FPR at 95% TPR come with bootstrap intervals. Scores that read logits
     (msp, energy, vim, neco) take them from ``classifier`` (a .safetensors with W (classes x features) and b),
     or else from a multinomial logistic regression fitted on the fitting half. Returns ``{"results": [{"score",
-    "auroc", "aupr", "fpr95", ...}], ...}``; saved for a store."""
+    "auroc", "aupr", "fpr95", ...}], ...}``; saved for a store. ``device`` (``--device``): where the kNN search
+    runs (the other scores are small dense algebra and stay on the CPU)."""
     names = scores or list(OOD_SCORES)
+    params = _score_params(names, device)
     sources, store, run = point_sources(source, run, [point] if point else None)
     if len(sources) != 1:
         raise NeurometryError(f"{source} holds {len(sources)} points; name one with --point")
@@ -366,8 +370,8 @@ def detect_ood(
         logits = features @ np.asarray(weights[0], dtype=np.float64).T + np.asarray(weights[1], dtype=np.float64)
         records = []
         for name in names:
-            detector = get_ood_score(name).fit(features[fitting], as_text[fitting], logits=logits[fitting],
-                                               classifier=weights)
+            detector = get_ood_score(name, **params.get(name, {})).fit(
+                features[fitting], as_text[fitting], logits=logits[fitting], classifier=weights)
             values = detector.score(features, logits=logits)
             evaluation = evaluate(values[held_in], values[held_out], bootstrap=bootstrap, seed=seed).to_dict()
             fpr, tpr = roc_curve(values[held_in], values[held_out], ROC_POINTS)
@@ -385,6 +389,12 @@ def detect_ood(
         store.close()
     return {**settings, "fit_rows": int(fitting.sum()), "in_rows": int(held_in.sum()), "out_rows": int(held_out.sum()),
             "results": records}
+
+
+def _score_params(names: list[str], device: str | None) -> dict[str, dict[str, Any]]:
+    """Each OOD score's parameters from the command's options: ``--device`` moves the kNN search."""
+    target = stage_device(device)
+    return {"knn": {"device": target}} if target is not None and "knn" in names else {}
 
 
 def _ood_split(labels: Any, in_values: list[str], seed: int) -> tuple[np.ndarray, ...]:
@@ -414,6 +424,7 @@ def detect_ood_series(
     scores: list[str] | None = None,
     seed: int = 0,
     progress: bool = True,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """OOD detection at every checkpoint of ``series`` against neural collapse
     (:func:`neurometry.detect.ood_over_checkpoints`): at each step, rows of ``point`` split as :func:`detect_ood`
@@ -427,6 +438,7 @@ def detect_ood_series(
     from neurometry.workflows.series import complete_steps
 
     names = scores or ["neco", "msp", "mahalanobis"]
+    params = _score_params(names, device)
     path = Path(source)
     if not path.is_dir():
         raise NeurometryError(f"{source} does not exist; give a store folder with a series")
@@ -456,7 +468,7 @@ def detect_ood_series(
             out.append(features[held_out])
         with blas_threads():
             found = ood_over_checkpoints(train, as_text[fitting], held, out, heads, steps=[s.step for s in steps],
-                                         scores=names).to_dict()
+                                         scores=names, score_params=params).to_dict()
         records = [{"score": name, "spearman": found["spearman"][name],
                     "terminal_spearman": found["terminal_spearman"][name], "auroc": found["auroc"][name]}
                    for name in names]
