@@ -21,9 +21,11 @@ import torch
 from neurometry.cli import main
 from neurometry.cli.output import check_output_path, parse_numbers
 from neurometry.errors import NeurometryError
+from neurometry.probe.directions import save_direction
 from tests.conftest import write_tense_sentences
 
 TINY = "neurometry.models.tiny:tiny_llama"
+TINY_BERT = "neurometry.models.tiny:tiny_bert"  # an encoder: no next token to steer, generate or patch
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +49,8 @@ def world(tmp_path_factory) -> dict[str, Path]:
     np.save(root / "x.npy", rng.normal(size=(20, 5)))
     sidecar = {"model": TINY, "point": "resid.1", "method": "mean_diff", "dim": 32, "position": -1,
                "kind": "steering_vector", "pairs": "sentiment", "train_pairs": 5}
+    save_direction(root / "bert_vector.safetensors", np.ones(32), model=TINY_BERT, point="resid.1", method="mean_diff",
+                   pairs="sentiment", train_pairs=5)
     (root / "one_byte.safetensors").write_bytes(b"x")
     (root / "garbage.safetensors").write_bytes(b"this is not a safetensors file at all")
     for stem in ("one_byte", "garbage"):  # the sidecars are fine: only the tensors are broken
@@ -73,7 +77,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
 def fill(template: str, world: dict[str, Path] | Path) -> list[str]:
     root = Path(world)
     places = {"root": root, "store": root / "store", "file": root / "afile.txt", "folder": root / "folder",
-              "out": root / "out", "tiny": TINY}
+              "out": root / "out", "tiny": TINY, "bert": TINY_BERT}
     return [part.format(**{k: str(v) for k, v in places.items()}) for part in shlex.split(template)]
 
 
@@ -169,7 +173,11 @@ BAD_INPUTS = [
     ("steer generate {tiny} {root}/one_byte.safetensors --alpha nan --prompt hi", "--alpha must be a finite number"),
     ("steer generate {tiny} {root}/garbage.safetensors --alpha 1 --prompt hi",
      "garbage.safetensors is not a readable safetensors file"),
+    ("steer eval {bert} {root}/bert_vector.safetensors", "tiny-bert is not a causal language model"),
+    ("steer generate {bert} {root}/bert_vector.safetensors --alpha 1 --prompt hi",
+     "tiny-bert is not a causal language model"),
     # lens, patch, diff
+    ("patch {bert} --example 0", "tiny-bert is not a causal language model"),
     ("patch {tiny} --example 9999", "--example must be"),
     ("patch {tiny} --example 0 --plot /proc/p.png", "cannot write in /proc"),
     ("diff {tiny} {root}/one_byte.safetensors", "one_byte.safetensors is not a readable safetensors file"),

@@ -180,6 +180,11 @@ BAD_ARRAYS = {
     "scalar.npy": (lambda p: np.save(p, np.float32(3)), "empty or 0-D"),
     "renamed.npz": (_save_renamed_npy, "single array, not an archive"),
     "truncated.npz": (_save_truncated_npz, "cannot read .* as a .npz archive"),
+    # rows the model cannot take fail in its own layers: said with both shapes
+    "width.npy": (lambda p: np.save(p, np.zeros((3, 8))), "features cannot run on the rows of width.npy \\(each of "
+                  "shape \\(8,\\); it takes rows of shape \\(6,\\)\\): mat1 and mat2 shapes cannot be multiplied"),
+    "vector.npy": (lambda p: np.save(p, np.zeros(3)), "rows of vector.npy \\(each of shape \\(\\); it takes rows "
+                   "of shape \\(6,\\)\\)"),
 }
 
 

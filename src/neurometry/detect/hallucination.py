@@ -19,9 +19,8 @@ import pandas as pd
 import torch
 
 from neurometry.errors import NeurometryError
-from neurometry.language.surprisal import require_causal
 from neurometry.models import LoadedModel
-from neurometry.models.hooks import left_padded, pad_token_id
+from neurometry.models.hooks import left_padded, pad_token_id, require_causal
 
 SHOTS = (("Paris", "France"), ("Lima", "Peru"))
 """Solved examples before each question, so that the answer comes as a country and a full stop."""

@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from neurometry.errors import NeurometryError
-from neurometry.language.surprisal import require_causal
 from neurometry.models import LoadedModel
-from neurometry.models.hooks import left_padded, single_token_id
+from neurometry.models.hooks import left_padded, require_causal, single_token_id
 from neurometry.steer import apply
 
 SUFFIX = " This statement is:"

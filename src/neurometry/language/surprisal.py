@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from neurometry.errors import NeurometryError
 from neurometry.language.words import POSITION, TEXT, build_texts, token_words
 from neurometry.models import LoadedModel
-from neurometry.models.hooks import capture, require_text, unembedding
+from neurometry.models.hooks import capture, require_causal, unembedding
 from neurometry.models.points import HookPoint
 from neurometry.record.batching import pack
 
@@ -108,21 +108,6 @@ def word_start_tokens(tokenizer: Any, vocabulary_size: int) -> torch.Tensor:
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id < vocabulary_size:
         starts[tokenizer.eos_token_id] = True
     return starts
-
-
-def require_causal(model: LoadedModel, purpose: str = "word surprisal") -> None:
-    """Refuse, in one line, a model that does not predict the next token from the left context only (``purpose``:
-    what it would have given)."""
-    require_text(model)
-    config = getattr(model.module, "config", None)
-    causal = bool(getattr(config, "is_decoder", False)) or any(
-        name.endswith("ForCausalLM") or name.endswith("LMHeadModel") for name in (getattr(config, "architectures", None) or [])
-    ) or type(model.module).__name__.endswith(("ForCausalLM", "LMHeadModel"))
-    if not causal or getattr(config, "is_encoder_decoder", False):
-        raise NeurometryError(
-            f"{model.name} is not a causal language model (it reads the words on both sides, or predicts no "
-            f"next token), so it gives no {purpose}; use a causal LM such as smollm2-135m"
-        )
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,21 @@ def require_text(model: LoadedModel) -> None:
         )
 
 
+def require_causal(model: LoadedModel, purpose: str = "word surprisal") -> None:
+    """Refuse, in one line, a model that does not predict the next token from the left context only (``purpose``:
+    what it would have given)."""
+    require_text(model)
+    config = getattr(model.module, "config", None)
+    causal = bool(getattr(config, "is_decoder", False)) or any(
+        name.endswith("ForCausalLM") or name.endswith("LMHeadModel") for name in (getattr(config, "architectures", None) or [])
+    ) or type(model.module).__name__.endswith(("ForCausalLM", "LMHeadModel"))
+    if not causal or getattr(config, "is_encoder_decoder", False):
+        raise NeurometryError(
+            f"{model.name} is not a causal language model (it reads the words on both sides, or predicts no "
+            f"next token), so it gives no {purpose}; use a causal LM such as smollm2-135m"
+        )
+
+
 def single_token_id(model: LoadedModel, text: str, what: str = "target") -> int:
     """The id of ``text`` when it encodes to exactly one token (no special tokens), else an error.
 

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -278,6 +279,22 @@ class RecordingSetup:
     settings: dict  # what the run's catalog row keeps, and what a resumed run must match
 
 
+def _probe_rows(rows_maker: RowMaker, stop: int, loaded: LoadedModel, data: Path, arrays: Any) -> dict[str, np.ndarray]:
+    """The first batch's rows. A tensor model that cannot take the data's rows (another width, a missing axis)
+    fails inside its own layers; that is said in one line naming both shapes."""
+    try:
+        return rows_maker.on_host(0, stop)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        if loaded.modality != "tensor":
+            raise
+        takes = "" if loaded.example_input is None else f"; it takes rows of shape {tuple(loaded.example_input.shape[1:])}"
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NeurometryError(
+            f"{loaded.name} cannot run on the rows of {data.name} (each of shape {tuple(np.shape(arrays)[1:])}"
+            f"{takes}): {reason}; give data whose rows the model takes"
+        ) from None
+
+
 def setup_recording(model: str | LoadedModel, data: Path, points: list[str], out: Path, reduce: str | None,
                     dtype: str, batch_size: int, max_tokens: int, run: str | None, max_batch_tokens: int | None,
                     device: str | torch.device | None, model_dtype: str | None, engine: str,
@@ -315,7 +332,7 @@ def setup_recording(model: str | LoadedModel, data: Path, points: list[str], out
     else:  # a short prefix within the budget (at least one input): it runs unsorted, so its padding is wasted
         probe_stop = max(1, min(SORTED_PROBE_INPUTS, int(np.searchsorted(
             np.arange(1, n_inputs + 1) * np.maximum.accumulate(batches.lengths) > max_batch_tokens, True))))
-    probe = rows_maker.on_host(0, probe_stop)
+    probe = _probe_rows(rows_maker, probe_stop, loaded, data, arrays)
     specs = [PointSpec(p.name, p.module_path, p.kind, tuple(probe[p.name].shape[1:])) for p in hook_points]
     settings = {
         "model": loaded.name,

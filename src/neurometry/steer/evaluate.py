@@ -28,6 +28,7 @@ import torch
 
 from neurometry.errors import NeurometryError
 from neurometry.models.devices import inputs_to
+from neurometry.models.hooks import require_causal
 from neurometry.models.loaded import LoadedModel
 from neurometry.steer.interventions import apply
 from neurometry.steer.precision import check_finite, ran, wide
@@ -107,6 +108,7 @@ def sweep(
     """One :class:`SweepRow` per alpha. ``pairs``: held-out rows with positive, negative, target, opposite
     (not the ones the vector was built from); ``neutral``: texts for KL and perplexity (default
     :func:`neutral_texts`)."""
+    require_causal(model, "steering sweep (next-token preferences)")
     if not pairs:
         raise NeurometryError("no held-out pairs to evaluate on; give pairs the vector was not built from")
     neutral = list(neutral) if neutral is not None else neutral_texts()
@@ -145,6 +147,7 @@ def generations(
     max_new_tokens: int = 20,
 ) -> list[dict[str, str]]:
     """Greedy continuations of each prompt, unsteered and steered: ``[{prompt, unsteered, steered}]``."""
+    require_causal(model, "steered generations")
     table = []
     for prompt in prompts:
         batch = inputs_to(dict(model.tokenizer(prompt, return_tensors="pt")), model.device)

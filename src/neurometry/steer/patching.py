@@ -42,7 +42,14 @@ import torch
 
 from neurometry.errors import NeurometryError
 from neurometry.models.devices import inputs_to
-from neurometry.models.hooks import capture, decode_tokens, encode_prompt, hooked, single_token_id
+from neurometry.models.hooks import (
+    capture,
+    decode_tokens,
+    encode_prompt,
+    hooked,
+    require_causal,
+    single_token_id,
+)
 from neurometry.models.loaded import LoadedModel
 from neurometry.models.points import HookPoint
 from neurometry.steer.precision import check_finite, ran
@@ -207,6 +214,7 @@ def patch_residual(
     not one token, the clean and corrupted runs give the same logit difference, or a half-precision
     model overflows.
     """
+    require_causal(model, "next-token logit difference to patch")
     ids = (single_token_id(model, correct, "correct answer"), single_token_id(model, wrong, "wrong answer"))
     if ids[0] == ids[1]:
         raise NeurometryError(f"correct {correct!r} and wrong {wrong!r} are the same token; give two answers")

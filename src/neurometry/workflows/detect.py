@@ -28,8 +28,8 @@ from neurometry.detect.truth import (
 )
 from neurometry.detect.truth_steering import steering_effect
 from neurometry.errors import NeurometryError
-from neurometry.language.surprisal import require_causal
 from neurometry.models.devices import stage_device
+from neurometry.models.hooks import require_causal
 from neurometry.store.results import (
     OOD,
     OOD_SERIES,

@@ -14,9 +14,10 @@ import pandas as pd
 from neurometry.datasets import word_length
 from neurometry.errors import NeurometryError
 from neurometry.language.reading_fit import ExclusionRules, fit_sources, ols, prepare_design
-from neurometry.language.surprisal import WordScores, require_causal, word_surprisal
+from neurometry.language.surprisal import WordScores, word_surprisal
 from neurometry.language.words import POSITION, TEXT, WORD, read_words, words_table
 from neurometry.models import LoadedModel
+from neurometry.models.hooks import require_causal
 from neurometry.probe import encode
 from neurometry.store import Store, import_rows, open_store
 from neurometry.store.results import ENCODE, READING_FIT, Result, set_name
