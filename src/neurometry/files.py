@@ -1,4 +1,4 @@
-"""Reading the tensor files users hand us: the one place a safetensors file is opened with a clear error."""
+"""Reading the files users hand us (safetensors, .npy, delimited tables) with one clear error each."""
 
 from __future__ import annotations
 
@@ -41,3 +41,20 @@ def read_npy(
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise NeurometryError(f"cannot read {what or f'{path} as a .npy array'} ({error}); {fix}") from None
+
+
+def read_delimited(path: str | os.PathLike, fix: str, **options: Any) -> Any:
+    """``pandas.read_csv(path, **options)``; an empty file, a malformed row or bytes that are not text raise
+    NeurometryError naming the file, the reason and ``fix`` (what to give instead). The caller checks that the
+    file exists, so its own message can say what the file was for."""
+    import pandas as pd
+
+    from neurometry.errors import NeurometryError
+
+    try:
+        return pd.read_csv(path, **options)
+    except pd.errors.EmptyDataError:
+        raise NeurometryError(f"{path} is empty; {fix}") from None
+    except (ValueError, OSError) as error:  # ParserError and UnicodeDecodeError are ValueErrors
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise NeurometryError(f"cannot read {path} as a table ({reason}); {fix}") from None

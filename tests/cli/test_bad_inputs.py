@@ -42,6 +42,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     code = main(["record", TINY, str(data), "--points", "resid.0", "resid.1", "--out", str(root / "store"), "--quiet"])
     assert code == 0
     (root / "afile.txt").write_text("keep me\n")
+    (root / "empty.csv").write_text("")
     (root / "folder").mkdir()
     (root / "data_dir").mkdir()
     (root / "data_dir" / "sentences.jsonl").write_text(data.read_text())
@@ -157,6 +158,9 @@ BAD_INPUTS = [
     ("probe {store} --label no_such_column", "no column 'no_such_column'"),
     ("encode {root}/x.npy --targets {root}/x.npy --plot /proc/p.png", "cannot write in /proc"),
     ("encode {root}/x.npy --targets {out}/missing.npy", "no file"),
+    ("encode {root}/x.npy --targets {root}/empty.csv", "empty.csv is empty; give targets as .npy"),
+    ("encode {root}/x.npy --targets {file}", "afile.txt is neither .npy, .csv nor .parquet"),
+    ("surprisal {tiny} {root}/empty.csv --out {out}/s", "empty.csv is empty; give a TSV/CSV with one row per word"),
     ("encode {root}/x.npy --targets {root}/x.npy --reliability {out}/missing.npy",
      "missing.npy as a .npy array ([Errno 2]"),
     # steer build, eval, generate
@@ -237,6 +241,11 @@ USAGE_ERRORS = [
     ("diff {tiny} {root}/one_byte.safetensors --skip-first -1", "argument --skip-first: must be at least 0"),
     ("sae eval {out}/no-sae {store} --max-texts 0", "argument --max-texts: must be at least 1, got 0"),
     ("sae features {out}/no-sae {store} --top two", "argument --top: 'two' is not a whole number"),
+    # every --seed seeds numpy's generators, which take no negative seed
+    ("probe {store} --label tense --seed -1", "argument --seed: must be at least 0, got -1"),
+    ("compare {store} --metric cka --permutations 5 --seed -1", "argument --seed: must be at least 0"),
+    ("detect ood {store} --label tense --in past --seed -2", "argument --seed: must be at least 0"),
+    ("fit {store} {file} --seed -1", "argument --seed: must be at least 0"),
 ]
 
 
@@ -252,6 +261,20 @@ def test_usage_errors_exit_2(template, fragment, world, capsys, monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
     assert "--help" in lines[0] and "Traceback" not in err
     assert snapshot(world) == before
+
+
+def test_unreadable_tables_are_one_line(world):
+    """The per-word tables of `surprisal` and `fit` and the targets of `encode`: empty, or not text."""
+    from neurometry.language.words import read_words
+    from neurometry.workflows.language import read_behaviour
+
+    (world / "out" / "binary.tsv").write_bytes(b"item\tzone\n\xff\xfe\x00\n")
+    for read in (read_words, read_behaviour):
+        with pytest.raises(NeurometryError, match="empty.csv is empty; give a TSV/CSV with one row per word"):
+            read(world / "empty.csv")
+        with pytest.raises(NeurometryError, match="cannot read .*binary.tsv as a table \\('utf-8' codec"):
+            read(world / "out" / "binary.tsv")
+    (world / "out" / "binary.tsv").unlink()
 
 
 def test_sae_train_refuses_to_save_weights_an_update_overflowed(world, capsys, monkeypatch):

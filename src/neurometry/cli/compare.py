@@ -148,7 +148,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--permutations", type=int, default=0, metavar="N", help="permutation test over stimuli")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N", help="bootstrap interval over stimuli")
     p.add_argument("--confidence", type=float, default=0.95, help="bootstrap interval level (default 0.95)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole_number(0), default=0)
     add_device_arguments(p, model_dtype=False, what="the linear algebra of cka, rsa and the kNN metrics")
     g = p.add_argument_group("metric options (each applies to the metrics named)")
     g.add_argument("--n-delays", type=whole_number(1), default=10, help="dsa: delays of the embedding (default 10)")

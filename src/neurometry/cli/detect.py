@@ -75,7 +75,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--points", nargs="+", default=None, help="points or globs (default every stored point)")
     q.add_argument("--run", default=None)
     q.add_argument("--folds", type=whole_number(2), default=5)
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--seed", type=whole_number(0), default=0)
     q.add_argument("--transfer", nargs="+", default=None, metavar="STORE",
                    help="stores of other statement sets recorded at the same points")
     q.add_argument("--dynamics", action="store_true",
@@ -111,7 +111,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--statements", type=whole_number(2), default=60, help="held-out statements judged (default 60)")
     c.add_argument("--shots", type=whole_number(0), default=4, help="solved examples in the prompt (default 4)")
     c.add_argument("--run", default=None)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=whole_number(0), default=0)
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_causal)
     o = verbs.add_parser(
@@ -136,6 +136,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(does a score separate better as the features collapse? Ammar et al. 2024)")
     add_device_arguments(o, model_dtype=False, what="the kNN search")
     o.add_argument("--bootstrap", type=whole_number(0), default=1000)
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--seed", type=whole_number(0), default=0)
     o.add_argument("--json", action="store_true")
     o.set_defaults(func=cmd_ood)

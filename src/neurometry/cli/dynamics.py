@@ -111,7 +111,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             q.add_argument("--initial-states", type=whole_number(1), default=1024,
                            help="states drawn from the trajectories to search from")
             q.add_argument("--noise", type=float, default=0.0, help="std of Gaussian noise added to them")
-            q.add_argument("--seed", type=int, default=0)
+            q.add_argument("--seed", type=whole_number(0), default=0)
             q.add_argument("--plot", default=None, metavar="FILE.png",
                            help="trajectories in PC space with the points, and their eigenvalues")
         else:

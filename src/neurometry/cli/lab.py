@@ -39,7 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", nargs="?", default=None, help="grokking, induction, superposition or collapse")
     p.add_argument("--out", help="store folder (created if missing)")
     p.add_argument("--steps", type=whole_number(1), default=None, help="training steps (default: the lab's own)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole_number(0), default=0)
     p.add_argument("--size", choices=["default", "test"], default="default",
                    help="default (minutes on 2 cores) or test (a smaller model, under a minute)")
     p.add_argument("--sweep", action="store_true", help="superposition: sweep feature sparsity")

@@ -98,7 +98,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group", default="item", help="held-out folds: leave one value of this column out")
     p.add_argument("--run", default=None, help="the surprisal run (default: the store's only one)")
     p.add_argument("--permutations", type=whole_number(0), default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole_number(0), default=0)
     p.add_argument("--exclude-punctuation", action="store_true", help="drop words with attached punctuation")
     p.add_argument("--keep-first-last", action="store_true", help="keep each text's first and last word")
     p.add_argument("--min-target", type=float, default=100.0, help="drop words read faster than this (ms)")

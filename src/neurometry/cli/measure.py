@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurometry.cli.output import add_device_arguments, check_output_path, finish, plots
+from neurometry.cli.output import add_device_arguments, check_output_path, finish, plots, whole_number
 from neurometry.errors import NeurometryError
 from neurometry.measures import MEASURES
 from neurometry.store import open_store
@@ -81,7 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label", default=None, help="metadata column with class labels (neural collapse)")
     p.add_argument("--labels", default=None, help="for a .npy source: a .npy of one label per row")
     p.add_argument("--classifier", default=None, help="safetensors with W (classes x features) and b, for nc3/nc4")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole_number(0), default=0)
     p.add_argument("--max-rows", type=int, default=20000, help="subsample size for neighbour estimators")
     add_device_arguments(p, model_dtype=False, what="the covariance and kNN linear algebra")
     p.add_argument("--plot", default=None,

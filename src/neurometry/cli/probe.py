@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neurometry.cli.output import add_device_arguments, check_output_path, finish, parse_numbers, plots
+from neurometry.cli.output import (
+    add_device_arguments,
+    check_output_path,
+    finish,
+    parse_numbers,
+    plots,
+    whole_number,
+)
 from neurometry.tables.probe import print_encode, print_probe
 from neurometry.workflows.probe import run_encode, run_probe
 
@@ -73,7 +80,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", help="sparse probes: units kept, e.g. 1,2,4,8 (default powers of two)")
     p.add_argument("--rank-by", default="f_statistic", choices=["f_statistic", "mean_difference"])
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole_number(0), default=0)
     p.add_argument("--control", action="store_true", help="control task per token type (Hewitt & Liang 2019)")
     p.add_argument(
         "--save-directions", metavar="DIR", help="write each point's direction as safetensors + JSON"
@@ -98,7 +105,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--points", nargs="+", metavar="GLOB")
     p.add_argument("--run")
     p.add_argument("--folds", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole_number(0), default=0)
     p.add_argument(
         "--reliability",
         metavar="REPEATS.npy",

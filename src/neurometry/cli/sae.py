@@ -120,7 +120,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="optimisation steps in all (instead of the default)")
     p.add_argument("--epochs", type=float, help="passes over the training rows (instead of the default)")
     p.add_argument("--held-out", type=float, default=0.05, help="fraction of inputs kept for sae eval")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole_number(0), default=0)
     p.add_argument(
         "--min-position", type=int, default=0,
         help="leave out token rows before this position (1: each text's first token, often a huge-norm sink)",

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from neurometry.errors import NeurometryError
+from neurometry.files import read_delimited
 
 TEXT, POSITION, WORD = "item", "zone", "word"
 
@@ -59,7 +60,8 @@ def read_words(
                               f"({TEXT}, {POSITION}, {WORD})")
     separator = "," if path.suffix.lower() == ".csv" else "\t"
     # every column as text, so a word such as "NA", "null" or "1e5" stays the word it is
-    table = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=False, quoting=3)
+    table = read_delimited(path, f"give a TSV/CSV with one row per word ({TEXT}, {POSITION}, {WORD})", sep=separator,
+                           dtype=str, keep_default_na=False, quoting=3)
     return words_table(table, text_column, position_column, word_column, source=str(path))
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 
 from neurometry.datasets import word_length
 from neurometry.errors import NeurometryError
+from neurometry.files import read_delimited
 from neurometry.language.reading_fit import ExclusionRules, fit_sources, ols, prepare_design
 from neurometry.language.surprisal import WordScores, word_surprisal
 from neurometry.language.words import POSITION, TEXT, WORD, read_words, words_table
@@ -90,7 +91,8 @@ def read_behaviour(path: str | os.PathLike, text_column: str = "item", position_
         raise NeurometryError(f"behaviour file {path} does not exist; give a TSV/CSV with one row per word "
                               "(item, zone, and the measure)")
     separator = "," if path.suffix.lower() == ".csv" else "\t"
-    table = pd.read_csv(path, sep=separator, quoting=3, keep_default_na=False, na_values=[""])
+    table = read_delimited(path, "give a TSV/CSV with one row per word (item, zone, and the measure)", sep=separator,
+                           quoting=3, keep_default_na=False, na_values=[""])
     missing = [c for c in (text_column, position_column) if c not in table.columns]
     if missing:
         raise NeurometryError(f"{path} has no column {', '.join(map(repr, missing))}; name its text and position "

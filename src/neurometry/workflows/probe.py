@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
-from neurometry.files import read_npy
+from neurometry.files import read_delimited, read_npy
 from neurometry.models.devices import stage_device
 from neurometry.store import open_store
 from neurometry.store.results import ENCODE, PROBE, Result, set_name
@@ -198,7 +198,16 @@ def _targets(
                 "give one row per stimulus, in the same order (or a table with --id-column)"
             )
         return _numeric(pd.DataFrame(values), str(path)), [f"t{i}" for i in range(values.shape[1])]
-    table = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    fix = "give targets as .npy (rows x targets), .csv or .parquet"
+    if path.suffix == ".csv":
+        table = read_delimited(path, fix)
+    elif path.suffix == ".parquet":
+        try:
+            table = pd.read_parquet(path)
+        except (ValueError, OSError) as error:  # pyarrow's ArrowInvalid is a ValueError
+            raise NeurometryError(f"cannot read {path} as parquet ({str(error).splitlines()[0]}); {fix}") from None
+    else:
+        raise NeurometryError(f"{path} is neither .npy, .csv nor .parquet; {fix}")
     if id_column is None:
         if len(table) != n_rows:
             raise NeurometryError(
