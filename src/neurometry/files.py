@@ -39,6 +39,8 @@ def read_npy(
 
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except EOFError:  # a file of no bytes
+        raise NeurometryError(f"cannot read {what or f'{path} as a .npy array'} (the file is empty); {fix}") from None
     except (OSError, ValueError) as error:
         raise NeurometryError(f"cannot read {what or f'{path} as a .npy array'} ({error}); {fix}") from None
 

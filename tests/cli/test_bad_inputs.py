@@ -43,6 +43,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     assert code == 0
     (root / "afile.txt").write_text("keep me\n")
     (root / "empty.csv").write_text("")
+    (root / "empty.npy").write_bytes(b"")
     (root / "folder").mkdir()
     (root / "data_dir").mkdir()
     (root / "data_dir" / "sentences.jsonl").write_text(data.read_text())
@@ -159,6 +160,8 @@ BAD_INPUTS = [
     ("encode {root}/x.npy --targets {root}/x.npy --plot /proc/p.png", "cannot write in /proc"),
     ("encode {root}/x.npy --targets {out}/missing.npy", "no file"),
     ("encode {root}/x.npy --targets {root}/empty.csv", "empty.csv is empty; give targets as .npy"),
+    ("measure {root}/empty.npy", "empty.npy as a .npy array (the file is empty)"),
+    ("compare {root}/x.npy {root}/empty.npy --metric rsa", "empty.npy as a .npy array (the file is empty)"),
     ("encode {root}/x.npy --targets {file}", "afile.txt is neither .npy, .csv nor .parquet"),
     ("surprisal {tiny} {root}/empty.csv --out {out}/s", "empty.csv is empty; give a TSV/CSV with one row per word"),
     ("encode {root}/x.npy --targets {root}/x.npy --reliability {out}/missing.npy",

@@ -37,6 +37,7 @@ import torch
 
 from neurometry.arrays import as_rows
 from neurometry.errors import NeurometryError, did_you_mean
+from neurometry.files import read_npy
 from neurometry.linalg import as_tensor
 
 RDM_METHODS = ("correlation", "cosine", "euclidean", "sqeuclidean", "mahalanobis", "crossnobis")
@@ -718,11 +719,7 @@ def load_rdms(path: str | Path, key: str | None = None) -> dict[str, RDM]:
         raise NeurometryError(f"RDM file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except ValueError as e:
-            raise NeurometryError(f"cannot read {str(path)!r} as a numeric .npy array: {e}") from None
-        return _rdms_from_array(array, path.stem)
+        return _rdms_from_array(read_npy(path, fix="save the RDMs with numpy.save"), path.stem)
     if suffix == ".mat":
         return _load_mat(path, key)
     raise NeurometryError(
