@@ -20,13 +20,13 @@ def as_rows(x: Any, name: str = "x", min_rows: int = 2) -> np.ndarray:
         raise NeurometryError(f"{name} must be real numbers, got dtype {a.dtype}; convert it to float32")
     if a.ndim == 0:
         raise NeurometryError(f"{name} is a scalar; give an array shaped (stimuli, features)")
-    a = a.reshape(len(a), -1) if a.ndim != 1 else a[:, None]
+    if len(a) < min_rows:
+        raise NeurometryError(f"{name} has {len(a)} stimuli (rows); this needs at least {min_rows}")
+    a = a.reshape(len(a), int(np.prod(a.shape[1:]))) if a.ndim != 1 else a[:, None]
     if a.shape[1] == 0:
         raise NeurometryError(
             f"{name} has no features (shape {a.shape}); give an array shaped (stimuli, features)"
         )
-    if len(a) < min_rows:
-        raise NeurometryError(f"{name} has {len(a)} stimuli (rows); this needs at least {min_rows}")
     a = np.ascontiguousarray(a, dtype=np.float64)
     finite = np.isfinite(a).all(1)
     if not finite.all():

@@ -44,6 +44,8 @@ def world(tmp_path_factory) -> dict[str, Path]:
     (root / "afile.txt").write_text("keep me\n")
     (root / "empty.csv").write_text("")
     (root / "empty.npy").write_bytes(b"")
+    np.save(root / "no_rows.npy", np.zeros((0, 8)))
+    np.save(root / "no_labels.npy", np.zeros(0))
     (root / "folder").mkdir()
     (root / "data_dir").mkdir()
     (root / "data_dir" / "sentences.jsonl").write_text(data.read_text())
@@ -161,6 +163,13 @@ BAD_INPUTS = [
     ("encode {root}/x.npy --targets {out}/missing.npy", "no file"),
     ("encode {root}/x.npy --targets {root}/empty.csv", "empty.csv is empty; give targets as .npy"),
     ("measure {root}/empty.npy", "empty.npy as a .npy array (the file is empty)"),
+    # an array of no rows
+    ("probe {root}/no_rows.npy --labels {root}/no_labels.npy", "no_rows.npy has no rows (shape (0, 8))"),
+    ("encode {root}/no_rows.npy --targets {root}/no_rows.npy", "no_rows.npy has no rows"),
+    ("detect truth {root}/no_rows.npy --labels {root}/no_labels.npy", "no_rows.npy has no rows"),
+    ("detect ood {root}/no_rows.npy --labels {root}/no_labels.npy --in 0", "no_rows.npy has no rows"),
+    ("compare {root}/no_rows.npy --metric cka", "no_rows has 0 stimuli (rows)"),
+    ("compare {root}/no_rows.npy --metric rsa", "no_rows has 0 stimuli (rows)"),
     ("compare {root}/x.npy {root}/empty.npy --metric rsa", "empty.npy as a .npy array (the file is empty)"),
     ("encode {root}/x.npy --targets {file}", "afile.txt is neither .npy, .csv nor .parquet"),
     ("surprisal {tiny} {root}/empty.csv --out {out}/s", "empty.csv is empty; give a TSV/CSV with one row per word"),

@@ -96,6 +96,8 @@ def npy_source(path: Path) -> Source:
     array = read_npy(path, mmap=True)
     if array.ndim < 2:
         raise NeurometryError(f"{path} has shape {array.shape}; measures need rows x features (reshape to (n, d))")
+    if len(array) == 0:
+        raise NeurometryError(f"{path} has no rows (shape {array.shape}); save one row per stimulus")
     step = max(1, (64 << 20) // max(1, array[:1].nbytes))
 
     def chunks():
