@@ -216,6 +216,8 @@ BAD_INPUTS = [
      "(--epochs) must be a finite number above 0, got nan"),
     ("sae train {store} --point resid.1 --latents 16 --k 4 --max-steps 0 --out {out}/sae", "(--max-steps) must be"),
     ("sae train {store} --point resid.1 --latents 16 --k 4 --steps 1 --out {file}", "is a file"),
+    ("sae train {store} --point resid.1 --latents 16 --k 4 --steps 1 --held-out 0.99 --out {out}/sae",
+     "--held-out 0.99 leaves 1 training row(s) of resid.1"),
     ("sae train {store} --point resid.1 --latents 16 --k 4 --steps 1 --out /proc/sae", "cannot write in /proc"),
     # sae eval, features, export
     ("sae eval {out}/no-sae {store}", "SAE folder"),

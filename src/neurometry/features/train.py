@@ -520,7 +520,16 @@ def train_sae(
         raise NeurometryError(f"--out {folder} is a file; give a folder for the SAE")
     stop = held_out_start(store, point, info.run_id, train.held_out)
     keep = row_mask(store, point, info.run_id, train.min_position)
-    schedule = plan_schedule(train, stop if keep is None else int(keep[:stop].sum()))
+    n_train = stop if keep is None else int(keep[:stop].sum())
+    n_held = info.n_rows - stop if keep is None else int(keep[stop:].sum())
+    # an SAE fitted to one row reconstructs it exactly (FVU 0, L0 0), and FVU needs two rows' variance
+    if n_train < 2:
+        raise NeurometryError(f"--held-out {train.held_out} leaves {n_train} training row(s) of {point} "
+                              f"(of {info.n_rows}); lower --held-out (or --min-position) or record more inputs")
+    if 0 < n_held < 2:
+        raise NeurometryError(f"--held-out {train.held_out} keeps {n_held} row of {point} for sae eval, which needs "
+                              "at least 2; raise --held-out, give --held-out 0, or record more inputs")
+    schedule = plan_schedule(train, n_train)
     batch_size = schedule.batch_size
     buffer = ShufflingBuffer(
         store, point, info.run_id, stop, batch_size, train.buffer_rows, train.seed, keep=keep, device=target
