@@ -92,6 +92,15 @@ def test_bad_lab_requests_are_one_line(run_cli, tmp_path, args, message):
     assert not (tmp_path / "s").exists()
 
 
+def test_too_few_checkpoints_for_phases_leave_nothing_behind(run_cli, tmp_path):
+    """--steps 1 trains (checkpoints 0 and 1) but two checkpoints hold no two phases: one line, and neither the
+    store nor the checkpoint folder this call made is left (it left both before)."""
+    result = run_cli("lab", "superposition", "--size", "test", "--steps", "1", "--out", tmp_path / "s", "--json")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "--steps 1 gave 2 checkpoints, too few to find phases (at least 4); give more --steps" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_steps_below_one_are_a_usage_error(run_cli, tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         run_cli("lab", "collapse", "--steps", "0", "--out", tmp_path / "s")

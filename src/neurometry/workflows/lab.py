@@ -4,8 +4,10 @@ geometry of every point over training, find the phases of its curve and save wha
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -16,6 +18,7 @@ from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
 from neurometry.lab import get_lab
+from neurometry.lab.base import Lab
 from neurometry.models import LoadedModel
 from neurometry.models.load import wrap_module
 from neurometry.record.live import Recorder
@@ -32,6 +35,7 @@ from neurometry.workflows.series import (
     series_phases,
 )
 
+MIN_CHECKPOINTS = 4  # two phases of at least two checkpoints each (series_phases' min_size)
 GEOMETRY = ["effective_rank", "alpha_req"]  # of every point at every checkpoint (Tracing Representation Geometry)
 
 
@@ -60,7 +64,29 @@ def run_lab(
     check_store_path(out, create=True)
     folder = Path(checkpoints) if checkpoints is not None else checkpoint_folder(out, name)
     _clear(out, name, folder)
+    new_store = not out.exists()
+    new_folder = None  # the outermost folder made for the checkpoints, if any
+    for made in (folder, *folder.parents):
+        if made.exists():
+            break
+        new_folder = made
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return _train_and_record(lab, name, out, folder, size, steps, seed, progress)
+    except Exception:
+        # nothing half-written: a store or checkpoint folder this call made goes, else this lab's series and files
+        if new_store:
+            shutil.rmtree(out, ignore_errors=True)
+        if new_folder is not None:
+            shutil.rmtree(new_folder, ignore_errors=True)
+        with contextlib.suppress(Exception):  # the error to report is the one raised
+            _clear(out, name, folder, quiet=True)
+        raise
+
+
+def _train_and_record(lab: Lab, name: str, out: Path, folder: Path, size: str, steps: int | None, seed: int,
+                      progress: bool) -> dict[str, Any]:
+    """:func:`run_lab` once its store and checkpoint folder are ready."""
     model = lab.build()
     probe = lab.probe_data()
     recorder = Recorder(model, lab.points(), (probe.inputs, probe.metadata), out, every=1, series=name,
@@ -93,6 +119,9 @@ def run_lab(
         seconds = time.perf_counter() - started
         if not results:
             raise NeurometryError(f"lab {name} reported no checkpoint; it must call checkpoint() at the start and end")
+        if len(results) < MIN_CHECKPOINTS:
+            raise NeurometryError(f"lab {name}: --steps {steps} gave {len(results)} checkpoints, too few to find "
+                                  f"phases (at least {MIN_CHECKPOINTS}); give more --steps")
         findings = lab.findings(model, results)
     store = open_store(out)
     try:
@@ -123,14 +152,15 @@ def run_lab(
     }
 
 
-def _clear(out: Path, name: str, folder: Path) -> None:
+def _clear(out: Path, name: str, folder: Path, quiet: bool = False) -> None:
     """Remove an earlier run of this lab: its series' runs in the store and its checkpoint files (the folder
     and anything else a user put there stay)."""
     if out.exists():
         store = open_store(out)
         try:
             if name in store.series_names():
-                print(f"note: replacing series {name!r} in {out} (an earlier run of this lab)", file=sys.stderr)
+                if not quiet:
+                    print(f"note: replacing series {name!r} in {out} (an earlier run of this lab)", file=sys.stderr)
                 for step in store.series(name):
                     delete_run(store, step.run_id)
         finally:
