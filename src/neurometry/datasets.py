@@ -7,6 +7,9 @@ category flags, and the monkey-IT and human-IT RDMs of that paper's Figure 1 in 
 a ``group`` column that keeps related statements on one side of every split (:func:`truth_statements`);
 ``truth``: all six sets.
 
+``hallucination-cities``: recorded from a model's own answers, so it is written by
+:func:`neurometry.workflows.detect.export_hallucination_cities` (see :data:`HALLUCINATION_CITIES`).
+
 ``naturalstories``: the words of the Natural Stories corpus (Futrell et al. 2018, LREC) with their mean
 self-paced reading times, word length and unigram log frequency (:func:`export_naturalstories`).
 """
@@ -287,3 +290,11 @@ DATASETS = {
     "truth": export_truth_sets,
     **{f"truth-{name}": partial(export_truth, name) for name in TRUTH_SETS},
 }
+"""The datasets that ship as they are: name -> function(out) that writes them and returns the data file."""
+
+HALLUCINATION_CITIES = "hallucination-cities"
+"""The dataset recorded from a model's own answers about cities
+(:func:`neurometry.workflows.detect.export_hallucination_cities`; it needs the model)."""
+
+DATASET_NAMES = (*DATASETS, HALLUCINATION_CITIES)
+"""Every name ``neurometry dataset`` takes, in the order its messages list them."""

@@ -45,6 +45,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     (root / "empty.csv").write_text("")
     (root / "empty.npy").write_bytes(b"")
     np.save(root / "no_rows.npy", np.zeros((0, 8)))
+    np.save(root / "one_per_class.npy", np.arange(20))
     np.save(root / "no_labels.npy", np.zeros(0))
     (root / "folder").mkdir()
     (root / "data_dir").mkdir()
@@ -163,6 +164,10 @@ BAD_INPUTS = [
     ("encode {root}/x.npy --targets {out}/missing.npy", "no file"),
     ("encode {root}/x.npy --targets {root}/empty.csv", "empty.csv is empty; give targets as .npy"),
     ("measure {root}/empty.npy", "empty.npy as a .npy array (the file is empty)"),
+    ("measure {root}/x.npy --measures nc1,cdnv --labels {root}/one_per_class.npy --json",
+     "nc1: 20 of 20 classes have a single row (e.g. 0); within-class variability needs at least 2 rows per class"),
+    ("measure {root}/x.npy --measures nc1 --json", "nc1 needs labels (one class label per row): --label COLUMN"),
+    ("measure {root}/x.npy --max-rows 2 --json", "max_rows (--max-rows) must be at least 3, got 2"),
     # an array of no rows
     ("probe {root}/no_rows.npy --labels {root}/no_labels.npy", "no_rows.npy has no rows (shape (0, 8))"),
     ("encode {root}/no_rows.npy --targets {root}/no_rows.npy", "no_rows.npy has no rows"),

@@ -261,10 +261,10 @@ def _pickled(folder):
 
 BAD_SETS = {
     "truncated": (_truncate, None, "step_200.safetensors is not a whole safetensors file"),
-    "wider": (_wider, None, "step_200.safetensors is another architecture than the base model toy \\(embed.weight"
-                            " is \\[13, 10\\], not \\[13, 8\\]\\)"),
-    "missing key": (_missing_key, None, "another architecture than the base model toy \\(no tensor mix.bias\\)"),
-    "extra key": (_extra_key, None, "an extra tensor extra.weight"),
+    "wider": (_wider, None, "step_200.safetensors is another architecture than the base model toy \\(shapes differ: "
+                            "embed.weight is 13x10 \\(the model's 13x8\\), mix.weight is 10x10 \\(the model's 8x8\\) and 2 more\\)"),
+    "missing key": (_missing_key, None, "another architecture than the base model toy \\(missing mix.bias\\)"),
+    "extra key": (_extra_key, None, "\\(unexpected extra.weight\\)"),
     "no number": (_no_number, None, "final.safetensors has no number in its name; give its step with --steps"),
     "same step": (_same_step, None, "both have step 100"),
     "one model folder": (_config_json, None, "is one model folder, not a series"),

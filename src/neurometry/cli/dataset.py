@@ -9,15 +9,23 @@ from neurometry.errors import NeurometryError, did_you_mean
 
 
 def cmd_dataset(args: argparse.Namespace) -> None:
-    from neurometry.datasets import DATASETS, KRIEGESKORTE_RDM_KEY, kriegeskorte_mat
+    from neurometry.datasets import (
+        DATASET_NAMES,
+        DATASETS,
+        HALLUCINATION_CITIES,
+        KRIEGESKORTE_RDM_KEY,
+        kriegeskorte_mat,
+    )
 
-    if args.name == HALLUCINATION:
+    if args.name == HALLUCINATION_CITIES:
         return _hallucination(args)
-    if args.model is not None:
-        raise NeurometryError(f"--model is for {HALLUCINATION} (the model whose answers it records); {args.name} "
-                              "ships as it is")
     if args.name not in DATASETS:
-        raise NeurometryError(f"unknown dataset {args.name!r}{did_you_mean(args.name, DATASETS)}; known: {', '.join(DATASETS)}")
+        raise NeurometryError(
+            f"unknown dataset {args.name!r}{did_you_mean(args.name, DATASET_NAMES)}; known: {', '.join(DATASET_NAMES)}"
+        )
+    if args.model is not None:
+        raise NeurometryError(f"--model is for {HALLUCINATION_CITIES} (the model whose answers it records); "
+                              f"{args.name} ships as it is")
     check_output_path(args.out, folder=True)
     path = DATASETS[args.name](args.out)
 
@@ -28,14 +36,12 @@ def cmd_dataset(args: argparse.Namespace) -> None:
     finish(args, {"data": str(path)}, show, wrote=[path])
 
 
-HALLUCINATION = "hallucination-cities"
-
-
 def _hallucination(args: argparse.Namespace) -> None:
+    from neurometry.datasets import HALLUCINATION_CITIES
     from neurometry.workflows.detect import export_hallucination_cities
 
     if args.model is None:
-        raise NeurometryError(f"{HALLUCINATION} records a model's own answers: name it with --model (e.g. smollm2-135m)")
+        raise NeurometryError(f"{HALLUCINATION_CITIES} records a model's own answers: name it with --model (e.g. smollm2-135m)")
     check_output_path(args.out, folder=True)
     document = export_hallucination_cities(args.model, args.out, limit=args.limit)
 

@@ -13,19 +13,28 @@ from neurometry.errors import NeurometryError
 
 def _model(args: argparse.Namespace):
     from neurometry.models import LoadedModel, load_model
+    from neurometry.models.load import state_difference
 
     spec = base_model(args.model)
     loaded = spec if isinstance(spec, LoadedModel) else load_model(spec)
     if args.weights:
-        from safetensors.torch import load_file
+        from neurometry.files import read_safetensors
 
         path = Path(args.weights)
         if path.suffix != ".safetensors" or not path.is_file():
             raise NeurometryError(f"--weights {path} is not a .safetensors file; give a checkpoint's state dict")
+        state = read_safetensors(path, f"; give --weights saved from {loaded.name}", as_torch=True)
+        source = "the same lab model and size" if args.model.startswith("lab:") else "the same model"
+        fix = f"; give --weights saved from {source} ({args.model})"
+        mismatch = state_difference({k: tuple(v.shape) for k, v in loaded.module.state_dict().items()},
+                                    {k: tuple(v.shape) for k, v in state.items()})
+        if mismatch:
+            raise NeurometryError(f"--weights {path} does not fit {args.model}: {mismatch}{fix}")
         try:
-            loaded.module.load_state_dict(load_file(str(path)), strict=True)
-        except RuntimeError as error:
-            raise NeurometryError(f"--weights {path} does not fit {loaded.name}: {str(error).splitlines()[0]}") from None
+            loaded.module.load_state_dict(state, strict=True)
+        except RuntimeError as error:  # what the names and shapes do not show; the first line of torch's message
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            raise NeurometryError(f"--weights {path} does not fit {args.model}: {' '.join(lines[:2])}{fix}") from None
     return loaded
 
 

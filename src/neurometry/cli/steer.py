@@ -204,7 +204,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pairs", help="pairs with target/opposite (default: the held-out pairs of the vector's set)"
     )
-    p.add_argument("--max-pairs", type=int, default=20, help="held-out pairs used (default 20)")
+    p.add_argument("--max-pairs", type=whole_number(1), default=20, help="held-out pairs used (default 20)")
     add_device_arguments(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png")

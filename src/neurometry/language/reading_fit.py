@@ -57,6 +57,14 @@ from neurometry.threads import blas_threads
 EXCLUSION_RULES = ("first_last", "punctuation", "missing", "target_range")
 """The exclusion rules in the order they apply; :attr:`Design.excluded` counts words under each."""
 
+# what each rule means in the fit command's own terms, for the message when no word is left
+EXCLUSION_HINTS = {
+    "first_last": "the first/last-word rule (--keep-first-last)",
+    "punctuation": "--exclude-punctuation",
+    "missing": "a missing target or predictor",
+    "target_range": "--min-target/--max-target",
+}
+
 POSITION = "position"
 """The baseline name that stands for the ``position`` column (the word's index in its text, e.g. ``zone``)."""
 
@@ -389,6 +397,11 @@ def prepare_design(
 
     n = len(frame)
     target_values = frame[target].to_numpy(dtype=np.float64)
+    if n and not np.isfinite(target_values).any():
+        raise NeurometryError(
+            f"no word has a value in the target column {target!r} (empty or not finite in all {n} rows); "
+            "check --target names the reading-time column, or fill it"
+        )
     first = pd.Series(positions).groupby(text_codes).transform("min").to_numpy()
     last = pd.Series(positions).groupby(text_codes).transform("max").to_numpy()
     predictor_columns = list(baseline_columns) + [c for columns in source_columns.values() for c in columns]
@@ -536,6 +549,12 @@ def _fit_design(
     frame: pd.DataFrame, design: Design, group: str, permutations: int, seed: int
 ) -> list[ReadingFit]:
     n = design.words
+    if n == 0:
+        dropped = ", ".join(f"{count} by {EXCLUSION_HINTS[rule]}" for rule, count in design.excluded.items() if count)
+        raise NeurometryError(
+            f"no word is left to fit (dropped: {dropped or 'none; no words given'}); "
+            "check --target, --min-target and --max-target"
+        )
     groups = design.rows[group]
     if groups.isna().any():
         raise NeurometryError(f"group column {group!r} is missing for some words; fill it or drop those rows")

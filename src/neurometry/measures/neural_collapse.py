@@ -32,6 +32,14 @@ def _classes(states: Mapping[str, Any], name: str) -> ClassMomentsState:
         raise NeurometryError(
             f"{name} needs at least 2 classes, got {len(c.classes)}; pass labels with 2 or more classes"
         )
+    single = np.flatnonzero(np.asarray(c.counts) < 2)
+    if len(single):  # one row has no spread: every such class would read as perfectly collapsed
+        example = c.classes[single[0]]
+        example = example.item() if hasattr(example, "item") else example
+        raise NeurometryError(
+            f"{name}: {len(single)} of {len(c.classes)} classes have a single row (e.g. {example!r}); "
+            "within-class variability needs at least 2 rows per class: drop those rows or choose a coarser label"
+        )
     return c
 
 

@@ -113,7 +113,7 @@ def run_measures(
     measures, per_params, merged = _resolve(names, params)
     needs = list(dict.fromkeys(n for m in measures for n in m.needs))
     if int(max_rows) < 3:
-        raise NeurometryError(f"max_rows must be at least 3, got {max_rows}")
+        raise NeurometryError(f"max_rows (--max-rows) must be at least 3, got {max_rows}")
     ctx = Context(params=merged, seed=int(seed), max_rows=int(max_rows), device=device)
     ctx.knn_k = max(2, int(merged.get("n_neighbors", 2)))
 
@@ -122,7 +122,8 @@ def run_measures(
             users = ", ".join(m.name for m in measures if need in m.needs)
             raise NeurometryError(f"{users} need{'s' if ',' not in users else ''} {what}")
 
-    require("labels (one class label per row); pass labels=", labels, "class_moments")
+    require("labels (one class label per row): --label COLUMN on the command line, labels= in Python", labels,
+            "class_moments")
     require(
         "input ids (which input each row belongs to); pass input_ids= or a list of (T, d) matrices",
         input_ids,

@@ -154,3 +154,22 @@ def wrap_module(module: nn.Module, name: str) -> LoadedModel:
     root = loaded.module_point("")
     loaded.points["output"] = HookPoint("output", "", root.kind, "output", root.index)  # last in depth order
     return loaded
+
+
+def state_difference(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], show: int = 2) -> str:
+    """How a state dict's tensor shapes ``found`` differ from a model's ``expected`` (name -> shape), in a few
+    words: the missing and unexpected names and the shapes that differ, the first ``show`` of each; empty when
+    every name and shape agrees."""
+
+    def first(items: list[str]) -> str:
+        return ", ".join(items[:show]) + (f" and {len(items) - show} more" if len(items) > show else "")
+
+    def size(shape: tuple[int, ...]) -> str:
+        return "x".join(str(n) for n in shape) or "a scalar"
+
+    missing = [name for name in expected if name not in found]
+    unexpected = [name for name in found if name not in expected]
+    shapes = [f"{name} is {size(found[name])} (the model's {size(expected[name])})"
+              for name in expected if name in found and tuple(found[name]) != tuple(expected[name])]
+    parts = [f"missing {first(missing)}"] * bool(missing) + [f"unexpected {first(unexpected)}"] * bool(unexpected)
+    return "; ".join(parts + [f"shapes differ: {first(shapes)}"] * bool(shapes))

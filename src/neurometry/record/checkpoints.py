@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from neurometry.errors import NeurometryError
 from neurometry.models import LoadedModel, load_model
+from neurometry.models.load import state_difference
 from neurometry.record.recorder import default_run_name, record
 from neurometry.record.series_session import SeriesSession
 from neurometry.store import open_store
@@ -219,7 +220,7 @@ def check_checkpoints(checkpoints: list[Checkpoint], base: LoadedModel | None) -
                 first, against = shapes, None
                 continue
             against = against or checkpoints[0].path.name
-            difference = _difference(reference, shapes)
+            difference = state_difference(reference, shapes)
             if difference:
                 raise NeurometryError(
                     f"checkpoint {checkpoint.path.name} is another architecture than {against} ({difference}); "
@@ -248,19 +249,6 @@ def check_checkpoints(checkpoints: list[Checkpoint], base: LoadedModel | None) -
                 f"checkpoint {checkpoint.path.name} is another architecture than {checkpoints[0].path.name} (its "
                 f"config differs in {', '.join(changed[:3])}); record each architecture as its own series"
             )
-
-
-def _difference(expected: dict[str, tuple], found: dict[str, tuple]) -> str:
-    missing = sorted(set(expected) - set(found))
-    extra = sorted(set(found) - set(expected))
-    if missing:
-        return f"no tensor {missing[0]}"
-    if extra:
-        return f"an extra tensor {extra[0]}"
-    for key in expected:
-        if expected[key] != found[key]:
-            return f"{key} is {list(found[key])}, not {list(expected[key])}"
-    return ""
 
 
 def record_checkpoints(

@@ -268,12 +268,22 @@ def run_encode(
     ceiling = None
     if reliability is not None:
         repeats = read_npy(reliability, fix="save the repeats (repeats x rows x targets) with numpy.save")
-        ceiling = split_half_reliability(repeats, seed=seed)
+        try:
+            ceiling = split_half_reliability(repeats, seed=seed)
+        except NeurometryError as exc:
+            raise NeurometryError(f"--reliability {reliability}: {exc}") from None
+        repeats_shape = tuple(int(n) for n in np.shape(repeats))
     results, records = {}, []
     for src in tqdm(sources, desc="encode", unit="point", file=sys.stderr, disable=not progress, delay=1.0):
         x = read_rows(src)
         if y is None:  # aligned with the rows of the first point read (every point has the same rows)
             y, names = _targets(sources, targets, target_columns, id_column, len(x))
+            if ceiling is not None and ceiling.size != y.shape[1]:
+                raise NeurometryError(
+                    f"--reliability {reliability} has shape {repeats_shape}: repeats of {ceiling.size} target"
+                    f"{'s' if ceiling.size != 1 else ''}, but there are {y.shape[1]} targets; give repeats x rows "
+                    f"x targets, shape (n_repeats, {y.shape[0]}, {y.shape[1]}), saved with numpy.save"
+                )
         result = encode(
             x, y, folds=folds, inner_folds=folds, seed=seed, groups=_groups(src), ceiling=ceiling, device=device
         )

@@ -137,7 +137,9 @@ def compare_series(
     names = _series_points(store, steps, points)
     if pairwise:
         if len(names) != 1:
-            raise NeurometryError(f"--pairwise compares steps at one point; choose one of {', '.join(names)} with --points")
+            raise NeurometryError(
+                f"--pairwise compares steps at one point; choose one of {', '.join(names)} with --points-a"
+            )
         point = names[0]
         reps = {str(s.step): store.activations(point, run=s.run_id) for s in steps}
         results = compare_matrix(reps, None, metric, seed=seed, progress=progress, device=device, **params)

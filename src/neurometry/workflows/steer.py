@@ -69,7 +69,12 @@ def load_pairs(source: str) -> tuple[list[dict[str, str]], str]:
         pairs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     except json.JSONDecodeError as exc:
         raise NeurometryError(f"{path} is not JSONL ({exc}); one JSON object per line") from None
-    missing = [i for i, p in enumerate(pairs) if not {"positive", "negative"} <= set(p)]
+    if not pairs:
+        raise NeurometryError(
+            f"{path} holds no pairs; give one JSON object per line with 'positive' and 'negative' prompts "
+            "(and 'target' and 'opposite' continuations for steer eval)"
+        )
+    missing = [i for i, p in enumerate(pairs) if not isinstance(p, dict) or not {"positive", "negative"} <= set(p)]
     if missing:
         raise NeurometryError(
             f"{len(missing)} rows of {path} lack 'positive' or 'negative' (first: row {missing[0]})"
@@ -124,6 +129,11 @@ def build_from_pairs(
     (default: the CPU, float32)."""
     run_device, run_dtype = placement(device, model_dtype)
     pairs, source = load_pairs(pairs_source)
+    if len(pairs) < 2:
+        raise NeurometryError(
+            f"{pairs_source} holds {len(pairs)} pair; a steering vector needs at least 2 pairs, one JSON object "
+            "per line with 'positive' and 'negative' prompts"
+        )
     train = train if train is not None else max(2, (len(pairs) * 2) // 3)
     if not 2 <= train <= len(pairs):
         raise NeurometryError(f"--train must be between 2 and {len(pairs)} pairs, got {train}")
