@@ -71,6 +71,21 @@ def test_recording_the_saved_checkpoints_again_gives_the_same_rows(lab_run, run_
                                       store.activations("features", run=second.run_id))
 
 
+def test_recording_lab_name_without_checkpoints_records_its_initialisation(lab_run, run_cli, tmp_path):
+    """`record lab:NAME` is the lab's model as built with seed 0, before any update: the lab's own step 0."""
+    root, _ = lab_run
+    probes = next((root / "store" / "probes").glob("collapse-*.npz"))
+    with blas_threads(torch_threads=True):
+        result = run_cli("record", "lab:collapse:test", probes, "--points", "features", "--out", tmp_path / "init",
+                         "--quiet", "--batch-size", "1024")
+    assert result.returncode == 0, result.stderr
+    assert "run 'collapse'" in result.stdout
+    first = open_store(root / "store").series("collapse")[0]
+    assert first.step == 0
+    np.testing.assert_array_equal(open_store(tmp_path / "init").activations("features", run="collapse"),
+                                  open_store(root / "store").activations("features", run=first.run_id))
+
+
 def test_running_the_lab_again_replaces_its_series(lab_run, run_cli):
     root, _ = lab_run
     result = run_cli("lab", "collapse", "--size", "test", "--steps", "40", "--out", root / "store", "--json")

@@ -23,7 +23,7 @@ def cmd_record(args: argparse.Namespace) -> None:
     if args.steps or args.series:
         raise NeurometryError("--steps and --series go with --checkpoints")
     result = record(
-        args.model, args.data, args.points, args.out, reduce=args.reduce, dtype=args.dtype,
+        base_model(args.model), args.data, args.points, args.out, reduce=args.reduce, dtype=args.dtype,
         batch_size=args.batch_size, max_tokens=args.max_tokens, run=args.run, overwrite=args.overwrite,
         progress=not args.quiet, chunk_rows=args.chunk_rows, device=args.device, model_dtype=args.model_dtype,
         max_batch_tokens=args.max_batch_tokens, engine="ray" if args.ray is not None else "local",
@@ -78,8 +78,8 @@ def _record_checkpoints(args: argparse.Namespace) -> None:
 
 
 def base_model(spec: str):
-    """``lab:NAME`` (or ``lab:NAME:test``) is a lab's freshly built model, which its checkpoints load into;
-    anything else is a model spec as given."""
+    """``lab:NAME`` (or ``lab:NAME:test``) is a lab's freshly built model (its initialisation, which its
+    checkpoints load into); anything else is a model spec as given."""
     if not spec.startswith("lab:"):
         return spec
     from neurometry.workflows.lab import lab_model

@@ -71,8 +71,12 @@ class RecordResult:
 
 
 def default_run_name(model_name: str) -> str:
-    """A run id from the model's name: ``minilm``, ``my-model`` (folder name), ``mymod.factory``."""
-    base = Path(model_name.rstrip("/")).name if ":" not in model_name else model_name.split(":")[-1]
+    """A run id from the model's name: ``minilm``, ``my-model`` (folder name), ``mymod.factory``,
+    ``superposition`` (``lab:superposition:test``)."""
+    if model_name.startswith("lab:"):
+        base = model_name.split(":")[1]
+    else:
+        base = Path(model_name.rstrip("/")).name if ":" not in model_name else model_name.split(":")[-1]
     return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.") or "run"
 
 
