@@ -51,8 +51,25 @@ def test_detect_truth_reads_the_planted_point_and_transfers(tmp_path, run_cli):
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, run_cli):
+    from safetensors.numpy import save_file
+
     planted_store(tmp_path / "a", seed=0)
+    planted_store(tmp_path / "wide", seed=1, d=24)  # the same points, 24 features instead of 16
+    (tmp_path / "other").mkdir()
+    planted_store(tmp_path / "other" / "a", seed=2)  # another store of the same folder name
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(60, 6)))
+    np.save(tmp_path / "y.npy", np.repeat([0.0, 1.0, 2.0], 20))
+    np.save(tmp_path / "y_nan.npy", np.r_[np.repeat([0.0, 1.0, 2.0], 20)[:-1], np.nan])
+    save_file({"W": np.ones((3, 5), dtype=np.float32), "b": np.zeros(3, dtype=np.float32)}, str(tmp_path / "w.safetensors"))
     for args, message in [
+        (("detect", "truth", tmp_path / "a", "--label", "label", "--transfer", tmp_path / "a"), "is the store itself"),
+        (("detect", "truth", tmp_path / "a", "--label", "label", "--transfer", tmp_path / "wide"),
+         "early has 24 features here and 16 in"),
+        (("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--in", "0.0", "1.0", "--classifier",
+          tmp_path / "w.safetensors"), "W has shape (3, 5) and b (3,); give W shaped (classes, 6)"),
+        (("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y_nan.npy", "--in", "0.0", "1.0"),
+         "1 rows have no label (NaN or empty; first: row 59)"),
         (("detect", "truth", tmp_path / "missing"), "does not exist"),
         (("detect", "truth", tmp_path / "a", "--label", "nope"), "no column 'nope'"),
         (("detect", "truth", tmp_path / "a", "--label", "group"), "exactly two"),
@@ -67,6 +84,12 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, run_cli):
         result = run_cli(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    # two stores of the same folder name: both sets kept (the second named by its path), no empty matrix
+    result = run_cli("detect", "truth", tmp_path / "a", "--label", "label", "--transfer", tmp_path / "other" / "a",
+                     "--methods", "mass_mean", "--json")
+    assert result.returncode == 0 and "Warning" not in result.stderr, result.stderr
+    late = next(m for m in json.loads(result.stdout)["transfer"] if m["point"] == "late")
+    assert late["names"] == ["a", str(tmp_path / "other" / "a")] and late["accuracy"][0][1] > 0.85
 
 
 def test_detect_ood_separates_a_planted_far_cluster_from_a_store_and_from_npy(tmp_path, run_cli):

@@ -273,6 +273,9 @@ def test_errors():
     params = metric.resolve({"k": 5})
     with pytest.raises(NeurometryError, match="only 4 other rows"):
         metric.take(metric.prepare(x, params), np.array([0] * 8 + [1, 2, 3, 4]), params)
-    # a representation whose neighbour kernel is zero (all-zero rows): 0 / 0, an error and not NaN
-    with pytest.raises(NeurometryError, match="cknna is undefined"):
+    # a representation with one row for every stimulus (all zeros: a zero neighbour kernel, 0 / 0): an error, not
+    # NaN, and not the arbitrary tie-break neighbours that mutual_knn gave a constant representation
+    with pytest.raises(NeurometryError, match="cknna: a representation has the same row for every stimulus"):
         cknna(np.zeros((12, 3)), y, k=3)
+    with pytest.raises(NeurometryError, match="mutual_knn: a representation has the same row for every stimulus"):
+        mutual_knn(x, np.ones((12, 3)), k=3)

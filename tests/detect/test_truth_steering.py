@@ -72,3 +72,20 @@ def test_batched_prompts_give_the_gaps_of_each_prompt_alone():
         np.testing.assert_allclose(batched, alone, atol=2e-4)
         gaps.append(batched)
     assert np.abs(gaps[1] - gaps[0]).max() > 1e-2  # the steered pass is steered
+
+
+def test_bad_steering_requests_are_one_line_and_no_nan():
+    """A finite alpha beyond float32's range overflows the model (it gave NaN gaps, printed and saved), one class
+    only, or one alpha: each is refused in one line."""
+    from neurometry.errors import NeurometryError
+    from neurometry.models import load_model
+
+    model = load_model("smollm2-135m")
+    statements = ["The city of Paris is in France.", "The city of Paris is in Peru."]
+    vector = np.ones(576)
+    with pytest.raises(NeurometryError, match="alpha 1e\\+300 drove the model's logits to Inf or NaN; use smaller"):
+        steering_effect(model, statements, [True, False], vector, "resid.12", alphas=(0.0, 1e300))
+    with pytest.raises(NeurometryError, match="the 2 statements are all true"):
+        steering_effect(model, statements, [True, True], vector, "resid.12")
+    with pytest.raises(NeurometryError, match="fewer than two values"):
+        steering_effect(model, statements, [True, False], vector, "resid.12", alphas=(1.0, 1.0))

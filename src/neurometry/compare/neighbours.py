@@ -181,6 +181,9 @@ def _prepare(
 ) -> NeighbourState:
     rows = as_rows(x, name="x")
     k = _check_k(k, len(rows), name, least_k)
+    if not np.ptp(rows, axis=0).any():
+        raise NeurometryError(f"{name}: a representation has the same row for every stimulus, so its nearest "
+                              "neighbours are arbitrary ties; give representations that vary across stimuli")
     ids = np.arange(len(rows), dtype=np.int64)
     inv_norm = _inverse_norms(rows)
     neighbours, similarity = _nearest(rows, inv_norm, ids, k, name, device)

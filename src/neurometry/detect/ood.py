@@ -61,6 +61,7 @@ import torch
 
 from neurometry.errors import NeurometryError, did_you_mean
 from neurometry.linalg import as_tensor, cross_product
+from neurometry.models.devices import resolve_device
 from neurometry.probe.directions import ledoit_wolf_shrinkage
 from neurometry.threads import map_blocks
 
@@ -609,7 +610,7 @@ def kth_neighbour_distances(
         raise NeurometryError(f"queries must be (rows, {d}) like the reference rows, got {q64.shape}")
     if not (np.isfinite(q64).all() and np.isfinite(x64).all()):
         raise NeurometryError("kth_neighbour_distances: the data contain NaN or Inf; remove those rows")
-    device = torch.device("cpu") if device is None else torch.device(device)
+    device = resolve_device(device, announce=False)  # a device this machine lacks is one line here
     tq, tx = torch.from_numpy(q64).to(device), torch.from_numpy(x64).to(device)
     kc = k + max(6, k // 2)
     KTH_NEIGHBOUR_STATS.clear()

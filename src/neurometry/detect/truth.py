@@ -79,7 +79,12 @@ class TruthProbe:
 
     def score(self, x: Any) -> np.ndarray:
         """(n,) the statements' projections less the threshold: above 0 reads as true."""
-        return as_rows(x, "x", min_rows=1) @ self.direction_ - self.threshold_
+        if not hasattr(self, "direction_"):
+            raise NeurometryError("this TruthProbe is not fitted yet; call fit(x, truth) first")
+        rows = as_rows(x, "x", min_rows=1)
+        if rows.shape[1] != len(self.direction_):
+            raise NeurometryError(f"x has {rows.shape[1]} features but the probe was fitted on {len(self.direction_)}")
+        return rows @ self.direction_ - self.threshold_
 
     def predict(self, x: Any) -> np.ndarray:
         """(n,) the predicted labels."""

@@ -87,9 +87,17 @@ def steering_effect(model: LoadedModel, statements: Sequence[str], truth: Sequen
     truth = np.asarray(truth, dtype=bool)
     if len(truth) != len(statements) or not len(truth):
         raise NeurometryError(f"{len(truth)} labels for {len(statements)} statements; give one label per statement")
-    prompts = [few_shot_prompt(s, shots) for s in statements]
+    if truth.all() or not truth.any():
+        raise NeurometryError(f"the {len(truth)} statements are all {'true' if truth.all() else 'false'}; "
+                              "the causal test compares true with false statements: give both")
     alphas = sorted(float(a) for a in alphas)
+    if len(set(alphas)) < 2:
+        raise NeurometryError(f"alphas {alphas} hold fewer than two values; the shift needs two different alphas")
+    prompts = [few_shot_prompt(s, shots) for s in statements]
     gaps = [truth_gaps(model, prompts, vector, point, alpha) for alpha in alphas]
-    return SteeringEffect(alphas, [float(g[truth].mean()) if truth.any() else float("nan") for g in gaps],
-                          [float(g[~truth].mean()) if (~truth).any() else float("nan") for g in gaps],
+    for alpha, gap in zip(alphas, gaps, strict=True):
+        if not np.isfinite(gap).all():
+            raise NeurometryError(f"alpha {alpha:g} drove the model's logits to Inf or NaN; use smaller alphas "
+                                  f"(the direction's norm is {float(np.linalg.norm(np.asarray(vector))):.3g})")
+    return SteeringEffect(alphas, [float(g[truth].mean()) for g in gaps], [float(g[~truth].mean()) for g in gaps],
                           float((gaps[-1] - gaps[0]).mean()), len(truth))

@@ -38,7 +38,7 @@ def check_chunk(chunk: Any, start: int, feat_shape: tuple[int, ...] | None) -> n
             "every chunk must have the same feature shape"
         )
     if x.dtype.kind == "f":
-        finite = np.isfinite(x.reshape(len(x), -1)).all(1)
+        finite = np.isfinite(x.reshape(len(x), int(np.prod(x.shape[1:])))).all(1)
         if not finite.all():
             row = start + int(np.flatnonzero(~finite)[0])
             raise NeurometryError(

@@ -44,6 +44,17 @@ MAX_AUTO_CLASSES = 10
 distinct values is treated as class labels (e.g. 0/1 labels read from a float column)."""
 
 
+def _check_penalty(kind: str, C: Any, alpha: Any) -> None:
+    """The logistic probe's C must be a finite number > 0, the ridge probe's alpha a finite number >= 0."""
+    name, value, low = ("C", C, "above 0") if kind == "logistic" else ("alpha", alpha, ">= 0")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or number < 0 or (kind == "logistic" and number == 0):
+        raise NeurometryError(f"{name} of a {kind} probe must be a finite number {low}, got {value!r}")
+
+
 def _check_kind(kind: Any, kinds: tuple[str, ...]) -> str:
     if kind not in kinds:
         hint = (
@@ -91,6 +102,7 @@ class LinearProbe(BaseEstimator):
     def fit(self, X: Any, y: Any) -> LinearProbe:
         """Fit on X (n, d) activations and y (n,) labels (logistic) or targets (ridge)."""
         kind = _check_kind(self.kind, ESTIMATOR_KINDS)
+        _check_penalty(kind, self.C, self.alpha)
         x = as_rows(X, "X")
         y = np.asarray(y)
         if len(y) != len(x):
@@ -112,6 +124,11 @@ class LinearProbe(BaseEstimator):
         self.n_features_in_ = x.shape[1]
         return self
 
+    def _model(self) -> Any:
+        if not hasattr(self, "model_"):
+            raise NeurometryError("this LinearProbe is not fitted yet; call fit(X, y) first")
+        return self.model_
+
     def _standardised(self, X: Any) -> np.ndarray:
         x = as_rows(X, "X")
         if x.shape[1] != self.n_features_in_:
@@ -123,21 +140,21 @@ class LinearProbe(BaseEstimator):
     def decision_function(self, X: Any) -> np.ndarray:
         """Logits (logistic; (n,) for two classes, (n, classes) otherwise) or predictions (ridge)."""
         if self.kind == "logistic":
-            return self.model_.decision_function(self._standardised(X))
-        return self.model_.predict(self._standardised(X))
+            return self._model().decision_function(self._standardised(X))
+        return self._model().predict(self._standardised(X))
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.model_.predict(self._standardised(X))
+        return self._model().predict(self._standardised(X))
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (n, classes), columns in the order of ``classes_`` (logistic only)."""
         if self.kind != "logistic":
             raise NeurometryError("predict_proba needs kind='logistic'; a ridge probe predicts values")
-        return self.model_.predict_proba(self._standardised(X))
+        return self._model().predict_proba(self._standardised(X))
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Accuracy (logistic) or R^2 about the mean of ``y`` (ridge), as scikit-learn's mixins."""
-        return float(self.model_.score(self._standardised(X), y, sample_weight=sample_weight))
+        return float(self._model().score(self._standardised(X), y, sample_weight=sample_weight))
 
 
 @dataclass(frozen=True)
@@ -423,6 +440,7 @@ def probe(
     """
     x = as_rows(x, "x")
     target = _labels_or_values(y, len(x), kind)
+    _check_penalty(target.kind, C, alpha)
     confidence = _check_confidence(confidence)
     n_groups = _n_groups(groups, len(x))
     fold = _folds_for(target, folds, seed, groups)

@@ -5,11 +5,13 @@ out-of-distribution scores of a point split into in- and out-of-distribution row
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from neurometry.arrays import as_rows
@@ -126,11 +128,24 @@ def detect_truth(
         loaded = _run_model(store, run, model, "output baselines")
     others, opened = {}, [store]
     try:
+        names = {Path(source).resolve(): Path(source).name}
         for other in transfer or []:
+            if Path(other).resolve() in names:
+                raise NeurometryError(f"--transfer {other} is {'the store itself' if len(names) == 1 else 'given twice'}"
+                                      "; name each other statement set's store once")
             other_sources, other_store, _, other_truth, _ = _labelled(other, label, None, None,
                                                                       [s.name for s in sources])
             opened.append(other_store)
-            others[Path(other).name] = ({s.name: s for s in other_sources}, other_truth)
+            widths = {s.name: math.prod(s.shape) for s in sources}
+            for other_source in other_sources:
+                if math.prod(other_source.shape) != widths[other_source.name]:
+                    raise NeurometryError(
+                        f"--transfer {other}: {other_source.name} has {math.prod(other_source.shape)} features here "
+                        f"and {widths[other_source.name]} in {source}; record both sets with the same model")
+            # the matrix names each set by its folder, or by the path as given where two folders share a name
+            name = Path(other).name if Path(other).name not in names.values() else str(other)
+            names[Path(other).resolve()] = name
+            others[name] = ({s.name: s for s in other_sources}, other_truth)
         records, matrices = _decode(source, sources, truth, groups, methods, folds, seed, others, progress)
         if dynamics:
             if len(sources) < 3:
@@ -365,8 +380,10 @@ def detect_ood(
         raise NeurometryError(f"{len(labels)} labels for {len(features)} rows; give one label per row")
     as_text, fitting, held_in, held_out = _ood_split(labels, in_values, seed)
     with blas_threads():
-        weights = classifier_file(Path(classifier)) if classifier else _fitted_readout(features[fitting],
-                                                                                       as_text[fitting])
+        if classifier:
+            weights = classifier_file(Path(classifier), features.shape[1])
+        else:
+            weights = _fitted_readout(features[fitting], as_text[fitting])
         logits = features @ np.asarray(weights[0], dtype=np.float64).T + np.asarray(weights[1], dtype=np.float64)
         records = []
         for name in names:
@@ -400,6 +417,10 @@ def _score_params(names: list[str], device: str | None) -> dict[str, dict[str, A
 def _ood_split(labels: Any, in_values: list[str], seed: int) -> tuple[np.ndarray, ...]:
     """(labels as text, fitting, held-in, out-of-distribution) row masks: rows labelled one of ``in_values`` are
     in-distribution, and half of each in-distribution class (seeded) fits the scores."""
+    missing = np.flatnonzero(pd.isna(np.asarray(labels, dtype=object)))
+    if len(missing):
+        raise NeurometryError(f"{len(missing)} rows have no label (NaN or empty; first: row {missing[0]}); label "
+                              "every row or drop those rows")
     as_text = np.array([str(v) for v in labels])
     inside = np.isin(as_text, [str(v) for v in in_values])
     if inside.all() or not inside.any():

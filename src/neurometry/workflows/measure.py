@@ -127,7 +127,9 @@ def metadata_labels(src: Source, label: str | None) -> np.ndarray | None:
     return src.metadata[label].to_numpy()
 
 
-def classifier_file(path: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
+def classifier_file(path: Path | None, width: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """W (classes, features) and b (classes,) from a .safetensors (b defaults to zeros); with ``width``, W must
+    read rows of that many features."""
     if path is None:
         return None
     if not path.is_file():
@@ -136,7 +138,12 @@ def classifier_file(path: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
     if "W" not in tensors:
         raise NeurometryError(f"{path} has no tensor 'W' (classes x features); save W and b with safetensors")
     weights = tensors["W"]
-    return weights, tensors.get("b", np.zeros(len(weights), dtype=weights.dtype))
+    bias = tensors.get("b", np.zeros(len(weights), dtype=weights.dtype))
+    if weights.ndim != 2 or (width is not None and weights.shape[1] != width) or bias.shape != (len(weights),):
+        wanted = f"(classes, {width})" if width is not None else "(classes, features)"
+        raise NeurometryError(f"{path}: W has shape {weights.shape} and b {bias.shape}; give W shaped {wanted} and b "
+                              "one value per class")
+    return weights, bias
 
 
 def measure_sources(
