@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from neurometry.store import import_rows, open_store
@@ -70,6 +71,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, run_cli):
           tmp_path / "w.safetensors"), "W has shape (3, 5) and b (3,); give W shaped (classes, 6)"),
         (("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y_nan.npy", "--in", "0.0", "1.0"),
          "1 rows have no label (NaN or empty; first: row 59)"),
+        (("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "w.safetensors", "--in", "0.0"),
+         "is not a .npy; save one label per row"),
+        (("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--in", "0.0", "--scores", "knn"),
+         "need at least 50 training rows, got 10; lower k (--k)"),
+        (("detect", "ood", tmp_path / "w.safetensors", "--in", "0.0"), "is a file, not a store folder or .npy"),
+        (("detect", "truth", tmp_path / "a", "--label", "label", "--shots", "2"), "--shots goes with --baselines"),
+        (("detect", "truth", tmp_path / "a", "--label", "label", "--model", "m", "--baseline-statements", "9"),
+         "--model, --baseline-statements go with --baselines"),
+        (("detect", "truth", tmp_path / "a", "--label", "label", "--control", "label"),
+         "--control label is the label itself"),
+
         (("detect", "truth", tmp_path / "missing"), "does not exist"),
         (("detect", "truth", tmp_path / "a", "--label", "nope"), "no column 'nope'"),
         (("detect", "truth", tmp_path / "a", "--label", "group"), "exactly two"),
@@ -84,6 +96,14 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, run_cli):
         result = run_cli(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    with pytest.raises(SystemExit) as stopped:  # a usage error, before any model loads
+        run_cli("detect", "causal", tmp_path / "a", "--points", "late", "--alphas", "0", "nan")
+    assert stopped.value.code == 2
+    # one class in-distribution: the scores that read features alone need no classifier
+    one_class = run_cli("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--in", "0.0", "--scores",
+                        "knn", "--k", "3", "--bootstrap", "0", "--json")
+    assert one_class.returncode == 0, one_class.stderr
+    assert [r["score"] for r in json.loads(one_class.stdout)["results"]] == ["knn"]
     # two stores of the same folder name: both sets kept (the second named by its path), no empty matrix
     result = run_cli("detect", "truth", tmp_path / "a", "--label", "label", "--transfer", tmp_path / "other" / "a",
                      "--methods", "mass_mean", "--json")

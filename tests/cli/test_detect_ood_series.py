@@ -85,7 +85,9 @@ def test_series_bad_input_is_one_line(digits_series, run_cli):
         (("--series", "digits", "--label", "digit"), "--series needs --point"),
         (("--series", "digits", "--point", "features", "--label", "shade"), "no column 'shade'"),
         (("--series", "digits", "--point", "features", "--label", "digit", "--classifier", "w.safetensors"),
-         "leave out --labels and --classifier"),
+         "leave out --labels, --classifier, --run and --bootstrap"),
+        (("--series", "digits", "--point", "features", "--label", "digit", "--bootstrap", "50"),
+         "leave out --labels, --classifier, --run and --bootstrap"),
     ] + ([] if torch.cuda.is_available() else [
         (("--series", "digits", "--point", "features", "--label", "digit", "--scores", "knn", "--device", "cuda"),
          "--device cuda"),

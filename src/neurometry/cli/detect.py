@@ -6,18 +6,32 @@ from __future__ import annotations
 
 import argparse
 
-from neurometry.cli.output import add_device_arguments, finish, whole_number
+from neurometry.cli.output import add_device_arguments, finish, finite_number, whole_number
+from neurometry.errors import NeurometryError
+
+BASELINE_STATEMENTS = 200  # statements the output baselines judge
+TRUTH_SHOTS = 4  # solved examples in a few-shot True/False prompt
 
 
 def cmd_truth(args: argparse.Namespace) -> None:
     from neurometry.tables.detect import print_truth
     from neurometry.workflows.detect import detect_truth
 
+    baseline_options = {"--model": args.model, "--baseline-statements": args.baseline_statements,
+                        "--shots": args.shots}
+    given = [flag for flag, value in baseline_options.items() if value is not None]
+    if given and not args.baselines:
+        raise NeurometryError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --baselines; add it or "
+                              "leave them out")
+    if args.control and args.label in args.control:
+        raise NeurometryError(f"--control {args.label} is the label itself (it would read as perfect accuracy); name "
+                              "a column beside the label, such as the entity or the answer")
     document = detect_truth(args.store, label=args.label, group=args.group, labels_file=args.labels,
                             groups_file=args.groups, methods=args.methods, points=args.points,
                             run=args.run, folds=args.folds, seed=args.seed, transfer=args.transfer,
                             dynamics=args.dynamics, baselines=args.baselines, controls=args.control, model=args.model,
-                            baseline_statements=args.baseline_statements, shots=args.shots, progress=not args.json)
+                            baseline_statements=args.baseline_statements or BASELINE_STATEMENTS,
+                            shots=TRUTH_SHOTS if args.shots is None else args.shots, progress=not args.json)
     finish(args, document, lambda: print_truth(document))
 
 
@@ -32,25 +46,25 @@ def cmd_causal(args: argparse.Namespace) -> None:
 
 
 def cmd_ood(args: argparse.Namespace) -> None:
-    from neurometry.errors import NeurometryError
     from neurometry.tables.detect import print_ood, print_ood_series
     from neurometry.workflows.detect import detect_ood, detect_ood_series
 
     if args.series is not None:
         if args.point is None or args.label is None:
             raise NeurometryError("--series needs --point (the features) and --label (the class column)")
-        if args.labels or args.classifier:
-            raise NeurometryError("--series reads labels from the store and fits a readout at each step; leave out "
-                                  "--labels and --classifier")
+        if args.labels or args.classifier or args.run or args.bootstrap is not None:
+            raise NeurometryError("--series reads labels from every run of the series, fits a readout at each step and "
+                                  "gives no intervals; leave out --labels, --classifier, --run and --bootstrap")
         document = detect_ood_series(args.store, series=args.series, point=args.point, label=args.label,
                                      in_values=args.in_values, scores=args.scores, seed=args.seed,
-                                     progress=not args.json, device=args.device)
+                                     progress=not args.json, device=args.device, knn_k=args.k)
         finish(args, document, lambda: print_ood_series(document))
         return
 
     document = detect_ood(args.store, point=args.point, label=args.label, labels_file=args.labels,
                           in_values=args.in_values, scores=args.scores, classifier=args.classifier, run=args.run,
-                          bootstrap=args.bootstrap, seed=args.seed, device=args.device)
+                          bootstrap=1000 if args.bootstrap is None else args.bootstrap, seed=args.seed,
+                          device=args.device, knn_k=args.k)
     finish(args, document, lambda: print_ood(document))
 
 
@@ -88,9 +102,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="controls that read no activations: each statement scored by how often statements sharing its "
                         "value of COLUMN (the answer named, the entity) were true in the training folds")
     q.add_argument("--model", default=None, help="the model for --baselines (default: the one that recorded the run)")
-    q.add_argument("--baseline-statements", type=whole_number(2), default=200,
-                   help="statements the baselines judge (default 200; each few-shot prompt runs alone)")
-    q.add_argument("--shots", type=whole_number(0), default=4, help="solved examples in the few-shot prompt (default 4)")
+    q.add_argument("--baseline-statements", type=whole_number(2), default=None,
+                   help=f"statements the baselines judge (default {BASELINE_STATEMENTS})")
+    q.add_argument("--shots", type=whole_number(0), default=None,
+                   help=f"solved examples in the baselines' few-shot prompt (default {TRUTH_SHOTS})")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_truth)
     c = verbs.add_parser(
@@ -107,7 +122,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--model", default=None, help="the model (default: the one that recorded the run)")
     c.add_argument("--label", default="truth", help="the metadata column of true/false labels (default truth)")
     c.add_argument("--group", default=None, help="a column whose statements are held out together (e.g. group)")
-    c.add_argument("--alphas", nargs="+", type=float, default=[-3.0, 0.0, 3.0])
+    c.add_argument("--alphas", nargs="+", type=finite_number, default=[-3.0, 0.0, 3.0])
     c.add_argument("--statements", type=whole_number(2), default=60, help="held-out statements judged (default 60)")
     c.add_argument("--shots", type=whole_number(0), default=4, help="solved examples in the prompt (default 4)")
     c.add_argument("--run", default=None)
@@ -135,7 +150,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="every checkpoint of this series: each score's AUROC per step against NC1 of the fitting rows "
                         "(does a score separate better as the features collapse? Ammar et al. 2024)")
     add_device_arguments(o, model_dtype=False, what="the kNN search")
-    o.add_argument("--bootstrap", type=whole_number(0), default=1000)
+    o.add_argument("--bootstrap", type=whole_number(0), default=None,
+                   help="resamples behind each interval (default 1000; 0: none)")
+    o.add_argument("--k", type=whole_number(1), default=None,
+                   help="neighbours of the knn score (default 50, Sun et al.'s CIFAR-10 value)")
     o.add_argument("--seed", type=whole_number(0), default=0)
     o.add_argument("--json", action="store_true")
     o.set_defaults(func=cmd_ood)

@@ -265,7 +265,7 @@ class MahalanobisScore(OODScore):
         n, d = x.shape
         if len(classes) < 2:
             raise NeurometryError(
-                f"mahalanobis needs at least 2 classes in labels, got 1 ({classes[0]!r}); it models each class"
+                f"mahalanobis needs at least 2 classes in labels, got 1 ({str(classes[0])!r}); it models each class"
             )
         if n <= len(classes):
             raise NeurometryError(
@@ -341,7 +341,7 @@ class KNNScore(OODScore):
         x = _matrix(features, "features")
         if len(x) < self.k:
             raise NeurometryError(
-                f"knn: k = {self.k} neighbours need at least {self.k} training rows, got {len(x)}; lower k"
+                f"knn: k = {self.k} neighbours need at least {self.k} training rows, got {len(x)}; lower k (--k)"
             )
         self.reference_ = self._prepare(x, "features")
         return self
@@ -500,6 +500,10 @@ OOD_SCORES: dict[str, type[OODScore]] = {
     cls.name: cls for cls in (MaxSoftmaxScore, EnergyScore, MahalanobisScore, KNNScore, ViMScore, NECOScore)
 }
 """Every OOD score by its public name: ``msp``, ``energy``, ``mahalanobis``, ``knn``, ``vim``, ``neco``."""
+
+
+FEATURE_SCORES = ("mahalanobis", "knn")
+"""The scores that read the features alone (no logits, no classifier)."""
 
 
 def get_ood_score(name: str, **params: Any) -> OODScore:

@@ -57,10 +57,10 @@ def load_side(
         store = open_store(path)
         runs = [r.run_id for r in store.runs()]
         if run is None:
+            if not runs:
+                raise NeurometryError(f"{source} holds no runs yet; record into it first")
             if len(runs) != 1:
-                raise NeurometryError(
-                    f"{source} holds runs {', '.join(runs) or 'none'}; choose one with --run-{label.lower()}"
-                )
+                raise NeurometryError(f"{source} holds runs {', '.join(runs)}; choose one with --run-{label.lower()}")
             run = runs[0]
         points = [p.point for p in store.points(run)]
         chosen = _select(points, patterns, f"{source} (run {run})")

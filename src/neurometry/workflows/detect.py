@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from neurometry.arrays import as_rows
 from neurometry.detect.evaluation import evaluate, roc_curve
 from neurometry.detect.hallucination import city_answers
-from neurometry.detect.ood import OOD_SCORES, get_ood_score
+from neurometry.detect.ood import FEATURE_SCORES, OOD_SCORES, get_ood_score
 from neurometry.detect.output_baselines import output_baselines
 from neurometry.detect.semantic_dynamics import held_out_dynamics
 from neurometry.detect.truth import (
@@ -224,6 +224,10 @@ def detect_causal(
     sources, store, run, truth, groups = _labelled(source, label, group, run, points)
     try:
         texts = _statement_texts(sources[0])
+        reduce = store.run_info(run).settings.get("reduce")
+        if reduce not in (None, "last"):
+            raise NeurometryError(f"run {run!r} was recorded with --reduce {reduce}; the causal test adds the direction "
+                                  "at each statement's last token: record the statements with --reduce last")
         is_true, held, solved = _judged_split(texts, truth, groups, statements, shots, seed)
         loaded = _run_model(store, run, model, "True/False answer for the causal test")
         judged, train = [texts[i] for i in np.flatnonzero(held)], ~held
@@ -234,7 +238,7 @@ def detect_causal(
             effect = steering_effect(loaded, judged, is_true[held], vector, src.name, alphas=alphas, shots=solved)
             records.append({"point": src.name, "method": "mass_mean", **effect.to_dict()})
         params = {"label": label, "alphas": sorted(float(a) for a in alphas), "statements": int(held.sum()),
-                  "shots": shots, "seed": seed}
+                  "shots": len(solved), "seed": seed}  # the shots there were, where fewer remained than asked
         TRUTH_CAUSAL.save(store, run, [
             Result(r["point"], r["method"], r["shift"], params=params,
                    extra={"gap_true": r["gap_true"], "gap_false": r["gap_false"], "n": r["n"]},
@@ -358,6 +362,7 @@ def detect_ood(
     bootstrap: int = 1000,
     seed: int = 0,
     device: str | None = None,
+    knn_k: int | None = None,
 ) -> dict[str, Any]:
     """Out-of-distribution scores of one point of a store (or a .npy of features with ``labels_file``): rows whose
     ``label`` is one of ``in_values`` are in-distribution, the rest out. Half of the in-distribution rows
@@ -366,9 +371,9 @@ def detect_ood(
     (msp, energy, vim, neco) take them from ``classifier`` (a .safetensors with W (classes x features) and b),
     or else from a multinomial logistic regression fitted on the fitting half. Returns ``{"results": [{"score",
     "auroc", "aupr", "fpr95", ...}], ...}``; saved for a store. ``device`` (``--device``): where the kNN search
-    runs (the other scores are small dense algebra and stay on the CPU)."""
+    runs (the other scores are small dense algebra and stay on the CPU); ``knn_k`` (``--k``): its neighbours."""
     names = scores or list(OOD_SCORES)
-    params = _score_params(names, device)
+    params = _score_params(names, device, knn_k)
     sources, store, run = point_sources(source, run, [point] if point else None)
     if len(sources) != 1:
         raise NeurometryError(f"{source} holds {len(sources)} points; name one with --point")
@@ -380,15 +385,18 @@ def detect_ood(
         raise NeurometryError(f"{len(labels)} labels for {len(features)} rows; give one label per row")
     as_text, fitting, held_in, held_out = _ood_split(labels, in_values, seed)
     with blas_threads():
+        weights = logits = None
         if classifier:
             weights = classifier_file(Path(classifier), features.shape[1])
-        else:
+        elif any(name not in FEATURE_SCORES for name in names):
             weights = _fitted_readout(features[fitting], as_text[fitting])
-        logits = features @ np.asarray(weights[0], dtype=np.float64).T + np.asarray(weights[1], dtype=np.float64)
+        if weights is not None:
+            logits = features @ np.asarray(weights[0], dtype=np.float64).T + np.asarray(weights[1], dtype=np.float64)
         records = []
         for name in names:
             detector = get_ood_score(name, **params.get(name, {})).fit(
-                features[fitting], as_text[fitting], logits=logits[fitting], classifier=weights)
+                features[fitting], as_text[fitting], logits=None if logits is None else logits[fitting],
+                classifier=weights)
             values = detector.score(features, logits=logits)
             evaluation = evaluate(values[held_in], values[held_out], bootstrap=bootstrap, seed=seed).to_dict()
             fpr, tpr = roc_curve(values[held_in], values[held_out], ROC_POINTS)
@@ -396,7 +404,7 @@ def detect_ood(
                             "fpr95": evaluation["fpr_at_95_tpr"], **evaluation,
                             "roc": {"fpr": fpr.round(6).tolist(), "tpr": tpr.round(6).tolist()}})
     settings = {"point": sources[0].name, "label": label or labels_file, "in": list(in_values), "seed": seed,
-                "classifier": classifier or "logistic regression on the fitting half"}
+                "classifier": classifier or ("logistic regression on the fitting half" if weights is not None else None)}
     if store is not None:
         OOD.save(store, run, [
             Result(settings["point"], r["score"], r["auroc"], params={k: settings[k] for k in ("label", "in", "seed")},
@@ -408,10 +416,12 @@ def detect_ood(
             "results": records}
 
 
-def _score_params(names: list[str], device: str | None) -> dict[str, dict[str, Any]]:
-    """Each OOD score's parameters from the command's options: ``--device`` moves the kNN search."""
+def _score_params(names: list[str], device: str | None, knn_k: int | None) -> dict[str, dict[str, Any]]:
+    """Each OOD score's parameters from the command's options: ``--device`` moves the kNN search, ``--k`` sets
+    its neighbours."""
     target = stage_device(device)
-    return {"knn": {"device": target}} if target is not None and "knn" in names else {}
+    knn = {**({"device": target} if target is not None else {}), **({"k": knn_k} if knn_k is not None else {})}
+    return {"knn": knn} if knn and "knn" in names else {}
 
 
 def _ood_split(labels: Any, in_values: list[str], seed: int) -> tuple[np.ndarray, ...]:
@@ -446,6 +456,7 @@ def detect_ood_series(
     seed: int = 0,
     progress: bool = True,
     device: str | None = None,
+    knn_k: int | None = None,
 ) -> dict[str, Any]:
     """OOD detection at every checkpoint of ``series`` against neural collapse
     (:func:`neurometry.detect.ood_over_checkpoints`): at each step, rows of ``point`` split as :func:`detect_ood`
@@ -459,10 +470,11 @@ def detect_ood_series(
     from neurometry.workflows.series import complete_steps
 
     names = scores or ["neco", "msp", "mahalanobis"]
-    params = _score_params(names, device)
+    params = _score_params(names, device, knn_k)
     path = Path(source)
     if not path.is_dir():
-        raise NeurometryError(f"{source} does not exist; give a store folder with a series")
+        what = "is a file, not a store folder" if path.exists() else "does not exist"
+        raise NeurometryError(f"{source} {what}; give a store folder with a series")
     store = open_store(path)
     try:
         steps = complete_steps(store, series)

@@ -71,8 +71,10 @@ def _applicable(names: list[str], src: Source, has_labels: bool, has_inputs: boo
 def store_sources(store: Store, run: str | None, patterns: list[str] | None) -> tuple[str, list[Source]]:
     runs = store.runs()
     if run is None:
+        if not runs:
+            raise NeurometryError(f"{store.path} holds no runs yet; record into it first")
         if len(runs) != 1:
-            names = ", ".join(r.run_id for r in runs) or "none"
+            names = ", ".join(r.run_id for r in runs)
             raise NeurometryError(f"{store.path} holds runs {names}; choose one with --run")
         run = runs[0].run_id
     info = store.run_info(run)
@@ -110,6 +112,8 @@ def npy_source(path: Path) -> Source:
 
 def read_labels(path: Path) -> np.ndarray:
     """One label per row from a .npy file (for a .npy SOURCE, which has no metadata columns)."""
+    if Path(path).suffix.lower() != ".npy":
+        raise NeurometryError(f"labels file {path} is not a .npy; save one label per row with numpy.save")
     labels = read_npy(path, fix="save one label per row with numpy.save", what=f"labels from {path}")
     if labels.ndim != 1:
         raise NeurometryError(f"labels in {path} have shape {labels.shape}; give one label per row (a 1-D array)")

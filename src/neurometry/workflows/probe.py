@@ -37,9 +37,8 @@ def point_sources(source: str, run: str | None, points: list[str] | None) -> tup
             raise NeurometryError(f"no file {path}; give a store folder or a .npy array (rows x features)")
         return [npy_source(path)], None, None
     if not path.is_dir():
-        raise NeurometryError(
-            f"{source} does not exist; give a store folder or a .npy array (rows x features)"
-        )
+        what = "is a file, not a store folder or .npy" if path.exists() else "does not exist"
+        raise NeurometryError(f"{source} {what}; give a store folder or a .npy array (rows x features)")
     store = open_store(path)
     run, sources = store_sources(store, run, points)
     return sources, store, run
