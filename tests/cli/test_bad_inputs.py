@@ -168,6 +168,10 @@ BAD_INPUTS = [
      "nc1: 20 of 20 classes have a single row (e.g. 0); within-class variability needs at least 2 rows per class"),
     ("measure {root}/x.npy --measures nc1 --json", "nc1 needs labels (one class label per row): --label COLUMN"),
     ("measure {root}/x.npy --max-rows 2 --json", "max_rows (--max-rows) must be at least 3, got 2"),
+    ("demo --out ''", "--out is empty; give a folder name"),
+    ("report {store} -o ''", "-o is empty; give a file name"),
+    ("dataset truth-cities --limit 5 --out {out}/d", "--limit is for hallucination-cities"),
+    ("serve {store} --host 999.1.1.1", "choose another --host, an address of this machine"),
     # an array of no rows
     ("probe {root}/no_rows.npy --labels {root}/no_labels.npy", "no_rows.npy has no rows (shape (0, 8))"),
     ("encode {root}/no_rows.npy --targets {root}/no_rows.npy", "no_rows.npy has no rows"),

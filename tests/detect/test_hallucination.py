@@ -82,3 +82,7 @@ def test_the_dataset_command_writes_the_set(tmp_path, run_cli):
     assert missing.returncode == 2 and "--model" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
     stray = run_cli("dataset", "truth-cities", "--model", "smollm2-135m", "--out", tmp_path / "y")
     assert stray.returncode == 2 and "ships as it is" in stray.stderr
+    one = run_cli("dataset", "hallucination-cities", "--model", "smollm2-135m", "--limit", 1, "--out", tmp_path / "z",
+                  "--json")  # one answer is one class: no set to train a detector on, and nothing written
+    assert one.returncode == 2 and "all 1 of smollm2-135m's answers are" in one.stderr, one.stderr
+    assert not (tmp_path / "z").exists()

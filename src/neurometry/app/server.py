@@ -274,7 +274,7 @@ def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8765, mod
 
     if vectors and not model:
         raise NeurometryError("--vector needs --model: the model the vectors steer")
-    _check_port(host, port)
+    port = _check_port(host, port)
     check_store(store_path)  # before a model is loaded
     playground = Playground(model, vectors or []) if model else None
     app = create_app(store_path, playground, host=host)
@@ -284,9 +284,11 @@ def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8765, mod
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-def _check_port(host: str, port: int) -> None:
-    """Fail with one line, before loading anything, when the address is taken (uvicorn would log a
-    traceback-like message and exit)."""
+def _check_port(host: str, port: int) -> int:
+    """The port to listen on (port 0: a free one, chosen here so that the address printed is the one served).
+    Fails with one line, before loading anything, when the address is taken or not this machine's (uvicorn
+    would log a traceback-like message and exit)."""
+    import errno
     import socket
 
     if not 0 <= port <= 65535:
@@ -297,4 +299,8 @@ def _check_port(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
+            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                raise NeurometryError(f"cannot listen on {host} ({exc.strerror}); choose another --host, an address "
+                                      "of this machine (default 127.0.0.1)") from None
             raise NeurometryError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from None
+        return probe.getsockname()[1]

@@ -23,8 +23,9 @@ def cmd_dataset(args: argparse.Namespace) -> None:
         raise NeurometryError(
             f"unknown dataset {args.name!r}{did_you_mean(args.name, DATASET_NAMES)}; known: {', '.join(DATASET_NAMES)}"
         )
-    if args.model is not None:
-        raise NeurometryError(f"--model is for {HALLUCINATION_CITIES} (the model whose answers it records); "
+    if args.model is not None or args.limit is not None:
+        flag = "--model" if args.model is not None else "--limit"
+        raise NeurometryError(f"{flag} is for {HALLUCINATION_CITIES} (the model whose answers it records); "
                               f"{args.name} ships as it is")
     check_output_path(args.out, folder=True)
     path = DATASETS[args.name](args.out)

@@ -56,6 +56,8 @@ def check_output_path(path: str | os.PathLike, flag: str = "--out", *, folder: b
     read-only mounts and places like ``/proc`` that ``os.access`` calls writable. ``flag`` names the option in
     the message. Nothing is left behind and nothing is created.
     """
+    if not str(path).strip():  # Path("") is the working folder: never what an empty --out meant
+        raise NeurometryError(f"{flag} is empty; give a {'folder' if folder else 'file'} name")
     path = Path(path)
     if folder:
         if path.exists() and not path.is_dir():

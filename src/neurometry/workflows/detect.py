@@ -550,6 +550,10 @@ def export_hallucination_cities(model: str, out: str | Path, *, limit: int | Non
     loaded = load_model(model)
     require_causal(loaded, "answers to generate")
     table = city_answers(loaded, truth_statements("cities"), limit=limit)
+    if table["truth"].nunique() < 2:
+        kind = "correct" if (table["truth"] == "true").all() else "made up"
+        raise NeurometryError(f"all {len(table)} of {loaded.name}'s answers are {kind}: a set with one class trains no "
+                              "detector; raise --limit (or leave it out)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "hallucination-cities.jsonl"
