@@ -89,7 +89,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, run_cli):
         (("detect", "truth", tmp_path / "a", "--label", "label", "--baselines"), "no 'text' column"),
         (("detect", "causal", tmp_path / "a", "--label", "label", "--points", "late"), "no 'text' column"),
         (("detect", "causal", tmp_path / "a", "--label", "label", "--points", "late", "--alphas", "3"),
-         "two or more values"),
+         "two or more different values"),
+        (("detect", "causal", tmp_path / "a", "--label", "label", "--points", "late", "--alphas", "3", "3"),
+         "two or more different values"),
         (("detect", "causal", tmp_path / "a", "--label", "nope", "--points", "late"), "no column 'nope'"),
         (("detect", "causal", tmp_path / "a", "--label", "label", "--points", "nowhere"), "nowhere"),
     ]:

@@ -130,6 +130,7 @@ def held_out_detector(rows: np.ndarray, truth: Any, make: Callable[[], Any], nam
     truth = np.asarray(truth)
     if len(truth) != len(rows):
         raise NeurometryError(f"{len(truth)} labels for {len(rows)} statements; give one label per statement")
+    truth_classes(truth)  # exactly two labels, named in one line when not
     fold = fold_assignment(len(rows), folds, seed, groups, stratify=truth)
     scores = np.empty(len(rows))
     for k in range(int(fold.max()) + 1):

@@ -78,7 +78,8 @@ def _labelled(source: str, label: str, group: str | None, run: str | None, point
         truth = metadata_labels(sources[0], label)
         groups = metadata_labels(sources[0], group) if group is not None else None
     if any(value is None or (isinstance(value, float) and np.isnan(value)) for value in truth):
-        raise NeurometryError(f"column {label!r} has missing labels; drop those statements first")
+        where = f"column {label!r}" if labels_file is None else labels_file
+        raise NeurometryError(f"{where} has missing labels; drop those statements first")
     return sources, store, run, truth, groups
 
 
@@ -219,8 +220,8 @@ def detect_causal(
     Returns ``{"results": [{"point", "method": "mass_mean", "shift", "alphas", "gap_true", "gap_false", "n"}], ...}``
     (``shift``: the mean log-odds gap at the largest alpha less at the smallest; positive is the expected sign);
     saved as :data:`~neurometry.store.results.TRUTH_CAUSAL`."""
-    if len(alphas) < 2:
-        raise NeurometryError("--alphas needs two or more values (e.g. -3 0 3)")
+    if len(set(alphas)) < 2:
+        raise NeurometryError("--alphas needs two or more different values (e.g. -3 0 3)")
     sources, store, run, truth, groups = _labelled(source, label, group, run, points)
     try:
         texts = _statement_texts(sources[0])
