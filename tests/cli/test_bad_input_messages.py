@@ -114,24 +114,6 @@ def test_bad_input_names_the_fix(template, fragment, world, capsys, monkeypatch)
     assert not any((world / "out").iterdir())
 
 
-# 2: --max-pairs 0 said "no held-out pairs ..."; argparse now refuses it (SystemExit 2)
-USAGE_ERRORS = [
-    ("steer eval {tiny} {root}/no_vector.safetensors --max-pairs 0", "argument --max-pairs: must be at least 1, got 0"),
-    ("steer eval {tiny} {root}/no_vector.safetensors --max-pairs -3", "argument --max-pairs: must be at least 1"),
-]
-
-
-@pytest.mark.parametrize(("template", "fragment"), USAGE_ERRORS, ids=[t for t, _ in USAGE_ERRORS])
-def test_usage_error_names_the_option(template, fragment, world, capsys, monkeypatch):
-    monkeypatch.chdir(world / "out")
-    with pytest.raises(SystemExit) as stopped:
-        main(fill(template, world))
-    _, err = capsys.readouterr()
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert stopped.value.code == 2
-    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], err
-
-
 def test_words_table_positions_print_as_plain_numbers():
     """A table in memory with float positions: the message shows 1.5, not np.float64(1.5)."""
     import pandas as pd

@@ -264,6 +264,9 @@ USAGE_ERRORS = [
     ("diff {tiny} {root}/one_byte.safetensors --skip-first -1", "argument --skip-first: must be at least 0"),
     ("sae eval {out}/no-sae {store} --max-texts 0", "argument --max-texts: must be at least 1, got 0"),
     ("sae features {out}/no-sae {store} --top two", "argument --top: 'two' is not a whole number"),
+    # --max-pairs 0 said "no held-out pairs"
+    ("steer eval {tiny} {root}/one_byte.safetensors --max-pairs 0", "argument --max-pairs: must be at least 1, got 0"),
+    ("steer eval {tiny} {root}/one_byte.safetensors --max-pairs -3", "argument --max-pairs: must be at least 1"),
     # every --seed seeds numpy's generators, which take no negative seed
     ("probe {store} --label tense --seed -1", "argument --seed: must be at least 0, got -1"),
     ("compare {store} --metric cka --permutations 5 --seed -1", "argument --seed: must be at least 0"),
