@@ -76,6 +76,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, run_cli):
         (("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--in", "0.0", "--scores", "knn"),
          "need at least 50 training rows, got 10; lower k (--k)"),
         (("detect", "ood", tmp_path / "w.safetensors", "--in", "0.0"), "is a file, not a store folder or .npy"),
+        (("detect", "ood", tmp_path / "x.npy", "--labels", tmp_path / "y.npy", "--in", "0.0", "--scores", "msp"),
+         "hold one class, and a classifier's logits need two or more; give two or more --in values, or --classifier"),
         (("detect", "truth", tmp_path / "a", "--label", "label", "--shots", "2"), "--shots goes with --baselines"),
         (("detect", "truth", tmp_path / "a", "--label", "label", "--model", "m", "--baseline-statements", "9"),
          "--model, --baseline-statements go with --baselines"),

@@ -95,4 +95,7 @@ def test_series_bad_input_is_one_line(digits_series, run_cli):
         result = run_cli("detect", "ood", path, *args, "--in", "0", "1")
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    one_class = run_cli("detect", "ood", path, "--series", "digits", "--point", "features", "--label", "digit", "--in", "0")
+    assert one_class.returncode == 2 and len(one_class.stderr.strip().splitlines()) == 1, one_class.stderr
+    assert "a series fits a readout at every step: give two or more --in values" in one_class.stderr
 

@@ -285,7 +285,7 @@ def _held_out(is_true: np.ndarray, groups: np.ndarray | None, count: int, seed: 
     for side in (held, ~held):
         if is_true[side].all() or not is_true[side].any():
             raise NeurometryError("the held-out and the remaining statements each need true and false ones; "
-                                  "hold out more statements")
+                                  "hold out more statements (--statements, or --baseline-statements)")
     return held
 
 
@@ -496,7 +496,8 @@ def detect_ood_series(
             features = as_rows(store.activations(point, run=step.run_id).reshape(len(labels), -1),
                                f"the features of {point} at step {step.step}")
             with blas_threads():
-                heads.append(_fitted_readout(features[fitting], as_text[fitting]))
+                heads.append(_fitted_readout(features[fitting], as_text[fitting],
+                                             "a series fits a readout at every step: give two or more --in values"))
             train.append(features[fitting])
             held.append(features[held_in])
             out.append(features[held_out])
@@ -522,15 +523,17 @@ def detect_ood_series(
             "out_rows": int(held_out.sum()), "results": records}
 
 
-def _fitted_readout(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fitted_readout(features: np.ndarray, labels: np.ndarray,
+                    fix: str = "give two or more --in values, or --classifier, or only --scores knn mahalanobis"
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """(W (classes, d), b (classes,)) of a multinomial logistic regression on standardised features, mapped back
     to feature units: the linear classifier whose logits the logit-based scores read when none is given."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     if len(np.unique(labels)) < 2:
-        raise NeurometryError("the in-distribution rows hold one class; logit-based scores need two or more "
-                              "(or give --classifier)")
+        raise NeurometryError(f"the in-distribution rows hold one class, and a classifier's logits need two or more; "
+                              f"{fix}")
     scaler = StandardScaler().fit(features)
     model = LogisticRegression(max_iter=2000).fit(scaler.transform(features), labels)
     weights = model.coef_ / scaler.scale_
