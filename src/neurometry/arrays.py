@@ -42,3 +42,8 @@ def check_same_rows(a: Any, b: Any, what: str = "representations") -> None:
         raise NeurometryError(
             f"the two {what} have {na} and {nb} stimuli (rows); compare responses to the same stimuli, in the same order"
         )
+
+
+def plain_value(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds (for messages and JSON: ``1``, not ``np.int64(1)``)."""
+    return value.item() if isinstance(value, np.generic) else value

@@ -11,11 +11,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from neurometry.arrays import plain_value
 from neurometry.errors import NeurometryError
 from neurometry.files import read_delimited
 
@@ -93,22 +93,17 @@ def words_table(
     if positions.isna().any() or not np.all(positions == np.round(positions)):
         row = int(np.flatnonzero((positions.isna() | (positions != np.round(positions))).to_numpy())[0])
         raise NeurometryError(
-            f"{source} row {row + 1}: position {_plain(frame[POSITION].iloc[row])!r} is not a whole number"
+            f"{source} row {row + 1}: position {plain_value(frame[POSITION].iloc[row])!r} is not a whole number"
         )
     frame = frame.assign(**{POSITION: positions.astype(np.int64), WORD: words})
     frame[TEXT] = _natural_ids(frame[TEXT])
     if frame.duplicated([TEXT, POSITION]).any():
         first = frame[frame.duplicated([TEXT, POSITION], keep=False)].iloc[0]
-        raise NeurometryError(f"{source} gives text {_plain(first[TEXT])!r} position {_plain(first[POSITION])} twice; "
+        raise NeurometryError(f"{source} gives text {plain_value(first[TEXT])!r} position {plain_value(first[POSITION])} twice; "
                               "each (text, position) is one word")
     if frame.empty:
         raise NeurometryError(f"{source} has no words")
     return frame.sort_values([TEXT, POSITION], kind="stable").reset_index(drop=True)
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python number it holds (its repr is then ``1``, not ``np.int64(1)``)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _natural_ids(ids: pd.Series) -> pd.Series:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from neurometry.arrays import plain_value
 from neurometry.errors import NeurometryError
 from neurometry.measures.accumulators import ClassMomentsState, MomentsState, SubsampleState
 from neurometry.measures.registry import MeasureResult, register, result
@@ -34,10 +35,9 @@ def _classes(states: Mapping[str, Any], name: str) -> ClassMomentsState:
         )
     single = np.flatnonzero(np.asarray(c.counts) < 2)
     if len(single):  # one row has no spread: every such class would read as perfectly collapsed
-        example = c.classes[single[0]]
-        example = example.item() if hasattr(example, "item") else example
         raise NeurometryError(
-            f"{name}: {len(single)} of {len(c.classes)} classes have a single row (e.g. {example!r}); "
+            f"{name}: {len(single)} of {len(c.classes)} classes have a single row (e.g. "
+            f"{plain_value(c.classes[single[0]])!r}); "
             "within-class variability needs at least 2 rows per class: drop those rows or choose a coarser label"
         )
     return c

@@ -32,7 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.preprocessing import StandardScaler
 
-from neurometry.arrays import as_rows
+from neurometry.arrays import as_rows, plain_value
 from neurometry.errors import NeurometryError, did_you_mean
 from neurometry.folds import check_folds, fold_assignment
 from neurometry.threads import blas_threads
@@ -202,11 +202,6 @@ class _Target:
     classes: np.ndarray | None
 
 
-def _plain(label: Any) -> Any:
-    """A NumPy scalar label as the Python value (for messages: 1, not np.int64(1))."""
-    return label.item() if isinstance(label, np.generic) else label
-
-
 def _missing(y: np.ndarray) -> np.ndarray:
     if y.dtype.kind == "f":
         return ~np.isfinite(y)
@@ -257,7 +252,7 @@ def _labels_or_values(y: Any, n_rows: int, kind: str, name: str = "y") -> _Targe
         raise NeurometryError(f"{name} mixes label types (e.g. numbers and strings); use one type") from None
     if len(classes) < 2:
         raise NeurometryError(
-            f"{name} has a single class ({_plain(classes[0])!r}); a probe needs at least 2 classes"
+            f"{name} has a single class ({plain_value(classes[0])!r}); a probe needs at least 2 classes"
         )
     return _Target("logistic", codes.reshape(-1).astype(np.int64), classes)
 
@@ -272,7 +267,7 @@ def _check_class_sizes(target: _Target, folds: int, name: str = "y") -> None:
             else ""
         )
         raise NeurometryError(
-            f"class {_plain(target.classes[small])!r} of {name} has {counts[small]} rows, fewer than the {folds} "
+            f"class {plain_value(target.classes[small])!r} of {name} has {counts[small]} rows, fewer than the {folds} "
             f"folds; use folds={max(2, int(counts[small]))} or fewer, or more rows of that class{hint}"
         )
 
@@ -307,7 +302,7 @@ def _check_training_classes(codes: np.ndarray, fold: np.ndarray, classes: np.nda
         present = np.unique(codes[fold != f])
         if len(present) < 2:
             raise NeurometryError(
-                f"the training rows of fold {f} hold only class {_plain(classes[present[0]])!r} of {name} (its groups "
+                f"the training rows of fold {f} hold only class {plain_value(classes[present[0]])!r} of {name} (its groups "
                 "fall in few folds); use fewer folds or more groups per class"
             )
 

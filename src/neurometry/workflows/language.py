@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from neurometry.arrays import plain_value
 from neurometry.datasets import word_length
 from neurometry.errors import NeurometryError
 from neurometry.files import read_delimited
@@ -220,7 +221,7 @@ def _word_view(frame: pd.DataFrame, columns: list[str], target: str, baseline: S
         "scatter": {"surprisal": np.round(rows["surprisal"].to_numpy(float), 3).tolist(),
                     "target": np.round(rows[target].to_numpy(float), 2).tolist()},
         "largest_residuals": [
-            {"item": _plain(r[TEXT]), "zone": int(r[POSITION]), "word": str(r[WORD]),
+            {"item": plain_value(r[TEXT]), "zone": int(r[POSITION]), "word": str(r[WORD]),
              "surprisal": round(float(r["surprisal"]), 3), "target": round(float(r[target]), 2),
              "predicted": round(float(r["predicted"]), 2), "residual": round(float(r["residual"]), 2)}
             for _, r in worst.iterrows()
@@ -251,10 +252,6 @@ def _encode_residuals(store: Store, run: str, frame: pd.DataFrame, residuals: pd
         records.append({"point": point, "r": float(summary["mean_r"]), "alphas": summary["alpha"], "folds": folds,
                         "target": f"{target}_residual", "words": int(len(kept))})
     return records
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _depth(column: str) -> tuple[int, str]:
